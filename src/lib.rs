@@ -1,0 +1,1 @@
+//! wtd: WebTransport datagrams.

@@ -78,6 +78,10 @@ impl Error {
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(wtd_result::WTD_ERR_TIMEOUT, message)
     }
+    /// `WTD_ERR_INTERNAL`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(wtd_result::WTD_ERR_INTERNAL, message)
+    }
     /// `WTD_ERR_WOULD_BLOCK`.
     pub fn would_block(message: impl Into<String>) -> Self {
         Self::new(wtd_result::WTD_ERR_WOULD_BLOCK, message)

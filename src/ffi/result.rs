@@ -1,0 +1,199 @@
+//! Result strings, last error, version, runtime configuration and shutdown.
+
+use std::ffi::c_char;
+
+use super::{guard, guard_void, last_error_ptr};
+use crate::error::wtd_result;
+
+/// Major version of the library this header belongs to.
+pub const WTD_VERSION_MAJOR: u32 = 0;
+/// Minor version of the library this header belongs to.
+pub const WTD_VERSION_MINOR: u32 = 1;
+/// Patch version of the library this header belongs to.
+pub const WTD_VERSION_PATCH: u32 = 0;
+
+const fn parse_u32(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut v = 0u32;
+    while i < b.len() {
+        assert!(b[i].is_ascii_digit());
+        v = v * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    v
+}
+
+// The literals above are what cbindgen puts in the header; keep them equal to Cargo.toml.
+const _: () = assert!(
+    WTD_VERSION_MAJOR == parse_u32(env!("CARGO_PKG_VERSION_MAJOR"))
+        && WTD_VERSION_MINOR == parse_u32(env!("CARGO_PKG_VERSION_MINOR"))
+        && WTD_VERSION_PATCH == parse_u32(env!("CARGO_PKG_VERSION_PATCH")),
+    "WTD_VERSION_* constants in src/ffi/result.rs differ from the version in Cargo.toml"
+);
+
+static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+
+/// Maps a raw code from C to `wtd_result` (C may pass any int).
+pub(crate) fn result_from_raw(code: i32) -> Option<wtd_result> {
+    use wtd_result::*;
+    const ALL: [wtd_result; 17] = [
+        WTD_OK,
+        WTD_ERR_INVALID_ARGUMENT,
+        WTD_ERR_CLOSED,
+        WTD_ERR_TIMEOUT,
+        WTD_ERR_WOULD_BLOCK,
+        WTD_ERR_TOO_LARGE,
+        WTD_ERR_BUFFER_TOO_SMALL,
+        WTD_ERR_TLS,
+        WTD_ERR_CONNECTION,
+        WTD_ERR_REJECTED,
+        WTD_ERR_PROTOCOL,
+        WTD_ERR_IO,
+        WTD_ERR_SERIALIZATION,
+        WTD_ERR_NOT_SUPPORTED,
+        WTD_ERR_INVALID_STATE,
+        WTD_ERR_PANIC,
+        WTD_ERR_INTERNAL,
+    ];
+    ALL.iter().copied().find(|r| *r as i32 == code)
+}
+
+fn describe(r: wtd_result) -> &'static std::ffi::CStr {
+    use wtd_result::*;
+    match r {
+        WTD_OK => c"ok",
+        WTD_ERR_INVALID_ARGUMENT => c"invalid argument",
+        WTD_ERR_CLOSED => c"closed",
+        WTD_ERR_TIMEOUT => c"timed out",
+        WTD_ERR_WOULD_BLOCK => c"would block",
+        WTD_ERR_TOO_LARGE => c"datagram too large",
+        WTD_ERR_BUFFER_TOO_SMALL => c"buffer too small",
+        WTD_ERR_TLS => c"TLS error",
+        WTD_ERR_CONNECTION => c"connection error",
+        WTD_ERR_REJECTED => c"session rejected",
+        WTD_ERR_PROTOCOL => c"protocol violation",
+        WTD_ERR_IO => c"I/O error",
+        WTD_ERR_SERIALIZATION => c"serialization error",
+        WTD_ERR_NOT_SUPPORTED => c"not supported",
+        WTD_ERR_INVALID_STATE => c"invalid state",
+        WTD_ERR_PANIC => c"internal panic",
+        WTD_ERR_INTERNAL => c"internal error",
+    }
+}
+
+/// Returns a short static description of a result code, e.g. "closed" for `WTD_ERR_CLOSED`, or
+/// "unknown result code" for a value that is not a `wtd_result`. Takes the code as a plain
+/// integer so any value is safe to pass.
+///
+/// Ownership: the string is static; never free it. Thread: any. Errors: none; does not change
+/// `wtd_last_error_message()`.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_result_str(result: i32) -> *const c_char {
+    match result_from_raw(result) {
+        Some(r) => describe(r).as_ptr(),
+        None => c"unknown result code".as_ptr(),
+    }
+}
+
+/// Returns the message of the most recent failed wtd call on the calling thread (NUL-terminated
+/// UTF-8), or "" when the most recent call succeeded or there was none.
+///
+/// Ownership: owned by wtd; valid until the next wtd call on this thread (other than
+/// `wtd_last_error_message`, `wtd_result_str` and the version functions); copy it to keep it.
+/// Thread: per thread — each thread sees its own last error. Errors: none.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_last_error_message() -> *const c_char {
+    last_error_ptr()
+}
+
+/// Returns the library version as a static string, e.g. "0.1.0". Compare with the
+/// `WTD_VERSION_*` macros to detect a header/library mismatch.
+///
+/// Ownership: static; never free it. Thread: any. Errors: none.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_version() -> *const c_char {
+    VERSION.as_ptr() as *const c_char
+}
+
+/// Returns the library version as `(major << 16) | (minor << 8) | patch`.
+///
+/// Thread: any. Errors: none.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_version_number() -> u32 {
+    (WTD_VERSION_MAJOR << 16) | (WTD_VERSION_MINOR << 8) | WTD_VERSION_PATCH
+}
+
+/// Sets the number of worker threads of wtd's internal runtime (default 2). All network I/O,
+/// timers and callbacks run on these threads (named "wtd-rt").
+///
+/// Call it before the first wtd call that creates a server, client or session (or after
+/// `wtd_shutdown()`). Thread: any.
+/// Errors: `WTD_ERR_INVALID_ARGUMENT` if `threads` is 0 or above 1024; `WTD_ERR_INVALID_STATE` if
+/// the runtime is already running.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_set_runtime_threads(threads: u32) -> wtd_result {
+    guard(|| crate::runtime::set_threads(threads as usize))
+}
+
+/// Stops wtd's internal runtime: background tasks are cancelled and the call waits up to 2
+/// seconds for the runtime threads to exit. Close and free your handles first; handles still open
+/// become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
+/// calling it twice, or before anything was started, is harmless.
+///
+/// Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_shutdown() {
+    guard_void(|| {
+        crate::logging::log_debug!("wtd_shutdown: stopping the runtime");
+        crate::runtime::shutdown();
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CStr;
+
+    #[test]
+    fn strings_for_every_code() {
+        for code in 0..=16 {
+            let r = result_from_raw(code).expect("every code 0..=16 exists");
+            assert_eq!(r as i32, code);
+            let s = unsafe { CStr::from_ptr(wtd_result_str(code)) }
+                .to_str()
+                .unwrap();
+            assert!(!s.is_empty() && s != "unknown result code");
+        }
+        let closed = unsafe { CStr::from_ptr(wtd_result_str(2)) };
+        assert_eq!(closed.to_str().unwrap(), "closed");
+        for bad in [-1, 17, i32::MAX, i32::MIN] {
+            let s = unsafe { CStr::from_ptr(wtd_result_str(bad)) };
+            assert_eq!(s.to_str().unwrap(), "unknown result code");
+        }
+    }
+
+    #[test]
+    fn version() {
+        let v = unsafe { CStr::from_ptr(wtd_version()) }.to_str().unwrap();
+        assert_eq!(v, env!("CARGO_PKG_VERSION"));
+        assert_eq!(
+            unsafe { wtd_version_number() },
+            WTD_VERSION_MAJOR << 16 | WTD_VERSION_MINOR << 8 | WTD_VERSION_PATCH
+        );
+    }
+
+    #[test]
+    fn set_runtime_threads_rejects_zero() {
+        // Zero is refused before the runtime state is consulted; other values are exercised in
+        // runtime.rs on a private runtime so this test cannot disturb the global one.
+        let r = unsafe { wtd_set_runtime_threads(0) };
+        assert_eq!(r, wtd_result::WTD_ERR_INVALID_ARGUMENT);
+        let msg = unsafe { CStr::from_ptr(wtd_last_error_message()) };
+        assert!(msg.to_str().unwrap().contains("at least 1"));
+        assert_eq!(
+            unsafe { wtd_set_runtime_threads(100_000) },
+            wtd_result::WTD_ERR_INVALID_ARGUMENT
+        );
+    }
+}

@@ -1,0 +1,445 @@
+//! One HTTP/3 connection carrying WebTransport sessions: control and QPACK streams, SETTINGS
+//! exchange, GOAWAY, and the driver task that routes datagrams by quarter stream id and delivers
+//! every session event (so events for one connection are never delivered in parallel).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use once_cell::sync::Lazy;
+use tokio::sync::{mpsc, watch, Notify};
+
+use super::errors::*;
+use super::frame;
+use super::qpack::EncoderStreamReader;
+use super::session_core::{CloseCause, CloseInfo, SessionCore};
+use super::settings::Settings;
+use super::stream_reader::{StreamEnd, StreamReader};
+use super::varint;
+use crate::error::{wtd_result, Error, Result};
+
+/// Unidirectional stream types (RFC 9114 §6.2, RFC 9204 §4.2, WebTransport).
+const STREAM_CONTROL: u64 = 0x00;
+const STREAM_PUSH: u64 = 0x01;
+const STREAM_QPACK_ENCODER: u64 = 0x02;
+const STREAM_QPACK_DECODER: u64 = 0x03;
+const STREAM_WEBTRANSPORT_UNI: u64 = 0x54;
+
+/// Which side of the connection wtd is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// wtd opened the connection.
+    Client,
+    /// wtd accepted it.
+    Server,
+}
+
+/// Server-side hook that turns CONNECT requests into sessions.
+pub trait RequestHandler: Send + Sync + 'static {
+    /// Handles a bidirectional stream opened by the client (a request).
+    fn handle(&self, conn: Arc<Connection>, send: quinn::SendStream, recv: quinn::RecvStream);
+}
+
+enum DriverEvent {
+    Closed(Arc<SessionCore>),
+    Draining(Arc<SessionCore>),
+}
+
+/// Connection-level counters.
+#[derive(Debug, Default)]
+pub struct ConnectionCounters {
+    /// Datagrams whose quarter stream id matched no open session (dropped).
+    pub datagrams_unknown_session: AtomicU64,
+}
+
+/// An HTTP/3 connection with WebTransport enabled.
+pub struct Connection {
+    /// The QUIC connection.
+    pub quic: quinn::Connection,
+    role: Role,
+    sessions: Mutex<HashMap<u64, Arc<SessionCore>>>,
+    peer_settings: watch::Sender<Option<Arc<Settings>>>,
+    control: tokio::sync::Mutex<Option<quinn::SendStream>>,
+    goaway: AtomicBool,
+    events: mpsc::UnboundedSender<DriverEvent>,
+    /// Connection-level counters.
+    pub counters: ConnectionCounters,
+    close_when_idle: AtomicBool,
+    _endpoint: Option<quinn::Endpoint>,
+}
+
+static CLOSING: Lazy<(AtomicUsize, Notify)> = Lazy::new(|| (AtomicUsize::new(0), Notify::new()));
+
+/// Runs a session-closing task on the runtime and tracks it, so shutdown can wait for closes
+/// in flight (`wait_closing`).
+pub(crate) fn spawn_closing<F: Future<Output = ()> + Send + 'static>(f: F) {
+    CLOSING.0.fetch_add(1, Ordering::SeqCst);
+    let task = async move {
+        f.await;
+        if CLOSING.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+            CLOSING.1.notify_waiters();
+        }
+    };
+    match crate::runtime::handle() {
+        Ok(h) => {
+            h.spawn(task);
+        }
+        Err(_) => {
+            CLOSING.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Waits until every close in flight has finished, at most `timeout`.
+pub async fn wait_closing(timeout: Duration) {
+    let _ = tokio::time::timeout(timeout, async {
+        loop {
+            let notified = CLOSING.1.notified();
+            if CLOSING.0.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await;
+}
+
+impl Connection {
+    /// Starts HTTP/3 on an established QUIC connection: opens the control stream with our
+    /// SETTINGS and spawns the stream acceptors and the datagram driver. Must run on the runtime.
+    pub async fn start(
+        quic: quinn::Connection,
+        role: Role,
+        handler: Option<Arc<dyn RequestHandler>>,
+        endpoint: Option<quinn::Endpoint>,
+    ) -> Result<Arc<Connection>> {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let conn = Arc::new(Connection {
+            quic,
+            role,
+            sessions: Mutex::new(HashMap::new()),
+            peer_settings: watch::channel(None).0,
+            control: tokio::sync::Mutex::new(None),
+            goaway: AtomicBool::new(false),
+            events: events_tx,
+            counters: ConnectionCounters::default(),
+            close_when_idle: AtomicBool::new(role == Role::Client),
+            _endpoint: endpoint,
+        });
+        let mut control = conn.quic.open_uni().await.map_err(conn_error)?;
+        let mut out = Vec::new();
+        varint::encode(STREAM_CONTROL, &mut out);
+        frame::encode(frame::SETTINGS, &Settings::wtd_local().encode_payload(), &mut out);
+        control.write_all(&out).await.map_err(|e| Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string()))?;
+        *conn.control.lock().await = Some(control);
+
+        tokio::spawn(accept_uni_loop(conn.clone()));
+        tokio::spawn(accept_bi_loop(conn.clone(), handler));
+        tokio::spawn(drive(conn.clone(), events_rx));
+        Ok(conn)
+    }
+
+    /// Client or server.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Waits for the peer's SETTINGS (at most `timeout`).
+    pub async fn peer_settings(&self, timeout: Duration) -> Result<Arc<Settings>> {
+        let mut rx = self.peer_settings.subscribe();
+        let wait = async { rx.wait_for(|s| s.is_some()).await.map(|s| s.clone()) };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(Ok(Some(s))) => Ok(s),
+            Ok(Ok(None)) => Err(Error::internal("settings vanished")),
+            Ok(Err(_)) => Err(Error::new(wtd_result::WTD_ERR_CONNECTION, "connection closed before SETTINGS")),
+            Err(_) => Err(Error::timeout("peer did not send HTTP/3 SETTINGS in time")),
+        }
+    }
+
+    /// True once the peer sent GOAWAY.
+    pub fn goaway_received(&self) -> bool {
+        self.goaway.load(Ordering::Relaxed)
+    }
+
+    /// Number of open sessions on this connection.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Registers a session so its datagrams are routed to it.
+    pub(crate) fn register(&self, session: &Arc<SessionCore>) {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(session.quarter_stream_id(), session.clone());
+    }
+
+    /// Unregisters a closed session and queues its close notice for the driver.
+    pub(crate) fn unregister(&self, session: &Arc<SessionCore>) {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session.quarter_stream_id());
+        if self.events.send(DriverEvent::Closed(session.clone())).is_err() {
+            // The driver is gone (connection over): deliver the notice here.
+            if let Some(info) = session.close_info() {
+                session.events.on_closed(&info);
+            }
+        }
+    }
+
+    pub(crate) fn notify_draining(&self, session: &Arc<SessionCore>) {
+        session.set_draining();
+        let _ = self.events.send(DriverEvent::Draining(session.clone()));
+    }
+
+    /// Called when a local close finished: a client closes its connection once no session is left.
+    pub(crate) fn session_gone(&self) {
+        if self.close_when_idle.load(Ordering::Relaxed) && self.session_count() == 0 {
+            self.quic.close(varint_of(H3_NO_ERROR), b"");
+        }
+    }
+
+    /// Keeps the connection open after its last session closes (for connection sharing).
+    pub fn keep_when_idle(&self) {
+        self.close_when_idle.store(false, Ordering::Relaxed);
+    }
+
+    /// Closes the connection with an HTTP/3 error.
+    pub fn close_with(&self, err: &H3Error) {
+        crate::logging::log(
+            if err.code == H3_NO_ERROR { crate::logging::wtd_log_level::WTD_LOG_DEBUG } else { crate::logging::wtd_log_level::WTD_LOG_WARN },
+            format_args!("closing connection to {}: {}", self.quic.remote_address(), err),
+        );
+        self.quic.close(varint_of(err.code), err.reason.as_bytes());
+    }
+
+    /// Sends GOAWAY (server: no request streams past those already accepted).
+    pub async fn send_goaway(&self) {
+        let mut payload = Vec::new();
+        let next = if self.role == Role::Server {
+            self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().max().map_or(0, |q| (q + 1) * 4)
+        } else {
+            0
+        };
+        varint::encode(next, &mut payload);
+        let mut out = Vec::new();
+        frame::encode(frame::GOAWAY, &payload, &mut out);
+        if let Some(control) = self.control.lock().await.as_mut() {
+            let _ = control.write_all(&out).await;
+        }
+    }
+
+    /// Every open session (for shutdown).
+    pub fn sessions(&self) -> Vec<Arc<SessionCore>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Closes the connection on a protocol error seen while reading a stream.
+    pub(crate) fn fail(&self, end: &StreamEnd) {
+        if let StreamEnd::Protocol(e) = end {
+            self.close_with(e);
+        }
+    }
+
+    fn dispatch_datagram(&self, mut data: Bytes) -> std::result::Result<(), H3Error> {
+        let Some((qsid, n)) = varint::decode(&data) else {
+            return Err(H3Error::new(H3_DATAGRAM_ERROR, "datagram without a quarter stream id"));
+        };
+        let session = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(&qsid).cloned();
+        match session {
+            Some(s) => {
+                let _ = data.split_to(n);
+                s.events.on_datagram(data);
+            }
+            None => {
+                self.counters.datagrams_unknown_session.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A QUIC varint for an error code (codes above 2^62 cannot occur; clamp defensively).
+pub(crate) fn varint_of(code: u64) -> quinn::VarInt {
+    quinn::VarInt::from_u64(code).unwrap_or(quinn::VarInt::MAX)
+}
+
+fn conn_error(e: quinn::ConnectionError) -> Error {
+    Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string())
+}
+
+/// The code and reason to report for sessions still open when the connection ended.
+pub(crate) fn close_info_for(err: &quinn::ConnectionError) -> CloseInfo {
+    let (code, reason) = match err {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            let raw = c.error_code.into_inner();
+            let reason = String::from_utf8_lossy(&c.reason).into_owned();
+            // wtq maps the session code into the H3 space; wtr sends it raw (below 0x100).
+            let code = h3_to_wt_app_error(raw).or(if raw < 0x100 { Some(raw as u32) } else { None });
+            (code.unwrap_or(0), if reason.is_empty() { format!("connection closed (0x{raw:x})") } else { reason })
+        }
+        other => (0, other.to_string()),
+    };
+    CloseInfo { code, reason, cause: CloseCause::ConnectionClosed }
+}
+
+async fn drive(conn: Arc<Connection>, mut events: mpsc::UnboundedReceiver<DriverEvent>) {
+    let lost = loop {
+        tokio::select! {
+            biased;
+            ev = events.recv() => match ev {
+                Some(ev) => handle_event(ev),
+                None => return,
+            },
+            dg = conn.quic.read_datagram() => match dg {
+                Ok(data) => {
+                    if let Err(e) = conn.dispatch_datagram(data) {
+                        conn.close_with(&e);
+                    }
+                }
+                Err(e) => break e,
+            },
+        }
+    };
+    let info = close_info_for(&lost);
+    for s in conn.sessions() {
+        s.mark_closed(info.clone());
+    }
+    while let Ok(ev) = events.try_recv() {
+        handle_event(ev);
+    }
+}
+
+fn handle_event(ev: DriverEvent) {
+    match ev {
+        DriverEvent::Closed(s) => {
+            if let Some(info) = s.close_info() {
+                s.events.on_closed(&info);
+            }
+        }
+        DriverEvent::Draining(s) => s.events.on_draining(),
+    }
+}
+
+async fn accept_bi_loop(conn: Arc<Connection>, handler: Option<Arc<dyn RequestHandler>>) {
+    while let Ok((mut send, recv)) = conn.quic.accept_bi().await {
+        match (&handler, conn.role) {
+            (Some(h), Role::Server) => h.handle(conn.clone(), send, recv),
+            _ => {
+                // Server-initiated bidirectional streams are WebTransport streams; wtd carries
+                // datagrams only.
+                let _ = send.reset(varint_of(WT_BUFFERED_STREAM_REJECTED));
+                let mut r = StreamReader::new(recv);
+                r.stop(WT_BUFFERED_STREAM_REJECTED);
+            }
+        }
+    }
+}
+
+async fn accept_uni_loop(conn: Arc<Connection>) {
+    let seen = Arc::new(Mutex::new([false; 3]));
+    while let Ok(recv) = conn.quic.accept_uni().await {
+        tokio::spawn(handle_uni(conn.clone(), recv, seen.clone()));
+    }
+}
+
+async fn handle_uni(conn: Arc<Connection>, recv: quinn::RecvStream, seen: Arc<Mutex<[bool; 3]>>) {
+    let mut reader = StreamReader::new(recv);
+    let ty = match reader.read_varint().await {
+        Ok(Some(ty)) => ty,
+        Ok(None) | Err(_) => return,
+    };
+    let critical = match ty {
+        STREAM_CONTROL | STREAM_QPACK_ENCODER | STREAM_QPACK_DECODER => ty as usize,
+        STREAM_PUSH => {
+            // wtd never sends MAX_PUSH_ID, so a push stream is an error (RFC 9114 §4.6).
+            let code = if conn.role == Role::Client { H3_ID_ERROR } else { H3_STREAM_CREATION_ERROR };
+            conn.close_with(&H3Error::new(code, "unexpected push stream"));
+            return;
+        }
+        STREAM_WEBTRANSPORT_UNI => {
+            reader.stop(WT_BUFFERED_STREAM_REJECTED);
+            return;
+        }
+        _ => {
+            reader.stop(H3_STREAM_CREATION_ERROR); // unknown or GREASE stream type: ignore
+            return;
+        }
+    };
+    {
+        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen[critical] {
+            drop(seen);
+            conn.close_with(&H3Error::new(H3_STREAM_CREATION_ERROR, format!("second stream of type 0x{ty:x}")));
+            return;
+        }
+        seen[critical] = true;
+    }
+    let result = match ty {
+        STREAM_CONTROL => read_control(&conn, &mut reader).await,
+        STREAM_QPACK_ENCODER => read_encoder(&mut reader).await,
+        _ => read_decoder(&mut reader).await,
+    };
+    match result {
+        Err(end @ StreamEnd::Protocol(_)) => conn.fail(&end),
+        Err(StreamEnd::ConnectionLost(_)) => {}
+        Ok(()) | Err(StreamEnd::Reset(_)) => conn.close_with(&H3Error::new(
+            H3_CLOSED_CRITICAL_STREAM,
+            format!("critical stream 0x{ty:x} closed"),
+        )),
+    }
+}
+
+/// Reads the peer's control stream; returns only when it ends (which is an error).
+async fn read_control(conn: &Arc<Connection>, reader: &mut StreamReader) -> std::result::Result<(), StreamEnd> {
+    match reader.next_frame().await? {
+        Some((frame::SETTINGS, payload)) => {
+            let settings = Settings::decode_payload(&payload)?;
+            if settings.get(super::settings::QPACK_MAX_TABLE_CAPACITY).is_some_and(|v| v > 0) {
+                // Fine: we simply never use the peer's dynamic table.
+            }
+            conn.peer_settings.send_replace(Some(Arc::new(settings)));
+        }
+        Some((ty, _)) => {
+            return Err(H3Error::new(H3_MISSING_SETTINGS, format!("control stream began with frame 0x{ty:x}")).into())
+        }
+        None => return Ok(()),
+    }
+    while let Some((ty, payload)) = reader.next_frame().await? {
+        match ty {
+            frame::SETTINGS => return Err(H3Error::new(H3_FRAME_UNEXPECTED, "second SETTINGS frame").into()),
+            frame::DATA | frame::HEADERS | frame::PUSH_PROMISE => {
+                return Err(H3Error::new(H3_FRAME_UNEXPECTED, format!("frame 0x{ty:x} on control stream")).into())
+            }
+            frame::GOAWAY => {
+                frame::parse_goaway(&payload)?;
+                conn.goaway.store(true, Ordering::Relaxed);
+                for s in conn.sessions() {
+                    conn.notify_draining(&s);
+                }
+            }
+            frame::MAX_PUSH_ID if conn.role == Role::Client => {
+                return Err(H3Error::new(H3_FRAME_UNEXPECTED, "MAX_PUSH_ID from a server").into())
+            }
+            _ => {} // CANCEL_PUSH, MAX_PUSH_ID, unknown and GREASE frames are ignored
+        }
+    }
+    Ok(())
+}
+
+async fn read_encoder(reader: &mut StreamReader) -> std::result::Result<(), StreamEnd> {
+    let mut decoder = EncoderStreamReader::new();
+    while let Some(bytes) = reader.next_bytes().await? {
+        decoder
+            .feed(&bytes)
+            .map_err(|e| StreamEnd::Protocol(H3Error::new(e.h3_code(), e.to_string())))?;
+    }
+    Ok(())
+}
+
+async fn read_decoder(reader: &mut StreamReader) -> std::result::Result<(), StreamEnd> {
+    // With no dynamic table in use there is nothing for the peer's decoder to tell us.
+    while reader.next_bytes().await?.is_some() {}
+    Ok(())
+}

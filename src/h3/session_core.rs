@@ -1,0 +1,252 @@
+//! One WebTransport session at the HTTP/3 level: its CONNECT stream, its quarter stream id,
+//! datagram send, close, and the sink that receives its datagrams and close notice.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+
+use super::capsule;
+use super::connection::Connection;
+use super::draft::wtd_draft;
+use super::varint;
+use crate::error::{wtd_result, Error, Result};
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// This side called close.
+    Local,
+    /// The peer sent CLOSE_WEBTRANSPORT_SESSION.
+    PeerCapsule,
+    /// The peer finished the CONNECT stream without a capsule.
+    PeerFin,
+    /// The peer reset the CONNECT stream.
+    PeerReset,
+    /// The QUIC connection closed (either side, or idle timeout).
+    ConnectionClosed,
+}
+
+/// The code and reason a session closed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// Application close code (0 when the peer gave none).
+    pub code: u32,
+    /// Close reason (may be empty).
+    pub reason: String,
+    /// What ended it.
+    pub cause: CloseCause,
+}
+
+/// Receives a session's datagrams and its close notice. Called on the connection's driver task,
+/// never concurrently for one connection.
+pub trait SessionEvents: Send + Sync + 'static {
+    /// A datagram for this session (payload without the quarter stream id).
+    fn on_datagram(&self, payload: Bytes);
+    /// The session closed; called exactly once.
+    fn on_closed(&self, info: &CloseInfo);
+    /// The peer sent DRAIN_WEBTRANSPORT_SESSION or GOAWAY.
+    fn on_draining(&self) {}
+}
+
+/// Request metadata of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// `:path` (with query).
+    pub path: String,
+    /// `:authority`.
+    pub authority: String,
+    /// `origin` header, when sent (browsers always send it).
+    pub origin: Option<String>,
+}
+
+/// Send-side counters of one session (what was handed to QUIC).
+#[derive(Debug, Default)]
+pub struct SendCounters {
+    /// Datagrams handed to quinn.
+    pub datagrams: AtomicU64,
+    /// Payload bytes handed to quinn (without the quarter stream id).
+    pub bytes: AtomicU64,
+}
+
+/// A session at the HTTP/3 level.
+pub struct SessionCore {
+    pub(crate) conn: Arc<Connection>,
+    stream_id: u64,
+    draft: wtd_draft,
+    request: RequestInfo,
+    prefix: Vec<u8>,
+    send: tokio::sync::Mutex<Option<quinn::SendStream>>,
+    closed: Mutex<Option<CloseInfo>>,
+    draining: AtomicBool,
+    pub(crate) events: Arc<dyn SessionEvents>,
+    /// What this session handed to QUIC.
+    pub sent: SendCounters,
+}
+
+impl SessionCore {
+    pub(crate) fn new(
+        conn: Arc<Connection>,
+        stream_id: u64,
+        draft: wtd_draft,
+        request: RequestInfo,
+        send: quinn::SendStream,
+        events: Arc<dyn SessionEvents>,
+    ) -> Arc<Self> {
+        let mut prefix = Vec::with_capacity(8);
+        varint::encode(stream_id / 4, &mut prefix);
+        Arc::new(SessionCore {
+            conn,
+            stream_id,
+            draft,
+            request,
+            prefix,
+            send: tokio::sync::Mutex::new(Some(send)),
+            closed: Mutex::new(None),
+            draining: AtomicBool::new(false),
+            events,
+            sent: SendCounters::default(),
+        })
+    }
+
+    /// The session id: the CONNECT stream's id.
+    pub fn id(&self) -> u64 {
+        self.stream_id
+    }
+    /// The quarter stream id that prefixes every datagram of this session.
+    pub fn quarter_stream_id(&self) -> u64 {
+        self.stream_id / 4
+    }
+    /// The negotiated draft.
+    pub fn draft(&self) -> wtd_draft {
+        self.draft
+    }
+    /// Path, authority and origin of the CONNECT request.
+    pub fn request(&self) -> &RequestInfo {
+        &self.request
+    }
+    /// The peer's address.
+    pub fn remote_address(&self) -> std::net::SocketAddr {
+        self.conn.quic.remote_address()
+    }
+    /// Current round-trip estimate.
+    pub fn rtt(&self) -> std::time::Duration {
+        self.conn.quic.rtt()
+    }
+    /// True once the peer asked to drain (capsule or GOAWAY).
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed) || self.conn.goaway_received()
+    }
+    /// The close code/reason once closed.
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.closed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.closed.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Largest payload one datagram of this session can carry right now: quinn's current limit
+    /// (it grows with path MTU discovery) minus the quarter-stream-id prefix; 0 when the peer
+    /// does not accept datagrams.
+    pub fn max_datagram_size(&self) -> usize {
+        self.conn.quic.max_datagram_size().map_or(0, |m| m.saturating_sub(self.prefix.len()))
+    }
+
+    /// Hands one datagram to QUIC without blocking. Fails with WTD_ERR_WOULD_BLOCK when quinn's
+    /// send buffer has no room (quinn would otherwise silently evict older datagrams).
+    pub fn send_datagram(&self, payload: &[u8]) -> Result<()> {
+        if self.is_closed() {
+            return Err(Error::closed("session is closed"));
+        }
+        let max = self.max_datagram_size();
+        if max == 0 {
+            return Err(Error::new(
+                wtd_result::WTD_ERR_NOT_SUPPORTED,
+                "peer does not accept datagrams (no max_datagram_frame_size)",
+            ));
+        }
+        if payload.len() > max {
+            return Err(Error::new(
+                wtd_result::WTD_ERR_TOO_LARGE,
+                format!("datagram of {} bytes exceeds max_datagram_size {max}", payload.len()),
+            ));
+        }
+        let total = self.prefix.len() + payload.len();
+        if self.conn.quic.datagram_send_buffer_space() < total {
+            return Err(Error::would_block("QUIC datagram send buffer is full"));
+        }
+        let mut buf = BytesMut::with_capacity(total);
+        buf.extend_from_slice(&self.prefix);
+        buf.extend_from_slice(payload);
+        match self.conn.quic.send_datagram(buf.freeze()) {
+            Ok(()) => {
+                self.sent.datagrams.fetch_add(1, Ordering::Relaxed);
+                self.sent.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(quinn::SendDatagramError::TooLarge) => Err(Error::new(
+                wtd_result::WTD_ERR_TOO_LARGE,
+                "datagram exceeds the path's current limit",
+            )),
+            Err(quinn::SendDatagramError::ConnectionLost(e)) => {
+                Err(Error::closed(format!("connection lost: {e}")))
+            }
+            Err(e) => Err(Error::new(wtd_result::WTD_ERR_NOT_SUPPORTED, e.to_string())),
+        }
+    }
+
+    /// Closes the session with `code` and `reason` (idempotent, never blocks): sends
+    /// CLOSE_WEBTRANSPORT_SESSION (inside a DATA frame, or raw for draft-13) and FIN.
+    pub fn close(self: &Arc<Self>, code: u32, reason: &str) {
+        let info = CloseInfo { code, reason: reason.to_owned(), cause: CloseCause::Local };
+        if !self.mark_closed(info) {
+            return;
+        }
+        let capsule = capsule::encode_close(code, reason, !self.draft.raw_capsules());
+        let me = self.clone();
+        crate::h3::connection::spawn_closing(async move {
+            if let Some(mut send) = me.send.lock().await.take() {
+                let _ = send.write_all(&capsule).await;
+                let _ = send.finish();
+                // Wait (bounded) until the peer has the capsule, so a process that exits right
+                // after close still delivers it.
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped()).await;
+            }
+            me.conn.session_gone();
+        });
+    }
+
+    /// Records the close (first caller wins), unregisters the session and queues the close
+    /// notice for the driver. Returns false when it was already closed.
+    pub(crate) fn mark_closed(self: &Arc<Self>, info: CloseInfo) -> bool {
+        {
+            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            if closed.is_some() {
+                return false;
+            }
+            *closed = Some(info);
+        }
+        self.conn.unregister(self);
+        true
+    }
+
+    /// Writes bytes on the CONNECT stream (the server's response); false if it failed.
+    pub(crate) async fn write_stream(&self, data: &[u8]) -> bool {
+        match self.send.lock().await.as_mut() {
+            Some(send) => send.write_all(data).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Answers the peer's close with our FIN (what aioquic and pywebtransport do).
+    pub(crate) async fn finish_send(&self) {
+        if let Some(mut send) = self.send.lock().await.take() {
+            let _ = send.finish();
+        }
+    }
+
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}

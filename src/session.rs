@@ -1,0 +1,274 @@
+//! A WebTransport session as the application sees it: datagram send, a bounded receive queue
+//! (poll or blocking), optional callbacks, close, and counters.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::h3::session_core::{CloseInfo, RequestInfo, SessionCore, SessionEvents};
+use crate::h3::wtd_draft;
+
+/// Default capacity of a session's receive queue (datagrams).
+pub const DEFAULT_INCOMING_CAPACITY: usize = 1024;
+
+/// Called with each datagram, on a wtd runtime thread.
+pub type DatagramCallback = Box<dyn Fn(&[u8]) + Send + Sync>;
+/// Called once when the session closes, on a wtd runtime thread.
+pub type ClosedCallback = Box<dyn Fn(&CloseInfo) + Send + Sync>;
+
+/// Callbacks of a session. With `on_datagram` set, datagrams go to it instead of the queue.
+#[derive(Default)]
+pub struct SessionCallbacks {
+    /// Datagram arrived.
+    pub on_datagram: Option<DatagramCallback>,
+    /// Session closed.
+    pub on_closed: Option<ClosedCallback>,
+}
+
+/// Counters of one session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Datagrams handed to QUIC.
+    pub datagrams_sent: u64,
+    /// Payload bytes handed to QUIC.
+    pub bytes_sent: u64,
+    /// Datagrams that arrived for this session.
+    pub datagrams_received: u64,
+    /// Payload bytes that arrived for this session.
+    pub bytes_received: u64,
+    /// Datagrams the application took from the queue (or got through the callback).
+    pub datagrams_read: u64,
+    /// Arrived datagrams evicted because the receive queue was full (oldest first).
+    pub dropped_queue_full: u64,
+    /// Datagrams waiting in the receive queue now.
+    pub queued: u64,
+}
+
+#[derive(Default)]
+struct IncomingState {
+    queue: VecDeque<Bytes>,
+    closed: Option<CloseInfo>,
+}
+
+/// The receive side of a session: queue, waiters, callbacks, counters.
+pub(crate) struct Incoming {
+    state: Mutex<IncomingState>,
+    ready: Condvar,
+    capacity: usize,
+    callbacks: Mutex<Option<Arc<SessionCallbacks>>>,
+    received: AtomicU64,
+    received_bytes: AtomicU64,
+    read: AtomicU64,
+    dropped_full: AtomicU64,
+}
+
+impl Incoming {
+    pub(crate) fn new(capacity: usize) -> Arc<Self> {
+        Arc::new(Incoming {
+            state: Mutex::new(IncomingState::default()),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+            callbacks: Mutex::new(None),
+            received: AtomicU64::new(0),
+            received_bytes: AtomicU64::new(0),
+            read: AtomicU64::new(0),
+            dropped_full: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, IncomingState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn callbacks(&self) -> Option<Arc<SessionCallbacks>> {
+        self.callbacks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl SessionEvents for Incoming {
+    fn on_datagram(&self, payload: Bytes) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.received_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        if let Some(cbs) = self.callbacks() {
+            if let Some(f) = &cbs.on_datagram {
+                self.read.fetch_add(1, Ordering::Relaxed);
+                if catch_unwind(AssertUnwindSafe(|| f(&payload))).is_err() {
+                    log_error!("a datagram callback panicked");
+                }
+                return;
+            }
+        }
+        let mut st = self.lock();
+        if st.queue.len() >= self.capacity {
+            st.queue.pop_front();
+            self.dropped_full.fetch_add(1, Ordering::Relaxed);
+        }
+        st.queue.push_back(payload);
+        drop(st);
+        self.ready.notify_one();
+    }
+
+    fn on_closed(&self, info: &CloseInfo) {
+        self.lock().closed = Some(info.clone());
+        self.ready.notify_all();
+        if let Some(f) = self.callbacks().as_ref().and_then(|c| c.on_closed.as_ref()) {
+            if catch_unwind(AssertUnwindSafe(|| f(info))).is_err() {
+                log_error!("a close callback panicked");
+            }
+        }
+    }
+}
+
+/// A WebTransport session. Cheap to clone; all clones are the same session.
+#[derive(Clone)]
+pub struct Session {
+    core: Arc<SessionCore>,
+    incoming: Arc<Incoming>,
+}
+
+impl Session {
+    pub(crate) fn new(core: Arc<SessionCore>, incoming: Arc<Incoming>) -> Self {
+        Session { core, incoming }
+    }
+
+    /// The session id (its CONNECT stream id).
+    pub fn id(&self) -> u64 {
+        self.core.id()
+    }
+    /// Path, authority and origin of the CONNECT request.
+    pub fn request(&self) -> &RequestInfo {
+        self.core.request()
+    }
+    /// The negotiated WebTransport draft.
+    pub fn draft(&self) -> wtd_draft {
+        self.core.draft()
+    }
+    /// The peer's address.
+    pub fn remote_address(&self) -> std::net::SocketAddr {
+        self.core.remote_address()
+    }
+    /// Current smoothed round-trip time.
+    pub fn rtt(&self) -> Duration {
+        self.core.rtt()
+    }
+    /// Real payload capacity of one datagram now (0 if the peer takes no datagrams).
+    pub fn max_datagram_size(&self) -> usize {
+        self.core.max_datagram_size()
+    }
+    /// True once the peer asked to wind down (DRAIN capsule or GOAWAY).
+    pub fn is_draining(&self) -> bool {
+        self.core.is_draining()
+    }
+    /// The HTTP/3 level session (for the datagram transport layer).
+    pub fn core(&self) -> &Arc<SessionCore> {
+        &self.core
+    }
+
+    /// Sends one datagram now, never blocking: WTD_ERR_WOULD_BLOCK when QUIC has no buffer room,
+    /// WTD_ERR_TOO_LARGE above `max_datagram_size`, WTD_ERR_CLOSED after close.
+    pub fn send_datagram(&self, payload: &[u8]) -> Result<()> {
+        self.core.send_datagram(payload)
+    }
+
+    /// Takes the oldest queued datagram, waiting up to `timeout` (`None`: forever,
+    /// `Some(ZERO)`: don't wait). WTD_ERR_WOULD_BLOCK when empty and not waiting,
+    /// WTD_ERR_TIMEOUT on timeout, WTD_ERR_CLOSED when closed and drained. Waiting is refused
+    /// (WTD_ERR_INVALID_STATE) on a wtd callback thread.
+    pub fn recv_datagram(&self, timeout: Option<Duration>) -> Result<Bytes> {
+        if timeout != Some(Duration::ZERO) {
+            crate::runtime::check_may_block()?;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.incoming.lock();
+        loop {
+            if let Some(d) = st.queue.pop_front() {
+                self.incoming.read.fetch_add(1, Ordering::Relaxed);
+                return Ok(d);
+            }
+            if st.closed.is_some() || self.core.is_closed() {
+                return Err(Error::closed("session is closed"));
+            }
+            match deadline {
+                None => st = self.incoming.ready.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(if timeout == Some(Duration::ZERO) {
+                            Error::would_block("no datagram queued")
+                        } else {
+                            Error::timeout("no datagram arrived in time")
+                        });
+                    }
+                    st = self.incoming.ready.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+    }
+
+    /// Takes up to `max` queued datagrams without waiting (possibly none).
+    pub fn recv_batch(&self, max: usize) -> Vec<Bytes> {
+        let mut st = self.incoming.lock();
+        let n = max.min(st.queue.len());
+        self.incoming.read.fetch_add(n as u64, Ordering::Relaxed);
+        st.queue.drain(..n).collect()
+    }
+
+    /// Installs (or with `None` removes) the callbacks. They run on a wtd runtime thread, never
+    /// two at once for one connection; they may call any non-blocking wtd function.
+    pub fn set_callbacks(&self, callbacks: Option<SessionCallbacks>) {
+        *self.incoming.callbacks.lock().unwrap_or_else(|e| e.into_inner()) = callbacks.map(Arc::new);
+    }
+
+    /// Closes the session with a code and reason (idempotent, does not block). Blocked receivers
+    /// wake with WTD_ERR_CLOSED.
+    pub fn close(&self, code: u32, reason: &str) {
+        self.core.close(code, reason);
+        self.incoming.ready.notify_all();
+    }
+
+    /// True once closed (by either side).
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Code, reason and cause once closed.
+    pub fn close_info(&self) -> Option<CloseInfo> {
+        self.core.close_info()
+    }
+
+    /// Waits until the session has closed and its close notice was delivered, at most `timeout`.
+    pub fn wait_closed(&self, timeout: Duration) -> Result<CloseInfo> {
+        crate::runtime::check_may_block()?;
+        let deadline = Instant::now() + timeout;
+        let mut st = self.incoming.lock();
+        loop {
+            if let Some(info) = &st.closed {
+                return Ok(info.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::timeout("session still open"));
+            }
+            st = self.incoming.ready.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> SessionStats {
+        let inc = &self.incoming;
+        SessionStats {
+            datagrams_sent: self.core.sent.datagrams.load(Ordering::Relaxed),
+            bytes_sent: self.core.sent.bytes.load(Ordering::Relaxed),
+            datagrams_received: inc.received.load(Ordering::Relaxed),
+            bytes_received: inc.received_bytes.load(Ordering::Relaxed),
+            datagrams_read: inc.read.load(Ordering::Relaxed),
+            dropped_queue_full: inc.dropped_full.load(Ordering::Relaxed),
+            queued: inc.lock().queue.len() as u64,
+        }
+    }
+}

@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# wtd interop suite: real WebTransport peers against wtd's C example programs.
+#
+#   tests/interop/run.sh                 run every case against wtd_echo_server / wtd_echo_client
+#   tests/interop/run.sh --self-check    run the same cases with wtd replaced by peers (proves the harness)
+#   tests/interop/run.sh --list          list case names
+#   tests/interop/run.sh CASE...         run only the named cases
+#
+# Environment:
+#   WTD_BIN_DIR            where wtd_echo_server / wtd_echo_client are (default <repo>/build/examples-c)
+#   WTD_INTEROP_CACHE      installed peers (default <repo>/build/interop-cache; filled by setup.sh)
+#   WTD_INTEROP_WORK       logs of this run (default <repo>/build/interop-run)
+#   WTD_INTEROP_SKIP_SETUP=1   do not run setup.sh
+#   WTD_CLIENT_TRUST       how wtd_echo_client trusts peer certs: hash (default, --cert-hash) | ca (--ca) | insecure
+#   WTD_INTEROP_SELF_CHECK=1   same as --self-check
+#
+# Output: one "=== RUN <case>" and one "--- PASS|FAIL <case> (<draft>) <result>" per case, logs of a failed
+# case printed, and finally a line "N passed, M failed". Exit status 1 if any case failed.
+set -uo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+export WTD_INTEROP_CACHE="${WTD_INTEROP_CACHE:-$REPO/build/interop-cache}"
+CACHE="$WTD_INTEROP_CACHE"
+WTD_BIN_DIR="${WTD_BIN_DIR:-$REPO/build/examples-c}"
+WORK="${WTD_INTEROP_WORK:-$REPO/build/interop-run}"
+SELF_CHECK="${WTD_INTEROP_SELF_CHECK:-0}"
+WTD_CLIENT_TRUST="${WTD_CLIENT_TRUST:-hash}"
+
+PY312="$CACHE/py312/bin/python"
+PY311="$CACHE/py311/bin/python"
+
+ALL_CASES=(chromium_echo chromium_multi_session pywt021_client_to_wtd_server wtd_client_to_pywt021_server
+           wtd_client_to_aioquic_server pywt061_client_to_wtd_server)
+# run only when named: structured datagrams (pywebtransport 0.6.1 StructuredDatagramTransport) through the echo server
+EXTRA_CASES=(pywt061_structured_to_wtd_server)
+
+SELECTED=()
+for arg in "$@"; do
+  case "$arg" in
+    --self-check) SELF_CHECK=1 ;;
+    --list) printf '%s\n' "${ALL_CASES[@]}"; printf '%s (only when named)\n' "${EXTRA_CASES[@]}"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) echo "unknown option $arg" >&2; exit 2 ;;
+    *) SELECTED+=("$arg") ;;
+  esac
+done
+[ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${ALL_CASES[@]}")
+
+# ------------------------------------------------------------------------------------------------
+if [ "${WTD_INTEROP_SKIP_SETUP:-0}" != 1 ]; then
+  if ! "$HERE/setup.sh"; then
+    echo "setup.sh failed"; echo "0 passed, ${#SELECTED[@]} failed"; exit 1
+  fi
+fi
+
+rm -rf "$WORK"; mkdir -p "$WORK"
+CERT="$WORK/peer-cert.pem"; KEY="$WORK/peer-key.pem"
+PEER_HASH="$("$PY311" "$HERE/gen_cert.py" --cert "$CERT" --key "$KEY")" || { echo "cert generation failed"; exit 1; }
+
+if [ "$SELF_CHECK" = 1 ]; then
+  echo "MODE: self-check (wtd replaced by peers: aioquic / pywt021 servers, pywt021 / pywt061 clients)"
+else
+  echo "MODE: wtd (WTD_BIN_DIR=$WTD_BIN_DIR)"
+fi
+sed 's/^/VERSION /' "$CACHE/VERSIONS.txt" 2>/dev/null
+
+# ---------------------------------------------------------------- helpers (used inside a case's subshell)
+PIDS=()
+CASE_DIR=""
+SUMMARY=""   # one-line result of the case
+DRAFT="?"
+
+fail() { echo "    FAIL: $*"; echo "$*" > "$CASE_DIR/failure"; exit 1; }
+note() { echo "    $*"; }
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+  done
+}
+
+# start_server NAME TIMEOUT_S CMD... : run in background, wait for "READY <port> [hash]".
+# Sets SERVER_PID SERVER_PORT SERVER_HASH SERVER_LOG.
+start_server() {
+  local name="$1" limit="$2"; shift 2
+  SERVER_LOG="$CASE_DIR/$name.log"
+  note "start $name: $*"
+  timeout -k 5 "$limit" "$@" > "$SERVER_LOG" 2>&1 &
+  SERVER_PID=$!
+  PIDS+=("$SERVER_PID")
+  local line=""
+  for _ in $(seq 1 200); do
+    line="$(grep -m1 -E '^READY [0-9]+' "$SERVER_LOG" 2>/dev/null)"
+    [ -n "$line" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [ -n "$line" ] || { show_log "$SERVER_LOG"; fail "$name did not print READY within 20 s"; }
+  SERVER_PORT="$(echo "$line" | awk '{print $2}')"
+  SERVER_HASH="$(echo "$line" | awk '{print $3}')"
+  note "$name ready on port $SERVER_PORT${SERVER_HASH:+ cert sha256 $SERVER_HASH}"
+}
+
+# stop_server: SIGTERM, expect a clean exit within 5 s.
+stop_server() {
+  kill -TERM "$SERVER_PID" 2>/dev/null
+  local rc=""
+  for _ in $(seq 1 50); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then wait "$SERVER_PID"; rc=$?; break; fi
+    sleep 0.1
+  done
+  if [ -z "$rc" ]; then
+    kill -KILL "$SERVER_PID" 2>/dev/null
+    show_log "$SERVER_LOG"
+    fail "server did not exit within 5 s of SIGTERM"
+  fi
+  note "server exited rc=$rc after SIGTERM"
+  [ "$rc" = 0 ] || [ "$rc" = 143 ] || { show_log "$SERVER_LOG"; fail "server exit status $rc after SIGTERM"; }
+}
+
+show_log() { echo "    ---- $(basename "$1") (last 40 lines) ----"; tail -n 40 "$1" 2>/dev/null | sed 's/^/    | /'; }
+
+# run_client NAME TIMEOUT_S CMD... : run to completion; sets CLIENT_RC CLIENT_JSON (last JSON line) CLIENT_LOG.
+run_client() {
+  local name="$1" limit="$2"; shift 2
+  CLIENT_LOG="$CASE_DIR/$name.log"
+  note "run $name: $*"
+  timeout -k 5 "$limit" "$@" > "$CLIENT_LOG" 2> "$CLIENT_LOG.stderr"
+  CLIENT_RC=$?
+  CLIENT_JSON="$(grep -E '^\{' "$CLIENT_LOG" | tail -n1)"
+  note "$name rc=$CLIENT_RC result: ${CLIENT_JSON:-<no JSON line>}"
+  if [ "$CLIENT_RC" != 0 ] || [ -z "$CLIENT_JSON" ]; then
+    show_log "$CLIENT_LOG"; show_log "$CLIENT_LOG.stderr"
+  fi
+}
+
+# jget JSON EXPR : evaluate a python expression on the parsed object `j`.
+jget() { "$PY311" -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null; }
+
+# wait_for_log FILE REGEX COUNT [SECONDS] : wait until FILE has COUNT lines matching REGEX.
+wait_for_log() {
+  local file="$1" re="$2" want="$3" secs="${4:-5}" n=0
+  for _ in $(seq 1 $((secs * 10))); do
+    n="$(grep -cE "$re" "$file" 2>/dev/null)"
+    [ "${n:-0}" -ge "$want" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# server_draft: draft= of the first SESSION_OPEN line in the server log.
+server_draft() { grep -m1 -oE 'SESSION_OPEN .*draft=[^ ]+' "$SERVER_LOG" | grep -oE 'draft=[^ ]+' | cut -d= -f2; }
+
+# check_server_sessions N EXPECTED_DRAFT : N SESSION_OPEN lines with that draft and N SESSION_CLOSED code=42 reason=bye
+check_server_sessions() {
+  local want="$1" expect_draft="$2"
+  wait_for_log "$SERVER_LOG" '^.*SESSION_OPEN id=' "$want" 3 || { show_log "$SERVER_LOG"; fail "server log: expected $want SESSION_OPEN line(s)"; }
+  DRAFT="$(server_draft)"
+  local drafts; drafts="$(grep -oE 'SESSION_OPEN .*draft=[^ ]+' "$SERVER_LOG" | grep -oE 'draft=[^ ]+' | sort | uniq -c | tr -s ' ' | tr '\n' ',')"
+  note "server saw sessions: ${drafts:-<no draft= field>}"
+  if [ -n "$expect_draft" ] && [ "$DRAFT" != "$expect_draft" ]; then
+    show_log "$SERVER_LOG"; fail "server negotiated draft '${DRAFT:-none}', expected $expect_draft"
+  fi
+  if ! wait_for_log "$SERVER_LOG" 'SESSION_CLOSED id=[0-9]+ code=42 reason=bye( |$)' "$want" 5; then
+    show_log "$SERVER_LOG"
+    fail "server log: expected $want 'SESSION_CLOSED ... code=42 reason=bye' line(s), got: $(grep -E 'SESSION_CLOSED' "$SERVER_LOG" | tr '\n' ';')"
+  fi
+  note "server saw $want close(s) with code=42 reason=bye"
+}
+
+# ---------------------------------------------------------------- server / client under test
+# start_sut_server PEER_HINT : wtd_echo_server (or, in self-check, a peer server that PEER_HINT's client can use)
+# Sets SUT_HASH (cert hash for Chromium) and EXPECT_DRAFT.
+start_sut_server() {
+  local hint="$1"
+  if [ "$SELF_CHECK" = 1 ]; then
+    case "$hint" in
+      pywt021) start_server pywt021_server 120 "$PY312" "$HERE/pywt021_server.py" --cert "$CERT" --key "$KEY"; EXPECT_DRAFT=draft-15 ;;
+      *)       start_server aioquic_server 120 "$PY311" "$HERE/aioquic_echo_server.py" --cert "$CERT" --key "$KEY"; EXPECT_DRAFT=draft-02 ;;
+    esac
+    SUT_HASH="$PEER_HASH"
+  else
+    [ -x "$WTD_BIN_DIR/wtd_echo_server" ] || fail "$WTD_BIN_DIR/wtd_echo_server not found (build wtd first or set WTD_BIN_DIR)"
+    start_server wtd_echo_server 120 "$WTD_BIN_DIR/wtd_echo_server" --host 127.0.0.1 --port 0
+    SUT_HASH="$SERVER_HASH"
+    [ -n "$SUT_HASH" ] || fail "wtd_echo_server READY line has no certificate hash"
+    case "$hint" in
+      chromium) EXPECT_DRAFT=draft-02 ;;
+      pywt021)  EXPECT_DRAFT=draft-15 ;;
+      pywt061)  EXPECT_DRAFT=draft-13 ;;
+    esac
+  fi
+}
+
+# run_sut_client URL EXPECTED_DRAFT : wtd_echo_client (or, in self-check, a peer client)
+run_sut_client() {
+  local url="$1"
+  if [ "$SELF_CHECK" = 1 ]; then
+    case "$url" in
+      *pywt021*) run_client pywt021_client 60 "$PY312" "$HERE/pywt021_client.py" "$url" ;;
+      *)         run_client pywt061_client 60 "$PY311" "$HERE/pywt061_client.py" "$url" ;;
+    esac
+  else
+    [ -x "$WTD_BIN_DIR/wtd_echo_client" ] || fail "$WTD_BIN_DIR/wtd_echo_client not found (build wtd first or set WTD_BIN_DIR)"
+    local trust=()
+    case "$WTD_CLIENT_TRUST" in
+      hash) trust=(--cert-hash "$PEER_HASH") ;;
+      ca) trust=(--ca "$CERT") ;;
+      insecure) trust=(--insecure) ;;
+      *) fail "bad WTD_CLIENT_TRUST=$WTD_CLIENT_TRUST" ;;
+    esac
+    run_client wtd_echo_client 60 "$WTD_BIN_DIR/wtd_echo_client" "$url" --count 100 --size 100 "${trust[@]}"
+  fi
+}
+
+# ---------------------------------------------------------------- cases
+case_chromium_echo() {
+  start_sut_server chromium
+  run_client chromium_driver 60 node "$HERE/chromium/chromium_driver.mjs" \
+    --url "https://127.0.0.1:$SERVER_PORT/echo" --hash "$SUT_HASH" --mode echo --timeout 45
+  [ "$CLIENT_RC" = 0 ] || fail "Chromium page: $(jget "$CLIENT_JSON" 'j.get("error") or j')"
+  [ "$(jget "$CLIENT_JSON" 'j["closedInfo"]')" = "{'closeCode': 42, 'reason': 'bye'}" ] ||
+    fail "wt.closed resolved with $(jget "$CLIENT_JSON" 'j.get("closedInfo")'), expected closeCode 42 reason bye"
+  check_server_sessions 1 "$EXPECT_DRAFT"
+  stop_server
+  SUMMARY="$(jget "$CLIENT_JSON" '"sent=%s received=%s sizes=%s maxDatagramSize=%s resent=%s rtt_p50_ms=%s closed=%s/%s chromium=%s" % (j["sent"], j["received"], j["sizes"], j["maxDatagramSize"], j["resent"], j["rttP50Ms"], j["closedInfo"]["closeCode"], j["closedInfo"]["reason"], j.get("browserVersion")) ')"
+}
+
+case_chromium_multi_session() {
+  start_sut_server chromium
+  run_client chromium_driver 60 node "$HERE/chromium/chromium_driver.mjs" \
+    --url "https://127.0.0.1:$SERVER_PORT/multi" --hash "$SUT_HASH" --mode multi --sessions 3 --timeout 45
+  [ "$CLIENT_RC" = 0 ] || fail "Chromium page: $(jget "$CLIENT_JSON" 'j.get("error") or [(s["session"], s["received"], s["sent"], s["foreign"], s.get("missingSizes")) for s in j["sessions"]]')"
+  check_server_sessions 3 "$EXPECT_DRAFT"
+  stop_server
+  SUMMARY="$(jget "$CLIENT_JSON" '"sessions=%d per-session received/sent=%s foreign=%d closed=%s" % (len(j["sessions"]), ",".join("%d/%d" % (s["received"], s["sent"]) for s in j["sessions"]), sum(s["foreign"] for s in j["sessions"]), ",".join("%s/%s" % (s["closedInfo"]["closeCode"], s["closedInfo"]["reason"]) for s in j["sessions"])) ')"
+}
+
+case_pywt021_client_to_wtd_server() {
+  start_sut_server pywt021
+  run_client pywt021_client 60 "$PY312" "$HERE/pywt021_client.py" "https://127.0.0.1:$SERVER_PORT/echo"
+  [ "$CLIENT_RC" = 0 ] || fail "pywt021 client: $(jget "$CLIENT_JSON" 'j.get("error") or j')"
+  check_server_sessions 1 "$EXPECT_DRAFT"
+  stop_server
+  SUMMARY="$(jget "$CLIENT_JSON" '"sent=%s received=%s sizes=%s max_datagram=%s resent=%s rtt_p50_us=%s closed=42/bye" % (j["sent"], j["received"], j["sizes"], j["max_datagram"], j["resent"], j["rtt_p50_us"])')"
+}
+
+case_pywt061_client_to_wtd_server() {
+  start_sut_server pywt061
+  run_client pywt061_client 60 "$PY311" "$HERE/pywt061_client.py" "https://127.0.0.1:$SERVER_PORT/echo"
+  [ "$CLIENT_RC" = 0 ] || fail "pywt061 client: $(jget "$CLIENT_JSON" 'j.get("error") or j')"
+  check_server_sessions 1 "$EXPECT_DRAFT"
+  stop_server
+  SUMMARY="$(jget "$CLIENT_JSON" '"sent=%s received=%s sizes=%s resent=%s rtt_p50_us=%s closed=42/bye (raw capsule)" % (j["sent"], j["received"], j["sizes"], j["resent"], j["rtt_p50_us"])')"
+}
+
+case_pywt061_structured_to_wtd_server() {
+  start_sut_server pywt061
+  run_client pywt061_client 60 "$PY311" "$HERE/pywt061_client.py" --mode structured "https://127.0.0.1:$SERVER_PORT/structured"
+  [ "$CLIENT_RC" = 0 ] || fail "pywt061 structured client: $(jget "$CLIENT_JSON" 'j.get("error") or j')"
+  check_server_sessions 1 "$EXPECT_DRAFT"
+  stop_server
+  SUMMARY="$(jget "$CLIENT_JSON" '"objects=%s received=%s mismatches=%s closed=42/bye" % (j["objects"], j["received"], j["mismatches"])')"
+}
+
+# client-side cases: the server is a peer; check the client's JSON
+check_client_json() {
+  local expect_draft="$1"
+  [ -n "$CLIENT_JSON" ] || fail "client printed no JSON line"
+  local sent received cdraft
+  sent="$(jget "$CLIENT_JSON" 'j["sent"]')"; received="$(jget "$CLIENT_JSON" 'j["received"]')"
+  cdraft="$(jget "$CLIENT_JSON" 'j.get("draft")')"
+  DRAFT="$cdraft"
+  [ "$CLIENT_RC" = 0 ] || fail "client exit status $CLIENT_RC (sent=$sent received=$received)"
+  [ -n "$sent" ] && [ "$sent" -gt 0 ] && [ "$sent" = "$received" ] || fail "client sent=$sent received=$received"
+  [ -z "$expect_draft" ] || [ "$cdraft" = "$expect_draft" ] || fail "client reports draft '$cdraft', expected $expect_draft"
+  SUMMARY="$(jget "$CLIENT_JSON" '" ".join("%s=%s" % (k, j[k]) for k in ("sent", "received", "rtt_p50_us", "rtt_p99_us", "max_datagram") if k in j)')"
+}
+
+server_close_note() {
+  wait_for_log "$SERVER_LOG" 'SESSION_CLOSED' 1 3
+  local c; c="$(grep -m1 -oE 'SESSION_CLOSED .*' "$SERVER_LOG")"
+  note "server saw: ${c:-<no SESSION_CLOSED line>}"
+  SUMMARY="$SUMMARY server:${c:-no-close-seen}"
+}
+
+case_wtd_client_to_pywt021_server() {
+  start_server pywt021_server 120 "$PY312" "$HERE/pywt021_server.py" --cert "$CERT" --key "$KEY"
+  run_sut_client "https://127.0.0.1:$SERVER_PORT/pywt021"
+  if [ "$SELF_CHECK" = 1 ]; then check_client_json draft-15; else check_client_json draft-15; fi
+  server_close_note
+  stop_server
+}
+
+case_wtd_client_to_aioquic_server() {
+  start_server aioquic_server 120 "$PY311" "$HERE/aioquic_echo_server.py" --cert "$CERT" --key "$KEY"
+  run_sut_client "https://127.0.0.1:$SERVER_PORT/aioquic"
+  # self-check substitutes the pywt061 client, which labels itself draft-13
+  if [ "$SELF_CHECK" = 1 ]; then check_client_json draft-13; else check_client_json draft-02; fi
+  server_close_note
+  stop_server
+}
+
+# ---------------------------------------------------------------- driver
+PASSED=0; FAILED=0; FAILED_NAMES=()
+SUITE_START=$SECONDS
+for name in "${SELECTED[@]}"; do
+  if ! declare -F "case_$name" >/dev/null; then
+    echo "=== RUN $name"; echo "--- FAIL $name (unknown case)"; FAILED=$((FAILED + 1)); FAILED_NAMES+=("$name"); continue
+  fi
+  echo "=== RUN $name"
+  mkdir -p "$WORK/$name"
+  t0=$SECONDS
+  (
+    CASE_DIR="$WORK/$name"
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    "case_$name"
+    echo "${DRAFT:-?}|${SUMMARY}" > "$CASE_DIR/summary"
+  )
+  rc=$?
+  dt=$((SECONDS - t0))
+  if [ $rc = 0 ] && [ -f "$WORK/$name/summary" ]; then
+    IFS='|' read -r d s < "$WORK/$name/summary"
+    echo "--- PASS $name (${d}) ${s} [${dt}s]"
+    PASSED=$((PASSED + 1))
+  else
+    echo "--- FAIL $name: $(cat "$WORK/$name/failure" 2>/dev/null || echo "exit status $rc") [${dt}s] (logs: $WORK/$name)"
+    FAILED=$((FAILED + 1)); FAILED_NAMES+=("$name")
+  fi
+done
+
+echo "suite time $((SECONDS - SUITE_START))s; logs in $WORK"
+[ $FAILED = 0 ] || echo "failed cases: ${FAILED_NAMES[*]}"
+echo "$PASSED passed, $FAILED failed"
+[ $FAILED = 0 ]

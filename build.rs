@@ -36,7 +36,7 @@ fn generate_header() {
             return;
         }
     };
-    let bindings = match cbindgen::Builder::new()
+    let mut bindings = match cbindgen::Builder::new()
         .with_crate(&root)
         .with_config(config)
         .generate()
@@ -48,6 +48,11 @@ fn generate_header() {
             return;
         }
     };
+    // Only `WTD_*` constants belong to the C API; every other `pub const` in the crate (protocol
+    // numbers, internal limits) would otherwise leak into the header as a #define.
+    bindings
+        .constants
+        .retain(|c| c.export_name.to_ascii_uppercase().starts_with("WTD_"));
     let mut text = Vec::new();
     bindings.write(&mut text);
     if fs::read(&out).ok().as_deref() == Some(&text[..]) {

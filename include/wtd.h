@@ -34,242 +34,6 @@
 #define WTD_VERSION_PATCH 0
 
 /**
- * CLOSE_WEBTRANSPORT_SESSION capsule type.
- */
-#define CLOSE_WEBTRANSPORT_SESSION 10307
-
-/**
- * DRAIN_WEBTRANSPORT_SESSION capsule type.
- */
-#define DRAIN_WEBTRANSPORT_SESSION 30894
-
-/**
- * Longest close reason the drafts allow, in bytes.
- */
-#define MAX_CLOSE_REASON 1024
-
-/**
- * No error (graceful close).
- */
-#define H3_NO_ERROR 256
-
-/**
- * Peer violated the protocol in a way no more specific code covers.
- */
-#define H3_GENERAL_PROTOCOL_ERROR 257
-
-/**
- * Internal error in the HTTP stack.
- */
-#define H3_INTERNAL_ERROR 258
-
-/**
- * A stream of an unknown or forbidden type, or a duplicate critical stream.
- */
-#define H3_STREAM_CREATION_ERROR 259
-
-/**
- * A control or QPACK stream was closed.
- */
-#define H3_CLOSED_CRITICAL_STREAM 260
-
-/**
- * A frame not permitted on this stream.
- */
-#define H3_FRAME_UNEXPECTED 261
-
-/**
- * A frame whose layout or size is wrong.
- */
-#define H3_FRAME_ERROR 262
-
-/**
- * The peer generates excessive load (e.g. an oversized header block).
- */
-#define H3_EXCESSIVE_LOAD 263
-
-/**
- * A stream or push id was used incorrectly.
- */
-#define H3_ID_ERROR 264
-
-/**
- * A SETTINGS frame was invalid.
- */
-#define H3_SETTINGS_ERROR 265
-
-/**
- * The control stream did not start with SETTINGS.
- */
-#define H3_MISSING_SETTINGS 266
-
-/**
- * The request was rejected without processing.
- */
-#define H3_REQUEST_REJECTED 267
-
-/**
- * The request or response is malformed.
- */
-#define H3_MESSAGE_ERROR 270
-
-/**
- * A malformed HTTP datagram (RFC 9297).
- */
-#define H3_DATAGRAM_ERROR 51
-
-/**
- * QPACK: a field section could not be decoded.
- */
-#define QPACK_DECOMPRESSION_FAILED 512
-
-/**
- * QPACK: an encoder-stream instruction was invalid.
- */
-#define QPACK_ENCODER_STREAM_ERROR 513
-
-/**
- * WebTransport: a stream for a session wtd does not accept (wtd carries datagrams only).
- */
-#define WT_BUFFERED_STREAM_REJECTED 966049156
-
-/**
- * WebTransport: the session is gone.
- */
-#define WT_SESSION_GONE 386759528
-
-/**
- * Start of the range into which WebTransport application error codes are mapped.
- */
-#define WT_APP_ERROR_FIRST 91141958510811
-
-/**
- * DATA frame.
- */
-#define DATA 0
-
-/**
- * HEADERS frame.
- */
-#define HEADERS 1
-
-/**
- * CANCEL_PUSH frame.
- */
-#define CANCEL_PUSH 3
-
-/**
- * SETTINGS frame.
- */
-#define SETTINGS 4
-
-/**
- * PUSH_PROMISE frame.
- */
-#define PUSH_PROMISE 5
-
-/**
- * GOAWAY frame.
- */
-#define GOAWAY 7
-
-/**
- * MAX_PUSH_ID frame.
- */
-#define MAX_PUSH_ID 13
-
-/**
- * First bytes of a WebTransport bidirectional stream (draft-02..15: WEBTRANSPORT_STREAM 0x41).
- */
-#define WEBTRANSPORT_STREAM 65
-
-/**
- * Largest frame payload wtd accepts on control and request streams (settings, headers,
- * capsules); larger ones close the connection with H3_EXCESSIVE_LOAD.
- */
-#define MAX_FRAME_PAYLOAD (64 * 1024)
-
-/**
- * QPACK_MAX_TABLE_CAPACITY; wtd sends 0 so peers never use the dynamic table.
- */
-#define QPACK_MAX_TABLE_CAPACITY 1
-
-/**
- * SETTINGS_MAX_FIELD_SECTION_SIZE.
- */
-#define MAX_FIELD_SECTION_SIZE 6
-
-/**
- * QPACK_BLOCKED_STREAMS.
- */
-#define QPACK_BLOCKED_STREAMS 7
-
-/**
- * SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 9220).
- */
-#define ENABLE_CONNECT_PROTOCOL 8
-
-/**
- * SETTINGS_H3_DATAGRAM (RFC 9297).
- */
-#define H3_DATAGRAM 51
-
-/**
- * The pre-RFC H3_DATAGRAM id (draft-04) that Chromium and wtq still send and accept.
- */
-#define H3_DATAGRAM_DRAFT04 16765559
-
-/**
- * SETTINGS_ENABLE_WEBTRANSPORT (draft-02; Chromium's default).
- */
-#define ENABLE_WEBTRANSPORT 727725890
-
-/**
- * SETTINGS_WEBTRANSPORT_MAX_SESSIONS (draft-07).
- */
-#define WEBTRANSPORT_MAX_SESSIONS_D07 3329323114
-
-/**
- * SETTINGS_WT_MAX_SESSIONS (draft-13, pywebtransport 0.6–0.8).
- */
-#define WT_MAX_SESSIONS_D13 350866729
-
-/**
- * SETTINGS_WT_ENABLED (draft-15, pywebtransport ≥ 0.15).
- */
-#define WT_ENABLED 746385408
-
-/**
- * SETTINGS_WT_INITIAL_MAX_DATA (draft-13+).
- */
-#define WT_INITIAL_MAX_DATA 11105
-
-/**
- * SETTINGS_WT_INITIAL_MAX_STREAMS_UNI (draft-13+).
- */
-#define WT_INITIAL_MAX_STREAMS_UNI 11108
-
-/**
- * SETTINGS_WT_INITIAL_MAX_STREAMS_BIDI (draft-13+).
- */
-#define WT_INITIAL_MAX_STREAMS_BIDI 11109
-
-/**
- * How many WebTransport sessions per connection wtd advertises (draft-07 and draft-13 settings).
- */
-#define MAX_SESSIONS_ADVERTISED 16
-
-/**
- * The largest value a varint can hold.
- */
-#define MAX ((1 << 62) - 1)
-
-/**
- * Default capacity of a session's receive queue (datagrams).
- */
-#define DEFAULT_INCOMING_CAPACITY 1024
-
-/**
  * Fixed result codes shared by the Rust API and the C ABI (`wtd_result`). Values never change;
  * new codes are only appended.
  */
@@ -374,6 +138,113 @@ typedef enum wtd_log_level {
 } wtd_log_level;
 
 /**
+ * The WebTransport-over-HTTP/3 draft negotiated for a session.
+ */
+typedef enum wtd_draft {
+    /**
+     * Not known (no session yet).
+     */
+    WTD_DRAFT_UNKNOWN = 0,
+    /**
+     * draft-ietf-webtrans-http3-02: Chromium's default, aioquic, web-transport-quinn, wtransport.
+     */
+    WTD_DRAFT_02 = 2,
+    /**
+     * draft-07: SETTINGS_WEBTRANSPORT_MAX_SESSIONS (Chromium behind a flag, Rust crates).
+     */
+    WTD_DRAFT_07 = 7,
+    /**
+     * draft-13: SETTINGS_WT_MAX_SESSIONS (pywebtransport 0.6–0.8).
+     */
+    WTD_DRAFT_13 = 13,
+    /**
+     * draft-15: SETTINGS_WT_ENABLED, `:protocol webtransport-h3` (pywebtransport ≥ 0.15).
+     */
+    WTD_DRAFT_15 = 15,
+} wtd_draft;
+
+/**
+ * How the client checks the server's certificate (`wtd_client_options.verify`).
+ */
+typedef enum wtd_verify_mode {
+    /**
+     * Trust the operating system's root certificates (default).
+     */
+    WTD_VERIFY_SYSTEM_ROOTS = 0,
+    /**
+     * Trust only the CAs in `ca_file` (PEM).
+     */
+    WTD_VERIFY_CA_FILE = 1,
+    /**
+     * Accept only a certificate whose SHA-256 is in `cert_hashes` (like the browser's
+     * `serverCertificateHashes`).
+     */
+    WTD_VERIFY_CERT_HASHES = 2,
+    /**
+     * No verification at all. Anyone on the path can impersonate the server: tests only.
+     */
+    WTD_VERIFY_NONE_DANGEROUS = 3,
+} wtd_verify_mode;
+
+/**
+ * A listening WebTransport server (opaque). Create with `wtd_server_new`, release with
+ * `wtd_server_free`.
+ */
+typedef struct wtd_server wtd_server;
+
+/**
+ * A WebTransport session (opaque). Obtained from `wtd_server_accept`, the server's
+ * `on_session` callback or `wtd_client_connect`; release with `wtd_session_free`.
+ */
+typedef struct wtd_session wtd_session;
+
+/**
+ * Client options. Fill with `wtd_client_options_default`, then change fields.
+ */
+typedef struct wtd_client_options {
+    /**
+     * `sizeof(wtd_client_options)` (set by `wtd_client_options_default`).
+     */
+    uint32_t struct_size;
+    /**
+     * A `wtd_verify_mode` value. Default WTD_VERIFY_SYSTEM_ROOTS.
+     */
+    uint32_t verify;
+    /**
+     * PEM CA file for WTD_VERIFY_CA_FILE.
+     */
+    const char *ca_file;
+    /**
+     * `cert_hash_count` × 32-byte SHA-256 hashes for WTD_VERIFY_CERT_HASHES.
+     */
+    const uint8_t *cert_hashes;
+    /**
+     * Number of hashes in `cert_hashes`.
+     */
+    size_t cert_hash_count;
+    /**
+     * Limit for handshake + session setup, ms. Default 10000.
+     */
+    uint32_t connect_timeout_ms;
+    /**
+     * QUIC idle timeout, ms. Default 30000.
+     */
+    uint32_t idle_timeout_ms;
+    /**
+     * QUIC keep-alive interval, ms, 0 = off. Default 5000.
+     */
+    uint32_t keep_alive_ms;
+    /**
+     * Receive-queue capacity in datagrams. Default 1024.
+     */
+    uint32_t incoming_queue_capacity;
+    /**
+     * `origin` header to send, or NULL for none.
+     */
+    const char *origin;
+} wtd_client_options;
+
+/**
  * Log callback. `level` is the message's severity; `message` is a NUL-terminated UTF-8 string
  * without a trailing newline, valid only during the call (copy it to keep it); `user_data` is the
  * pointer given to `wtd_set_log_callback`. Called from any thread that logs (usually a wtd
@@ -382,9 +253,241 @@ typedef enum wtd_log_level {
  */
 typedef void (*wtd_log_callback)(enum wtd_log_level level, const char *message, void *user_data);
 
+/**
+ * A session request shown to `on_request`. Strings are NUL-terminated UTF-8, valid only during
+ * the callback.
+ */
+typedef struct wtd_session_request {
+    /**
+     * `:path` with query.
+     */
+    const char *path;
+    /**
+     * `:authority` (host[:port]).
+     */
+    const char *authority;
+    /**
+     * `origin` header, or NULL when absent (browsers always send it).
+     */
+    const char *origin;
+    /**
+     * Draft the client speaks.
+     */
+    enum wtd_draft draft;
+} wtd_session_request;
+
+/**
+ * Decides on a session request: return 200 to accept, or an HTTP status (e.g. 403, 404) to
+ * refuse. Called on a wtd runtime thread; must not block.
+ */
+typedef uint16_t (*wtd_request_cb)(void *user_data, const struct wtd_session_request *request);
+
+/**
+ * Receives each new session; the callee owns the handle (free it with `wtd_session_free`).
+ * Called on a wtd runtime thread. When NULL, sessions wait for `wtd_server_accept`.
+ */
+typedef void (*wtd_session_cb)(void *user_data, struct wtd_session *session);
+
+/**
+ * Server options. Fill with `wtd_server_options_default`, then change fields.
+ */
+typedef struct wtd_server_options {
+    /**
+     * `sizeof(wtd_server_options)` (set by `wtd_server_options_default`).
+     */
+    uint32_t struct_size;
+    /**
+     * UDP port; 0 picks a free one (read it back with `wtd_server_port`). Default 4433.
+     */
+    uint16_t port;
+    /**
+     * Reserved, 0.
+     */
+    uint16_t reserved;
+    /**
+     * Address to bind, e.g. "0.0.0.0", "::", "127.0.0.1". NULL = "0.0.0.0".
+     */
+    const char *host;
+    /**
+     * PEM certificate chain file, or NULL to generate a self-signed ECDSA P-256 certificate
+     * valid 13 days (its SHA-256 is what browsers pass in `serverCertificateHashes`).
+     */
+    const char *cert_file;
+    /**
+     * PEM private key file (required with `cert_file`).
+     */
+    const char *key_file;
+    /**
+     * QUIC idle timeout in ms. Default 30000.
+     */
+    uint32_t idle_timeout_ms;
+    /**
+     * QUIC keep-alive interval in ms, 0 = off. Default 5000.
+     */
+    uint32_t keep_alive_ms;
+    /**
+     * Receive-queue capacity of each session, in datagrams (oldest evicted and counted when
+     * full). Default 1024.
+     */
+    uint32_t incoming_queue_capacity;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved2;
+    /**
+     * Optional accept/refuse hook (NULL: accept every WebTransport request).
+     */
+    wtd_request_cb on_request;
+    /**
+     * Optional new-session hook (NULL: use `wtd_server_accept`).
+     */
+    wtd_session_cb on_session;
+    /**
+     * Passed to `on_request` and `on_session`.
+     */
+    void *user_data;
+} wtd_server_options;
+
+/**
+ * One caller-owned buffer for `wtd_session_receive_batch`.
+ */
+typedef struct wtd_datagram_buffer {
+    /**
+     * Where the payload is written (caller-owned, `capacity` bytes).
+     */
+    uint8_t *data;
+    /**
+     * Size of `data`.
+     */
+    size_t capacity;
+    /**
+     * Output: payload length written.
+     */
+    size_t len;
+} wtd_datagram_buffer;
+
+/**
+ * Called for each datagram of a session. `data` is valid only during the call.
+ */
+typedef void (*wtd_datagram_cb)(void *user_data,
+                                struct wtd_session *session,
+                                const uint8_t *data,
+                                size_t len);
+
+/**
+ * Called once when a session closes. `reason` (UTF-8, NUL-terminated) is valid only during the call.
+ */
+typedef void (*wtd_closed_cb)(void *user_data,
+                              struct wtd_session *session,
+                              uint32_t code,
+                              const char *reason);
+
+/**
+ * Session callbacks (versioned: set `struct_size = sizeof(wtd_session_callbacks)`).
+ */
+typedef struct wtd_session_callbacks {
+    /**
+     * `sizeof(wtd_session_callbacks)`.
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Datagram arrived (NULL: datagrams are queued for the receive functions).
+     */
+    wtd_datagram_cb on_datagram;
+    /**
+     * Session closed (NULL: poll `wtd_session_is_closed`).
+     */
+    wtd_closed_cb on_closed;
+    /**
+     * Passed to both callbacks.
+     */
+    void *user_data;
+} wtd_session_callbacks;
+
+/**
+ * Session counters, as returned by `wtd_session_get_stats`.
+ */
+typedef struct wtd_session_stats {
+    /**
+     * Size of this struct as the library filled it (append-only; check before reading new fields).
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Datagrams handed to QUIC.
+     */
+    uint64_t datagrams_sent;
+    /**
+     * Payload bytes handed to QUIC.
+     */
+    uint64_t bytes_sent;
+    /**
+     * Datagrams that arrived for this session.
+     */
+    uint64_t datagrams_received;
+    /**
+     * Payload bytes that arrived for this session.
+     */
+    uint64_t bytes_received;
+    /**
+     * Datagrams the application took (receive calls or the datagram callback).
+     */
+    uint64_t datagrams_read;
+    /**
+     * Arrived datagrams evicted because the receive queue was full (oldest first).
+     */
+    uint64_t dropped_queue_full;
+    /**
+     * Datagrams waiting in the receive queue now.
+     */
+    uint64_t queued;
+    /**
+     * Smoothed round-trip time, microseconds.
+     */
+    uint64_t rtt_us;
+    /**
+     * Current payload capacity of one datagram.
+     */
+    uint64_t max_datagram_size;
+} wtd_session_stats;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Fills `*options` with the defaults (and its `struct_size`).
+ */
+enum wtd_result wtd_client_options_default(struct wtd_client_options *options);
+
+/**
+ * Connects to `url` (`https://host:port/path`) and opens a WebTransport session, speaking the
+ * draft the server announces. Blocks up to `connect_timeout_ms`; refused on a callback thread
+ * (WTD_ERR_INVALID_STATE). `options` NULL = defaults. On success `*out` owns the session; the
+ * connection closes when its last session closes.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (bad URL/options), WTD_ERR_TLS (certificate rejected),
+ * WTD_ERR_TIMEOUT, WTD_ERR_CONNECTION, WTD_ERR_REJECTED (server refused, e.g. 404),
+ * WTD_ERR_NOT_SUPPORTED (server has no WebTransport).
+ */
+enum wtd_result wtd_client_connect(const char *url,
+                                   const struct wtd_client_options *options,
+                                   struct wtd_session **out);
+
+/**
+ * Opens another session to `path` on the same connection as the client session `session`
+ * (several sessions share one QUIC connection; datagrams are routed per session). Blocking
+ * like `wtd_client_connect`. `*out` owns the new session.
+ */
+enum wtd_result wtd_session_open_sibling(struct wtd_session *session_,
+                                         const char *path,
+                                         struct wtd_session **out);
 
 /**
  * Installs the log callback, replacing any previous one; `callback = NULL` turns logging off
@@ -460,6 +563,182 @@ enum wtd_result wtd_set_runtime_threads(uint32_t threads);
  * Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.
  */
 void wtd_shutdown(void);
+
+/**
+ * Fills `*options` with the defaults (and its `struct_size`).
+ */
+enum wtd_result wtd_server_options_default(struct wtd_server_options *options);
+
+/**
+ * Creates a server and starts listening. `options` NULL = defaults. On success `*out` owns the
+ * server. Errors: WTD_ERR_INVALID_ARGUMENT (bad host/options), WTD_ERR_TLS (unreadable or
+ * mismatched certificate/key), WTD_ERR_IO (port in use).
+ */
+enum wtd_result wtd_server_new(const struct wtd_server_options *options, struct wtd_server **out);
+
+/**
+ * The UDP port the server listens on.
+ */
+enum wtd_result wtd_server_port(const struct wtd_server *server, uint16_t *out);
+
+/**
+ * Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
+ */
+enum wtd_result wtd_server_cert_hash(const struct wtd_server *server, uint8_t *out32);
+
+/**
+ * The certificate's SHA-256 as 64 lowercase hex characters + NUL (`cap` ≥ 65).
+ */
+enum wtd_result wtd_server_cert_hash_hex(const struct wtd_server *server, char *buf, size_t cap);
+
+/**
+ * Takes the next new session: `timeout_ms` 0 = poll (WTD_ERR_WOULD_BLOCK when none),
+ * -1 = wait forever, else WTD_ERR_TIMEOUT. `*out` owns the new session handle.
+ * WTD_ERR_CLOSED after `wtd_server_close`. Waiting from a callback thread is refused.
+ */
+enum wtd_result wtd_server_accept(struct wtd_server *server,
+                                  int32_t timeout_ms,
+                                  struct wtd_session **out);
+
+/**
+ * Stops accepting, sends GOAWAY, closes every session (code 0, "server shutting down") and
+ * waits up to ~2 s for that to reach the peers. Idempotent. Session handles stay valid (closed)
+ * until freed.
+ */
+enum wtd_result wtd_server_close(struct wtd_server *server);
+
+/**
+ * Closes (as `wtd_server_close`) and releases the server. NULL is a no-op.
+ */
+void wtd_server_free(struct wtd_server *server);
+
+/**
+ * Sends one datagram now, without blocking.
+ * Errors: WTD_ERR_TOO_LARGE above `wtd_session_max_datagram_size` (or `len == 0`),
+ * WTD_ERR_WOULD_BLOCK when QUIC's send buffer is full (nothing is dropped silently),
+ * WTD_ERR_CLOSED after close, WTD_ERR_NOT_SUPPORTED when the peer takes no datagrams.
+ * Thread: any, including callbacks.
+ */
+enum wtd_result wtd_session_send(struct wtd_session *session, const uint8_t *data, size_t len);
+
+/**
+ * Receives the oldest queued datagram into `buf` (capacity `cap`), writing its length to
+ * `*out_len`. `timeout_ms`: 0 = don't wait (WTD_ERR_WOULD_BLOCK when empty), -1 = forever,
+ * else WTD_ERR_TIMEOUT after that long. A datagram larger than `cap` stays queued:
+ * WTD_ERR_BUFFER_TOO_SMALL with its size in `*out_len`. WTD_ERR_CLOSED when the session is
+ * closed and the queue is empty (also wakes a waiting call). Waiting from a callback thread is
+ * WTD_ERR_INVALID_STATE.
+ */
+enum wtd_result wtd_session_receive(struct wtd_session *session,
+                                    uint8_t *buf,
+                                    size_t cap,
+                                    size_t *out_len,
+                                    int32_t timeout_ms);
+
+/**
+ * Poll path: takes as many queued datagrams as fit, in order, into `buffers[0..count]` without
+ * waiting; `*out_count` = how many were filled (0 when none queued — not an error). Stops at
+ * the first datagram larger than the next buffer (it stays queued; if it is the very first,
+ * WTD_ERR_BUFFER_TOO_SMALL). WTD_ERR_CLOSED only when closed and nothing was queued.
+ */
+enum wtd_result wtd_session_receive_batch(struct wtd_session *session,
+                                          struct wtd_datagram_buffer *buffers,
+                                          size_t count,
+                                          size_t *out_count);
+
+/**
+ * Installs callbacks (NULL `callbacks` removes them). They run on a wtd runtime thread, never
+ * two at once for one connection; inside them any non-blocking wtd call is allowed (send,
+ * close, try-receive); blocking calls return WTD_ERR_INVALID_STATE. With `on_datagram` set,
+ * datagrams go to it instead of the receive queue. The `session` pointer passed to callbacks is
+ * this handle; callbacks stop once it is freed.
+ */
+enum wtd_result wtd_session_set_callbacks(struct wtd_session *session,
+                                          const struct wtd_session_callbacks *callbacks);
+
+/**
+ * Closes the session with an application `code` and UTF-8 `reason` (NULL = ""; cut to 1024
+ * bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake
+ * with WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
+ */
+enum wtd_result wtd_session_close(struct wtd_session *session, uint32_t code, const char *reason);
+
+/**
+ * Writes whether the session is closed (by either side) to `*out`.
+ */
+enum wtd_result wtd_session_is_closed(const struct wtd_session *session, bool *out);
+
+/**
+ * After close: the close code and reason (NUL-terminated into `reason_buf`, see
+ * `WTD_ERR_BUFFER_TOO_SMALL` rules; `reason_buf` may be NULL with `cap` 0 to query the length).
+ * WTD_ERR_INVALID_STATE while the session is open.
+ */
+enum wtd_result wtd_session_close_info(const struct wtd_session *session,
+                                       uint32_t *out_code,
+                                       char *reason_buf,
+                                       size_t cap,
+                                       size_t *out_len);
+
+/**
+ * Blocks until the session has closed and its close notice was delivered (callbacks included),
+ * at most `timeout_ms` (-1 = forever): WTD_ERR_TIMEOUT otherwise.
+ */
+enum wtd_result wtd_session_wait_closed(const struct wtd_session *session, int32_t timeout_ms);
+
+/**
+ * The session id (its CONNECT stream id; equal on both ends).
+ */
+enum wtd_result wtd_session_id(const struct wtd_session *session, uint64_t *out);
+
+/**
+ * The negotiated WebTransport draft.
+ */
+enum wtd_result wtd_session_draft(const struct wtd_session *session, enum wtd_draft *out);
+
+/**
+ * "draft-02", "draft-07", "draft-13", "draft-15" or "unknown" (static string).
+ */
+const char *wtd_draft_str(enum wtd_draft draft);
+
+/**
+ * Copies the request `:path` (with query) into `buf` (see copy rules: NUL-terminated,
+ * WTD_ERR_BUFFER_TOO_SMALL with the needed length in `*out_len`).
+ */
+enum wtd_result wtd_session_path(const struct wtd_session *session,
+                                 char *buf,
+                                 size_t cap,
+                                 size_t *out_len);
+
+/**
+ * Copies the request's `origin` header ("" when none was sent) into `buf`.
+ */
+enum wtd_result wtd_session_origin(const struct wtd_session *session,
+                                   char *buf,
+                                   size_t cap,
+                                   size_t *out_len);
+
+/**
+ * Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
+ * takes no datagrams).
+ */
+enum wtd_result wtd_session_max_datagram_size(const struct wtd_session *session, size_t *out);
+
+/**
+ * Fills `*out` with the session's counters (`out->struct_size` is set by the library).
+ */
+enum wtd_result wtd_session_get_stats(const struct wtd_session *session,
+                                      struct wtd_session_stats *out);
+
+/**
+ * Closes the session if still open (code 0, no reason) and releases the handle. NULL is a
+ * no-op. Callbacks stop; the handle must not be used afterwards.
+ */
+void wtd_session_free(struct wtd_session *session);
+
+/**
+ * True when `data` is a wtd session handle that is still open (`false` for NULL).
+ */
+bool wtd_session_is_open(const struct wtd_session *session);
 
 #ifdef __cplusplus
 }  // extern "C"

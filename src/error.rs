@@ -60,7 +60,10 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// Builds an error with a code and a message.
     pub fn new(code: wtd_result, message: impl Into<String>) -> Self {
-        Error { code, message: message.into() }
+        Error {
+            code,
+            message: message.into(),
+        }
     }
     /// `WTD_ERR_INVALID_ARGUMENT`.
     pub fn invalid(message: impl Into<String>) -> Self {

@@ -10,8 +10,8 @@ pub mod runtime;
 pub use error::{wtd_result, Error, Result};
 pub use logging::wtd_log_level;
 
-pub mod h3;
 pub mod endpoint;
+pub mod h3;
 pub mod session;
 
 pub use endpoint::client::{connect, ClientConfig};

@@ -86,14 +86,18 @@ impl Incoming {
     }
 
     fn callbacks(&self) -> Option<Arc<SessionCallbacks>> {
-        self.callbacks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 impl SessionEvents for Incoming {
     fn on_datagram(&self, payload: Bytes) {
         self.received.fetch_add(1, Ordering::Relaxed);
-        self.received_bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+        self.received_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         if let Some(cbs) = self.callbacks() {
             if let Some(f) = &cbs.on_datagram {
                 self.read.fetch_add(1, Ordering::Relaxed);
@@ -180,21 +184,65 @@ impl Session {
     /// WTD_ERR_TIMEOUT on timeout, WTD_ERR_CLOSED when closed and drained. Waiting is refused
     /// (WTD_ERR_INVALID_STATE) on a wtd callback thread.
     pub fn recv_datagram(&self, timeout: Option<Duration>) -> Result<Bytes> {
+        self.recv_with(timeout, |q| Ok(q.pop_front()))
+    }
+
+    /// Like [`Session::recv_datagram`] but copies into `buf` and returns the length. A datagram
+    /// larger than `buf` stays queued: WTD_ERR_BUFFER_TOO_SMALL, and `needed` gets its size.
+    pub fn recv_datagram_into(
+        &self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+        needed: &mut usize,
+    ) -> Result<usize> {
+        self.recv_with(timeout, |q| {
+            let Some(front) = q.front() else {
+                return Ok(None);
+            };
+            *needed = front.len();
+            if front.len() > buf.len() {
+                return Err(Error::new(
+                    crate::error::wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
+                    format!(
+                        "next datagram has {} bytes, buffer holds {}",
+                        front.len(),
+                        buf.len()
+                    ),
+                ));
+            }
+            let d = q.pop_front().expect("front exists");
+            buf[..d.len()].copy_from_slice(&d);
+            Ok(Some(d.len()))
+        })
+    }
+
+    /// Waits for a datagram and lets `take` remove it from the queue (`Ok(None)`: nothing yet).
+    fn recv_with<T>(
+        &self,
+        timeout: Option<Duration>,
+        mut take: impl FnMut(&mut VecDeque<Bytes>) -> Result<Option<T>>,
+    ) -> Result<T> {
         if timeout != Some(Duration::ZERO) {
             crate::runtime::check_may_block()?;
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.incoming.lock();
         loop {
-            if let Some(d) = st.queue.pop_front() {
+            if let Some(v) = take(&mut st.queue)? {
                 self.incoming.read.fetch_add(1, Ordering::Relaxed);
-                return Ok(d);
+                return Ok(v);
             }
             if st.closed.is_some() || self.core.is_closed() {
                 return Err(Error::closed("session is closed"));
             }
             match deadline {
-                None => st = self.incoming.ready.wait(st).unwrap_or_else(|e| e.into_inner()),
+                None => {
+                    st = self
+                        .incoming
+                        .ready
+                        .wait(st)
+                        .unwrap_or_else(|e| e.into_inner())
+                }
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
@@ -204,24 +252,52 @@ impl Session {
                             Error::timeout("no datagram arrived in time")
                         });
                     }
-                    st = self.incoming.ready.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    st = self
+                        .incoming
+                        .ready
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         }
     }
 
-    /// Takes up to `max` queued datagrams without waiting (possibly none).
-    pub fn recv_batch(&self, max: usize) -> Vec<Bytes> {
+    /// Non-blocking batch take: offers the queued datagrams in order to `take(slot, payload)`,
+    /// which copies one and returns true, or returns false when it does not fit (it stays
+    /// queued and the batch ends). Returns how many were taken, at most `slots`.
+    pub fn recv_batch_with(
+        &self,
+        slots: usize,
+        mut take: impl FnMut(usize, &[u8]) -> bool,
+    ) -> usize {
         let mut st = self.incoming.lock();
-        let n = max.min(st.queue.len());
+        let mut n = 0;
+        while n < slots {
+            let Some(front) = st.queue.front() else { break };
+            if !take(n, front) {
+                break;
+            }
+            st.queue.pop_front();
+            n += 1;
+        }
         self.incoming.read.fetch_add(n as u64, Ordering::Relaxed);
-        st.queue.drain(..n).collect()
+        n
+    }
+
+    /// Size of the next queued datagram, if any.
+    pub fn peek_len(&self) -> Option<usize> {
+        self.incoming.lock().queue.front().map(Bytes::len)
     }
 
     /// Installs (or with `None` removes) the callbacks. They run on a wtd runtime thread, never
     /// two at once for one connection; they may call any non-blocking wtd function.
     pub fn set_callbacks(&self, callbacks: Option<SessionCallbacks>) {
-        *self.incoming.callbacks.lock().unwrap_or_else(|e| e.into_inner()) = callbacks.map(Arc::new);
+        *self
+            .incoming
+            .callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = callbacks.map(Arc::new);
     }
 
     /// Closes the session with a code and reason (idempotent, does not block). Blocked receivers
@@ -254,7 +330,12 @@ impl Session {
             if now >= deadline {
                 return Err(Error::timeout("session still open"));
             }
-            st = self.incoming.ready.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .incoming
+                .ready
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 

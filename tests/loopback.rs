@@ -9,16 +9,29 @@ use wtd::{connect, ClientConfig, Server, ServerConfig};
 
 fn server() -> Server {
     let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
-    cfg.filter = Some(Box::new(|req, _draft| if req.path.starts_with("/forbidden") { 403 } else { 200 }));
+    cfg.filter = Some(Box::new(|req, _draft| {
+        if req.path.starts_with("/forbidden") {
+            403
+        } else {
+            200
+        }
+    }));
     Server::bind(cfg).unwrap()
 }
 
 fn url(s: &Server, path: &str) -> String {
-    format!("https://127.0.0.1:{}{}", s.local_addr().unwrap().port(), path)
+    format!(
+        "https://127.0.0.1:{}{}",
+        s.local_addr().unwrap().port(),
+        path
+    )
 }
 
 fn pinned(s: &Server) -> ClientConfig {
-    ClientConfig { verification: Verification::PinnedSha256(vec![s.cert_sha256()]), ..Default::default() }
+    ClientConfig {
+        verification: Verification::PinnedSha256(vec![s.cert_sha256()]),
+        ..Default::default()
+    }
 }
 
 const T: Option<Duration> = Some(Duration::from_secs(5));
@@ -29,7 +42,11 @@ fn echo_datagrams_and_close_from_client() {
     let client = connect(&url(&srv, "/game?room=1"), &pinned(&srv)).unwrap();
     let session = srv.accept(T).unwrap();
     assert_eq!(session.request().path, "/game?room=1");
-    assert_eq!(client.draft(), wtd_draft::WTD_DRAFT_15, "wtd advertises draft-15, the newest");
+    assert_eq!(
+        client.draft(),
+        wtd_draft::WTD_DRAFT_15,
+        "wtd advertises draft-15, the newest"
+    );
     assert_eq!(session.draft(), client.draft());
     assert_eq!(client.id(), session.id());
     let max = client.max_datagram_size();
@@ -43,16 +60,37 @@ fn echo_datagrams_and_close_from_client() {
         assert_eq!(&client.recv_datagram(T).unwrap()[..], &payload[..]);
     }
     let too_big = vec![0u8; max + 1];
-    assert_eq!(client.send_datagram(&too_big).unwrap_err().code, wtd::wtd_result::WTD_ERR_TOO_LARGE);
-    assert_eq!(session.recv_datagram(Some(Duration::ZERO)).unwrap_err().code, wtd::wtd_result::WTD_ERR_WOULD_BLOCK);
+    assert_eq!(
+        client.send_datagram(&too_big).unwrap_err().code,
+        wtd::wtd_result::WTD_ERR_TOO_LARGE
+    );
+    assert_eq!(
+        session
+            .recv_datagram(Some(Duration::ZERO))
+            .unwrap_err()
+            .code,
+        wtd::wtd_result::WTD_ERR_WOULD_BLOCK
+    );
 
     client.close(42, "bye");
     let info = session.wait_closed(Duration::from_secs(5)).unwrap();
-    assert_eq!((info.code, info.reason.as_str(), info.cause), (42, "bye", CloseCause::PeerCapsule));
-    assert_eq!(session.recv_datagram(T).unwrap_err().code, wtd::wtd_result::WTD_ERR_CLOSED);
-    assert_eq!(client.send_datagram(b"x").unwrap_err().code, wtd::wtd_result::WTD_ERR_CLOSED);
+    assert_eq!(
+        (info.code, info.reason.as_str(), info.cause),
+        (42, "bye", CloseCause::PeerCapsule)
+    );
+    assert_eq!(
+        session.recv_datagram(T).unwrap_err().code,
+        wtd::wtd_result::WTD_ERR_CLOSED
+    );
+    assert_eq!(
+        client.send_datagram(b"x").unwrap_err().code,
+        wtd::wtd_result::WTD_ERR_CLOSED
+    );
     let st = session.stats();
-    assert_eq!((st.datagrams_received, st.datagrams_sent, st.datagrams_read), (3, 3, 3));
+    assert_eq!(
+        (st.datagrams_received, st.datagrams_sent, st.datagrams_read),
+        (3, 3, 3)
+    );
     client.close(1, "again"); // idempotent
     assert_eq!(client.close_info().unwrap().code, 42);
 }
@@ -66,7 +104,10 @@ fn close_from_server_wakes_blocked_receiver() {
     let waiter = std::thread::spawn(move || c2.recv_datagram(None));
     std::thread::sleep(Duration::from_millis(100));
     session.close(7, "server says bye");
-    assert_eq!(waiter.join().unwrap().unwrap_err().code, wtd::wtd_result::WTD_ERR_CLOSED);
+    assert_eq!(
+        waiter.join().unwrap().unwrap_err().code,
+        wtd::wtd_result::WTD_ERR_CLOSED
+    );
     let info = client.wait_closed(Duration::from_secs(5)).unwrap();
     assert_eq!((info.code, info.reason.as_str()), (7, "server says bye"));
 }
@@ -81,40 +122,81 @@ fn several_sessions_on_one_connection_route_separately() {
     assert_eq!(srv.connection_count(), 1);
     let mut server_sessions: Vec<_> = (0..3).map(|_| srv.accept(T).unwrap()).collect();
     server_sessions.sort_by_key(|s| s.request().path.clone());
-    for (client, server) in [(&a, &server_sessions[0]), (&b, &server_sessions[1]), (&c, &server_sessions[2])] {
+    for (client, server) in [
+        (&a, &server_sessions[0]),
+        (&b, &server_sessions[1]),
+        (&c, &server_sessions[2]),
+    ] {
         assert_eq!(client.id(), server.id());
-        client.send_datagram(server.request().path.as_bytes()).unwrap();
-        server.send_datagram(format!("to {}", server.request().path).as_bytes()).unwrap();
+        client
+            .send_datagram(server.request().path.as_bytes())
+            .unwrap();
+        server
+            .send_datagram(format!("to {}", server.request().path).as_bytes())
+            .unwrap();
     }
-    for (client, server) in [(&a, &server_sessions[0]), (&b, &server_sessions[1]), (&c, &server_sessions[2])] {
-        assert_eq!(&server.recv_datagram(T).unwrap()[..], server.request().path.as_bytes());
-        assert_eq!(&client.recv_datagram(T).unwrap()[..], format!("to {}", server.request().path).as_bytes());
+    for (client, server) in [
+        (&a, &server_sessions[0]),
+        (&b, &server_sessions[1]),
+        (&c, &server_sessions[2]),
+    ] {
+        assert_eq!(
+            &server.recv_datagram(T).unwrap()[..],
+            server.request().path.as_bytes()
+        );
+        assert_eq!(
+            &client.recv_datagram(T).unwrap()[..],
+            format!("to {}", server.request().path).as_bytes()
+        );
     }
     // Closing one leaves the others working.
     b.close(0, "");
-    server_sessions[1].wait_closed(Duration::from_secs(5)).unwrap();
+    server_sessions[1]
+        .wait_closed(Duration::from_secs(5))
+        .unwrap();
     c.send_datagram(b"still here").unwrap();
-    assert_eq!(&server_sessions[2].recv_datagram(T).unwrap()[..], b"still here");
+    assert_eq!(
+        &server_sessions[2].recv_datagram(T).unwrap()[..],
+        b"still here"
+    );
 }
 
 #[test]
 fn refusals_and_tls_failures() {
     let srv = server();
-    let err = connect(&url(&srv, "/forbidden"), &pinned(&srv)).err().unwrap();
+    let err = connect(&url(&srv, "/forbidden"), &pinned(&srv))
+        .err()
+        .unwrap();
     assert_eq!(err.code, wtd::wtd_result::WTD_ERR_REJECTED, "{err}");
     assert!(err.message.contains("403"), "{err}");
 
-    let wrong = ClientConfig { verification: Verification::PinnedSha256(vec![[0u8; 32]]), ..Default::default() };
+    let wrong = ClientConfig {
+        verification: Verification::PinnedSha256(vec![[0u8; 32]]),
+        ..Default::default()
+    };
     let err = connect(&url(&srv, "/x"), &wrong).err().unwrap();
     assert_eq!(err.code, wtd::wtd_result::WTD_ERR_TLS, "{err}");
 
     let roots = ClientConfig::default();
     let err = connect(&url(&srv, "/x"), &roots).err().unwrap();
-    assert_eq!(err.code, wtd::wtd_result::WTD_ERR_TLS, "self-signed must fail against system roots: {err}");
+    assert_eq!(
+        err.code,
+        wtd::wtd_result::WTD_ERR_TLS,
+        "self-signed must fail against system roots: {err}"
+    );
 
-    let insecure = ClientConfig { verification: Verification::DangerousNone, ..Default::default() };
+    let insecure = ClientConfig {
+        verification: Verification::DangerousNone,
+        ..Default::default()
+    };
     assert!(connect(&url(&srv, "/ok"), &insecure).is_ok());
-    assert_eq!(connect("http://127.0.0.1:1/", &insecure).err().unwrap().code, wtd::wtd_result::WTD_ERR_INVALID_ARGUMENT);
+    assert_eq!(
+        connect("http://127.0.0.1:1/", &insecure)
+            .err()
+            .unwrap()
+            .code,
+        wtd::wtd_result::WTD_ERR_INVALID_ARGUMENT
+    );
     assert!(hex(&srv.cert_sha256()).len() == 64);
 }
 
@@ -126,7 +208,10 @@ fn server_close_reaches_clients() {
     srv.close();
     let info = client.wait_closed(Duration::from_secs(5)).unwrap();
     assert_eq!(info.reason, "server shutting down");
-    assert_eq!(srv.accept(T).err().unwrap().code, wtd::wtd_result::WTD_ERR_CLOSED);
+    assert_eq!(
+        srv.accept(T).err().unwrap().code,
+        wtd::wtd_result::WTD_ERR_CLOSED
+    );
 }
 
 #[test]

@@ -47,43 +47,76 @@ fn connection_error(e: &quinn::ConnectionError) -> Error {
     if let quinn::ConnectionError::TransportError(t) = e {
         let code = u64::from(t.code);
         if (0x100..=0x1ff).contains(&code) {
-            return Error::new(wtd_result::WTD_ERR_TLS, format!("TLS handshake failed: {e}"));
+            return Error::new(
+                wtd_result::WTD_ERR_TLS,
+                format!("TLS handshake failed: {e}"),
+            );
         }
     }
     if let quinn::ConnectionError::TimedOut = e {
         return Error::timeout("QUIC handshake timed out");
     }
-    Error::new(wtd_result::WTD_ERR_CONNECTION, format!("connection failed: {e}"))
+    Error::new(
+        wtd_result::WTD_ERR_CONNECTION,
+        format!("connection failed: {e}"),
+    )
 }
 
 async fn connect_async(url: &str, config: &ClientConfig) -> Result<Session> {
     let u = url::parse(url)?;
     let addr: SocketAddr = tokio::net::lookup_host((u.host.as_str(), u.port))
         .await
-        .map_err(|e| Error::new(wtd_result::WTD_ERR_CONNECTION, format!("cannot resolve {}: {e}", u.host)))?
+        .map_err(|e| {
+            Error::new(
+                wtd_result::WTD_ERR_CONNECTION,
+                format!("cannot resolve {}: {e}", u.host),
+            )
+        })?
         .next()
-        .ok_or_else(|| Error::new(wtd_result::WTD_ERR_CONNECTION, format!("no address for {}", u.host)))?;
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client_config(&config.verification)?)
-        .map_err(|e| Error::new(wtd_result::WTD_ERR_TLS, e.to_string()))?;
+        .ok_or_else(|| {
+            Error::new(
+                wtd_result::WTD_ERR_CONNECTION,
+                format!("no address for {}", u.host),
+            )
+        })?;
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(client_config(&config.verification)?)
+            .map_err(|e| Error::new(wtd_result::WTD_ERR_TLS, e.to_string()))?;
     let mut qc = quinn::ClientConfig::new(Arc::new(crypto));
     qc.transport_config(Arc::new(config.quic.transport()));
-    let bind: SocketAddr = if addr.is_ipv6() { "[::]:0".parse().expect("literal") } else { "0.0.0.0:0".parse().expect("literal") };
+    let bind: SocketAddr = if addr.is_ipv6() {
+        "[::]:0".parse().expect("literal")
+    } else {
+        "0.0.0.0:0".parse().expect("literal")
+    };
     let mut endpoint = quinn::Endpoint::client(bind)?;
     endpoint.set_default_client_config(qc);
     let connecting = endpoint
         .connect(addr, &u.host)
         .map_err(|e| Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string()))?;
     let quic = match tokio::time::timeout(config.connect_timeout, connecting).await {
-        Err(_) => return Err(Error::timeout(format!("no QUIC handshake with {addr} in time"))),
+        Err(_) => {
+            return Err(Error::timeout(format!(
+                "no QUIC handshake with {addr} in time"
+            )))
+        }
         Ok(Err(e)) => return Err(connection_error(&e)),
         Ok(Ok(c)) => c,
     };
     let conn = Connection::start(quic, Role::Client, None, Some(endpoint)).await?;
-    let request = RequestInfo { path: u.path, authority: u.authority, origin: config.origin.clone() };
+    let request = RequestInfo {
+        path: u.path,
+        authority: u.authority,
+        origin: config.origin.clone(),
+    };
     open_on(&conn, request, config).await
 }
 
-async fn open_on(conn: &Arc<Connection>, request: RequestInfo, config: &ClientConfig) -> Result<Session> {
+async fn open_on(
+    conn: &Arc<Connection>,
+    request: RequestInfo,
+    config: &ClientConfig,
+) -> Result<Session> {
     let incoming = Incoming::new(config.incoming_capacity);
     let core = open_session(conn, request, incoming.clone(), config.connect_timeout).await?;
     Ok(Session::new(core, incoming))
@@ -101,11 +134,15 @@ pub fn connect(url: &str, config: &ClientConfig) -> Result<Session> {
 pub fn open_sibling(session: &Session, path: &str, config: &ClientConfig) -> Result<Session> {
     runtime::check_may_block()?;
     if !path.starts_with('/') {
-        return Err(Error::invalid(format!("path must start with '/': {path:?}")));
+        return Err(Error::invalid(format!(
+            "path must start with '/': {path:?}"
+        )));
     }
     let conn = session.core().conn.clone();
     if conn.role() != Role::Client {
-        return Err(Error::invalid("only a client session can open a sibling session"));
+        return Err(Error::invalid(
+            "only a client session can open a sibling session",
+        ));
     }
     if session.is_closed() {
         return Err(Error::closed("session is closed"));

@@ -18,7 +18,10 @@ pub struct QuicSettings {
 
 impl Default for QuicSettings {
     fn default() -> Self {
-        QuicSettings { idle_timeout: Duration::from_secs(30), keep_alive: Some(Duration::from_secs(5)) }
+        QuicSettings {
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Some(Duration::from_secs(5)),
+        }
     }
 }
 

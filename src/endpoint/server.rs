@@ -58,7 +58,11 @@ impl ServerConfig {
     pub fn new(bind: SocketAddr) -> Self {
         ServerConfig {
             bind,
-            identity: Identity::SelfSigned(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]),
+            identity: Identity::SelfSigned(vec![
+                "localhost".into(),
+                "127.0.0.1".into(),
+                "::1".into(),
+            ]),
             quic: QuicSettings::default(),
             incoming_capacity: DEFAULT_INCOMING_CAPACITY,
             filter: None,
@@ -80,7 +84,11 @@ struct Shared {
 impl Acceptor for Shared {
     type Sink = Incoming;
 
-    fn accept(&self, request: &RequestInfo, draft: wtd_draft) -> std::result::Result<Arc<Incoming>, u16> {
+    fn accept(
+        &self,
+        request: &RequestInfo,
+        draft: wtd_draft,
+    ) -> std::result::Result<Arc<Incoming>, u16> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(503);
         }
@@ -94,11 +102,19 @@ impl Acceptor for Shared {
 
     fn established(&self, core: Arc<SessionCore>, sink: Arc<Incoming>) {
         let session = Session::new(core, sink);
-        log_debug!("session {} opened on {} ({})", session.id(), session.request().path, session.draft().as_str());
+        log_debug!(
+            "session {} opened on {} ({})",
+            session.id(),
+            session.request().path,
+            session.draft().as_str()
+        );
         match &self.on_session {
             Some(cb) => cb(session),
             None => {
-                self.queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(session);
+                self.queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_back(session);
                 self.ready.notify_one();
             }
         }
@@ -125,7 +141,9 @@ impl Server {
     pub fn bind(config: ServerConfig) -> Result<Server> {
         let identity = match &config.identity {
             Identity::PemFiles { cert, key } => ServerIdentity::from_pem_files(cert, key)?,
-            Identity::SelfSigned(names) => ServerIdentity::self_signed(names, Duration::from_secs(13 * 24 * 3600))?,
+            Identity::SelfSigned(names) => {
+                ServerIdentity::self_signed(names, Duration::from_secs(13 * 24 * 3600))?
+            }
         };
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
             .map_err(|e| Error::new(wtd_result::WTD_ERR_TLS, e.to_string()))?;
@@ -143,12 +161,26 @@ impl Server {
         let handle = runtime::handle()?;
         let endpoint = {
             let _guard = handle.enter();
-            quinn::Endpoint::server(server_config, config.bind)
-                .map_err(|e| Error::new(wtd_result::WTD_ERR_IO, format!("cannot listen on {}: {e}", config.bind)))?
+            quinn::Endpoint::server(server_config, config.bind).map_err(|e| {
+                Error::new(
+                    wtd_result::WTD_ERR_IO,
+                    format!("cannot listen on {}: {e}", config.bind),
+                )
+            })?
         };
         handle.spawn(accept_loop(endpoint.clone(), shared.clone()));
-        log_info!("listening on {}", endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default());
-        Ok(Server { endpoint, shared, cert_hash: identity.leaf_hash() })
+        log_info!(
+            "listening on {}",
+            endpoint
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default()
+        );
+        Ok(Server {
+            endpoint,
+            shared,
+            cert_hash: identity.leaf_hash(),
+        })
     }
 
     /// The address actually bound.
@@ -187,7 +219,12 @@ impl Server {
                             Error::timeout("no new session in time")
                         });
                     }
-                    q = self.shared.ready.wait_timeout(q, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    q = self
+                        .shared
+                        .ready
+                        .wait_timeout(q, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         }
@@ -199,7 +236,11 @@ impl Server {
     }
 
     fn live_connections(&self) -> Vec<Arc<Connection>> {
-        let mut conns = self.shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conns = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         conns.retain(|w| w.strong_count() > 0);
         conns.iter().filter_map(Weak::upgrade).collect()
     }
@@ -221,7 +262,10 @@ impl Server {
                 }
             }
             wait_closing(Duration::from_secs(1)).await;
-            endpoint.close(quinn::VarInt::from_u32(H3_NO_ERROR as u32), b"server shutting down");
+            endpoint.close(
+                quinn::VarInt::from_u32(H3_NO_ERROR as u32),
+                b"server shutting down",
+            );
             let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
         };
         match runtime::check_may_block() {
@@ -257,7 +301,11 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 }
             };
             match Connection::start(quic, Role::Server, Some(handler), None).await {
-                Ok(conn) => shared.connections.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&conn)),
+                Ok(conn) => shared
+                    .connections
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Arc::downgrade(&conn)),
                 Err(e) => log_debug!("HTTP/3 setup failed: {e}"),
             }
         });

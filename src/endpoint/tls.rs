@@ -76,11 +76,16 @@ impl ServerIdentity {
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now - time::Duration::hours(1)
             + time::Duration::try_from(validity).map_err(|e| tls_err(e.to_string()))?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, "wtd self-signed");
-        let cert = params.self_signed(&key).map_err(|e| tls_err(format!("self-signing failed: {e}")))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "wtd self-signed");
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| tls_err(format!("self-signing failed: {e}")))?;
         Ok(ServerIdentity {
             chain: vec![cert.der().clone()],
-            key: PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| tls_err(e.to_string()))?,
+            key: PrivateKeyDer::try_from(key.serialize_der())
+                .map_err(|e| tls_err(e.to_string()))?,
         })
     }
 
@@ -131,7 +136,9 @@ pub fn client_config(verification: &Verification) -> Result<rustls::ClientConfig
                 .map_err(|e| tls_err(format!("cannot read CA file {path}: {e}")))?;
             for cert in certs {
                 let cert = cert.map_err(|e| tls_err(format!("bad PEM in {path}: {e}")))?;
-                roots.add(cert).map_err(|e| tls_err(format!("bad CA certificate in {path}: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| tls_err(format!("bad CA certificate in {path}: {e}")))?;
             }
             if roots.is_empty() {
                 return Err(tls_err(format!("no certificate in CA file {path}")));
@@ -140,16 +147,24 @@ pub fn client_config(verification: &Verification) -> Result<rustls::ClientConfig
         }
         Verification::PinnedSha256(hashes) => {
             if hashes.is_empty() {
-                return Err(Error::invalid("pinned verification needs at least one SHA-256 hash"));
+                return Err(Error::invalid(
+                    "pinned verification needs at least one SHA-256 hash",
+                ));
             }
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned { hashes: Some(hashes.clone()), provider: provider() }))
+                .with_custom_certificate_verifier(Arc::new(Pinned {
+                    hashes: Some(hashes.clone()),
+                    provider: provider(),
+                }))
                 .with_no_client_auth()
         }
         Verification::DangerousNone => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned { hashes: None, provider: provider() }))
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                hashes: None,
+                provider: provider(),
+            }))
             .with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![ALPN_H3.to_vec()];
@@ -175,7 +190,9 @@ impl ServerCertVerifier for Pinned {
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         match &self.hashes {
             None => Ok(ServerCertVerified::assertion()),
-            Some(hashes) if hashes.contains(&sha256(end_entity)) => Ok(ServerCertVerified::assertion()),
+            Some(hashes) if hashes.contains(&sha256(end_entity)) => {
+                Ok(ServerCertVerified::assertion())
+            }
             Some(_) => Err(rustls::Error::General(format!(
                 "certificate hash {} is not pinned",
                 hex(&sha256(end_entity))
@@ -189,7 +206,12 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -198,11 +220,18 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -210,7 +239,10 @@ impl ServerCertVerifier for Pinned {
 pub fn parse_sha256_hex(s: &str) -> Result<[u8; 32]> {
     let s = s.trim();
     if s.len() != 64 || !s.is_ascii() {
-        return Err(Error::invalid(format!("certificate hash must be 64 hex characters, got {:?}", s)));
+        return Err(Error::invalid(format!(
+            "certificate hash must be 64 hex characters, got {:?}",
+            s
+        )));
     }
     let mut out = [0u8; 32];
     for (i, byte) in out.iter_mut().enumerate() {
@@ -226,7 +258,11 @@ mod tests {
 
     #[test]
     fn self_signed_is_short_lived_p256() {
-        let id = ServerIdentity::self_signed(&["localhost".into(), "127.0.0.1".into()], Duration::from_secs(13 * 86400)).unwrap();
+        let id = ServerIdentity::self_signed(
+            &["localhost".into(), "127.0.0.1".into()],
+            Duration::from_secs(13 * 86400),
+        )
+        .unwrap();
         assert_eq!(id.chain.len(), 1);
         assert!(id.server_config().is_ok());
         let h = id.leaf_hash();
@@ -235,10 +271,34 @@ mod tests {
 
     #[test]
     fn bad_inputs() {
-        assert_eq!(parse_sha256_hex("abc").unwrap_err().code, wtd_result::WTD_ERR_INVALID_ARGUMENT);
-        assert_eq!(parse_sha256_hex(&"zz".repeat(32)).unwrap_err().code, wtd_result::WTD_ERR_INVALID_ARGUMENT);
-        assert_eq!(ServerIdentity::from_pem_files("/nonexistent.pem", "/nonexistent.key").err().unwrap().code, wtd_result::WTD_ERR_TLS);
-        assert_eq!(client_config(&Verification::PinnedSha256(vec![])).err().unwrap().code, wtd_result::WTD_ERR_INVALID_ARGUMENT);
-        assert_eq!(client_config(&Verification::CaFile("/nonexistent".into())).err().unwrap().code, wtd_result::WTD_ERR_TLS);
+        assert_eq!(
+            parse_sha256_hex("abc").unwrap_err().code,
+            wtd_result::WTD_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            parse_sha256_hex(&"zz".repeat(32)).unwrap_err().code,
+            wtd_result::WTD_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            ServerIdentity::from_pem_files("/nonexistent.pem", "/nonexistent.key")
+                .err()
+                .unwrap()
+                .code,
+            wtd_result::WTD_ERR_TLS
+        );
+        assert_eq!(
+            client_config(&Verification::PinnedSha256(vec![]))
+                .err()
+                .unwrap()
+                .code,
+            wtd_result::WTD_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            client_config(&Verification::CaFile("/nonexistent".into()))
+                .err()
+                .unwrap()
+                .code,
+            wtd_result::WTD_ERR_TLS
+        );
     }
 }

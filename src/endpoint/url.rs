@@ -26,7 +26,11 @@ pub fn parse(url: &str) -> Result<WtUrl> {
         None => (rest, "/"),
     };
     let path = path.split('#').next().unwrap_or("/");
-    let path = if path.starts_with('?') { format!("/{path}") } else { path.to_owned() };
+    let path = if path.starts_with('?') {
+        format!("/{path}")
+    } else {
+        path.to_owned()
+    };
     if authority.is_empty() || authority.contains('@') {
         return Err(bad("missing host (or userinfo, which is not allowed)"));
     }
@@ -53,7 +57,12 @@ pub fn parse(url: &str) -> Result<WtUrl> {
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("path contains whitespace or control characters"));
     }
-    Ok(WtUrl { host, port, path, authority: authority.to_owned() })
+    Ok(WtUrl {
+        host,
+        port,
+        path,
+        authority: authority.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -63,7 +72,15 @@ mod tests {
     #[test]
     fn good_urls() {
         let u = parse("https://127.0.0.1:4433/echo?x=1").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str(), u.authority.as_str()), ("127.0.0.1", 4433, "/echo?x=1", "127.0.0.1:4433"));
+        assert_eq!(
+            (
+                u.host.as_str(),
+                u.port,
+                u.path.as_str(),
+                u.authority.as_str()
+            ),
+            ("127.0.0.1", 4433, "/echo?x=1", "127.0.0.1:4433")
+        );
         let u = parse("https://example.com").unwrap();
         assert_eq!((u.port, u.path.as_str()), (443, "/"));
         let u = parse("https://[::1]:9/a#frag").unwrap();
@@ -73,7 +90,17 @@ mod tests {
 
     #[test]
     fn bad_urls() {
-        for url in ["http://x/", "https://", "https://:443/", "https://h:0/", "https://h:99999/", "https://u@h/", "https://[::1/", "https://h/a b", "wss://h/"] {
+        for url in [
+            "http://x/",
+            "https://",
+            "https://:443/",
+            "https://h:0/",
+            "https://h:99999/",
+            "https://u@h/",
+            "https://[::1/",
+            "https://h/a b",
+            "wss://h/",
+        ] {
             assert!(parse(url).is_err(), "{url}");
         }
     }

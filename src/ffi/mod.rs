@@ -19,9 +19,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{wtd_result, Error, Result};
 
+pub mod client;
 pub mod log;
 pub mod result;
-// The lead adds: pub mod session; pub mod server; pub mod client; (and further export modules)
+pub mod server;
+pub mod session;
 
 thread_local! {
     /// Message of the last failed wtd call on this thread (None = no error).

@@ -62,7 +62,10 @@ fn decode(ty: u64, payload: &[u8]) -> Result<Option<Capsule>, H3Error> {
     match ty {
         CLOSE_WEBTRANSPORT_SESSION => {
             if payload.len() < 4 || payload.len() > 4 + MAX_CLOSE_REASON {
-                return Err(H3Error::new(H3_MESSAGE_ERROR, "malformed CLOSE_WEBTRANSPORT_SESSION"));
+                return Err(H3Error::new(
+                    H3_MESSAGE_ERROR,
+                    "malformed CLOSE_WEBTRANSPORT_SESSION",
+                ));
             }
             let code = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
             let reason = String::from_utf8_lossy(&payload[4..]).into_owned();
@@ -101,7 +104,10 @@ impl ConnectStreamParser {
             match h.ty {
                 frame::DATA => self.capsules.extend_from_slice(payload),
                 frame::HEADERS => {
-                    return Err(H3Error::new(H3_FRAME_UNEXPECTED, "HEADERS after the CONNECT response"))
+                    return Err(H3Error::new(
+                        H3_FRAME_UNEXPECTED,
+                        "HEADERS after the CONNECT response",
+                    ))
                 }
                 ty => {
                     frame::check_not_http2(ty)?;
@@ -124,7 +130,9 @@ impl ConnectStreamParser {
     fn drain_capsules(&mut self, out: &mut Vec<Capsule>) -> Result<(), H3Error> {
         let mut pos = 0;
         while let Some((ty, a)) = varint::decode(&self.capsules[pos..]) {
-            let Some((len, b)) = varint::decode(&self.capsules[pos + a..]) else { break };
+            let Some((len, b)) = varint::decode(&self.capsules[pos + a..]) else {
+                break;
+            };
             check_len(len)?;
             let end = pos + a + b + len as usize;
             if self.capsules.len() < end {
@@ -140,7 +148,10 @@ impl ConnectStreamParser {
 
 fn check_len(len: u64) -> Result<(), H3Error> {
     if len > MAX_FRAME_PAYLOAD {
-        return Err(H3Error::new(H3_EXCESSIVE_LOAD, format!("{len}-byte frame on CONNECT stream")));
+        return Err(H3Error::new(
+            H3_EXCESSIVE_LOAD,
+            format!("{len}-byte frame on CONNECT stream"),
+        ));
     }
     Ok(())
 }
@@ -149,11 +160,16 @@ fn check_len(len: u64) -> Result<(), H3Error> {
 mod tests {
     use super::*;
 
-    const FRAMED: [u8; 12] = [0x00, 0x0a, 0x68, 0x43, 0x07, 0, 0, 0, 0x2a, b'b', b'y', b'e'];
+    const FRAMED: [u8; 12] = [
+        0x00, 0x0a, 0x68, 0x43, 0x07, 0, 0, 0, 0x2a, b'b', b'y', b'e',
+    ];
     const RAW: [u8; 10] = [0x68, 0x43, 0x07, 0, 0, 0, 0x2a, b'b', b'y', b'e'];
 
     fn bye() -> Capsule {
-        Capsule::Close { code: 42, reason: "bye".into() }
+        Capsule::Close {
+            code: 42,
+            reason: "bye".into(),
+        }
     }
 
     #[test]
@@ -168,7 +184,10 @@ mod tests {
 
     #[test]
     fn decodes_framed_raw_and_split() {
-        assert_eq!(ConnectStreamParser::new().feed(&FRAMED).unwrap(), vec![bye()]);
+        assert_eq!(
+            ConnectStreamParser::new().feed(&FRAMED).unwrap(),
+            vec![bye()]
+        );
         assert_eq!(ConnectStreamParser::new().feed(&RAW).unwrap(), vec![bye()]);
         for bytes in [&FRAMED[..], &RAW[..]] {
             let mut p = ConnectStreamParser::new();
@@ -183,20 +202,40 @@ mod tests {
         let mut bytes = vec![0x21, 0x01, 0xff];
         frame::encode(frame::DATA, &RAW[..3], &mut bytes);
         frame::encode(frame::DATA, &RAW[3..], &mut bytes);
-        assert_eq!(ConnectStreamParser::new().feed(&bytes).unwrap(), vec![bye()]);
-        assert_eq!(ConnectStreamParser::new().feed(&encode_drain(true)).unwrap(), vec![Capsule::Drain]);
+        assert_eq!(
+            ConnectStreamParser::new().feed(&bytes).unwrap(),
+            vec![bye()]
+        );
+        assert_eq!(
+            ConnectStreamParser::new()
+                .feed(&encode_drain(true))
+                .unwrap(),
+            vec![Capsule::Drain]
+        );
     }
 
     #[test]
     fn rejects_malformed() {
         let short = [0x00, 0x04, 0x68, 0x43, 0x01, 0x00];
-        assert_eq!(ConnectStreamParser::new().feed(&short).unwrap_err().code, H3_MESSAGE_ERROR);
+        assert_eq!(
+            ConnectStreamParser::new().feed(&short).unwrap_err().code,
+            H3_MESSAGE_ERROR
+        );
         let headers = [0x01, 0x01, 0xd9];
-        assert_eq!(ConnectStreamParser::new().feed(&headers).unwrap_err().code, H3_FRAME_UNEXPECTED);
+        assert_eq!(
+            ConnectStreamParser::new().feed(&headers).unwrap_err().code,
+            H3_FRAME_UNEXPECTED
+        );
         let huge = [0x00, 0x80, 0x10, 0x00, 0x00];
-        assert_eq!(ConnectStreamParser::new().feed(&huge).unwrap_err().code, H3_EXCESSIVE_LOAD);
+        assert_eq!(
+            ConnectStreamParser::new().feed(&huge).unwrap_err().code,
+            H3_EXCESSIVE_LOAD
+        );
         let h2 = [0x06, 0x00];
-        assert_eq!(ConnectStreamParser::new().feed(&h2).unwrap_err().code, H3_FRAME_UNEXPECTED);
+        assert_eq!(
+            ConnectStreamParser::new().feed(&h2).unwrap_err().code,
+            H3_FRAME_UNEXPECTED
+        );
         let mut p = ConnectStreamParser::new();
         p.feed(&FRAMED[..5]).unwrap();
         assert!(p.pending() > 0);

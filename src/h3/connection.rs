@@ -132,8 +132,15 @@ impl Connection {
         let mut control = conn.quic.open_uni().await.map_err(conn_error)?;
         let mut out = Vec::new();
         varint::encode(STREAM_CONTROL, &mut out);
-        frame::encode(frame::SETTINGS, &Settings::wtd_local().encode_payload(), &mut out);
-        control.write_all(&out).await.map_err(|e| Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string()))?;
+        frame::encode(
+            frame::SETTINGS,
+            &Settings::wtd_local().encode_payload(),
+            &mut out,
+        );
+        control
+            .write_all(&out)
+            .await
+            .map_err(|e| Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string()))?;
         *conn.control.lock().await = Some(control);
 
         tokio::spawn(accept_uni_loop(conn.clone()));
@@ -154,7 +161,10 @@ impl Connection {
         match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(Some(s))) => Ok(s),
             Ok(Ok(None)) => Err(Error::internal("settings vanished")),
-            Ok(Err(_)) => Err(Error::new(wtd_result::WTD_ERR_CONNECTION, "connection closed before SETTINGS")),
+            Ok(Err(_)) => Err(Error::new(
+                wtd_result::WTD_ERR_CONNECTION,
+                "connection closed before SETTINGS",
+            )),
             Err(_) => Err(Error::timeout("peer did not send HTTP/3 SETTINGS in time")),
         }
     }
@@ -166,7 +176,10 @@ impl Connection {
 
     /// Number of open sessions on this connection.
     pub fn session_count(&self) -> usize {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// Registers a session so its datagrams are routed to it.
@@ -179,8 +192,15 @@ impl Connection {
 
     /// Unregisters a closed session and queues its close notice for the driver.
     pub(crate) fn unregister(&self, session: &Arc<SessionCore>) {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(&session.quarter_stream_id());
-        if self.events.send(DriverEvent::Closed(session.clone())).is_err() {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session.quarter_stream_id());
+        if self
+            .events
+            .send(DriverEvent::Closed(session.clone()))
+            .is_err()
+        {
             // The driver is gone (connection over): deliver the notice here.
             if let Some(info) = session.close_info() {
                 session.events.on_closed(&info);
@@ -208,8 +228,16 @@ impl Connection {
     /// Closes the connection with an HTTP/3 error.
     pub fn close_with(&self, err: &H3Error) {
         crate::logging::log(
-            if err.code == H3_NO_ERROR { crate::logging::wtd_log_level::WTD_LOG_DEBUG } else { crate::logging::wtd_log_level::WTD_LOG_WARN },
-            format_args!("closing connection to {}: {}", self.quic.remote_address(), err),
+            if err.code == H3_NO_ERROR {
+                crate::logging::wtd_log_level::WTD_LOG_DEBUG
+            } else {
+                crate::logging::wtd_log_level::WTD_LOG_WARN
+            },
+            format_args!(
+                "closing connection to {}: {}",
+                self.quic.remote_address(),
+                err
+            ),
         );
         self.quic.close(varint_of(err.code), err.reason.as_bytes());
     }
@@ -218,7 +246,12 @@ impl Connection {
     pub async fn send_goaway(&self) {
         let mut payload = Vec::new();
         let next = if self.role == Role::Server {
-            self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().max().map_or(0, |q| (q + 1) * 4)
+            self.sessions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .max()
+                .map_or(0, |q| (q + 1) * 4)
         } else {
             0
         };
@@ -232,7 +265,12 @@ impl Connection {
 
     /// Every open session (for shutdown).
     pub fn sessions(&self) -> Vec<Arc<SessionCore>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Closes the connection on a protocol error seen while reading a stream.
@@ -244,16 +282,26 @@ impl Connection {
 
     fn dispatch_datagram(&self, mut data: Bytes) -> std::result::Result<(), H3Error> {
         let Some((qsid, n)) = varint::decode(&data) else {
-            return Err(H3Error::new(H3_DATAGRAM_ERROR, "datagram without a quarter stream id"));
+            return Err(H3Error::new(
+                H3_DATAGRAM_ERROR,
+                "datagram without a quarter stream id",
+            ));
         };
-        let session = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(&qsid).cloned();
+        let session = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&qsid)
+            .cloned();
         match session {
             Some(s) => {
                 let _ = data.split_to(n);
                 s.events.on_datagram(data);
             }
             None => {
-                self.counters.datagrams_unknown_session.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .datagrams_unknown_session
+                    .fetch_add(1, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -276,12 +324,24 @@ pub(crate) fn close_info_for(err: &quinn::ConnectionError) -> CloseInfo {
             let raw = c.error_code.into_inner();
             let reason = String::from_utf8_lossy(&c.reason).into_owned();
             // wtq maps the session code into the H3 space; wtr sends it raw (below 0x100).
-            let code = h3_to_wt_app_error(raw).or(if raw < 0x100 { Some(raw as u32) } else { None });
-            (code.unwrap_or(0), if reason.is_empty() { format!("connection closed (0x{raw:x})") } else { reason })
+            let code =
+                h3_to_wt_app_error(raw).or(if raw < 0x100 { Some(raw as u32) } else { None });
+            (
+                code.unwrap_or(0),
+                if reason.is_empty() {
+                    format!("connection closed (0x{raw:x})")
+                } else {
+                    reason
+                },
+            )
         }
         other => (0, other.to_string()),
     };
-    CloseInfo { code, reason, cause: CloseCause::ConnectionClosed }
+    CloseInfo {
+        code,
+        reason,
+        cause: CloseCause::ConnectionClosed,
+    }
 }
 
 async fn drive(conn: Arc<Connection>, mut events: mpsc::UnboundedReceiver<DriverEvent>) {
@@ -354,7 +414,11 @@ async fn handle_uni(conn: Arc<Connection>, recv: quinn::RecvStream, seen: Arc<Mu
         STREAM_CONTROL | STREAM_QPACK_ENCODER | STREAM_QPACK_DECODER => ty as usize,
         STREAM_PUSH => {
             // wtd never sends MAX_PUSH_ID, so a push stream is an error (RFC 9114 §4.6).
-            let code = if conn.role == Role::Client { H3_ID_ERROR } else { H3_STREAM_CREATION_ERROR };
+            let code = if conn.role == Role::Client {
+                H3_ID_ERROR
+            } else {
+                H3_STREAM_CREATION_ERROR
+            };
             conn.close_with(&H3Error::new(code, "unexpected push stream"));
             return;
         }
@@ -371,7 +435,10 @@ async fn handle_uni(conn: Arc<Connection>, recv: quinn::RecvStream, seen: Arc<Mu
         let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen[critical] {
             drop(seen);
-            conn.close_with(&H3Error::new(H3_STREAM_CREATION_ERROR, format!("second stream of type 0x{ty:x}")));
+            conn.close_with(&H3Error::new(
+                H3_STREAM_CREATION_ERROR,
+                format!("second stream of type 0x{ty:x}"),
+            ));
             return;
         }
         seen[critical] = true;
@@ -392,25 +459,41 @@ async fn handle_uni(conn: Arc<Connection>, recv: quinn::RecvStream, seen: Arc<Mu
 }
 
 /// Reads the peer's control stream; returns only when it ends (which is an error).
-async fn read_control(conn: &Arc<Connection>, reader: &mut StreamReader) -> std::result::Result<(), StreamEnd> {
+async fn read_control(
+    conn: &Arc<Connection>,
+    reader: &mut StreamReader,
+) -> std::result::Result<(), StreamEnd> {
     match reader.next_frame().await? {
         Some((frame::SETTINGS, payload)) => {
             let settings = Settings::decode_payload(&payload)?;
-            if settings.get(super::settings::QPACK_MAX_TABLE_CAPACITY).is_some_and(|v| v > 0) {
+            if settings
+                .get(super::settings::QPACK_MAX_TABLE_CAPACITY)
+                .is_some_and(|v| v > 0)
+            {
                 // Fine: we simply never use the peer's dynamic table.
             }
             conn.peer_settings.send_replace(Some(Arc::new(settings)));
         }
         Some((ty, _)) => {
-            return Err(H3Error::new(H3_MISSING_SETTINGS, format!("control stream began with frame 0x{ty:x}")).into())
+            return Err(H3Error::new(
+                H3_MISSING_SETTINGS,
+                format!("control stream began with frame 0x{ty:x}"),
+            )
+            .into())
         }
         None => return Ok(()),
     }
     while let Some((ty, payload)) = reader.next_frame().await? {
         match ty {
-            frame::SETTINGS => return Err(H3Error::new(H3_FRAME_UNEXPECTED, "second SETTINGS frame").into()),
+            frame::SETTINGS => {
+                return Err(H3Error::new(H3_FRAME_UNEXPECTED, "second SETTINGS frame").into())
+            }
             frame::DATA | frame::HEADERS | frame::PUSH_PROMISE => {
-                return Err(H3Error::new(H3_FRAME_UNEXPECTED, format!("frame 0x{ty:x} on control stream")).into())
+                return Err(H3Error::new(
+                    H3_FRAME_UNEXPECTED,
+                    format!("frame 0x{ty:x} on control stream"),
+                )
+                .into())
             }
             frame::GOAWAY => {
                 frame::parse_goaway(&payload)?;

@@ -95,17 +95,38 @@ mod tests {
     #[test]
     fn server_side_per_peer() {
         let chromium = Settings::from_pairs(&[(H3_DATAGRAM, 1), (ENABLE_WEBTRANSPORT, 1)]);
-        let chromium_d07 = Settings::from_pairs(&[(ENABLE_WEBTRANSPORT, 1), (WEBTRANSPORT_MAX_SESSIONS_D07, 16)]);
+        let chromium_d07 = Settings::from_pairs(&[
+            (ENABLE_WEBTRANSPORT, 1),
+            (WEBTRANSPORT_MAX_SESSIONS_D07, 16),
+        ]);
         let pywt021 = Settings::from_pairs(&[(WT_ENABLED, 1)]);
         let pywt061 = Settings::from_pairs(&[(WT_MAX_SESSIONS_D13, 1)]);
         let d07_only = Settings::from_pairs(&[(WEBTRANSPORT_MAX_SESSIONS_D07, 1)]);
         let wtr = Settings::default();
-        assert_eq!(server_pick(&chromium, "webtransport"), Some(wtd_draft::WTD_DRAFT_02));
-        assert_eq!(server_pick(&chromium_d07, "webtransport"), Some(wtd_draft::WTD_DRAFT_02));
-        assert_eq!(server_pick(&pywt021, "webtransport-h3"), Some(wtd_draft::WTD_DRAFT_15));
-        assert_eq!(server_pick(&pywt061, "webtransport"), Some(wtd_draft::WTD_DRAFT_13));
-        assert_eq!(server_pick(&d07_only, "webtransport"), Some(wtd_draft::WTD_DRAFT_07));
-        assert_eq!(server_pick(&wtr, "webtransport"), Some(wtd_draft::WTD_DRAFT_02));
+        assert_eq!(
+            server_pick(&chromium, "webtransport"),
+            Some(wtd_draft::WTD_DRAFT_02)
+        );
+        assert_eq!(
+            server_pick(&chromium_d07, "webtransport"),
+            Some(wtd_draft::WTD_DRAFT_02)
+        );
+        assert_eq!(
+            server_pick(&pywt021, "webtransport-h3"),
+            Some(wtd_draft::WTD_DRAFT_15)
+        );
+        assert_eq!(
+            server_pick(&pywt061, "webtransport"),
+            Some(wtd_draft::WTD_DRAFT_13)
+        );
+        assert_eq!(
+            server_pick(&d07_only, "webtransport"),
+            Some(wtd_draft::WTD_DRAFT_07)
+        );
+        assert_eq!(
+            server_pick(&wtr, "webtransport"),
+            Some(wtd_draft::WTD_DRAFT_02)
+        );
         assert_eq!(server_pick(&chromium, "websocket"), None);
     }
 
@@ -116,7 +137,10 @@ mod tests {
         let aioquic = Settings::from_pairs(&[(ENABLE_WEBTRANSPORT, 1)]);
         let aioquic_d15 = Settings::from_pairs(&[(ENABLE_WEBTRANSPORT, 1), (WT_ENABLED, 1)]);
         let d07 = Settings::from_pairs(&[(WEBTRANSPORT_MAX_SESSIONS_D07, 1)]);
-        assert_eq!(client_pick(&pywt021).map(wtd_draft::protocol), Some("webtransport-h3"));
+        assert_eq!(
+            client_pick(&pywt021).map(wtd_draft::protocol),
+            Some("webtransport-h3")
+        );
         assert_eq!(client_pick(&pywt061), Some(wtd_draft::WTD_DRAFT_13));
         assert_eq!(client_pick(&aioquic), Some(wtd_draft::WTD_DRAFT_02));
         assert_eq!(client_pick(&aioquic_d15), Some(wtd_draft::WTD_DRAFT_15));

@@ -68,7 +68,10 @@ pub struct H3Error {
 impl H3Error {
     /// Builds an error.
     pub fn new(code: u64, reason: impl Into<String>) -> Self {
-        H3Error { code, reason: reason.into() }
+        H3Error {
+            code,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -88,7 +91,11 @@ mod tests {
         assert_eq!(wt_app_error_to_h3(42), 0x52e4_a40f_a906);
         assert_eq!(h3_to_wt_app_error(0x52e4_a40f_a906), Some(42));
         for code in [0u32, 1, 29, 30, 31, 59, 60, 1000, u32::MAX] {
-            assert_eq!(h3_to_wt_app_error(wt_app_error_to_h3(code)), Some(code), "{code}");
+            assert_eq!(
+                h3_to_wt_app_error(wt_app_error_to_h3(code)),
+                Some(code),
+                "{code}"
+            );
         }
         assert_eq!(h3_to_wt_app_error(H3_NO_ERROR), None);
         assert_eq!(h3_to_wt_app_error(0x2a), None);

@@ -46,7 +46,11 @@ pub struct Header {
 pub fn parse_header(buf: &[u8]) -> Option<Header> {
     let (ty, a) = varint::decode(buf)?;
     let (len, b) = varint::decode(&buf[a..])?;
-    Some(Header { ty, len, header_len: a + b })
+    Some(Header {
+        ty,
+        len,
+        header_len: a + b,
+    })
 }
 
 /// Frame types reserved by HTTP/2 that must not appear in HTTP/3 (RFC 9114 §7.2.8).
@@ -57,7 +61,10 @@ pub fn is_http2_reserved(ty: u64) -> bool {
 /// Rejects HTTP/2-reserved frame types anywhere (H3_FRAME_UNEXPECTED).
 pub fn check_not_http2(ty: u64) -> Result<(), H3Error> {
     if is_http2_reserved(ty) {
-        return Err(H3Error::new(H3_FRAME_UNEXPECTED, format!("HTTP/2 frame type 0x{ty:x}")));
+        return Err(H3Error::new(
+            H3_FRAME_UNEXPECTED,
+            format!("HTTP/2 frame type 0x{ty:x}"),
+        ));
     }
     Ok(())
 }
@@ -77,11 +84,22 @@ mod tests {
     #[test]
     fn encode_and_parse() {
         let mut out = Vec::new();
-        encode(DATA, &[0x68, 0x43, 0x07, 0, 0, 0, 0x2a, b'b', b'y', b'e'], &mut out);
+        encode(
+            DATA,
+            &[0x68, 0x43, 0x07, 0, 0, 0, 0x2a, b'b', b'y', b'e'],
+            &mut out,
+        );
         // Chromium's close: DATA frame of length 10 around the capsule (WIRE-FACTS §1.6).
         assert_eq!(out[..2], [0x00, 0x0a]);
         let h = parse_header(&out).unwrap();
-        assert_eq!(h, Header { ty: DATA, len: 10, header_len: 2 });
+        assert_eq!(
+            h,
+            Header {
+                ty: DATA,
+                len: 10,
+                header_len: 2
+            }
+        );
         assert_eq!(parse_header(&[0x41]), None);
         assert_eq!(parse_header(&[0x40]), None);
     }
@@ -90,7 +108,10 @@ mod tests {
     fn goaway_and_reserved() {
         assert_eq!(parse_goaway(&[0x04]), Ok(4));
         assert_eq!(parse_goaway(&[]).unwrap_err().code, H3_FRAME_ERROR);
-        assert_eq!(parse_goaway(&[0x04, 0x00]).unwrap_err().code, H3_FRAME_ERROR);
+        assert_eq!(
+            parse_goaway(&[0x04, 0x00]).unwrap_err().code,
+            H3_FRAME_ERROR
+        );
         for ty in [2, 6, 8, 9] {
             assert_eq!(check_not_http2(ty).unwrap_err().code, H3_FRAME_UNEXPECTED);
         }

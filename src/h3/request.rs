@@ -22,7 +22,11 @@ pub trait Acceptor: Send + Sync + 'static {
     /// The sink type created for each accepted session.
     type Sink: SessionEvents;
     /// Accept (return the new session's sink) or refuse with an HTTP status.
-    fn accept(&self, request: &RequestInfo, draft: wtd_draft) -> std::result::Result<Arc<Self::Sink>, u16>;
+    fn accept(
+        &self,
+        request: &RequestInfo,
+        draft: wtd_draft,
+    ) -> std::result::Result<Arc<Self::Sink>, u16>;
     /// The session is registered and its 200 response is on the way.
     fn established(&self, session: Arc<SessionCore>, sink: Arc<Self::Sink>);
 }
@@ -30,12 +34,19 @@ pub trait Acceptor: Send + Sync + 'static {
 /// Encodes a HEADERS frame.
 fn headers_frame(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut out = Vec::new();
-    frame::encode(frame::HEADERS, &qpack::encode_field_section(fields), &mut out);
+    frame::encode(
+        frame::HEADERS,
+        &qpack::encode_field_section(fields),
+        &mut out,
+    );
     out
 }
 
 /// Reads frames until HEADERS, skipping unknown ones; returns the decoded fields, or `None` at FIN.
-async fn read_headers(reader: &mut StreamReader, first_type: Option<u64>) -> std::result::Result<Option<Vec<(String, String)>>, StreamEnd> {
+async fn read_headers(
+    reader: &mut StreamReader,
+    first_type: Option<u64>,
+) -> std::result::Result<Option<Vec<(String, String)>>, StreamEnd> {
     let mut ty = first_type;
     loop {
         let t = match ty.take() {
@@ -53,14 +64,19 @@ async fn read_headers(reader: &mut StreamReader, first_type: Option<u64>) -> std
                     .map(Some)
                     .map_err(|e| StreamEnd::Protocol(H3Error::new(e.h3_code(), e.to_string())))
             }
-            frame::DATA => return Err(H3Error::new(H3_FRAME_UNEXPECTED, "DATA before HEADERS").into()),
+            frame::DATA => {
+                return Err(H3Error::new(H3_FRAME_UNEXPECTED, "DATA before HEADERS").into())
+            }
             _ => {} // unknown / GREASE frames are skipped
         }
     }
 }
 
 fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    fields.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    fields
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Serves one client-initiated bidirectional stream (spawned per stream).
@@ -89,9 +105,11 @@ pub async fn serve_request<A: Acceptor>(
     let reply = |status: u16| headers_frame(&[(":status", &status.to_string())]);
     let method = field(&fields, ":method").unwrap_or("");
     let protocol = field(&fields, ":protocol");
-    let (Some(path), Some(authority), Some(_scheme)) =
-        (field(&fields, ":path"), field(&fields, ":authority"), field(&fields, ":scheme"))
-    else {
+    let (Some(path), Some(authority), Some(_scheme)) = (
+        field(&fields, ":path"),
+        field(&fields, ":authority"),
+        field(&fields, ":scheme"),
+    ) else {
         let _ = send.write_all(&reply(400)).await;
         let _ = send.finish();
         return;
@@ -137,7 +155,11 @@ pub async fn serve_request<A: Acceptor>(
     // Registered before the 200 leaves, so the client's first datagrams find the session.
     conn.register(&core);
     if !core.write_stream(&headers_frame(&response)).await {
-        core.mark_closed(CloseInfo { code: 0, reason: "could not send the response".into(), cause: CloseCause::PeerReset });
+        core.mark_closed(CloseInfo {
+            code: 0,
+            reason: "could not send the response".into(),
+            cause: CloseCause::PeerReset,
+        });
         return;
     }
     acceptor.established(core.clone(), sink);
@@ -153,10 +175,16 @@ pub async fn open_session(
 ) -> Result<Arc<SessionCore>> {
     let settings = conn.peer_settings(timeout).await?;
     let draft = draft::client_pick(&settings).ok_or_else(|| {
-        Error::new(wtd_result::WTD_ERR_NOT_SUPPORTED, "server's SETTINGS announce no WebTransport support")
+        Error::new(
+            wtd_result::WTD_ERR_NOT_SUPPORTED,
+            "server's SETTINGS announce no WebTransport support",
+        )
     })?;
     if conn.goaway_received() {
-        return Err(Error::new(wtd_result::WTD_ERR_CONNECTION, "server sent GOAWAY"));
+        return Err(Error::new(
+            wtd_result::WTD_ERR_CONNECTION,
+            "server sent GOAWAY",
+        ));
     }
     let (mut send, recv) = conn
         .quic
@@ -189,12 +217,17 @@ pub async fn open_session(
         Ok(Ok(Some(fields))) => field(&fields, ":status")
             .and_then(|s| s.parse::<u16>().ok())
             .ok_or_else(|| Error::protocol("response without a valid :status")),
-        Ok(Ok(None)) => Err(Error::new(wtd_result::WTD_ERR_REJECTED, "server closed the request without a response")),
+        Ok(Ok(None)) => Err(Error::new(
+            wtd_result::WTD_ERR_REJECTED,
+            "server closed the request without a response",
+        )),
         Ok(Err(StreamEnd::Reset(code))) => Err(Error::new(
             wtd_result::WTD_ERR_REJECTED,
             format!("server reset the request (code 0x{code:x})"),
         )),
-        Ok(Err(StreamEnd::ConnectionLost(e))) => Err(Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string())),
+        Ok(Err(StreamEnd::ConnectionLost(e))) => {
+            Err(Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string()))
+        }
         Ok(Err(end @ StreamEnd::Protocol(_))) => {
             conn.fail(&end);
             Err(Error::protocol(format!("{end:?}")))
@@ -207,10 +240,17 @@ pub async fn open_session(
         }
         other => {
             let err = match other {
-                Ok(s) => Error::new(wtd_result::WTD_ERR_REJECTED, format!("server answered :status {s}")),
+                Ok(s) => Error::new(
+                    wtd_result::WTD_ERR_REJECTED,
+                    format!("server answered :status {s}"),
+                ),
                 Err(e) => e,
             };
-            core.mark_closed(CloseInfo { code: 0, reason: err.message.clone(), cause: CloseCause::PeerReset });
+            core.mark_closed(CloseInfo {
+                code: 0,
+                reason: err.message.clone(),
+                cause: CloseCause::PeerReset,
+            });
             core.finish_send().await;
             conn.session_gone();
             Err(err)
@@ -228,7 +268,11 @@ async fn read_capsules(core: Arc<SessionCore>, mut reader: StreamReader) {
                     for c in capsules {
                         match c {
                             Capsule::Close { code, reason } => {
-                                if core.mark_closed(CloseInfo { code, reason, cause: CloseCause::PeerCapsule }) {
+                                if core.mark_closed(CloseInfo {
+                                    code,
+                                    reason,
+                                    cause: CloseCause::PeerCapsule,
+                                }) {
                                     core.finish_send().await;
                                 }
                             }
@@ -243,7 +287,11 @@ async fn read_capsules(core: Arc<SessionCore>, mut reader: StreamReader) {
         }
     };
     let info = match &end {
-        Ok(()) => CloseInfo { code: 0, reason: String::new(), cause: CloseCause::PeerFin },
+        Ok(()) => CloseInfo {
+            code: 0,
+            reason: String::new(),
+            cause: CloseCause::PeerFin,
+        },
         Err(StreamEnd::Reset(code)) => CloseInfo {
             code: 0,
             reason: format!("CONNECT stream reset (0x{code:x})"),
@@ -252,7 +300,11 @@ async fn read_capsules(core: Arc<SessionCore>, mut reader: StreamReader) {
         Err(StreamEnd::ConnectionLost(e)) => close_info_for(e),
         Err(end @ StreamEnd::Protocol(e)) => {
             core.conn.fail(end);
-            CloseInfo { code: 0, reason: e.to_string(), cause: CloseCause::ConnectionClosed }
+            CloseInfo {
+                code: 0,
+                reason: e.to_string(),
+                cause: CloseCause::ConnectionClosed,
+            }
         }
     };
     if core.mark_closed(info) {

@@ -139,18 +139,27 @@ impl SessionCore {
     }
     /// The close code/reason once closed.
     pub fn close_info(&self) -> Option<CloseInfo> {
-        self.closed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     /// True once closed.
     pub fn is_closed(&self) -> bool {
-        self.closed.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.closed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 
     /// Largest payload one datagram of this session can carry right now: quinn's current limit
     /// (it grows with path MTU discovery) minus the quarter-stream-id prefix; 0 when the peer
     /// does not accept datagrams.
     pub fn max_datagram_size(&self) -> usize {
-        self.conn.quic.max_datagram_size().map_or(0, |m| m.saturating_sub(self.prefix.len()))
+        self.conn
+            .quic
+            .max_datagram_size()
+            .map_or(0, |m| m.saturating_sub(self.prefix.len()))
     }
 
     /// Hands one datagram to QUIC without blocking. Fails with WTD_ERR_WOULD_BLOCK when quinn's
@@ -169,7 +178,10 @@ impl SessionCore {
         if payload.len() > max {
             return Err(Error::new(
                 wtd_result::WTD_ERR_TOO_LARGE,
-                format!("datagram of {} bytes exceeds max_datagram_size {max}", payload.len()),
+                format!(
+                    "datagram of {} bytes exceeds max_datagram_size {max}",
+                    payload.len()
+                ),
             ));
         }
         let total = self.prefix.len() + payload.len();
@@ -182,7 +194,9 @@ impl SessionCore {
         match self.conn.quic.send_datagram(buf.freeze()) {
             Ok(()) => {
                 self.sent.datagrams.fetch_add(1, Ordering::Relaxed);
-                self.sent.bytes.fetch_add(payload.len() as u64, Ordering::Relaxed);
+                self.sent
+                    .bytes
+                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
                 Ok(())
             }
             Err(quinn::SendDatagramError::TooLarge) => Err(Error::new(
@@ -199,7 +213,11 @@ impl SessionCore {
     /// Closes the session with `code` and `reason` (idempotent, never blocks): sends
     /// CLOSE_WEBTRANSPORT_SESSION (inside a DATA frame, or raw for draft-13) and FIN.
     pub fn close(self: &Arc<Self>, code: u32, reason: &str) {
-        let info = CloseInfo { code, reason: reason.to_owned(), cause: CloseCause::Local };
+        let info = CloseInfo {
+            code,
+            reason: reason.to_owned(),
+            cause: CloseCause::Local,
+        };
         if !self.mark_closed(info) {
             return;
         }
@@ -211,7 +229,8 @@ impl SessionCore {
                 let _ = send.finish();
                 // Wait (bounded) until the peer has the capsule, so a process that exits right
                 // after close still delivers it.
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped()).await;
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped()).await;
             }
             me.conn.session_gone();
         });

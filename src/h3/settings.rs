@@ -42,7 +42,9 @@ pub struct Settings {
 impl Settings {
     /// Builds settings from pairs (no validation; for local settings and tests).
     pub fn from_pairs(pairs: &[(u64, u64)]) -> Self {
-        Settings { pairs: pairs.to_vec() }
+        Settings {
+            pairs: pairs.to_vec(),
+        }
     }
 
     /// What wtd sends, as client and as server: the union every peer accepts
@@ -101,10 +103,16 @@ impl Settings {
             let (value, b) = varint::decode(&buf[a..]).ok_or_else(|| truncated())?;
             buf = &buf[a + b..];
             if matches!(id, 0x0 | 0x2 | 0x3 | 0x4 | 0x5) {
-                return Err(H3Error::new(H3_SETTINGS_ERROR, format!("HTTP/2 setting 0x{id:x}")));
+                return Err(H3Error::new(
+                    H3_SETTINGS_ERROR,
+                    format!("HTTP/2 setting 0x{id:x}"),
+                ));
             }
             if pairs.iter().any(|(k, _)| *k == id) {
-                return Err(H3Error::new(H3_SETTINGS_ERROR, format!("duplicate setting 0x{id:x}")));
+                return Err(H3Error::new(
+                    H3_SETTINGS_ERROR,
+                    format!("duplicate setting 0x{id:x}"),
+                ));
             }
             let boolean = matches!(
                 id,
@@ -132,7 +140,10 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
     }
 
     #[test]
@@ -180,14 +191,32 @@ mod tests {
     #[test]
     fn local_round_trip_and_errors() {
         let local = Settings::wtd_local();
-        assert_eq!(Settings::decode_payload(&local.encode_payload()).unwrap(), local);
+        assert_eq!(
+            Settings::decode_payload(&local.encode_payload()).unwrap(),
+            local
+        );
         assert_eq!(local.get(QPACK_MAX_TABLE_CAPACITY), Some(0));
         let dup = hex("3301 3301");
-        assert_eq!(Settings::decode_payload(&dup).unwrap_err().code, H3_SETTINGS_ERROR);
-        assert_eq!(Settings::decode_payload(&hex("0201")).unwrap_err().code, H3_SETTINGS_ERROR);
-        assert_eq!(Settings::decode_payload(&hex("3302")).unwrap_err().code, H3_SETTINGS_ERROR);
-        assert_eq!(Settings::decode_payload(&hex("33")).unwrap_err().code, H3_SETTINGS_ERROR);
-        assert_eq!(Settings::decode_payload(&hex("80ffd2")).unwrap_err().code, H3_SETTINGS_ERROR);
+        assert_eq!(
+            Settings::decode_payload(&dup).unwrap_err().code,
+            H3_SETTINGS_ERROR
+        );
+        assert_eq!(
+            Settings::decode_payload(&hex("0201")).unwrap_err().code,
+            H3_SETTINGS_ERROR
+        );
+        assert_eq!(
+            Settings::decode_payload(&hex("3302")).unwrap_err().code,
+            H3_SETTINGS_ERROR
+        );
+        assert_eq!(
+            Settings::decode_payload(&hex("33")).unwrap_err().code,
+            H3_SETTINGS_ERROR
+        );
+        assert_eq!(
+            Settings::decode_payload(&hex("80ffd2")).unwrap_err().code,
+            H3_SETTINGS_ERROR
+        );
         assert_eq!(Settings::decode_payload(&[]).unwrap(), Settings::default());
     }
 }

@@ -31,7 +31,11 @@ pub struct StreamReader {
 impl StreamReader {
     /// Wraps a receive stream.
     pub fn new(recv: quinn::RecvStream) -> Self {
-        StreamReader { recv, buf: Vec::new(), fin: false }
+        StreamReader {
+            recv,
+            buf: Vec::new(),
+            fin: false,
+        }
     }
 
     /// Reads more bytes into the buffer; `false` at FIN.
@@ -94,7 +98,9 @@ impl StreamReader {
     /// The next whole frame `(type, payload)`; `None` at a clean FIN between frames.
     /// HTTP/2-only frame types are rejected.
     pub async fn next_frame(&mut self) -> Result<Option<(u64, Vec<u8>)>, StreamEnd> {
-        let Some(ty) = self.read_varint().await? else { return Ok(None) };
+        let Some(ty) = self.read_varint().await? else {
+            return Ok(None);
+        };
         frame::check_not_http2(ty)?;
         Ok(Some((ty, self.read_frame_payload().await?)))
     }
@@ -109,6 +115,8 @@ impl StreamReader {
 
     /// Tells the peer to stop sending on this stream.
     pub fn stop(&mut self, code: u64) {
-        let _ = self.recv.stop(quinn::VarInt::from_u64(code).unwrap_or(quinn::VarInt::MAX));
+        let _ = self
+            .recv
+            .stop(quinn::VarInt::from_u64(code).unwrap_or(quinn::VarInt::MAX));
     }
 }

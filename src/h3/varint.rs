@@ -47,7 +47,10 @@ mod tests {
     fn rfc9000_examples() {
         // RFC 9000 Appendix A.1 sample encodings.
         let cases: [(&[u8], u64); 4] = [
-            (&[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c], 151_288_809_941_952_652),
+            (
+                &[0xc2, 0x19, 0x7c, 0x5e, 0xff, 0x14, 0xe8, 0x8c],
+                151_288_809_941_952_652,
+            ),
             (&[0x9d, 0x7f, 0x3e, 0x7d], 494_878_333),
             (&[0x7b, 0xbd], 15_293),
             (&[0x25], 37),
@@ -65,7 +68,10 @@ mod tests {
     #[test]
     fn peer_setting_ids() {
         // 0xc671706a as Chromium-d07 and wtq send it (8 bytes), 0x2c7cf000 as pywt021 does.
-        assert_eq!(decode(&[0xc0, 0, 0, 0, 0xc6, 0x71, 0x70, 0x6a]), Some((0xc671706a, 8)));
+        assert_eq!(
+            decode(&[0xc0, 0, 0, 0, 0xc6, 0x71, 0x70, 0x6a]),
+            Some((0xc671706a, 8))
+        );
         assert_eq!(decode(&[0xac, 0x7c, 0xf0, 0x00]), Some((0x2c7cf000, 4)));
         let mut out = Vec::new();
         encode(0x2b603742, &mut out);

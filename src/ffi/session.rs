@@ -1,0 +1,475 @@
+//! C exports for sessions: datagram send/receive (blocking, poll and batch), callbacks, close,
+//! metadata and counters.
+
+#![allow(non_camel_case_types)]
+
+use std::ffi::{c_char, c_void, CString};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::{
+    arg_bytes, arg_opt_str, arg_ref, copy_str_out, guard, guard_value, read_options_or_default,
+    write_out,
+};
+use crate::error::{wtd_result, Error, Result};
+use crate::h3::wtd_draft;
+use crate::session::{Session, SessionCallbacks};
+
+/// A WebTransport session (opaque). Obtained from `wtd_server_accept`, the server's
+/// `on_session` callback or `wtd_client_connect`; release with `wtd_session_free`.
+pub struct wtd_session {
+    pub(crate) inner: Session,
+}
+
+/// Wraps a session in a new C handle (one strong reference owned by the caller).
+pub(crate) fn new_handle(session: Session) -> *mut wtd_session {
+    Arc::into_raw(Arc::new(wtd_session { inner: session })) as *mut wtd_session
+}
+
+/// Borrows the session behind a handle; NULL → invalid argument.
+pub(crate) unsafe fn session<'a>(p: *const wtd_session) -> Result<&'a Session> {
+    Ok(&arg_ref(p, "session")?.inner)
+}
+
+/// Converts a C timeout in milliseconds: negative = forever, 0 = don't wait.
+pub(crate) fn timeout_of(ms: i32) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+/// One caller-owned buffer for `wtd_session_receive_batch`.
+#[repr(C)]
+pub struct wtd_datagram_buffer {
+    /// Where the payload is written (caller-owned, `capacity` bytes).
+    pub data: *mut u8,
+    /// Size of `data`.
+    pub capacity: usize,
+    /// Output: payload length written.
+    pub len: usize,
+}
+
+/// Session counters, as returned by `wtd_session_get_stats`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct wtd_session_stats {
+    /// Size of this struct as the library filled it (append-only; check before reading new fields).
+    pub struct_size: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
+    /// Datagrams handed to QUIC.
+    pub datagrams_sent: u64,
+    /// Payload bytes handed to QUIC.
+    pub bytes_sent: u64,
+    /// Datagrams that arrived for this session.
+    pub datagrams_received: u64,
+    /// Payload bytes that arrived for this session.
+    pub bytes_received: u64,
+    /// Datagrams the application took (receive calls or the datagram callback).
+    pub datagrams_read: u64,
+    /// Arrived datagrams evicted because the receive queue was full (oldest first).
+    pub dropped_queue_full: u64,
+    /// Datagrams waiting in the receive queue now.
+    pub queued: u64,
+    /// Smoothed round-trip time, microseconds.
+    pub rtt_us: u64,
+    /// Current payload capacity of one datagram.
+    pub max_datagram_size: u64,
+}
+
+/// Called for each datagram of a session. `data` is valid only during the call.
+pub type wtd_datagram_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        session: *mut wtd_session,
+        data: *const u8,
+        len: usize,
+    ),
+>;
+/// Called once when a session closes. `reason` (UTF-8, NUL-terminated) is valid only during the call.
+pub type wtd_closed_cb = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        session: *mut wtd_session,
+        code: u32,
+        reason: *const c_char,
+    ),
+>;
+
+/// Session callbacks (versioned: set `struct_size = sizeof(wtd_session_callbacks)`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct wtd_session_callbacks {
+    /// `sizeof(wtd_session_callbacks)`.
+    pub struct_size: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
+    /// Datagram arrived (NULL: datagrams are queued for the receive functions).
+    pub on_datagram: wtd_datagram_cb,
+    /// Session closed (NULL: poll `wtd_session_is_closed`).
+    pub on_closed: wtd_closed_cb,
+    /// Passed to both callbacks.
+    pub user_data: *mut c_void,
+}
+
+const CALLBACKS_V1: usize = std::mem::size_of::<wtd_session_callbacks>();
+
+struct UserData(*mut c_void);
+// SAFETY: the pointer is only handed back to the caller's callbacks, as documented.
+unsafe impl Send for UserData {}
+unsafe impl Sync for UserData {}
+
+impl UserData {
+    /// The raw pointer (a method, so closures capture the whole Send+Sync wrapper).
+    fn get(&self) -> *mut c_void {
+        self.0
+    }
+}
+
+/// Sends one datagram now, without blocking.
+/// Errors: WTD_ERR_TOO_LARGE above `wtd_session_max_datagram_size` (or `len == 0`),
+/// WTD_ERR_WOULD_BLOCK when QUIC's send buffer is full (nothing is dropped silently),
+/// WTD_ERR_CLOSED after close, WTD_ERR_NOT_SUPPORTED when the peer takes no datagrams.
+/// Thread: any, including callbacks.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_send(
+    session: *mut wtd_session,
+    data: *const u8,
+    len: usize,
+) -> wtd_result {
+    guard(|| {
+        let s = self::session(session)?;
+        if len == 0 {
+            return Err(Error::new(
+                wtd_result::WTD_ERR_TOO_LARGE,
+                "empty datagram (len 0)",
+            ));
+        }
+        s.send_datagram(arg_bytes(data, len, "data")?)
+    })
+}
+
+/// Receives the oldest queued datagram into `buf` (capacity `cap`), writing its length to
+/// `*out_len`. `timeout_ms`: 0 = don't wait (WTD_ERR_WOULD_BLOCK when empty), -1 = forever,
+/// else WTD_ERR_TIMEOUT after that long. A datagram larger than `cap` stays queued:
+/// WTD_ERR_BUFFER_TOO_SMALL with its size in `*out_len`. WTD_ERR_CLOSED when the session is
+/// closed and the queue is empty (also wakes a waiting call). Waiting from a callback thread is
+/// WTD_ERR_INVALID_STATE.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_receive(
+    session: *mut wtd_session,
+    buf: *mut u8,
+    cap: usize,
+    out_len: *mut usize,
+    timeout_ms: i32,
+) -> wtd_result {
+    guard(|| {
+        let s = self::session(session)?;
+        if out_len.is_null() || (buf.is_null() && cap > 0) {
+            return Err(Error::invalid("buf/out_len is NULL"));
+        }
+        let slice: &mut [u8] = if cap == 0 {
+            &mut []
+        } else {
+            std::slice::from_raw_parts_mut(buf, cap)
+        };
+        let mut needed = 0;
+        match s.recv_datagram_into(slice, timeout_of(timeout_ms), &mut needed) {
+            Ok(n) => write_out(out_len, n, "out_len"),
+            Err(e) => {
+                if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
+                    *out_len = needed;
+                }
+                Err(e)
+            }
+        }
+    })
+}
+
+/// Poll path: takes as many queued datagrams as fit, in order, into `buffers[0..count]` without
+/// waiting; `*out_count` = how many were filled (0 when none queued — not an error). Stops at
+/// the first datagram larger than the next buffer (it stays queued; if it is the very first,
+/// WTD_ERR_BUFFER_TOO_SMALL). WTD_ERR_CLOSED only when closed and nothing was queued.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_receive_batch(
+    session: *mut wtd_session,
+    buffers: *mut wtd_datagram_buffer,
+    count: usize,
+    out_count: *mut usize,
+) -> wtd_result {
+    guard(|| {
+        let s = self::session(session)?;
+        if buffers.is_null() || out_count.is_null() {
+            return Err(Error::invalid("buffers/out_count is NULL"));
+        }
+        let slots = std::slice::from_raw_parts_mut(buffers, count);
+        if slots.iter().any(|b| b.data.is_null() && b.capacity > 0) {
+            return Err(Error::invalid("a buffer has data NULL with capacity > 0"));
+        }
+        let n = s.recv_batch_with(count, |i, d| {
+            if d.len() > slots[i].capacity {
+                return false;
+            }
+            std::ptr::copy_nonoverlapping(d.as_ptr(), slots[i].data, d.len());
+            slots[i].len = d.len();
+            true
+        });
+        if n == 0 {
+            if let Some(len) = s.peek_len() {
+                if count > 0 {
+                    return Err(Error::new(
+                        wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
+                        format!(
+                            "next datagram has {len} bytes, buffer 0 holds {}",
+                            slots[0].capacity
+                        ),
+                    ));
+                }
+            } else if s.is_closed() {
+                return Err(Error::closed("session is closed"));
+            }
+        }
+        write_out(out_count, n, "out_count")
+    })
+}
+
+/// Installs callbacks (NULL `callbacks` removes them). They run on a wtd runtime thread, never
+/// two at once for one connection; inside them any non-blocking wtd call is allowed (send,
+/// close, try-receive); blocking calls return WTD_ERR_INVALID_STATE. With `on_datagram` set,
+/// datagrams go to it instead of the receive queue. The `session` pointer passed to callbacks is
+/// this handle; callbacks stop once it is freed.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_set_callbacks(
+    session: *mut wtd_session,
+    callbacks: *const wtd_session_callbacks,
+) -> wtd_result {
+    guard(|| {
+        let handle = arg_ref(session as *const wtd_session, "session")?;
+        if callbacks.is_null() {
+            handle.inner.set_callbacks(None);
+            return Ok(());
+        }
+        let zero = wtd_session_callbacks {
+            struct_size: 0,
+            reserved: 0,
+            on_datagram: None,
+            on_closed: None,
+            user_data: std::ptr::null_mut(),
+        };
+        let cbs = read_options_or_default(callbacks, zero, CALLBACKS_V1, "callbacks")?;
+        // SAFETY: `session` came from Arc::into_raw; take another strong ref to derive a Weak.
+        Arc::increment_strong_count(session as *const wtd_session);
+        let strong = Arc::from_raw(session as *const wtd_session);
+        let weak: Weak<wtd_session> = Arc::downgrade(&strong);
+        drop(strong);
+        let mut rust = SessionCallbacks::default();
+        if let Some(f) = cbs.on_datagram {
+            let (w, ud) = (weak.clone(), UserData(cbs.user_data));
+            rust.on_datagram = Some(Box::new(move |data: &[u8]| {
+                if let Some(h) = w.upgrade() {
+                    f(
+                        ud.get(),
+                        Arc::as_ptr(&h) as *mut wtd_session,
+                        data.as_ptr(),
+                        data.len(),
+                    );
+                }
+            }));
+        }
+        if let Some(f) = cbs.on_closed {
+            let (w, ud) = (weak, UserData(cbs.user_data));
+            rust.on_closed = Some(Box::new(move |info| {
+                if let Some(h) = w.upgrade() {
+                    let reason = CString::new(info.reason.replace('\0', " ")).unwrap_or_default();
+                    f(
+                        ud.get(),
+                        Arc::as_ptr(&h) as *mut wtd_session,
+                        info.code,
+                        reason.as_ptr(),
+                    );
+                }
+            }));
+        }
+        handle.inner.set_callbacks(Some(rust));
+        Ok(())
+    })
+}
+
+/// Closes the session with an application `code` and UTF-8 `reason` (NULL = ""; cut to 1024
+/// bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake
+/// with WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_close(
+    session: *mut wtd_session,
+    code: u32,
+    reason: *const c_char,
+) -> wtd_result {
+    guard(|| {
+        let s = self::session(session)?;
+        s.close(code, arg_opt_str(reason, "reason")?.unwrap_or(""));
+        Ok(())
+    })
+}
+
+/// Writes whether the session is closed (by either side) to `*out`.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_is_closed(
+    session: *const wtd_session,
+    out: *mut bool,
+) -> wtd_result {
+    guard(|| write_out(out, self::session(session)?.is_closed(), "out"))
+}
+
+/// After close: the close code and reason (NUL-terminated into `reason_buf`, see
+/// `WTD_ERR_BUFFER_TOO_SMALL` rules; `reason_buf` may be NULL with `cap` 0 to query the length).
+/// WTD_ERR_INVALID_STATE while the session is open.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_close_info(
+    session: *const wtd_session,
+    out_code: *mut u32,
+    reason_buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> wtd_result {
+    guard(|| {
+        let s = self::session(session)?;
+        let info = s.close_info().ok_or_else(|| {
+            Error::new(wtd_result::WTD_ERR_INVALID_STATE, "session is still open")
+        })?;
+        if out_code.is_null() {
+            return Err(Error::invalid("out_code is NULL"));
+        }
+        copy_str_out(&info.reason, reason_buf, cap, out_len)?;
+        write_out(out_code, info.code, "out_code")
+    })
+}
+
+/// Blocks until the session has closed and its close notice was delivered (callbacks included),
+/// at most `timeout_ms` (-1 = forever): WTD_ERR_TIMEOUT otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_wait_closed(
+    session: *const wtd_session,
+    timeout_ms: i32,
+) -> wtd_result {
+    guard(|| {
+        let s = self::session(session)?;
+        s.wait_closed(timeout_of(timeout_ms).unwrap_or(Duration::from_secs(u64::MAX / 4)))
+            .map(|_| ())
+    })
+}
+
+/// The session id (its CONNECT stream id; equal on both ends).
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_id(session: *const wtd_session, out: *mut u64) -> wtd_result {
+    guard(|| write_out(out, self::session(session)?.id(), "out"))
+}
+
+/// The negotiated WebTransport draft.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_draft(
+    session: *const wtd_session,
+    out: *mut wtd_draft,
+) -> wtd_result {
+    guard(|| write_out(out, self::session(session)?.draft(), "out"))
+}
+
+/// "draft-02", "draft-07", "draft-13", "draft-15" or "unknown" (static string).
+#[no_mangle]
+pub extern "C" fn wtd_draft_str(draft: wtd_draft) -> *const c_char {
+    match draft {
+        wtd_draft::WTD_DRAFT_02 => c"draft-02".as_ptr(),
+        wtd_draft::WTD_DRAFT_07 => c"draft-07".as_ptr(),
+        wtd_draft::WTD_DRAFT_13 => c"draft-13".as_ptr(),
+        wtd_draft::WTD_DRAFT_15 => c"draft-15".as_ptr(),
+        wtd_draft::WTD_DRAFT_UNKNOWN => c"unknown".as_ptr(),
+    }
+}
+
+/// Copies the request `:path` (with query) into `buf` (see copy rules: NUL-terminated,
+/// WTD_ERR_BUFFER_TOO_SMALL with the needed length in `*out_len`).
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_path(
+    session: *const wtd_session,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> wtd_result {
+    guard(|| copy_str_out(&self::session(session)?.request().path, buf, cap, out_len))
+}
+
+/// Copies the request's `origin` header ("" when none was sent) into `buf`.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_origin(
+    session: *const wtd_session,
+    buf: *mut c_char,
+    cap: usize,
+    out_len: *mut usize,
+) -> wtd_result {
+    guard(|| {
+        copy_str_out(
+            self::session(session)?
+                .request()
+                .origin
+                .as_deref()
+                .unwrap_or(""),
+            buf,
+            cap,
+            out_len,
+        )
+    })
+}
+
+/// Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
+/// takes no datagrams).
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_max_datagram_size(
+    session: *const wtd_session,
+    out: *mut usize,
+) -> wtd_result {
+    guard(|| write_out(out, self::session(session)?.max_datagram_size(), "out"))
+}
+
+/// Fills `*out` with the session's counters (`out->struct_size` is set by the library).
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_get_stats(
+    session: *const wtd_session,
+    out: *mut wtd_session_stats,
+) -> wtd_result {
+    guard(|| {
+        let s = self::session(session)?;
+        let st = s.stats();
+        let v = wtd_session_stats {
+            struct_size: std::mem::size_of::<wtd_session_stats>() as u32,
+            reserved: 0,
+            datagrams_sent: st.datagrams_sent,
+            bytes_sent: st.bytes_sent,
+            datagrams_received: st.datagrams_received,
+            bytes_received: st.bytes_received,
+            datagrams_read: st.datagrams_read,
+            dropped_queue_full: st.dropped_queue_full,
+            queued: st.queued,
+            rtt_us: s.rtt().as_micros() as u64,
+            max_datagram_size: s.max_datagram_size() as u64,
+        };
+        write_out(out, v, "out")
+    })
+}
+
+/// Closes the session if still open (code 0, no reason) and releases the handle. NULL is a
+/// no-op. Callbacks stop; the handle must not be used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_free(session: *mut wtd_session) {
+    super::guard_void(|| {
+        if session.is_null() {
+            return;
+        }
+        let handle = Arc::from_raw(session as *const wtd_session);
+        handle.inner.set_callbacks(None);
+        handle.inner.close(0, "");
+        drop(handle);
+    })
+}
+
+/// True when `data` is a wtd session handle that is still open (`false` for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_is_open(session: *const wtd_session) -> bool {
+    guard_value(false, || Ok(!self::session(session)?.is_closed()))
+}

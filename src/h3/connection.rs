@@ -398,13 +398,13 @@ async fn accept_bi_loop(conn: Arc<Connection>, handler: Option<Arc<dyn RequestHa
 }
 
 async fn accept_uni_loop(conn: Arc<Connection>) {
-    let seen = Arc::new(Mutex::new([false; 3]));
+    let seen = Arc::new(Mutex::new([false; 4]));
     while let Ok(recv) = conn.quic.accept_uni().await {
         tokio::spawn(handle_uni(conn.clone(), recv, seen.clone()));
     }
 }
 
-async fn handle_uni(conn: Arc<Connection>, recv: quinn::RecvStream, seen: Arc<Mutex<[bool; 3]>>) {
+async fn handle_uni(conn: Arc<Connection>, recv: quinn::RecvStream, seen: Arc<Mutex<[bool; 4]>>) {
     let mut reader = StreamReader::new(recv);
     let ty = match reader.read_varint().await {
         Ok(Some(ty)) => ty,

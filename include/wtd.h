@@ -555,7 +555,8 @@ uint32_t wtd_version_number(void);
 enum wtd_result wtd_set_runtime_threads(uint32_t threads);
 
 /**
- * Stops wtd's internal runtime: background tasks are cancelled and the call waits up to 2
+ * Stops wtd's internal runtime: session closes still in flight get up to 2 s to reach their
+ * peers, then background tasks are cancelled and the call waits up to 2
  * seconds for the runtime threads to exit. Close and free your handles first; handles still open
  * become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
  * calling it twice, or before anything was started, is harmless.
@@ -614,12 +615,14 @@ void wtd_server_free(struct wtd_server *server);
 
 /**
  * Sends one datagram now, without blocking.
- * Errors: WTD_ERR_TOO_LARGE above `wtd_session_max_datagram_size` (or `len == 0`),
+ * Errors: WTD_ERR_INVALID_ARGUMENT for `len == 0`, WTD_ERR_TOO_LARGE above `wtd_session_max_datagram_size`,
  * WTD_ERR_WOULD_BLOCK when QUIC's send buffer is full (nothing is dropped silently),
  * WTD_ERR_CLOSED after close, WTD_ERR_NOT_SUPPORTED when the peer takes no datagrams.
  * Thread: any, including callbacks.
  */
-enum wtd_result wtd_session_send(struct wtd_session *session, const uint8_t *data, size_t len);
+enum wtd_result wtd_session_send(struct wtd_session *session,
+                                 const uint8_t *data,
+                                 size_t len);
 
 /**
  * Receives the oldest queued datagram into `buf` (capacity `cap`), writing its length to

@@ -18,3 +18,4 @@ pub use endpoint::client::{connect, ClientConfig};
 pub use endpoint::server::{Server, ServerConfig};
 pub use endpoint::tls::Verification;
 pub use session::Session;
+pub mod datagram;

@@ -167,30 +167,35 @@ fn to_cstring(mut text: String) -> CString {
 }
 
 /// Logs at `WTD_LOG_ERROR`, format-style.
+#[allow(unused_macros)]
 macro_rules! log_error {
     ($($arg:tt)*) => {
         $crate::logging::log($crate::logging::wtd_log_level::WTD_LOG_ERROR, format_args!($($arg)*))
     };
 }
 /// Logs at `WTD_LOG_WARN`, format-style.
+#[allow(unused_macros)]
 macro_rules! log_warn {
     ($($arg:tt)*) => {
         $crate::logging::log($crate::logging::wtd_log_level::WTD_LOG_WARN, format_args!($($arg)*))
     };
 }
 /// Logs at `WTD_LOG_INFO`, format-style.
+#[allow(unused_macros)]
 macro_rules! log_info {
     ($($arg:tt)*) => {
         $crate::logging::log($crate::logging::wtd_log_level::WTD_LOG_INFO, format_args!($($arg)*))
     };
 }
 /// Logs at `WTD_LOG_DEBUG`, format-style.
+#[allow(unused_macros)]
 macro_rules! log_debug {
     ($($arg:tt)*) => {
         $crate::logging::log($crate::logging::wtd_log_level::WTD_LOG_DEBUG, format_args!($($arg)*))
     };
 }
 /// Logs at `WTD_LOG_TRACE`, format-style.
+#[allow(unused_macros)]
 macro_rules! log_trace {
     ($($arg:tt)*) => {
         $crate::logging::log($crate::logging::wtd_log_level::WTD_LOG_TRACE, format_args!($($arg)*))
@@ -244,7 +249,9 @@ pub(crate) mod tests {
         let got = CAPTURED.lock().unwrap().clone();
         let mine: Vec<_> = got
             .iter()
-            .filter(|(_, m)| m.contains("hello") || m.contains("nul") || m.contains("panic"))
+            .filter(|(_, m)| {
+                m == "hello 42" || m.starts_with("with") || m.starts_with("<panic while")
+            })
             .cloned()
             .collect();
         assert_eq!(

@@ -170,6 +170,9 @@ pub fn on_runtime_thread() -> bool {
 ///
 /// Refuses with `WTD_ERR_INVALID_STATE` on a runtime thread (a callback must not block: it would
 /// stall the worker the operation needs) and inside any other async context (tokio would panic).
+///
+/// Build tokio resources inside the future: `block_on(async { sleep(d).await })`, not
+/// `block_on(sleep(d))` — `sleep`/`timeout` panic when constructed outside a runtime context.
 pub fn block_on<F: Future>(f: F) -> Result<F::Output> {
     GLOBAL.block_on(f)
 }
@@ -218,7 +221,9 @@ mod tests {
     fn block_on_drives_timers() {
         let cell = RuntimeCell::new();
         let t = std::time::Instant::now();
-        cell.block_on(tokio::time::sleep(Duration::from_millis(20)))
+        // Futures that touch the runtime when *constructed* (sleep, timeout) must be created
+        // inside the async block, not before block_on is called.
+        cell.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await })
             .unwrap();
         assert!(t.elapsed() >= Duration::from_millis(20));
         cell.shutdown();

@@ -17,7 +17,7 @@ use crate::h3::wtd_draft;
 pub const DEFAULT_INCOMING_CAPACITY: usize = 1024;
 
 /// Called with each datagram, on a wtd runtime thread.
-pub type DatagramCallback = Box<dyn Fn(&[u8]) + Send + Sync>;
+pub type DatagramCallback = Box<dyn Fn(Bytes) + Send + Sync>;
 /// Called once when the session closes, on a wtd runtime thread.
 pub type ClosedCallback = Box<dyn Fn(&CloseInfo) + Send + Sync>;
 
@@ -101,7 +101,7 @@ impl SessionEvents for Incoming {
         if let Some(cbs) = self.callbacks() {
             if let Some(f) = &cbs.on_datagram {
                 self.read.fetch_add(1, Ordering::Relaxed);
-                if catch_unwind(AssertUnwindSafe(|| f(&payload))).is_err() {
+                if catch_unwind(AssertUnwindSafe(|| f(payload))).is_err() {
                     log_error!("a datagram callback panicked");
                 }
                 return;

@@ -116,6 +116,7 @@ pub(crate) fn guard_void(f: impl FnOnce()) {
 
 /// [`guard`] for exports that return a value directly (getters like `..._is_closed`): on `Err` or
 /// panic the message is recorded and `default` is returned.
+#[allow(dead_code)]
 pub(crate) fn guard_value<T>(default: T, f: impl FnOnce() -> Result<T>) -> T {
     clear_last_error();
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -147,6 +148,7 @@ fn check_aligned<T>(p: *const T, what: &str) -> Result<()> {
 ///
 /// # Safety
 /// A non-NULL `p` must point to a live, initialized `T` for `'a`.
+#[allow(dead_code)]
 pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, what: &str) -> Result<&'a T> {
     if p.is_null() {
         return Err(null_err(what));
@@ -159,6 +161,7 @@ pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, what: &str) -> Result<&'a T> {
 ///
 /// # Safety
 /// A non-NULL `p` must point to a live, initialized `T`, not aliased, for `'a`.
+#[allow(dead_code)]
 pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T> {
     if p.is_null() {
         return Err(null_err(what));
@@ -172,6 +175,7 @@ pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T> 
 ///
 /// # Safety
 /// A non-NULL `p` must point to `len` readable bytes that stay valid and unmodified for `'a`.
+#[allow(dead_code)]
 pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8]> {
     if len == 0 {
         return Ok(&[]);
@@ -191,6 +195,7 @@ pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize, what: &str) -> Resu
 ///
 /// # Safety
 /// A non-NULL `p` must point to a NUL-terminated string valid for `'a`.
+#[allow(dead_code)]
 pub(crate) unsafe fn arg_str<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     if p.is_null() {
         return Err(null_err(what));
@@ -204,6 +209,7 @@ pub(crate) unsafe fn arg_str<'a>(p: *const c_char, what: &str) -> Result<&'a str
 ///
 /// # Safety
 /// As [`arg_str`].
+#[allow(dead_code)]
 pub(crate) unsafe fn arg_opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
     if p.is_null() {
         return Ok(None);
@@ -215,6 +221,7 @@ pub(crate) unsafe fn arg_opt_str<'a>(p: *const c_char, what: &str) -> Result<Opt
 ///
 /// # Safety
 /// A non-NULL `p` must be valid for writing a `T`. The old value is not dropped.
+#[allow(dead_code)]
 pub(crate) unsafe fn write_out<T>(p: *mut T, v: T, what: &str) -> Result<()> {
     if p.is_null() {
         return Err(null_err(what));
@@ -241,6 +248,7 @@ unsafe fn write_len(out_len: *mut usize, n: usize) -> Result<()> {
 ///
 /// # Safety
 /// A non-NULL `buf` must be writable for `cap` bytes; a non-NULL `out_len` writable.
+#[allow(dead_code)]
 pub(crate) unsafe fn copy_str_out(
     s: &str,
     buf: *mut c_char,
@@ -272,6 +280,7 @@ pub(crate) unsafe fn copy_str_out(
 ///
 /// # Safety
 /// A non-NULL `buf` must be writable for `cap` bytes; a non-NULL `out_len` writable.
+#[allow(dead_code)]
 pub(crate) unsafe fn copy_bytes_out(
     data: &[u8],
     buf: *mut u8,
@@ -301,6 +310,7 @@ pub(crate) unsafe fn copy_bytes_out(
 /// Validates the `struct_size` of a versioned options struct: 0 (uninitialized) or less than
 /// `min` (the size of the first published version of the struct) → `WTD_ERR_INVALID_ARGUMENT`
 /// telling the caller to use the `_options_default()` function.
+#[allow(dead_code)]
 pub(crate) fn check_options_size(struct_size: u32, min: usize, what: &str) -> Result<()> {
     if (struct_size as usize) < min || struct_size == 0 {
         return Err(Error::invalid(format!(
@@ -324,6 +334,7 @@ pub(crate) fn check_options_size(struct_size: u32, min: usize, what: &str) -> Re
 ///
 /// # Safety
 /// `p` must be NULL or point to at least `struct_size` readable bytes (its first field).
+#[allow(dead_code)]
 pub(crate) unsafe fn read_options<T: Copy>(
     p: *const T,
     default: T,
@@ -348,6 +359,7 @@ pub(crate) unsafe fn read_options<T: Copy>(
 ///
 /// # Safety
 /// As [`read_options`].
+#[allow(dead_code)]
 pub(crate) unsafe fn read_options_or_default<T: Copy>(
     p: *const T,
     default: T,
@@ -361,6 +373,7 @@ pub(crate) unsafe fn read_options_or_default<T: Copy>(
 }
 
 /// Moves `v` to the heap and returns it as an opaque handle for C. Free with [`free_handle`].
+#[allow(dead_code)]
 pub(crate) fn into_handle<T>(v: T) -> *mut T {
     Box::into_raw(Box::new(v))
 }
@@ -369,6 +382,7 @@ pub(crate) fn into_handle<T>(v: T) -> *mut T {
 ///
 /// # Safety
 /// `p` must be NULL or come from `into_handle::<T>` and not have been freed.
+#[allow(dead_code)]
 pub(crate) unsafe fn free_handle<T>(p: *mut T) {
     if !p.is_null() {
         drop(Box::from_raw(p));

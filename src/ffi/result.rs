@@ -136,7 +136,8 @@ pub unsafe extern "C" fn wtd_set_runtime_threads(threads: u32) -> wtd_result {
     guard(|| crate::runtime::set_threads(threads as usize))
 }
 
-/// Stops wtd's internal runtime: background tasks are cancelled and the call waits up to 2
+/// Stops wtd's internal runtime: session closes still in flight get up to 2 s to reach their
+/// peers, then background tasks are cancelled and the call waits up to 2
 /// seconds for the runtime threads to exit. Close and free your handles first; handles still open
 /// become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
 /// calling it twice, or before anything was started, is harmless.
@@ -146,6 +147,12 @@ pub unsafe extern "C" fn wtd_set_runtime_threads(threads: u32) -> wtd_result {
 pub unsafe extern "C" fn wtd_shutdown() {
     guard_void(|| {
         crate::logging::log_debug!("wtd_shutdown: stopping the runtime");
+        // Let session closes in flight reach their peers first (bounded).
+        if crate::runtime::is_running() && crate::runtime::check_may_block().is_ok() {
+            let _ = crate::runtime::block_on(crate::h3::connection::wait_closing(
+                std::time::Duration::from_secs(2),
+            ));
+        }
         crate::runtime::shutdown();
     })
 }

@@ -125,7 +125,7 @@ impl UserData {
 }
 
 /// Sends one datagram now, without blocking.
-/// Errors: WTD_ERR_TOO_LARGE above `wtd_session_max_datagram_size` (or `len == 0`),
+/// Errors: WTD_ERR_INVALID_ARGUMENT for `len == 0`, WTD_ERR_TOO_LARGE above `wtd_session_max_datagram_size`,
 /// WTD_ERR_WOULD_BLOCK when QUIC's send buffer is full (nothing is dropped silently),
 /// WTD_ERR_CLOSED after close, WTD_ERR_NOT_SUPPORTED when the peer takes no datagrams.
 /// Thread: any, including callbacks.
@@ -263,7 +263,7 @@ pub unsafe extern "C" fn wtd_session_set_callbacks(
         let mut rust = SessionCallbacks::default();
         if let Some(f) = cbs.on_datagram {
             let (w, ud) = (weak.clone(), UserData(cbs.user_data));
-            rust.on_datagram = Some(Box::new(move |data: &[u8]| {
+            rust.on_datagram = Some(Box::new(move |data: bytes::Bytes| {
                 if let Some(h) = w.upgrade() {
                     f(
                         ud.get(),

@@ -116,9 +116,13 @@ impl ConnectStreamParser {
                 }
             }
             pos = end;
+            if h.ty == frame::DATA {
+                // Emit DATA-carried capsules now, so they keep their place relative to raw
+                // capsules later in the same chunk (order must not depend on how bytes arrive).
+                self.drain_capsules(&mut out)?;
+            }
         }
         self.frames.drain(..pos);
-        self.drain_capsules(&mut out)?;
         Ok(out)
     }
 
@@ -212,6 +216,22 @@ mod tests {
                 .unwrap(),
             vec![Capsule::Drain]
         );
+    }
+
+    #[test]
+    fn order_does_not_depend_on_chunking() {
+        // A DATA-framed DRAIN then a raw CLOSE: fed whole they used to come out CLOSE first,
+        // because DATA-carried capsules were only emitted at the end of each feed.
+        let mut bytes = encode_drain(true);
+        bytes.extend_from_slice(&RAW);
+        let want = vec![Capsule::Drain, bye()];
+        assert_eq!(ConnectStreamParser::new().feed(&bytes).unwrap(), want);
+        let mut p = ConnectStreamParser::new();
+        let mut got = Vec::new();
+        for b in &bytes {
+            got.extend(p.feed(&[*b]).unwrap());
+        }
+        assert_eq!(got, want);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub trait RequestHandler: Send + Sync + 'static {
 enum DriverEvent {
     Closed(Arc<SessionCore>),
     Draining(Arc<SessionCore>),
+    Run(Box<dyn FnOnce() + Send>),
 }
 
 /// Connection-level counters.
@@ -211,6 +212,15 @@ impl Connection {
     pub(crate) fn notify_draining(&self, session: &Arc<SessionCore>) {
         session.set_draining();
         let _ = self.events.send(DriverEvent::Draining(session.clone()));
+    }
+
+    /// Runs `f` on the driver task (after the connection ended: right here).
+    pub(crate) fn post(&self, f: Box<dyn FnOnce() + Send>) {
+        if let Err(mpsc::error::SendError(DriverEvent::Run(f))) =
+            self.events.send(DriverEvent::Run(f))
+        {
+            f();
+        }
     }
 
     /// Called when a local close finished: a client closes its connection once no session is left.
@@ -379,6 +389,11 @@ fn handle_event(ev: DriverEvent) {
             }
         }
         DriverEvent::Draining(s) => s.events.on_draining(),
+        DriverEvent::Run(f) => {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+                log_error!("a posted callback panicked");
+            }
+        }
     }
 }
 

@@ -165,6 +165,32 @@ impl SessionCore {
     /// Hands one datagram to QUIC without blocking. Fails with WTD_ERR_WOULD_BLOCK when quinn's
     /// send buffer has no room (quinn would otherwise silently evict older datagrams).
     pub fn send_datagram(&self, payload: &[u8]) -> Result<()> {
+        self.check_sendable(payload.len())?;
+        let total = self.prefix.len() + payload.len();
+        if self.conn.quic.datagram_send_buffer_space() < total {
+            return Err(Error::would_block("QUIC datagram send buffer is full"));
+        }
+        let mut buf = BytesMut::with_capacity(total);
+        buf.extend_from_slice(&self.prefix);
+        buf.extend_from_slice(payload);
+        self.conn
+            .quic
+            .send_datagram(buf.freeze())
+            .map_err(map_send_error)?;
+        self.sent.datagrams.fetch_add(1, Ordering::Relaxed);
+        self.sent
+            .bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs `f` on the connection's driver task, in order with this connection's datagram and
+    /// close callbacks (so no two callbacks of a connection ever run in parallel).
+    pub fn post(&self, f: Box<dyn FnOnce() + Send>) {
+        self.conn.post(f);
+    }
+
+    fn check_sendable(&self, len: usize) -> Result<()> {
         if self.is_closed() {
             return Err(Error::closed("session is closed"));
         }
@@ -175,39 +201,13 @@ impl SessionCore {
                 "peer does not accept datagrams (no max_datagram_frame_size)",
             ));
         }
-        if payload.len() > max {
+        if len > max {
             return Err(Error::new(
                 wtd_result::WTD_ERR_TOO_LARGE,
-                format!(
-                    "datagram of {} bytes exceeds max_datagram_size {max}",
-                    payload.len()
-                ),
+                format!("datagram of {len} bytes exceeds max_datagram_size {max}"),
             ));
         }
-        let total = self.prefix.len() + payload.len();
-        if self.conn.quic.datagram_send_buffer_space() < total {
-            return Err(Error::would_block("QUIC datagram send buffer is full"));
-        }
-        let mut buf = BytesMut::with_capacity(total);
-        buf.extend_from_slice(&self.prefix);
-        buf.extend_from_slice(payload);
-        match self.conn.quic.send_datagram(buf.freeze()) {
-            Ok(()) => {
-                self.sent.datagrams.fetch_add(1, Ordering::Relaxed);
-                self.sent
-                    .bytes
-                    .fetch_add(payload.len() as u64, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(quinn::SendDatagramError::TooLarge) => Err(Error::new(
-                wtd_result::WTD_ERR_TOO_LARGE,
-                "datagram exceeds the path's current limit",
-            )),
-            Err(quinn::SendDatagramError::ConnectionLost(e)) => {
-                Err(Error::closed(format!("connection lost: {e}")))
-            }
-            Err(e) => Err(Error::new(wtd_result::WTD_ERR_NOT_SUPPORTED, e.to_string())),
-        }
+        Ok(())
     }
 
     /// Closes the session with `code` and `reason` (idempotent, never blocks): sends
@@ -267,5 +267,18 @@ impl SessionCore {
 
     pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+fn map_send_error(e: quinn::SendDatagramError) -> Error {
+    match e {
+        quinn::SendDatagramError::TooLarge => Error::new(
+            wtd_result::WTD_ERR_TOO_LARGE,
+            "datagram exceeds the path's current limit",
+        ),
+        quinn::SendDatagramError::ConnectionLost(e) => {
+            Error::closed(format!("connection lost: {e}"))
+        }
+        e => Error::new(wtd_result::WTD_ERR_NOT_SUPPORTED, e.to_string()),
     }
 }

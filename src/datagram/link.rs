@@ -1,0 +1,212 @@
+//! What a datagram transport sends through and hears from: a WebTransport session, or an
+//! in-memory pipe with injectable loss for tests of the layers above.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::session::{Session, SessionCallbacks};
+
+/// Where arriving datagrams and the end of the link are reported.
+pub trait LinkSink: Send + Sync + 'static {
+    /// A datagram arrived.
+    fn deliver(&self, data: Bytes);
+    /// The link (session) closed.
+    fn link_closed(&self);
+}
+
+/// A datagram path to one peer.
+pub trait Link: Send + Sync + 'static {
+    /// Session id to report.
+    fn session_id(&self) -> u64;
+    /// Largest payload now.
+    fn max_datagram_size(&self) -> usize;
+    /// True while datagrams can flow.
+    fn is_open(&self) -> bool;
+    /// Sends now or fails with WTD_ERR_WOULD_BLOCK when there is no room.
+    fn try_send(&self, data: &[u8]) -> Result<()>;
+    /// Routes arrivals and the close notice to `sink` from now on.
+    fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()>;
+    /// Runs `f` serialized with the delivery callbacks.
+    fn post(&self, f: Box<dyn FnOnce() + Send>);
+}
+
+/// A link over a WebTransport session.
+pub struct SessionLink {
+    session: Session,
+}
+
+impl SessionLink {
+    /// Wraps a session.
+    pub fn new(session: Session) -> Arc<Self> {
+        Arc::new(SessionLink { session })
+    }
+}
+
+impl Link for SessionLink {
+    fn session_id(&self) -> u64 {
+        self.session.id()
+    }
+    fn max_datagram_size(&self) -> usize {
+        self.session.max_datagram_size()
+    }
+    fn is_open(&self) -> bool {
+        !self.session.is_closed()
+    }
+    fn try_send(&self, data: &[u8]) -> Result<()> {
+        self.session.send_datagram(data)
+    }
+    fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()> {
+        let (a, b, c) = (sink.clone(), sink.clone(), sink);
+        self.session.set_callbacks(Some(SessionCallbacks {
+            on_datagram: Some(Box::new(move |d| {
+                if let Some(s) = a.upgrade() {
+                    s.deliver(d)
+                }
+            })),
+            on_closed: Some(Box::new(move |_| {
+                if let Some(s) = b.upgrade() {
+                    s.link_closed()
+                }
+            })),
+        }));
+        // Datagrams that were queued on the session before the transport existed move over.
+        if let Some(s) = c.upgrade() {
+            while let Ok(d) = self.session.recv_datagram(Some(std::time::Duration::ZERO)) {
+                s.deliver(d);
+            }
+        }
+        if self.session.is_closed() {
+            return Err(Error::closed("session is closed"));
+        }
+        Ok(())
+    }
+    fn post(&self, f: Box<dyn FnOnce() + Send>) {
+        self.session.core().post(f);
+    }
+}
+
+/// One end of an in-memory datagram pipe (for tests and examples without a network): what one
+/// end sends is delivered to the other, minus injected loss.
+pub struct MemoryLink {
+    peer: Mutex<Weak<MemoryLink>>,
+    sink: Mutex<Option<Weak<dyn LinkSink>>>,
+    open: AtomicBool,
+    max_size: usize,
+    /// Loss probability × 2^32 (0 = none).
+    loss: AtomicU64,
+    rng: AtomicU64,
+    /// Datagrams this end's sends lost on purpose.
+    pub lost: AtomicU64,
+    blocked: AtomicBool,
+}
+
+impl MemoryLink {
+    /// A connected pair with a maximum payload of `max_size` bytes.
+    pub fn pair(max_size: usize) -> (Arc<MemoryLink>, Arc<MemoryLink>) {
+        let make = |seed| {
+            Arc::new(MemoryLink {
+                peer: Mutex::new(Weak::new()),
+                sink: Mutex::new(None),
+                open: AtomicBool::new(true),
+                max_size,
+                loss: AtomicU64::new(0),
+                rng: AtomicU64::new(seed),
+                lost: AtomicU64::new(0),
+                blocked: AtomicBool::new(false),
+            })
+        };
+        let (a, b) = (make(0x9e37_79b9_7f4a_7c15), make(0xd1b5_4a32_d192_ed03));
+        *a.peer.lock().unwrap() = Arc::downgrade(&b);
+        *b.peer.lock().unwrap() = Arc::downgrade(&a);
+        (a, b)
+    }
+
+    /// Drops each datagram this end sends with probability `fraction` (deterministic PRNG).
+    pub fn set_loss(&self, fraction: f64) {
+        self.loss.store(
+            (fraction.clamp(0.0, 1.0) * 4_294_967_296.0) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// While blocked, this end has no send room: `try_send` fails with WTD_ERR_WOULD_BLOCK
+    /// (like a full QUIC send buffer).
+    pub fn set_blocked(&self, blocked: bool) {
+        self.blocked.store(blocked, Ordering::SeqCst);
+    }
+
+    /// Closes both ends.
+    pub fn close(&self) {
+        for end in [Some(self), self.peer.lock().unwrap().upgrade().as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            if end.open.swap(false, Ordering::SeqCst) {
+                if let Some(s) = end.sink.lock().unwrap().as_ref().and_then(Weak::upgrade) {
+                    s.link_closed();
+                }
+            }
+        }
+    }
+
+    fn lose(&self) -> bool {
+        let p = self.loss.load(Ordering::Relaxed);
+        if p == 0 {
+            return false;
+        }
+        // xorshift64*
+        let mut x = self.rng.load(Ordering::Relaxed);
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng.store(x, Ordering::Relaxed);
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) < p
+    }
+}
+
+impl Link for MemoryLink {
+    fn session_id(&self) -> u64 {
+        0
+    }
+    fn max_datagram_size(&self) -> usize {
+        self.max_size
+    }
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst)
+    }
+    fn try_send(&self, data: &[u8]) -> Result<()> {
+        if !self.is_open() {
+            return Err(Error::closed("link closed"));
+        }
+        if self.blocked.load(Ordering::SeqCst) {
+            return Err(Error::would_block("memory link blocked"));
+        }
+        if data.len() > self.max_size {
+            return Err(Error::new(
+                crate::error::wtd_result::WTD_ERR_TOO_LARGE,
+                "too large",
+            ));
+        }
+        if self.lose() {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let peer = self.peer.lock().unwrap().upgrade();
+        if let Some(sink) =
+            peer.and_then(|p| p.sink.lock().unwrap().as_ref().and_then(Weak::upgrade))
+        {
+            sink.deliver(Bytes::copy_from_slice(data));
+        }
+        Ok(())
+    }
+    fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()> {
+        *self.sink.lock().unwrap() = Some(sink);
+        Ok(())
+    }
+    fn post(&self, f: Box<dyn FnOnce() + Send>) {
+        f();
+    }
+}

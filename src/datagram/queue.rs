@@ -1,0 +1,340 @@
+//! The priority queue behind both directions of a datagram transport: higher priority first,
+//! FIFO among equals, per-datagram TTL, a maximum age, a high water mark with a drop policy —
+//! and every drop reported with its reason so the caller can count it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+/// What a full queue does with a new datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub enum wtd_drop_policy {
+    /// Evict the oldest datagram of the lowest priority that is ≤ the new one's; if every queued
+    /// datagram has a higher priority, reject the new one. (Default; the seed's behaviour, but
+    /// counted.)
+    WTD_DROP_OLDEST = 0,
+    /// Reject the new datagram (`WTD_ERR_WOULD_BLOCK`).
+    WTD_DROP_REJECT_NEW = 1,
+    /// Make the sender wait for room, up to its timeout (back-pressure).
+    WTD_DROP_BLOCK = 2,
+}
+
+/// A queued datagram.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Payload.
+    pub data: Bytes,
+    /// Priority (higher leaves first).
+    pub priority: i32,
+    /// Time-to-live in microseconds from `enqueued_us` (0 = none).
+    pub ttl_us: u64,
+    /// When it entered the queue (transport clock, µs).
+    pub enqueued_us: u64,
+    /// Local sequence number.
+    pub sequence: u64,
+}
+
+impl Entry {
+    fn expired(&self, now_us: u64) -> bool {
+        self.ttl_us > 0 && now_us.saturating_sub(self.enqueued_us) >= self.ttl_us
+    }
+    fn too_old(&self, now_us: u64, max_age_us: u64) -> bool {
+        max_age_us > 0 && now_us.saturating_sub(self.enqueued_us) > max_age_us
+    }
+}
+
+/// Why a datagram left the queue without being delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Evicted to make room (DROP_OLDEST).
+    Evicted,
+    /// Its TTL ran out while queued.
+    Expired,
+    /// Older than the queue's maximum age.
+    TooOld,
+    /// Removed by a clear call.
+    Cleared,
+}
+
+/// Result of [`DatagramQueue::push`].
+#[derive(Debug)]
+pub enum Push {
+    /// Queued; `evicted` holds the datagram removed to make room, if any.
+    Queued {
+        /// The evicted entry (DROP_OLDEST only).
+        evicted: Option<Entry>,
+    },
+    /// The queue is full and the policy refused the datagram (returned to the caller).
+    Full(Entry),
+}
+
+/// Priority queue with a high water mark.
+#[derive(Debug)]
+pub struct DatagramQueue {
+    buckets: BTreeMap<i32, VecDeque<Entry>>,
+    len: usize,
+    high_water_mark: usize,
+    policy: wtd_drop_policy,
+    max_age_us: u64,
+}
+
+impl DatagramQueue {
+    /// An empty queue holding at most `high_water_mark` (≥ 1) datagrams.
+    pub fn new(high_water_mark: usize, policy: wtd_drop_policy) -> Self {
+        DatagramQueue {
+            buckets: BTreeMap::new(),
+            len: 0,
+            high_water_mark: high_water_mark.max(1),
+            policy,
+            max_age_us: 0,
+        }
+    }
+
+    /// Datagrams queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// True when at the high water mark.
+    pub fn is_full(&self) -> bool {
+        self.len >= self.high_water_mark
+    }
+    /// The high water mark.
+    pub fn high_water_mark(&self) -> usize {
+        self.high_water_mark
+    }
+    /// The drop policy.
+    pub fn policy(&self) -> wtd_drop_policy {
+        self.policy
+    }
+    /// Maximum age in µs (0 = none).
+    pub fn max_age_us(&self) -> u64 {
+        self.max_age_us
+    }
+    /// Sets the maximum age (0 = none); checked when datagrams leave.
+    pub fn set_max_age_us(&mut self, us: u64) {
+        self.max_age_us = us;
+    }
+
+    /// Adds a datagram, applying the policy when full. With WTD_DROP_BLOCK a full queue returns
+    /// `Full` and the caller waits and retries.
+    pub fn push(&mut self, entry: Entry) -> Push {
+        if self.is_full() {
+            if self.policy != wtd_drop_policy::WTD_DROP_OLDEST {
+                return Push::Full(entry);
+            }
+            let lowest = *self.buckets.keys().next().expect("full queue has a bucket");
+            if lowest > entry.priority {
+                return Push::Full(entry);
+            }
+            let evicted = self.pop_bucket_front(lowest);
+            self.insert(entry);
+            return Push::Queued { evicted };
+        }
+        self.insert(entry);
+        Push::Queued { evicted: None }
+    }
+
+    fn insert(&mut self, entry: Entry) {
+        self.buckets
+            .entry(entry.priority)
+            .or_default()
+            .push_back(entry);
+        self.len += 1;
+    }
+
+    fn pop_bucket_front(&mut self, priority: i32) -> Option<Entry> {
+        let bucket = self.buckets.get_mut(&priority)?;
+        let e = bucket.pop_front();
+        if bucket.is_empty() {
+            self.buckets.remove(&priority);
+        }
+        if e.is_some() {
+            self.len -= 1;
+        }
+        e
+    }
+
+    /// Takes the next datagram to deliver (highest priority, oldest first), dropping expired or
+    /// too-old ones on the way and passing each to `dropped`.
+    pub fn pop(
+        &mut self,
+        now_us: u64,
+        mut dropped: impl FnMut(Entry, DropReason),
+    ) -> Option<Entry> {
+        loop {
+            let top = *self.buckets.keys().next_back()?;
+            let e = self.pop_bucket_front(top)?;
+            if e.expired(now_us) {
+                dropped(e, DropReason::Expired);
+            } else if e.too_old(now_us, self.max_age_us) {
+                dropped(e, DropReason::TooOld);
+            } else {
+                return Some(e);
+            }
+        }
+    }
+
+    /// Puts a datagram just taken by `pop` back at the front of its priority (the high water
+    /// mark is not checked: it held that place a moment ago).
+    pub fn unpop(&mut self, entry: Entry) {
+        self.buckets
+            .entry(entry.priority)
+            .or_default()
+            .push_front(entry);
+        self.len += 1;
+    }
+
+    /// The next datagram `pop` would consider (it may still turn out expired).
+    pub fn peek(&self) -> Option<&Entry> {
+        self.buckets.values().next_back().and_then(VecDeque::front)
+    }
+
+    /// Removes everything; returns how many were removed.
+    pub fn clear(&mut self) -> usize {
+        let n = self.len;
+        self.buckets.clear();
+        self.len = 0;
+        n
+    }
+
+    /// Drops every expired or too-old datagram now (not only at the head).
+    pub fn purge(&mut self, now_us: u64, mut dropped: impl FnMut(Entry, DropReason)) {
+        let max_age = self.max_age_us;
+        let mut removed = 0;
+        for bucket in self.buckets.values_mut() {
+            let mut keep = VecDeque::with_capacity(bucket.len());
+            for e in bucket.drain(..) {
+                if e.expired(now_us) {
+                    removed += 1;
+                    dropped(e, DropReason::Expired);
+                } else if e.too_old(now_us, max_age) {
+                    removed += 1;
+                    dropped(e, DropReason::TooOld);
+                } else {
+                    keep.push_back(e);
+                }
+            }
+            *bucket = keep;
+        }
+        self.buckets.retain(|_, b| !b.is_empty());
+        self.len -= removed;
+    }
+
+    /// (priority, count) for every priority present, highest first.
+    pub fn priority_counts(&self) -> Vec<(i32, usize)> {
+        self.buckets
+            .iter()
+            .rev()
+            .map(|(p, b)| (*p, b.len()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wtd_drop_policy::*;
+
+    fn e(tag: u8, priority: i32, ttl_us: u64, at: u64) -> Entry {
+        Entry {
+            data: Bytes::from(vec![tag]),
+            priority,
+            ttl_us,
+            enqueued_us: at,
+            sequence: tag as u64,
+        }
+    }
+    fn tags(q: &mut DatagramQueue, now: u64) -> Vec<u8> {
+        std::iter::from_fn(|| q.pop(now, |_, _| {}).map(|e| e.data[0])).collect()
+    }
+
+    #[test]
+    fn priority_then_fifo() {
+        let mut q = DatagramQueue::new(10, WTD_DROP_OLDEST);
+        for (tag, p) in [(1, 0), (2, 5), (3, 0), (4, -3), (5, 5), (6, i32::MAX)] {
+            q.push(e(tag, p, 0, 0));
+        }
+        assert_eq!(
+            q.priority_counts(),
+            vec![(i32::MAX, 1), (5, 2), (0, 2), (-3, 1)]
+        );
+        assert_eq!(tags(&mut q, 0), vec![6, 2, 5, 1, 3, 4]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn ttl_and_max_age_drop_at_dequeue_with_reason() {
+        let mut q = DatagramQueue::new(10, WTD_DROP_OLDEST);
+        q.push(e(1, 1, 100, 0)); // expires at 100
+        q.push(e(2, 0, 0, 0));
+        q.push(e(3, 0, 0, 50));
+        q.set_max_age_us(120);
+        let mut drops = Vec::new();
+        let got = q.pop(130, |e, r| drops.push((e.data[0], r))).unwrap();
+        assert_eq!(got.data[0], 3);
+        assert_eq!(
+            drops,
+            vec![(1, DropReason::Expired), (2, DropReason::TooOld)]
+        );
+        // An entry exactly at its TTL is expired; one inside it is not.
+        q.push(e(4, 0, 10, 200));
+        assert!(q.pop(209, |_, _| {}).is_some());
+        q.push(e(5, 0, 10, 200));
+        assert!(q.pop(210, |_, _| {}).is_none());
+    }
+
+    #[test]
+    fn drop_oldest_evicts_lowest_priority_oldest() {
+        let mut q = DatagramQueue::new(3, WTD_DROP_OLDEST);
+        q.push(e(1, 1, 0, 0));
+        q.push(e(2, 0, 0, 0));
+        q.push(e(3, 0, 0, 0));
+        match q.push(e(4, 0, 0, 0)) {
+            Push::Queued { evicted: Some(ev) } => assert_eq!(ev.data[0], 2),
+            other => panic!("{other:?}"),
+        }
+        // A new datagram below every queued priority is rejected.
+        let mut hi = DatagramQueue::new(1, WTD_DROP_OLDEST);
+        hi.push(e(1, 5, 0, 0));
+        assert!(matches!(hi.push(e(2, 4, 0, 0)), Push::Full(_)));
+        // Equal priority evicts the oldest.
+        assert!(matches!(
+            hi.push(e(3, 5, 0, 0)),
+            Push::Queued { evicted: Some(_) }
+        ));
+        assert_eq!(tags(&mut q, 0), vec![1, 3, 4]);
+    }
+
+    #[test]
+    fn reject_new_and_block_refuse_when_full() {
+        for policy in [WTD_DROP_REJECT_NEW, WTD_DROP_BLOCK] {
+            let mut q = DatagramQueue::new(2, policy);
+            q.push(e(1, 0, 0, 0));
+            q.push(e(2, 0, 0, 0));
+            assert!(matches!(q.push(e(3, 9, 0, 0)), Push::Full(ref x) if x.data[0] == 3));
+            assert_eq!(q.len(), 2);
+        }
+    }
+
+    #[test]
+    fn purge_and_clear() {
+        let mut q = DatagramQueue::new(10, WTD_DROP_OLDEST);
+        q.push(e(1, 0, 5, 0));
+        q.push(e(2, 0, 0, 0));
+        q.push(e(3, 2, 5, 0));
+        let mut n = 0;
+        q.purge(10, |_, r| {
+            assert_eq!(r, DropReason::Expired);
+            n += 1;
+        });
+        assert_eq!((n, q.len()), (2, 1));
+        assert_eq!(q.clear(), 1);
+        assert!(q.peek().is_none());
+    }
+}

@@ -1,0 +1,189 @@
+//! Transport statistics: the seed's DatagramStats plus the reason for every drop.
+
+/// Counters of one datagram transport. "Sent" means handed to QUIC; "received" means arrived
+/// for this session; "read" means taken by the application.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DatagramStats {
+    /// Session id (CONNECT stream id).
+    pub session_id: u64,
+    /// Unix time (s) the transport was created.
+    pub created_at: f64,
+    /// Datagrams handed to QUIC.
+    pub datagrams_sent: u64,
+    /// Payload bytes handed to QUIC.
+    pub bytes_sent: u64,
+    /// Send calls that returned an error (queue full, too large, closed) plus QUIC send errors.
+    pub send_failures: u64,
+    /// Accepted outgoing datagrams dropped before reaching QUIC (sum of the reasons below).
+    pub send_drops: u64,
+    /// Datagrams that arrived for this session.
+    pub datagrams_received: u64,
+    /// Payload bytes that arrived.
+    pub bytes_received: u64,
+    /// Arrived datagrams dropped before the application read them (sum of the reasons below).
+    pub receive_drops: u64,
+    /// Receive-side processing errors (e.g. invalid JSON in receive_json).
+    pub receive_errors: u64,
+    /// Sum of queueing times (enqueue → handed to QUIC), seconds.
+    pub total_send_time: f64,
+    /// Longest queueing time, seconds.
+    pub max_send_time: f64,
+    /// Sum of time receive calls waited, seconds.
+    pub total_receive_time: f64,
+    /// Longest receive wait, seconds.
+    pub max_receive_time: f64,
+    /// Smallest datagram sent or received (0 before the first).
+    pub min_datagram_size: u64,
+    /// Largest datagram sent or received.
+    pub max_datagram_size: u64,
+    /// Bytes of all datagrams sent and received.
+    pub total_datagram_size: u64,
+    /// Number of datagrams in `total_datagram_size`.
+    pub sized_datagrams: u64,
+    /// Outgoing datagrams evicted by DROP_OLDEST.
+    pub dropped_full: u64,
+    /// Outgoing datagrams whose TTL ran out while queued.
+    pub dropped_expired: u64,
+    /// Outgoing datagrams older than `outgoing_max_age` at dequeue.
+    pub dropped_too_old: u64,
+    /// Sends refused because the payload exceeded `max_datagram_size` (also in send_failures).
+    pub dropped_too_large: u64,
+    /// Sends refused because the queue was full (REJECT_NEW, BLOCK timeout, or DROP_OLDEST with
+    /// only higher priorities queued; also in send_failures).
+    pub rejected_full: u64,
+    /// Outgoing datagrams removed by clear_send_buffer.
+    pub cleared_outgoing: u64,
+    /// Incoming datagrams evicted because the receive queue was full.
+    pub evicted_incoming: u64,
+    /// Incoming datagrams older than `incoming_max_age` at dequeue.
+    pub expired_incoming: u64,
+    /// Incoming datagrams removed by clear_receive_buffer.
+    pub cleared_incoming: u64,
+    /// Incoming heartbeats filtered out of the receive path (when filtering is on).
+    pub heartbeats_filtered: u64,
+    /// Datagrams the application read.
+    pub datagrams_read: u64,
+    /// Number of send operations timed (for `avg_send_time`).
+    pub timed_sends: u64,
+    /// Number of receive operations timed (for `avg_receive_time`).
+    pub timed_receives: u64,
+}
+
+impl DatagramStats {
+    /// Records a datagram's size.
+    pub fn record_size(&mut self, size: usize) {
+        let s = size as u64;
+        if self.sized_datagrams == 0 || s < self.min_datagram_size {
+            self.min_datagram_size = s;
+        }
+        self.max_datagram_size = self.max_datagram_size.max(s);
+        self.total_datagram_size += s;
+        self.sized_datagrams += 1;
+    }
+
+    /// Records one datagram handed to QUIC after `queued_s` seconds in the queue.
+    pub fn record_sent(&mut self, size: usize, queued_s: f64) {
+        self.datagrams_sent += 1;
+        self.bytes_sent += size as u64;
+        self.total_send_time += queued_s;
+        self.max_send_time = self.max_send_time.max(queued_s);
+        self.timed_sends += 1;
+        self.record_size(size);
+    }
+
+    /// Records one arrived datagram.
+    pub fn record_received(&mut self, size: usize) {
+        self.datagrams_received += 1;
+        self.bytes_received += size as u64;
+        self.record_size(size);
+    }
+
+    /// Records a receive call that waited `waited_s` seconds.
+    pub fn record_receive_wait(&mut self, waited_s: f64) {
+        self.total_receive_time += waited_s;
+        self.max_receive_time = self.max_receive_time.max(waited_s);
+        self.timed_receives += 1;
+    }
+
+    /// Mean datagram size (0 when none).
+    pub fn avg_datagram_size(&self) -> f64 {
+        ratio(
+            self.total_datagram_size as f64,
+            self.sized_datagrams as f64,
+            0.0,
+        )
+    }
+    /// Mean queueing time of sent datagrams, seconds.
+    pub fn avg_send_time(&self) -> f64 {
+        ratio(self.total_send_time, self.timed_sends as f64, 0.0)
+    }
+    /// Mean receive wait, seconds.
+    pub fn avg_receive_time(&self) -> f64 {
+        ratio(self.total_receive_time, self.timed_receives as f64, 0.0)
+    }
+    /// sent / (sent + send_failures + send_drops); 1.0 before any send.
+    pub fn send_success_rate(&self) -> f64 {
+        let total = self.datagrams_sent + self.send_failures + self.send_drops;
+        ratio(self.datagrams_sent as f64, total as f64, 1.0)
+    }
+    /// 1 − (receive_drops + receive_errors) / (received + receive_errors); 1.0 before any.
+    pub fn receive_success_rate(&self) -> f64 {
+        let total = (self.datagrams_received + self.receive_errors) as f64;
+        1.0 - ratio(
+            (self.receive_drops + self.receive_errors) as f64,
+            total,
+            0.0,
+        )
+    }
+    /// (send_drops + receive_drops) / (sent + received); 0 before any traffic.
+    pub fn drop_rate(&self) -> f64 {
+        let total = (self.datagrams_sent + self.datagrams_received) as f64;
+        ratio((self.send_drops + self.receive_drops) as f64, total, 0.0)
+    }
+}
+
+fn ratio(a: f64, b: f64, empty: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        empty
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_values() {
+        let mut s = DatagramStats::default();
+        assert_eq!(
+            (
+                s.send_success_rate(),
+                s.receive_success_rate(),
+                s.drop_rate()
+            ),
+            (1.0, 1.0, 0.0)
+        );
+        s.record_sent(100, 0.002);
+        s.record_sent(300, 0.004);
+        s.record_received(50);
+        s.send_failures = 1;
+        s.send_drops = 1;
+        s.receive_drops = 1;
+        assert_eq!(
+            (
+                s.min_datagram_size,
+                s.max_datagram_size,
+                s.total_datagram_size
+            ),
+            (50, 300, 450)
+        );
+        assert_eq!(s.avg_datagram_size(), 150.0);
+        assert!((s.avg_send_time() - 0.003).abs() < 1e-12);
+        assert_eq!(s.max_send_time, 0.004);
+        assert_eq!(s.send_success_rate(), 0.5);
+        assert_eq!(s.receive_success_rate(), 0.0);
+        assert!((s.drop_rate() - 2.0 / 3.0).abs() < 1e-12);
+    }
+}

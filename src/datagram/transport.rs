@@ -1,0 +1,751 @@
+//! The datagram transport of one session (the seed's WebTransportDatagramTransport, corrected):
+//! a prioritized, TTL-aware outgoing queue drained into QUIC only while QUIC has room, a bounded
+//! incoming queue, and exact statistics with a reason for every drop.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::clock::{Clock, SystemClock};
+use super::link::{Link, LinkSink};
+use super::queue::{wtd_drop_policy, DatagramQueue, DropReason, Entry, Push};
+use super::stats::DatagramStats;
+use crate::error::{wtd_result, Error, Result};
+use crate::runtime;
+
+/// Prefix of heartbeat datagrams.
+pub const HEARTBEAT_PREFIX: &[u8] = b"HEARTBEAT:";
+
+/// True when `data` is a heartbeat datagram (`HEARTBEAT:` prefix).
+pub fn is_heartbeat(data: &[u8]) -> bool {
+    data.starts_with(HEARTBEAT_PREFIX)
+}
+
+/// `HEARTBEAT:<unix seconds>` in ASCII.
+pub fn heartbeat_datagram(unix_s: u64) -> Vec<u8> {
+    format!("HEARTBEAT:{unix_s}").into_bytes()
+}
+
+/// Transport settings.
+#[derive(Debug, Clone)]
+pub struct TransportConfig {
+    /// Outgoing queue capacity (default 100).
+    pub outgoing_high_water_mark: usize,
+    /// Incoming queue capacity (default: same as outgoing).
+    pub incoming_high_water_mark: usize,
+    /// What a full outgoing queue does (the incoming queue always evicts its oldest).
+    pub drop_policy: wtd_drop_policy,
+    /// Default wait of a BLOCK-policy send (the seed's `sender_get_timeout`, default 1 s).
+    pub sender_timeout: Duration,
+    /// Incoming datagrams older than this are dropped when read (None: no limit).
+    pub incoming_max_age: Option<Duration>,
+    /// Outgoing datagrams older than this are dropped before sending (None: no limit).
+    pub outgoing_max_age: Option<Duration>,
+    /// Keep heartbeats out of the receive path (their arrival time is recorded either way).
+    pub filter_heartbeats: bool,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            outgoing_high_water_mark: 100,
+            incoming_high_water_mark: 100,
+            drop_policy: wtd_drop_policy::WTD_DROP_OLDEST,
+            sender_timeout: Duration::from_secs(1),
+            incoming_max_age: None,
+            outgoing_max_age: None,
+            filter_heartbeats: false,
+        }
+    }
+}
+
+/// A received datagram with what the transport knows about it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Payload.
+    pub data: Bytes,
+    /// Receive sequence number (local, 1-based).
+    pub sequence: u64,
+    /// Unix time (s) it arrived.
+    pub timestamp: f64,
+    /// Seconds between arrival and this read.
+    pub age: f64,
+    /// Seconds the receive call waited.
+    pub receive_time: f64,
+}
+
+/// Event callbacks of a transport; both run on a wtd runtime thread, never in parallel for one
+/// connection. With `on_received` set, datagrams go to it instead of the incoming queue.
+#[derive(Default)]
+pub struct TransportCallbacks {
+    /// A datagram arrived.
+    pub on_received: Option<Box<dyn Fn(Bytes) + Send + Sync>>,
+    /// A datagram was handed to QUIC (its size).
+    pub on_sent: Option<Box<dyn Fn(usize) + Send + Sync>>,
+}
+
+struct Outgoing {
+    queue: DatagramQueue,
+    sequence: u64,
+}
+
+struct Incoming {
+    queue: DatagramQueue,
+    sequence: u64,
+}
+
+struct Inner {
+    link: Arc<dyn Link>,
+    clock: Arc<dyn Clock>,
+    config: Mutex<TransportConfig>,
+    out: Mutex<Outgoing>,
+    /// Signalled when the outgoing queue shrinks (BLOCK senders, flush).
+    out_room: Condvar,
+    /// Wakes the sender task.
+    out_work: Notify,
+    inc: Mutex<Incoming>,
+    inc_ready: Condvar,
+    stats: Mutex<DatagramStats>,
+    closed: std::sync::atomic::AtomicBool,
+    callbacks: Mutex<Option<Arc<TransportCallbacks>>>,
+    last_heartbeat_us: AtomicU64,
+    heartbeat_epoch: AtomicU64,
+}
+
+/// The datagram transport of one session. Cheap to clone.
+#[derive(Clone)]
+pub struct DatagramTransport {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn max_age_us(d: Option<Duration>) -> u64 {
+    d.map_or(0, |d| d.as_micros().max(1) as u64)
+}
+
+impl DatagramTransport {
+    /// Attaches a transport to a link (taking over its receive path) with the system clock.
+    pub fn new(link: Arc<dyn Link>, config: TransportConfig) -> Result<Self> {
+        Self::with_clock(link, config, SystemClock::new())
+    }
+
+    /// As [`DatagramTransport::new`] with an explicit clock (tests).
+    pub fn with_clock(
+        link: Arc<dyn Link>,
+        config: TransportConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        if config.outgoing_high_water_mark == 0 || config.incoming_high_water_mark == 0 {
+            return Err(Error::invalid("high water marks must be > 0"));
+        }
+        let mut out_q = DatagramQueue::new(config.outgoing_high_water_mark, config.drop_policy);
+        out_q.set_max_age_us(max_age_us(config.outgoing_max_age));
+        let mut in_q = DatagramQueue::new(
+            config.incoming_high_water_mark,
+            wtd_drop_policy::WTD_DROP_OLDEST,
+        );
+        in_q.set_max_age_us(max_age_us(config.incoming_max_age));
+        let stats = DatagramStats {
+            session_id: link.session_id(),
+            created_at: clock.unix_at(clock.now_us()),
+            ..Default::default()
+        };
+        let inner = Arc::new(Inner {
+            link: link.clone(),
+            clock,
+            config: Mutex::new(config),
+            out: Mutex::new(Outgoing {
+                queue: out_q,
+                sequence: 0,
+            }),
+            out_room: Condvar::new(),
+            out_work: Notify::new(),
+            inc: Mutex::new(Incoming {
+                queue: in_q,
+                sequence: 0,
+            }),
+            inc_ready: Condvar::new(),
+            stats: Mutex::new(stats),
+            closed: std::sync::atomic::AtomicBool::new(false),
+            callbacks: Mutex::new(None),
+            last_heartbeat_us: AtomicU64::new(0),
+            heartbeat_epoch: AtomicU64::new(0),
+        });
+        let sink: Arc<dyn LinkSink> = inner.clone();
+        link.attach(Arc::downgrade(&sink))?;
+        runtime::handle()?.spawn(sender_task(Arc::downgrade(&inner)));
+        Ok(DatagramTransport { inner })
+    }
+
+    // ----- sending -------------------------------------------------------------------------
+
+    /// Queues a datagram (higher `priority` first, FIFO among equals; `ttl` drops it if still
+    /// queued when it runs out). When the queue is full the drop policy decides; a BLOCK-policy
+    /// send waits up to `timeout` (`None`: the configured sender timeout; `Some(ZERO)`: don't).
+    pub fn send(
+        &self,
+        data: &[u8],
+        priority: i32,
+        ttl: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let r = self.send_inner(data, priority, ttl, timeout);
+        if r.is_err() {
+            lock(&self.inner.stats).send_failures += 1;
+        }
+        r
+    }
+
+    /// [`DatagramTransport::send`] that never waits.
+    pub fn try_send(&self, data: &[u8], priority: i32, ttl: Option<Duration>) -> Result<()> {
+        self.send(data, priority, ttl, Some(Duration::ZERO))
+    }
+
+    /// Sends each datagram in order; stops at the first failure. Returns how many were
+    /// accepted, and the first failure if any.
+    pub fn send_multiple(
+        &self,
+        items: &[&[u8]],
+        priority: i32,
+        ttl: Option<Duration>,
+    ) -> (usize, Option<Error>) {
+        for (i, d) in items.iter().enumerate() {
+            if let Err(e) = self.send(d, priority, ttl, None) {
+                return (i, Some(e));
+            }
+        }
+        (items.len(), None)
+    }
+
+    fn send_inner(
+        &self,
+        data: &[u8],
+        priority: i32,
+        ttl: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        if self.is_closed() {
+            return Err(Error::closed("transport is closed"));
+        }
+        if data.is_empty() {
+            return Err(Error::invalid("empty datagram"));
+        }
+        let max = inner.link.max_datagram_size();
+        if data.len() > max {
+            let mut st = lock(&inner.stats);
+            st.dropped_too_large += 1;
+            return Err(Error::new(
+                wtd_result::WTD_ERR_TOO_LARGE,
+                format!(
+                    "datagram of {} bytes exceeds max_datagram_size {max}",
+                    data.len()
+                ),
+            ));
+        }
+        let mut out = lock(&inner.out);
+        out.sequence += 1;
+        // Fast path: nothing queued and QUIC has room — hand it over right here.
+        if out.queue.is_empty() {
+            match inner.link.try_send(data) {
+                Ok(()) => {
+                    lock(&inner.stats).record_sent(data.len(), 0.0);
+                    drop(out);
+                    inner.after_sent(data.len());
+                    return Ok(());
+                }
+                Err(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let now = inner.clock.now_us();
+        let mut entry = Entry {
+            data: Bytes::copy_from_slice(data),
+            priority,
+            ttl_us: ttl.map_or(0, |t| t.as_micros().max(1) as u64),
+            enqueued_us: now,
+            sequence: out.sequence,
+        };
+        let deadline = match timeout {
+            Some(t) => Instant::now() + t,
+            None => Instant::now() + lock(&inner.config).sender_timeout,
+        };
+        loop {
+            if self.is_closed() {
+                return Err(Error::closed("transport closed while waiting for room"));
+            }
+            match out.queue.push(entry) {
+                Push::Queued { evicted } => {
+                    drop(out);
+                    if evicted.is_some() {
+                        let mut st = lock(&inner.stats);
+                        st.dropped_full += 1;
+                        st.send_drops += 1;
+                    }
+                    inner.out_work.notify_one();
+                    return Ok(());
+                }
+                Push::Full(back) => {
+                    entry = back;
+                    if out.queue.policy() != wtd_drop_policy::WTD_DROP_BLOCK {
+                        drop(out);
+                        lock(&inner.stats).rejected_full += 1;
+                        return Err(Error::would_block("outgoing queue is full"));
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        drop(out);
+                        lock(&inner.stats).rejected_full += 1;
+                        return Err(if timeout == Some(Duration::ZERO) {
+                            Error::would_block("outgoing queue is full")
+                        } else {
+                            Error::timeout("outgoing queue stayed full")
+                        });
+                    }
+                    runtime::check_may_block()?;
+                    out = inner
+                        .out_room
+                        .wait_timeout(out, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    // ----- receiving -----------------------------------------------------------------------
+
+    /// Next datagram, waiting up to `timeout` (`None`: forever, `Some(ZERO)`: don't wait →
+    /// WTD_ERR_WOULD_BLOCK). WTD_ERR_CLOSED once closed and drained (wakes waiters).
+    pub fn receive(&self, timeout: Option<Duration>) -> Result<Received> {
+        self.receive_where(timeout, |_| Ok(()))
+    }
+
+    /// [`DatagramTransport::receive`] that never waits.
+    pub fn try_receive(&self) -> Result<Received> {
+        self.receive(Some(Duration::ZERO))
+    }
+
+    /// Waits for the first datagram (up to `timeout`), then takes whatever else is already
+    /// queued, up to `max_count` in all.
+    pub fn receive_multiple(
+        &self,
+        max_count: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Received>> {
+        if max_count == 0 {
+            return Err(Error::invalid("max_count must be > 0"));
+        }
+        let mut out = vec![self.receive(timeout)?];
+        while out.len() < max_count {
+            match self.receive(Some(Duration::ZERO)) {
+                Ok(r) => out.push(r),
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Receives the next datagram only if `accept` approves it; a refused datagram stays queued
+    /// (nothing is lost) and the refusal is returned.
+    pub fn receive_where(
+        &self,
+        timeout: Option<Duration>,
+        accept: impl Fn(&[u8]) -> Result<()>,
+    ) -> Result<Received> {
+        let inner = &self.inner;
+        if timeout != Some(Duration::ZERO) {
+            runtime::check_may_block()?;
+        }
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        let mut inc = lock(&inner.inc);
+        loop {
+            let now = inner.clock.now_us();
+            let mut expired = 0u64;
+            inc.queue.purge(now, |_, _| expired += 1);
+            if expired > 0 {
+                let mut st = lock(&inner.stats);
+                st.expired_incoming += expired;
+                st.receive_drops += expired;
+            }
+            if let Some(front) = inc.queue.peek() {
+                if let Err(e) = accept(&front.data) {
+                    lock(&inner.stats).receive_errors += 1;
+                    return Err(e);
+                }
+                let e = inc.queue.pop(now, |_, _| {}).expect("peeked");
+                drop(inc);
+                let waited = started.elapsed().as_secs_f64();
+                let mut st = lock(&inner.stats);
+                st.datagrams_read += 1;
+                st.record_receive_wait(waited);
+                return Ok(Received {
+                    timestamp: inner.clock.unix_at(e.enqueued_us),
+                    age: secs(now.saturating_sub(e.enqueued_us)),
+                    sequence: e.sequence,
+                    data: e.data,
+                    receive_time: waited,
+                });
+            }
+            if self.is_closed() {
+                return Err(Error::closed("transport is closed"));
+            }
+            let wait = match deadline {
+                None => Duration::from_millis(100),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(if timeout == Some(Duration::ZERO) {
+                            Error::would_block("no datagram queued")
+                        } else {
+                            Error::timeout("no datagram arrived in time")
+                        });
+                    }
+                    (d - now).min(Duration::from_millis(100))
+                }
+            };
+            // Bounded waits so that max-age expiry by a (manual) clock is noticed.
+            inc = inner
+                .inc_ready
+                .wait_timeout(inc, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    // ----- buffers, config, properties -----------------------------------------------------
+
+    /// Empties the incoming queue; returns how many were dropped (counted).
+    pub fn clear_receive_buffer(&self) -> usize {
+        let n = lock(&self.inner.inc).queue.clear();
+        let mut st = lock(&self.inner.stats);
+        st.cleared_incoming += n as u64;
+        st.receive_drops += n as u64;
+        n
+    }
+
+    /// Empties the outgoing queue; returns how many were dropped (counted).
+    pub fn clear_send_buffer(&self) -> usize {
+        let n = lock(&self.inner.out).queue.clear();
+        self.inner.out_room.notify_all();
+        let mut st = lock(&self.inner.stats);
+        st.cleared_outgoing += n as u64;
+        st.send_drops += n as u64;
+        n
+    }
+
+    /// Datagrams waiting in the incoming queue.
+    pub fn receive_buffer_size(&self) -> usize {
+        lock(&self.inner.inc).queue.len()
+    }
+    /// Datagrams waiting in the outgoing queue.
+    pub fn send_buffer_size(&self) -> usize {
+        lock(&self.inner.out).queue.len()
+    }
+    /// (size, high water mark, (priority, count)…) of the outgoing and incoming queues.
+    pub fn queue_stats(&self) -> [(usize, usize, Vec<(i32, usize)>); 2] {
+        let o = lock(&self.inner.out);
+        let out = (
+            o.queue.len(),
+            o.queue.high_water_mark(),
+            o.queue.priority_counts(),
+        );
+        drop(o);
+        let i = lock(&self.inner.inc);
+        [
+            out,
+            (
+                i.queue.len(),
+                i.queue.high_water_mark(),
+                i.queue.priority_counts(),
+            ),
+        ]
+    }
+    /// A copy of the statistics.
+    pub fn stats(&self) -> DatagramStats {
+        lock(&self.inner.stats).clone()
+    }
+    /// A copy of the configuration.
+    pub fn config(&self) -> TransportConfig {
+        lock(&self.inner.config).clone()
+    }
+    /// Sets the incoming max age (None: no limit).
+    pub fn set_incoming_max_age(&self, age: Option<Duration>) {
+        lock(&self.inner.config).incoming_max_age = age;
+        lock(&self.inner.inc).queue.set_max_age_us(max_age_us(age));
+    }
+    /// Sets the outgoing max age (None: no limit).
+    pub fn set_outgoing_max_age(&self, age: Option<Duration>) {
+        lock(&self.inner.config).outgoing_max_age = age;
+        lock(&self.inner.out).queue.set_max_age_us(max_age_us(age));
+    }
+    /// Real payload capacity of one datagram now.
+    pub fn max_datagram_size(&self) -> usize {
+        self.inner.link.max_datagram_size()
+    }
+    /// Session id.
+    pub fn session_id(&self) -> u64 {
+        self.inner.link.session_id()
+    }
+    /// Datagrams accepted for sending so far (local counter, never on the wire).
+    pub fn send_sequence(&self) -> u64 {
+        lock(&self.inner.out).sequence
+    }
+    /// Datagrams that arrived so far (local counter).
+    pub fn receive_sequence(&self) -> u64 {
+        lock(&self.inner.inc).sequence
+    }
+    /// True once closed (by `close` or because the session ended).
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+    /// True while the session is open (the seed's "session ready").
+    pub fn is_session_ready(&self) -> bool {
+        self.inner.link.is_open()
+    }
+    /// True while datagrams can still be read (open, or closed with some still queued).
+    pub fn is_readable(&self) -> bool {
+        !self.is_closed() || self.receive_buffer_size() > 0
+    }
+    /// True while datagrams can be sent.
+    pub fn is_writable(&self) -> bool {
+        !self.is_closed() && self.inner.link.is_open()
+    }
+    /// Unix time (s) the last heartbeat arrived, if any.
+    pub fn last_heartbeat_received(&self) -> Option<f64> {
+        match self.inner.last_heartbeat_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(self.inner.clock.unix_at(us - 1)),
+        }
+    }
+    /// Installs (None: removes) event callbacks.
+    pub fn set_callbacks(&self, callbacks: Option<TransportCallbacks>) {
+        *lock(&self.inner.callbacks) = callbacks.map(Arc::new);
+    }
+
+    // ----- heartbeat -----------------------------------------------------------------------
+
+    /// Sends `HEARTBEAT:<unix seconds>` at priority 1 every `interval`, the first one now,
+    /// until stopped, replaced by another heartbeat, or the transport closes.
+    pub fn start_heartbeat(&self, interval: Duration) -> Result<()> {
+        if interval.is_zero() {
+            return Err(Error::invalid("heartbeat interval must be > 0"));
+        }
+        if self.is_closed() {
+            return Err(Error::closed("transport is closed"));
+        }
+        let epoch = self.inner.heartbeat_epoch.fetch_add(1, Ordering::SeqCst) + 1;
+        let weak = Arc::downgrade(&self.inner);
+        runtime::handle()?.spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.heartbeat_epoch.load(Ordering::SeqCst) != epoch
+                    || inner.closed.load(Ordering::SeqCst)
+                {
+                    return;
+                }
+                let t = DatagramTransport { inner };
+                let unix = t.inner.clock.unix_at(t.inner.clock.now_us()) as u64;
+                if let Err(e) = t.try_send(&heartbeat_datagram(unix), 1, None) {
+                    log_debug!("heartbeat not sent: {e}");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops the heartbeat (no-op when none runs).
+    pub fn stop_heartbeat(&self) {
+        self.inner.heartbeat_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    // ----- close ---------------------------------------------------------------------------
+
+    /// Closes the transport (idempotent). With `flush`, first waits up to that long for the
+    /// outgoing queue to drain into QUIC; whatever is still queued then is dropped and counted
+    /// (`cleared_outgoing`). Wakes every blocked sender and receiver with WTD_ERR_CLOSED. The
+    /// session stays open.
+    pub fn close(&self, flush: Option<Duration>) -> Result<()> {
+        if let Some(limit) = flush.filter(|d| !d.is_zero()) {
+            if !self.is_closed() {
+                runtime::check_may_block()?;
+                let deadline = Instant::now() + limit;
+                let mut out = lock(&self.inner.out);
+                while !out.queue.is_empty() && self.inner.link.is_open() {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    out = self
+                        .inner
+                        .out_room
+                        .wait_timeout(out, deadline - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        self.inner.shut();
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Emits the sent event (the stats were recorded under the queue lock).
+    fn after_sent(&self, size: usize) {
+        let cbs = lock(&self.callbacks).clone();
+        if let Some(cbs) = cbs.filter(|c| c.on_sent.is_some()) {
+            self.link.post(Box::new(move || {
+                (cbs.on_sent.as_ref().expect("filtered"))(size)
+            }));
+        }
+    }
+
+    /// Hands the head of the outgoing queue to the link if it has room, dropping expired or
+    /// too-old heads on the way (counted). Returns (size sent, blocked: the link had no room).
+    fn send_head(&self) -> (Option<usize>, bool) {
+        let mut out = lock(&self.out);
+        let now = self.clock.now_us();
+        let (mut expired, mut too_old, mut failed) = (0u64, 0u64, 0u64);
+        let result = loop {
+            let popped = out.queue.pop(now, |_, r| {
+                if r == DropReason::Expired {
+                    expired += 1
+                } else {
+                    too_old += 1
+                }
+            });
+            let Some(e) = popped else { break (None, false) };
+            match self.link.try_send(&e.data) {
+                Ok(()) => {
+                    // Counted before the lock is released, so a flush never sees a gap.
+                    let queued_s = secs(now.saturating_sub(e.enqueued_us));
+                    lock(&self.stats).record_sent(e.data.len(), queued_s);
+                    break (Some(e.data.len()), false);
+                }
+                Err(err) if err.code == wtd_result::WTD_ERR_WOULD_BLOCK => {
+                    out.queue.unpop(e);
+                    break (None, true);
+                }
+                Err(err) => {
+                    log_debug!("datagram not sent: {err}");
+                    failed += 1;
+                }
+            }
+        };
+        drop(out);
+        if expired + too_old + failed > 0 {
+            let mut st = lock(&self.stats);
+            st.dropped_expired += expired;
+            st.dropped_too_old += too_old;
+            st.send_drops += expired + too_old;
+            st.send_failures += failed;
+        }
+        self.out_room.notify_all();
+        result
+    }
+
+    /// Marks closed, drops what is queued to send, wakes everyone.
+    fn shut(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.heartbeat_epoch.fetch_add(1, Ordering::SeqCst);
+        let n = lock(&self.out).queue.clear() as u64;
+        {
+            let mut st = lock(&self.stats);
+            st.cleared_outgoing += n;
+            st.send_drops += n;
+        }
+        self.out_room.notify_all();
+        self.out_work.notify_one();
+        let _g = lock(&self.inc);
+        self.inc_ready.notify_all();
+    }
+}
+
+impl LinkSink for Inner {
+    fn deliver(&self, data: Bytes) {
+        let now = self.clock.now_us();
+        lock(&self.stats).record_received(data.len());
+        if is_heartbeat(&data) {
+            self.last_heartbeat_us.store(now + 1, Ordering::Relaxed);
+            if lock(&self.config).filter_heartbeats {
+                lock(&self.stats).heartbeats_filtered += 1;
+                return;
+            }
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            let mut st = lock(&self.stats);
+            st.cleared_incoming += 1;
+            st.receive_drops += 1;
+            return;
+        }
+        let cbs = lock(&self.callbacks).clone();
+        if let Some(f) = cbs.as_ref().and_then(|c| c.on_received.as_ref()) {
+            lock(&self.inc).sequence += 1;
+            lock(&self.stats).datagrams_read += 1;
+            f(data);
+            return;
+        }
+        let mut inc = lock(&self.inc);
+        inc.sequence += 1;
+        let sequence = inc.sequence;
+        let pushed = inc.queue.push(Entry {
+            data,
+            priority: 0,
+            ttl_us: 0,
+            enqueued_us: now,
+            sequence,
+        });
+        drop(inc);
+        if let Push::Queued { evicted: Some(_) } = pushed {
+            let mut st = lock(&self.stats);
+            st.evicted_incoming += 1;
+            st.receive_drops += 1;
+        }
+        self.inc_ready.notify_one();
+    }
+
+    fn link_closed(&self) {
+        self.shut();
+    }
+}
+
+/// Drains the outgoing queue into the link. The head is handed to QUIC under the queue lock,
+/// so a datagram is either queued (subject to priority, TTL, eviction) or sent — never both.
+/// While QUIC has no room the task re-checks every millisecond, or sooner when work arrives.
+async fn sender_task(weak: Weak<Inner>) {
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let (sent, blocked) = inner.send_head();
+        if let Some(size) = sent {
+            inner.after_sent(size);
+            continue;
+        }
+        if inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let notified = inner.out_work.notified();
+        let wait = if blocked {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(50)
+        };
+        // Bounded waits so TTL expiry of the head and freed QUIC room are both noticed.
+        let _ = tokio::time::timeout(wait, notified).await;
+    }
+}

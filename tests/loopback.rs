@@ -235,3 +235,52 @@ fn flood_is_bounded_and_counted() {
     assert!(st.datagrams_received <= sent);
     assert_eq!(client.stats().datagrams_sent, sent);
 }
+
+#[test]
+fn transport_over_a_real_session() {
+    use wtd::datagram::{DatagramTransport, TransportConfig};
+    let srv = server();
+    let client = connect(&url(&srv, "/t"), &pinned(&srv)).unwrap();
+    let session = srv.accept(T).unwrap();
+    let ct = DatagramTransport::for_session(&client, TransportConfig::default()).unwrap();
+    let st = DatagramTransport::for_session(&session, TransportConfig::default()).unwrap();
+    for i in 0..50u8 {
+        ct.send(&[i; 64], (i % 3) as i32, None, None).unwrap();
+    }
+    let got: Vec<u8> = (0..50).map(|_| st.receive(T).unwrap().data[0]).collect();
+    assert_eq!(got.len(), 50);
+    assert_eq!(ct.stats().datagrams_sent, 50);
+    assert_eq!(st.stats().datagrams_received, 50);
+    // The throughput test measures what really left; the echo side counts what arrived.
+    let echo = st.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let echoer = std::thread::spawn(move || {
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(r) = echo.receive(Some(Duration::from_millis(50))) {
+                let _ = echo.try_send(&r.data, 0, None);
+            }
+        }
+    });
+    let r = ct.throughput_test(Duration::from_millis(300), 200).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    echoer.join().unwrap();
+    assert!(r.datagrams_sent > 100, "{r:?}");
+    assert!(
+        (r.throughput_bps / (r.throughput_dps * 1600.0) - 1.0).abs() < 1e-9,
+        "{r:?}"
+    );
+    assert_eq!(
+        r.errors, 0,
+        "paced on queue room: nothing refused or evicted {r:?}"
+    );
+    // Closing the session closes both transports and wakes receivers.
+    client.close(5, "done");
+    assert_eq!(
+        st.receive(Some(Duration::from_secs(5)))
+            .err()
+            .map(|e| e.code)
+            .unwrap_or(wtd::wtd_result::WTD_ERR_CLOSED),
+        wtd::wtd_result::WTD_ERR_CLOSED
+    );
+}

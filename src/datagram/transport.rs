@@ -77,6 +77,27 @@ pub struct Received {
     pub receive_time: f64,
 }
 
+/// What `throughput_test` measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThroughputResult {
+    /// Seconds the test ran (sending plus draining the queue).
+    pub duration: f64,
+    /// Send calls made.
+    pub attempts: u64,
+    /// Datagrams that reached QUIC.
+    pub datagrams_sent: u64,
+    /// Datagrams that arrived from the peer meanwhile (an echoing peer sends them back).
+    pub datagrams_received: u64,
+    /// Send calls refused plus datagrams dropped from the queue.
+    pub errors: u64,
+    /// datagrams_sent per second.
+    pub throughput_dps: f64,
+    /// Payload bits per second that reached QUIC.
+    pub throughput_bps: f64,
+    /// errors / attempts.
+    pub error_rate: f64,
+}
+
 /// Event callbacks of a transport; both run on a wtd runtime thread, never in parallel for one
 /// connection. With `on_received` set, datagrams go to it instead of the incoming queue.
 #[derive(Default)]
@@ -137,6 +158,12 @@ impl DatagramTransport {
     /// Attaches a transport to a link (taking over its receive path) with the system clock.
     pub fn new(link: Arc<dyn Link>, config: TransportConfig) -> Result<Self> {
         Self::with_clock(link, config, SystemClock::new())
+    }
+
+    /// Attaches a transport to a session: from now on the session's datagrams arrive through the
+    /// transport (the session's own receive queue and callbacks are no longer used).
+    pub fn for_session(session: &crate::session::Session, config: TransportConfig) -> Result<Self> {
+        Self::new(super::link::SessionLink::new(session.clone()), config)
     }
 
     /// As [`DatagramTransport::new`] with an explicit clock (tests).
@@ -570,6 +597,65 @@ impl DatagramTransport {
     /// Stops the heartbeat (no-op when none runs).
     pub fn stop_heartbeat(&self) {
         self.inner.heartbeat_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    // ----- throughput test -----------------------------------------------------------------
+
+    /// Sends `size`-byte datagrams as fast as the queue has room for `duration`, then
+    /// waits (≤ 1 s) for the queue to drain, and reports what really reached QUIC — and, when the
+    /// peer echoes, what came back during the test.
+    pub fn throughput_test(&self, duration: Duration, size: usize) -> Result<ThroughputResult> {
+        if size == 0 || size > self.max_datagram_size() {
+            return Err(Error::new(
+                wtd_result::WTD_ERR_TOO_LARGE,
+                format!("size {size} is 0 or above max_datagram_size"),
+            ));
+        }
+        if duration.is_zero() {
+            return Err(Error::invalid("duration must be > 0"));
+        }
+        runtime::check_may_block()?;
+        let before = self.stats();
+        let payload = vec![0x5a_u8; size];
+        let start = Instant::now();
+        let mut attempts = 0u64;
+        let hwm = self.config().outgoing_high_water_mark;
+        while start.elapsed() < duration {
+            // Pace on queue room so the drop policy does not turn the test into evictions.
+            if self.send_buffer_size() >= hwm {
+                std::thread::yield_now();
+                continue;
+            }
+            attempts += 1;
+            match self.send(&payload, 0, None, Some(Duration::from_millis(10))) {
+                Ok(()) => {}
+                Err(e) if e.code == wtd_result::WTD_ERR_CLOSED => return Err(e),
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+        let drain_until = Instant::now() + Duration::from_secs(1);
+        while self.send_buffer_size() > 0 && Instant::now() < drain_until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let after = self.stats();
+        let sent = after.datagrams_sent - before.datagrams_sent;
+        let errors =
+            (after.send_failures - before.send_failures) + (after.send_drops - before.send_drops);
+        Ok(ThroughputResult {
+            duration: elapsed,
+            attempts,
+            datagrams_sent: sent,
+            datagrams_received: after.datagrams_received - before.datagrams_received,
+            errors,
+            throughput_dps: sent as f64 / elapsed,
+            throughput_bps: (sent * size as u64 * 8) as f64 / elapsed,
+            error_rate: if attempts > 0 {
+                errors as f64 / attempts as f64
+            } else {
+                0.0
+            },
+        })
     }
 
     // ----- close ---------------------------------------------------------------------------

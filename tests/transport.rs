@@ -20,7 +20,7 @@ struct Pair {
 }
 
 fn pair(cfg: TransportConfig) -> Pair {
-    let (la, lb) = MemoryLink::pair(1200);
+    let (la, lb) = MemoryLink::pair(1200).unwrap();
     let clock = ManualClock::new();
     let a = DatagramTransport::with_clock(la.clone(), cfg.clone(), clock.clone()).unwrap();
     let b = DatagramTransport::with_clock(lb, cfg, clock.clone()).unwrap();

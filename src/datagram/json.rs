@@ -33,8 +33,24 @@ pub fn send_json(
 /// Receives the next datagram as compact JSON text. A datagram that is not valid JSON stays
 /// queued (read it with plain receive) and the call fails with WTD_ERR_SERIALIZATION.
 pub fn receive_json(t: &DatagramTransport, timeout: Option<Duration>) -> Result<String> {
-    let r = t.receive_where(timeout, |d| compact(d).map(|_| ()))?;
-    compact(&r.data)
+    receive_json_where(t, timeout, |_| Ok(()))
+}
+
+/// [`receive_json`] where `fits` may also refuse the compact text (e.g. WTD_ERR_BUFFER_TOO_SMALL
+/// for a caller's buffer); a refused datagram stays queued, like an invalid one.
+pub fn receive_json_where(
+    t: &DatagramTransport,
+    timeout: Option<Duration>,
+    fits: impl Fn(&str) -> Result<()>,
+) -> Result<String> {
+    let text = std::cell::RefCell::new(String::new());
+    t.receive_where(timeout, |d| {
+        let c = compact(d)?;
+        fits(&c)?;
+        *text.borrow_mut() = c;
+        Ok(())
+    })?;
+    Ok(text.into_inner())
 }
 
 #[cfg(test)]

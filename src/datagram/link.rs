@@ -89,9 +89,11 @@ impl Link for SessionLink {
 }
 
 /// One end of an in-memory datagram pipe (for tests and examples without a network): what one
-/// end sends is delivered to the other, minus injected loss.
+/// end sends is delivered to the other, in order, on a runtime task (like a real connection's
+/// driver), minus injected loss.
 pub struct MemoryLink {
     peer: Mutex<Weak<MemoryLink>>,
+    to_peer: tokio::sync::mpsc::UnboundedSender<Bytes>,
     sink: Mutex<Option<Weak<dyn LinkSink>>>,
     open: AtomicBool,
     max_size: usize,
@@ -105,10 +107,14 @@ pub struct MemoryLink {
 
 impl MemoryLink {
     /// A connected pair with a maximum payload of `max_size` bytes.
-    pub fn pair(max_size: usize) -> (Arc<MemoryLink>, Arc<MemoryLink>) {
-        let make = |seed| {
+    pub fn pair(max_size: usize) -> Result<(Arc<MemoryLink>, Arc<MemoryLink>)> {
+        let handle = crate::runtime::handle()?;
+        let (to_b, from_a) = tokio::sync::mpsc::unbounded_channel();
+        let (to_a, from_b) = tokio::sync::mpsc::unbounded_channel();
+        let make = |seed, to_peer| {
             Arc::new(MemoryLink {
                 peer: Mutex::new(Weak::new()),
+                to_peer,
                 sink: Mutex::new(None),
                 open: AtomicBool::new(true),
                 max_size,
@@ -118,10 +124,12 @@ impl MemoryLink {
                 blocked: AtomicBool::new(false),
             })
         };
-        let (a, b) = (make(0x9e37_79b9_7f4a_7c15), make(0xd1b5_4a32_d192_ed03));
+        let (a, b) = (make(0x9e37_79b9_7f4a_7c15, to_b), make(0xd1b5_4a32_d192_ed03, to_a));
         *a.peer.lock().unwrap() = Arc::downgrade(&b);
         *b.peer.lock().unwrap() = Arc::downgrade(&a);
-        (a, b)
+        handle.spawn(deliver_task(Arc::downgrade(&b), from_a));
+        handle.spawn(deliver_task(Arc::downgrade(&a), from_b));
+        Ok((a, b))
     }
 
     /// Drops each datagram this end sends with probability `fraction` (deterministic PRNG).
@@ -194,12 +202,7 @@ impl Link for MemoryLink {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let peer = self.peer.lock().unwrap().upgrade();
-        if let Some(sink) =
-            peer.and_then(|p| p.sink.lock().unwrap().as_ref().and_then(Weak::upgrade))
-        {
-            sink.deliver(Bytes::copy_from_slice(data));
-        }
+        let _ = self.to_peer.send(Bytes::copy_from_slice(data));
         Ok(())
     }
     fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()> {
@@ -208,5 +211,18 @@ impl Link for MemoryLink {
     }
     fn post(&self, f: Box<dyn FnOnce() + Send>) {
         f();
+    }
+}
+
+async fn deliver_task(end: Weak<MemoryLink>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>) {
+    while let Some(d) = rx.recv().await {
+        let Some(end) = end.upgrade() else { return };
+        if !end.is_open() {
+            continue;
+        }
+        let sink = end.sink.lock().unwrap().as_ref().and_then(Weak::upgrade);
+        if let Some(sink) = sink {
+            sink.deliver(d);
+        }
     }
 }

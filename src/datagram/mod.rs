@@ -5,6 +5,7 @@ pub mod clock;
 pub mod json;
 pub mod link;
 pub mod queue;
+pub mod reliability;
 pub mod report;
 pub mod stats;
 pub mod transport;

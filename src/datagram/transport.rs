@@ -77,6 +77,9 @@ pub struct Received {
     pub receive_time: f64,
 }
 
+/// Takes arriving datagrams meant for a layer above (returns true when it consumed one).
+pub type Interceptor = Arc<dyn Fn(&Bytes) -> bool + Send + Sync>;
+
 /// What `throughput_test` measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ThroughputResult {
@@ -132,6 +135,7 @@ struct Inner {
     stats: Mutex<DatagramStats>,
     closed: std::sync::atomic::AtomicBool,
     callbacks: Mutex<Option<Arc<TransportCallbacks>>>,
+    interceptor: Mutex<Option<Interceptor>>,
     last_heartbeat_us: AtomicU64,
     heartbeat_epoch: AtomicU64,
 }
@@ -205,6 +209,7 @@ impl DatagramTransport {
             stats: Mutex::new(stats),
             closed: std::sync::atomic::AtomicBool::new(false),
             callbacks: Mutex::new(None),
+            interceptor: Mutex::new(None),
             last_heartbeat_us: AtomicU64::new(0),
             heartbeat_epoch: AtomicU64::new(0),
         });
@@ -408,7 +413,10 @@ impl DatagramTransport {
             }
             if let Some(front) = inc.queue.peek() {
                 if let Err(e) = accept(&front.data) {
-                    lock(&inner.stats).receive_errors += 1;
+                    // A caller's buffer being too small is no fault of the datagram.
+                    if e.code != wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
+                        lock(&inner.stats).receive_errors += 1;
+                    }
                     return Err(e);
                 }
                 let e = inc.queue.pop(now, |_, _| {}).expect("peeked");
@@ -556,6 +564,12 @@ impl DatagramTransport {
             us => Some(self.inner.clock.unix_at(us - 1)),
         }
     }
+    /// Installs (None: removes) the interceptor of a layer above (the reliability layer): every
+    /// arriving datagram is offered to it first, and what it consumes skips the receive queue.
+    pub fn set_interceptor(&self, interceptor: Option<Interceptor>) {
+        *lock(&self.inner.interceptor) = interceptor;
+    }
+
     /// Installs (None: removes) event callbacks.
     pub fn set_callbacks(&self, callbacks: Option<TransportCallbacks>) {
         *lock(&self.inner.callbacks) = callbacks.map(Arc::new);
@@ -771,6 +785,12 @@ impl LinkSink for Inner {
             self.last_heartbeat_us.store(now + 1, Ordering::Relaxed);
             if lock(&self.config).filter_heartbeats {
                 lock(&self.stats).heartbeats_filtered += 1;
+                return;
+            }
+        }
+        let interceptor = lock(&self.interceptor).clone();
+        if let Some(take) = interceptor {
+            if take(&data) {
                 return;
             }
         }

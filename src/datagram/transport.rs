@@ -231,11 +231,38 @@ impl DatagramTransport {
         ttl: Option<Duration>,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let r = self.send_inner(data, priority, ttl, timeout);
+        let r = self.send_inner(data, None, priority, ttl, timeout);
         if r.is_err() {
             lock(&self.inner.stats).send_failures += 1;
         }
         r
+    }
+
+    /// [`DatagramTransport::send`] of a shared buffer: when it has to wait in the queue the
+    /// buffer itself is queued, not a copy (the broadcaster encodes once for every session).
+    pub fn send_shared(
+        &self,
+        data: &Bytes,
+        priority: i32,
+        ttl: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
+        let r = self.send_inner(data, Some(data), priority, ttl, timeout);
+        if r.is_err() {
+            lock(&self.inner.stats).send_failures += 1;
+        }
+        r
+    }
+
+    /// True when both handles are the same transport.
+    pub fn same(&self, other: &DatagramTransport) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
+    /// Counts a receive-side processing error found by a layer above (e.g. a structured
+    /// datagram with an unknown type id).
+    pub fn record_receive_error(&self) {
+        lock(&self.inner.stats).receive_errors += 1;
     }
 
     /// [`DatagramTransport::send`] that never waits.
@@ -262,6 +289,7 @@ impl DatagramTransport {
     fn send_inner(
         &self,
         data: &[u8],
+        shared: Option<&Bytes>,
         priority: i32,
         ttl: Option<Duration>,
         timeout: Option<Duration>,
@@ -302,7 +330,7 @@ impl DatagramTransport {
         }
         let now = inner.clock.now_us();
         let mut entry = Entry {
-            data: Bytes::copy_from_slice(data),
+            data: shared.cloned().unwrap_or_else(|| Bytes::copy_from_slice(data)),
             priority,
             ttl_us: ttl.map_or(0, |t| t.as_micros().max(1) as u64),
             enqueued_us: now,

@@ -19,6 +19,11 @@
 #include <stdbool.h>
 
 /**
+ * Capacity of `wtd_monitor_alert.message`, NUL included.
+ */
+#define WTD_ALERT_MESSAGE_MAX 128
+
+/**
  * Major version of the library this header belongs to.
  */
 #define WTD_VERSION_MAJOR 0
@@ -32,6 +37,11 @@
  * Patch version of the library this header belongs to.
  */
 #define WTD_VERSION_PATCH 0
+
+/**
+ * Number of priority classes `wtd_queue_direction_stats` lists one by one.
+ */
+#define WTD_QUEUE_STATS_CLASSES 8
 
 /**
  * Fixed result codes shared by the Rust API and the C ABI (`wtd_result`). Values never change;
@@ -110,6 +120,38 @@ typedef enum wtd_result {
 } wtd_result;
 
 /**
+ * How a reliable message ended.
+ */
+typedef enum wtd_reliable_outcome {
+    /**
+     * The peer acknowledged it.
+     */
+    WTD_RELIABLE_DELIVERED = 0,
+    /**
+     * No ACK after `max_retries` retransmissions (or the layer closed first).
+     */
+    WTD_RELIABLE_GAVE_UP = 1,
+} wtd_reliable_outcome;
+
+/**
+ * The alert kinds.
+ */
+typedef enum wtd_alert_kind {
+    /**
+     * Outgoing queue above `queue_threshold` × high water mark.
+     */
+    WTD_ALERT_HIGH_QUEUE_SIZE = 0,
+    /**
+     * Send success rate below `success_rate_threshold`.
+     */
+    WTD_ALERT_LOW_SUCCESS_RATE = 1,
+    /**
+     * Mean send time of the newer half of the trend window > 1.25 × the older half's (and ≥ 1 ms).
+     */
+    WTD_ALERT_INCREASING_SEND_TIME = 2,
+} wtd_alert_kind;
+
+/**
  * Severity of a log message; a callback registered with a maximum level receives every message
  * whose level is numerically less than or equal to it.
  */
@@ -164,6 +206,40 @@ typedef enum wtd_draft {
 } wtd_draft;
 
 /**
+ * A problem `diagnose_issues` found.
+ */
+typedef enum wtd_issue {
+    /**
+     * Send success rate below 0.9.
+     */
+    WTD_ISSUE_LOW_SEND_SUCCESS_RATE = 1,
+    /**
+     * (send + receive drops) / (sent + received) above 0.1.
+     */
+    WTD_ISSUE_HIGH_DROP_RATE = 2,
+    /**
+     * Outgoing queue above 90 % of its high water mark.
+     */
+    WTD_ISSUE_OUTGOING_QUEUE_NEARLY_FULL = 3,
+    /**
+     * Incoming queue above 90 % of its high water mark.
+     */
+    WTD_ISSUE_INCOMING_QUEUE_NEARLY_FULL = 4,
+    /**
+     * Average send (queueing) time above 100 ms.
+     */
+    WTD_ISSUE_HIGH_SEND_LATENCY = 5,
+    /**
+     * The transport is closed.
+     */
+    WTD_ISSUE_CLOSED = 6,
+    /**
+     * The session is not open.
+     */
+    WTD_ISSUE_SESSION_NOT_READY = 7,
+} wtd_issue;
+
+/**
  * How the client checks the server's certificate (`wtd_client_options.verify`).
  */
 typedef enum wtd_verify_mode {
@@ -187,6 +263,46 @@ typedef enum wtd_verify_mode {
 } wtd_verify_mode;
 
 /**
+ * What a full queue does with a new datagram.
+ */
+typedef enum wtd_drop_policy {
+    /**
+     * Evict the oldest datagram of the lowest priority that is ≤ the new one's; if every queued
+     * datagram has a higher priority, reject the new one. (Default; the seed's behaviour, but
+     * counted.)
+     */
+    WTD_DROP_OLDEST = 0,
+    /**
+     * Reject the new datagram (`WTD_ERR_WOULD_BLOCK`).
+     */
+    WTD_DROP_REJECT_NEW = 1,
+    /**
+     * Make the sender wait for room, up to its timeout (back-pressure).
+     */
+    WTD_DROP_BLOCK = 2,
+} wtd_drop_policy;
+
+/**
+ * A set of transports to send one datagram to (opaque). Create with `wtd_broadcaster_new`,
+ * release with `wtd_broadcaster_free`. Functions may be called from any thread, concurrently.
+ */
+typedef struct wtd_broadcaster wtd_broadcaster;
+
+/**
+ * A transport monitor (opaque). Create with `wtd_monitor_new`, release with `wtd_monitor_free`.
+ * Functions may be called from any thread; the handle must not be freed while another call on
+ * it is running.
+ */
+typedef struct wtd_monitor wtd_monitor;
+
+/**
+ * A reliability layer on a transport (opaque). Create with `wtd_reliability_new`, release with
+ * `wtd_reliability_free`. Functions may be called from any thread; the handle must not be freed
+ * while another call on it is running.
+ */
+typedef struct wtd_reliability wtd_reliability;
+
+/**
  * A listening WebTransport server (opaque). Create with `wtd_server_new`, release with
  * `wtd_server_free`.
  */
@@ -197,6 +313,21 @@ typedef struct wtd_server wtd_server;
  * `on_session` callback or `wtd_client_connect`; release with `wtd_session_free`.
  */
 typedef struct wtd_session wtd_session;
+
+/**
+ * A structured datagram transport (opaque): `u16 big-endian type id || serializer output` per
+ * datagram, byte-compatible with pywebtransport's StructuredDatagramTransport. Create with
+ * `wtd_structured_new`, release with `wtd_structured_free`. Functions may be called from any
+ * thread; the handle must not be freed while another call on it is running.
+ */
+typedef struct wtd_structured wtd_structured;
+
+/**
+ * The datagram transport of one session (opaque). Create with `wtd_transport_new`, release with
+ * `wtd_transport_free`. All functions may be called from any thread; the handle must not be
+ * freed while another call on it is running.
+ */
+typedef struct wtd_transport wtd_transport;
 
 /**
  * Client options. Fill with `wtd_client_options_default`, then change fields.
@@ -243,6 +374,351 @@ typedef struct wtd_client_options {
      */
     const char *origin;
 } wtd_client_options;
+
+/**
+ * Serializer callback: writes the bytes of object `obj` of type `type_id` into `buf` (capacity
+ * `cap` = the largest body that fits one datagram) and their count to `*out_len`. Returns 0 on
+ * success, anything else on failure (the send then fails with WTD_ERR_SERIALIZATION and nothing
+ * is sent). Called on the thread that calls `wtd_structured_send_obj`.
+ */
+typedef int (*wtd_serialize_fn)(void *user_data,
+                                uint16_t type_id,
+                                const void *obj,
+                                uint8_t *buf,
+                                size_t cap,
+                                size_t *out_len);
+
+/**
+ * Deserializer callback: builds the object of type `type_id` from `data[0..len]` (valid only
+ * during the call) and stores it in `*out_obj` (the caller of `wtd_structured_receive_obj` then
+ * owns it). Returns 0 on success, anything else on failure (→ WTD_ERR_SERIALIZATION). Called on
+ * the thread that calls `wtd_structured_receive_obj`.
+ */
+typedef int (*wtd_deserialize_fn)(void *user_data,
+                                  uint16_t type_id,
+                                  const uint8_t *data,
+                                  size_t len,
+                                  void **out_obj);
+
+/**
+ * Options of a structured transport: the serializer (both callbacks are required). Fill with
+ * `wtd_structured_options_default`, then set the callbacks.
+ */
+typedef struct wtd_structured_options {
+    /**
+     * `sizeof(wtd_structured_options)` (set by `wtd_structured_options_default`).
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Object → bytes (required).
+     */
+    wtd_serialize_fn serialize;
+    /**
+     * Bytes → object (required).
+     */
+    wtd_deserialize_fn deserialize;
+    /**
+     * Passed to both callbacks; must stay valid until `wtd_structured_free`.
+     */
+    void *user_data;
+} wtd_structured_options;
+
+/**
+ * Reliability options. Fill with `wtd_reliability_options_default` (the seed constructor's
+ * defaults: ack_timeout 2 s, 5 retries) or `wtd_reliability_options_factory` (the seed's
+ * `create`: 1 s, 3 retries), then change fields.
+ */
+typedef struct wtd_reliability_options {
+    /**
+     * `sizeof(wtd_reliability_options)` (set by the `_default` / `_factory` functions).
+     */
+    uint32_t struct_size;
+    /**
+     * Retransmit timeout in ms before the first RTT sample (> 0); afterwards the timeout is
+     * derived from the measured RTT (srtt + 4·rttvar, clamped to min/max_rto_ms) and doubles
+     * with every retransmission of a message.
+     */
+    uint32_t ack_timeout_ms;
+    /**
+     * Retransmissions of one message before it is given up (reported as
+     * WTD_RELIABLE_GAVE_UP).
+     */
+    uint32_t max_retries;
+    /**
+     * 1 = deliver messages in sequence order (a gap waits up to `gap_timeout_ms`), 0 = as they
+     * arrive (default). Either way each message is delivered at most once.
+     */
+    uint32_t in_order;
+    /**
+     * Messages awaiting an ACK at once (> 0); beyond it `wtd_reliability_send` fails with
+     * WTD_ERR_WOULD_BLOCK. Default 256.
+     */
+    uint32_t max_in_flight;
+    /**
+     * Lower bound of the RTT-derived retransmit timeout, ms. Default 20.
+     */
+    uint32_t min_rto_ms;
+    /**
+     * Upper bound of the retransmit timeout (backoff included), ms. Default 10000.
+     */
+    uint32_t max_rto_ms;
+    /**
+     * A missing sequence number older than this (ms) is skipped by the receiver (the sender gave
+     * up on it) so later messages flow again; 0 (default) = 2 × ack_timeout × (max_retries + 2).
+     */
+    uint32_t gap_timeout_ms;
+    /**
+     * Transport priority of DATA frames; ACKs go one above. Default 0.
+     */
+    int32_t priority;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * TEST KNOB, 0 = off (default): the fraction (0..1) of arriving DATA and ACK frames this
+     * layer drops before processing (deterministic pseudo-random), to simulate loss on a real
+     * link. Counted in `injected_drops`. Not for production.
+     */
+    double test_drop_fraction;
+} wtd_reliability_options;
+
+/**
+ * One finished reliable send.
+ */
+typedef struct wtd_reliable_result {
+    /**
+     * The sequence number `wtd_reliability_send` returned.
+     */
+    uint32_t seq;
+    /**
+     * Delivered (ACKed) or given up.
+     */
+    enum wtd_reliable_outcome outcome;
+} wtd_reliable_result;
+
+/**
+ * A message was delivered to this end. `data` is valid only during the call.
+ */
+typedef void (*wtd_reliable_message_cb)(void *user_data,
+                                        struct wtd_reliability *reliability,
+                                        const uint8_t *data,
+                                        size_t len);
+
+/**
+ * A message sent from this end finished: acknowledged or given up.
+ */
+typedef void (*wtd_reliable_outcome_cb)(void *user_data,
+                                        struct wtd_reliability *reliability,
+                                        uint32_t seq,
+                                        enum wtd_reliable_outcome outcome);
+
+/**
+ * Counters of a reliability layer (`wtd_reliability_get_stats`). Append-only: check
+ * `struct_size` before reading fields added later.
+ */
+typedef struct wtd_reliability_stats {
+    /**
+     * Size of this struct as the library filled it.
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Messages accepted by `wtd_reliability_send`.
+     */
+    uint64_t sent;
+    /**
+     * DATA retransmissions (each RTO expiry of an unacknowledged message).
+     */
+    uint64_t retransmits;
+    /**
+     * Sent messages the peer acknowledged (outcome WTD_RELIABLE_DELIVERED).
+     */
+    uint64_t acked;
+    /**
+     * Sent messages given up after `max_retries` retransmissions, or still pending at close
+     * (outcome WTD_RELIABLE_GAVE_UP).
+     */
+    uint64_t gave_up;
+    /**
+     * Messages delivered to the application on this end (each at most once).
+     */
+    uint64_t delivered;
+    /**
+     * DATA frames that arrived again after their message was delivered or held; suppressed
+     * (never delivered twice) and acknowledged again.
+     */
+    uint64_t duplicates;
+    /**
+     * ACK frames sent.
+     */
+    uint64_t acks_sent;
+    /**
+     * ACK frames received.
+     */
+    uint64_t acks_received;
+    /**
+     * ACKs for no pending message (late duplicates after a retransmission).
+     */
+    uint64_t unknown_acks;
+    /**
+     * Arriving frames that started like DATA/ACK but were malformed (dropped).
+     */
+    uint64_t malformed;
+    /**
+     * Sequence gaps the receiver skipped after `gap_timeout_ms`.
+     */
+    uint64_t gaps_skipped;
+    /**
+     * Outcomes dropped because nobody polled them (the queue holds 65,536; oldest dropped).
+     */
+    uint64_t outcomes_dropped;
+    /**
+     * Messages awaiting an ACK now.
+     */
+    uint64_t in_flight;
+    /**
+     * Smoothed round-trip time in µs (0 before the first sample; only unambiguous samples —
+     * messages acknowledged without a retransmission — are used).
+     */
+    uint64_t srtt_us;
+    /**
+     * Retransmit timeout in µs for a new message now.
+     */
+    uint64_t rto_us;
+    /**
+     * Arriving frames dropped on purpose by `test_drop_fraction`.
+     */
+    uint64_t injected_drops;
+} wtd_reliability_stats;
+
+/**
+ * Outcome of one broadcast (`wtd_broadcaster_broadcast_ex`).
+ */
+typedef struct wtd_broadcast_result {
+    /**
+     * Size of this struct as the library filled it.
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Transports that accepted (queued) the datagram.
+     */
+    size_t accepted;
+    /**
+     * Transports that refused it this time (queue full, too large) and were kept.
+     */
+    size_t failed;
+    /**
+     * Closed transports removed from the set by this broadcast.
+     */
+    size_t pruned;
+} wtd_broadcast_result;
+
+/**
+ * Monitor options. Fill with `wtd_monitor_options_default` (the seed's values), then change
+ * fields.
+ */
+typedef struct wtd_monitor_options {
+    /**
+     * `sizeof(wtd_monitor_options)` (set by `wtd_monitor_options_default`).
+     */
+    uint32_t struct_size;
+    /**
+     * Sampling period in ms (> 0). Default 5000.
+     */
+    uint32_t interval_ms;
+    /**
+     * Samples kept, oldest dropped (> 0). Default 100.
+     */
+    uint32_t samples_maxlen;
+    /**
+     * Alerts kept, oldest dropped (> 0). Default 50.
+     */
+    uint32_t alerts_maxlen;
+    /**
+     * `high_queue_size` fires when the outgoing queue holds more than this fraction of its high
+     * water mark. Default 0.9.
+     */
+    double queue_threshold;
+    /**
+     * `low_success_rate` fires when the send success rate is below this. Default 0.8.
+     */
+    double success_rate_threshold;
+    /**
+     * Samples compared by `increasing_send_time` (≥ 2): fires when the mean send time of the
+     * newer half exceeds the older half's by more than 25 %. Default 10.
+     */
+    uint32_t trend_window;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+} wtd_monitor_options;
+
+/**
+ * One monitor sample.
+ */
+typedef struct wtd_monitor_sample {
+    /**
+     * Unix time (s) of the sample.
+     */
+    double timestamp;
+    /**
+     * Transport's datagrams handed to QUIC so far (cumulative).
+     */
+    uint64_t datagrams_sent;
+    /**
+     * Transport's datagrams arrived so far (cumulative).
+     */
+    uint64_t datagrams_received;
+    /**
+     * Transport's send success rate so far (cumulative, 0..1).
+     */
+    double send_success_rate;
+    /**
+     * Mean queueing time (s) of the datagrams sent since the previous sample (0 when none).
+     */
+    double avg_send_time;
+    /**
+     * Outgoing queue size at the sample.
+     */
+    uint64_t queue_size;
+} wtd_monitor_sample;
+
+/**
+ * One monitor alert.
+ */
+typedef struct wtd_monitor_alert {
+    /**
+     * What was detected.
+     */
+    enum wtd_alert_kind kind;
+    /**
+     * Unix time (s) it was raised.
+     */
+    double timestamp;
+    /**
+     * Human-readable message, NUL-terminated UTF-8 (cut at a character boundary to fit).
+     */
+    char message[WTD_ALERT_MESSAGE_MAX];
+} wtd_monitor_alert;
+
+/**
+ * Called once per raised alert (edge-triggered: once per episode). `alert` is valid only during
+ * the call.
+ */
+typedef void (*wtd_monitor_alert_cb)(void *user_data, const struct wtd_monitor_alert *alert);
 
 /**
  * Log callback. `level` is the message's severity; `message` is a NUL-terminated UTF-8 string
@@ -458,6 +934,429 @@ typedef struct wtd_session_stats {
     uint64_t max_datagram_size;
 } wtd_session_stats;
 
+/**
+ * Transport options. Fill with `wtd_transport_options_default`, then change fields.
+ */
+typedef struct wtd_transport_options {
+    /**
+     * `sizeof(wtd_transport_options)` (set by `wtd_transport_options_default`).
+     */
+    uint32_t struct_size;
+    /**
+     * Outgoing queue capacity in datagrams (> 0). Default 100 (the seed's `high_water_mark`).
+     */
+    uint32_t outgoing_high_water_mark;
+    /**
+     * Incoming queue capacity in datagrams; 0 = same as `outgoing_high_water_mark` (default).
+     * A full incoming queue always evicts its oldest datagram (counted in `evicted_incoming`).
+     */
+    uint32_t incoming_high_water_mark;
+    /**
+     * A `wtd_drop_policy` value: what a send into a full outgoing queue does.
+     * Default WTD_DROP_OLDEST.
+     */
+    uint32_t drop_policy;
+    /**
+     * How long a WTD_DROP_BLOCK send waits for room when it passes `timeout_ms < 0`, in ms
+     * (the seed's `sender_get_timeout`). Default 1000.
+     */
+    uint32_t sender_timeout_ms;
+    /**
+     * Incoming datagrams older than this (ms) are dropped when read and counted; 0 = no limit
+     * (default).
+     */
+    uint32_t incoming_max_age_ms;
+    /**
+     * Outgoing datagrams older than this (ms) are dropped before sending and counted; 0 = no
+     * limit (default).
+     */
+    uint32_t outgoing_max_age_ms;
+    /**
+     * 1 = keep heartbeat datagrams out of the receive path (counted in `heartbeats_filtered`;
+     * their arrival time is recorded either way), 0 = deliver them like any datagram (default).
+     */
+    uint32_t filter_heartbeats;
+} wtd_transport_options;
+
+/**
+ * One datagram of a batch for `wtd_transport_send_multiple` (caller-owned, read during the call).
+ */
+typedef struct wtd_datagram_view {
+    /**
+     * Payload.
+     */
+    const uint8_t *data;
+    /**
+     * Payload length in bytes.
+     */
+    size_t len;
+} wtd_datagram_view;
+
+/**
+ * What `wtd_transport_receive_with_metadata` knows about a datagram (the seed's
+ * DatagramMessage). Filled by the library (`struct_size` set by it).
+ */
+typedef struct wtd_datagram_metadata {
+    /**
+     * Size of this struct as the library filled it.
+     */
+    uint32_t struct_size;
+    /**
+     * Priority: always 0 for received datagrams (priorities order the sender's queue and are
+     * not carried on the wire).
+     */
+    int32_t priority;
+    /**
+     * Payload size in bytes.
+     */
+    uint64_t size;
+    /**
+     * Receive sequence number (local counter, 1-based, never on the wire).
+     */
+    uint64_t sequence;
+    /**
+     * Unix time (s) the datagram arrived.
+     */
+    double timestamp;
+    /**
+     * Seconds between its arrival and this read.
+     */
+    double age;
+    /**
+     * Seconds this receive call waited.
+     */
+    double receive_time;
+    /**
+     * TTL in ms: always 0 (none) for received datagrams (TTLs are sender-local).
+     */
+    uint32_t ttl_ms;
+    /**
+     * 1 when the TTL had run out: always 0 here (expired datagrams are dropped, never returned).
+     */
+    uint8_t is_expired;
+    /**
+     * First 8 lowercase hex characters of the SHA-256 of the payload, NUL-terminated.
+     */
+    char checksum[9];
+    /**
+     * Reserved, 0.
+     */
+    uint8_t reserved[2];
+} wtd_datagram_metadata;
+
+/**
+ * Datagrams queued at one priority.
+ */
+typedef struct wtd_priority_count {
+    /**
+     * The priority.
+     */
+    int32_t priority;
+    /**
+     * Datagrams queued at it.
+     */
+    uint32_t count;
+} wtd_priority_count;
+
+/**
+ * One queue (outgoing or incoming) in `wtd_queue_stats`.
+ */
+typedef struct wtd_queue_direction_stats {
+    /**
+     * Datagrams queued now.
+     */
+    uint32_t size;
+    /**
+     * Capacity (the high water mark).
+     */
+    uint32_t max_size;
+    /**
+     * Entries used in `classes` (≤ WTD_QUEUE_STATS_CLASSES).
+     */
+    uint32_t class_count;
+    /**
+     * Per-priority counts, highest priority first.
+     */
+    struct wtd_priority_count classes[WTD_QUEUE_STATS_CLASSES];
+    /**
+     * Datagrams in priority classes beyond the first WTD_QUEUE_STATS_CLASSES.
+     */
+    uint32_t other_count;
+} wtd_queue_direction_stats;
+
+/**
+ * Snapshot of both queues (the seed's `get_queue_stats`).
+ */
+typedef struct wtd_queue_stats {
+    /**
+     * Size of this struct as the library filled it.
+     */
+    uint32_t struct_size;
+    /**
+     * The send queue.
+     */
+    struct wtd_queue_direction_stats outgoing;
+    /**
+     * The receive queue.
+     */
+    struct wtd_queue_direction_stats incoming;
+} wtd_queue_stats;
+
+/**
+ * Statistics of a transport (the seed's DatagramStats plus the reason for every drop). "Sent" =
+ * handed to QUIC, "received" = arrived for this session, "read" = taken by the application.
+ * Times are seconds.
+ */
+typedef struct wtd_datagram_stats {
+    /**
+     * Size of this struct as the library filled it (append-only; check before reading new
+     * fields).
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Session id (CONNECT stream id).
+     */
+    uint64_t session_id;
+    /**
+     * Unix time (s) the transport was created.
+     */
+    double created_at;
+    /**
+     * Datagrams handed to QUIC.
+     */
+    uint64_t datagrams_sent;
+    /**
+     * Payload bytes handed to QUIC.
+     */
+    uint64_t bytes_sent;
+    /**
+     * Send calls that failed (queue full, too large, closed, invalid) plus QUIC send errors.
+     */
+    uint64_t send_failures;
+    /**
+     * Accepted datagrams dropped before reaching QUIC: dropped_full + dropped_expired +
+     * dropped_too_old + cleared_outgoing.
+     */
+    uint64_t send_drops;
+    /**
+     * Datagrams that arrived for this session (heartbeats included).
+     */
+    uint64_t datagrams_received;
+    /**
+     * Payload bytes that arrived.
+     */
+    uint64_t bytes_received;
+    /**
+     * Arrived datagrams dropped before the application read them: evicted_incoming +
+     * expired_incoming + cleared_incoming.
+     */
+    uint64_t receive_drops;
+    /**
+     * Receive-side processing errors (e.g. a datagram that is not JSON in receive_json).
+     */
+    uint64_t receive_errors;
+    /**
+     * Sum of queueing times (send call → handed to QUIC; 0 for the direct path).
+     */
+    double total_send_time;
+    /**
+     * Longest queueing time.
+     */
+    double max_send_time;
+    /**
+     * Sum of the time receive calls waited.
+     */
+    double total_receive_time;
+    /**
+     * Longest receive wait.
+     */
+    double max_receive_time;
+    /**
+     * Smallest datagram sent or received (0 before the first; the seed used infinity).
+     */
+    uint64_t min_datagram_size;
+    /**
+     * Largest datagram sent or received.
+     */
+    uint64_t max_datagram_size;
+    /**
+     * Bytes of all datagrams sent and received.
+     */
+    uint64_t total_datagram_size;
+    /**
+     * Number of datagrams in `total_datagram_size`.
+     */
+    uint64_t sized_datagrams;
+    /**
+     * Outgoing datagrams evicted by WTD_DROP_OLDEST to make room.
+     */
+    uint64_t dropped_full;
+    /**
+     * Outgoing datagrams whose TTL ran out while queued.
+     */
+    uint64_t dropped_expired;
+    /**
+     * Outgoing datagrams older than `outgoing_max_age` when dequeued.
+     */
+    uint64_t dropped_too_old;
+    /**
+     * Sends refused for exceeding `max_datagram_size` (also in send_failures).
+     */
+    uint64_t dropped_too_large;
+    /**
+     * Sends refused because the queue was full (REJECT_NEW, BLOCK timeout, or DROP_OLDEST with
+     * only higher priorities queued; also in send_failures).
+     */
+    uint64_t rejected_full;
+    /**
+     * Outgoing datagrams removed by clear_send_buffer or by close.
+     */
+    uint64_t cleared_outgoing;
+    /**
+     * Incoming datagrams evicted because the receive queue was full.
+     */
+    uint64_t evicted_incoming;
+    /**
+     * Incoming datagrams older than `incoming_max_age` when read.
+     */
+    uint64_t expired_incoming;
+    /**
+     * Incoming datagrams removed by clear_receive_buffer or arriving after close.
+     */
+    uint64_t cleared_incoming;
+    /**
+     * Incoming heartbeats kept out of the receive path (filter_heartbeats = 1).
+     */
+    uint64_t heartbeats_filtered;
+    /**
+     * Datagrams the application read (receive calls or the on_received callback).
+     */
+    uint64_t datagrams_read;
+    /**
+     * Number of sends timed in `total_send_time`.
+     */
+    uint64_t timed_sends;
+    /**
+     * Number of receive calls timed in `total_receive_time`.
+     */
+    uint64_t timed_receives;
+    /**
+     * total_datagram_size / sized_datagrams (0 when none).
+     */
+    double avg_datagram_size;
+    /**
+     * total_send_time / timed_sends (0 when none).
+     */
+    double avg_send_time;
+    /**
+     * total_receive_time / timed_receives (0 when none).
+     */
+    double avg_receive_time;
+    /**
+     * datagrams_sent / (datagrams_sent + send_failures + send_drops); 1 before any send.
+     */
+    double send_success_rate;
+    /**
+     * 1 − (receive_drops + receive_errors) / (datagrams_received + receive_errors); 1 before
+     * any.
+     */
+    double receive_success_rate;
+    /**
+     * (send_drops + receive_drops) / (datagrams_sent + datagrams_received); 0 before any.
+     */
+    double drop_rate;
+} wtd_datagram_stats;
+
+/**
+ * Result of `wtd_transport_throughput_test` (the seed's keys plus what it could not measure).
+ */
+typedef struct wtd_throughput_result {
+    /**
+     * Size of this struct as the library filled it.
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Seconds the test ran (sending, then up to 1 s for the queue to drain).
+     */
+    double duration;
+    /**
+     * Datagrams that really reached QUIC during the test.
+     */
+    uint64_t datagrams_sent;
+    /**
+     * Send calls refused plus datagrams dropped from the queue.
+     */
+    uint64_t errors;
+    /**
+     * datagrams_sent / duration.
+     */
+    double throughput_dps;
+    /**
+     * Payload bits that reached QUIC per second.
+     */
+    double throughput_bps;
+    /**
+     * errors / attempts (0 when no attempt).
+     */
+    double error_rate;
+    /**
+     * Datagrams that arrived from the peer during the test (an echoing peer sends them back).
+     */
+    uint64_t datagrams_received;
+    /**
+     * Send calls made.
+     */
+    uint64_t attempts;
+} wtd_throughput_result;
+
+/**
+ * A datagram arrived. `data` is valid only during the call.
+ */
+typedef void (*wtd_transport_received_cb)(void *user_data,
+                                          struct wtd_transport *transport,
+                                          const uint8_t *data,
+                                          size_t len);
+
+/**
+ * A datagram of `size` bytes was handed to QUIC.
+ */
+typedef void (*wtd_transport_sent_cb)(void *user_data, struct wtd_transport *transport, size_t size);
+
+/**
+ * Transport callbacks (versioned: set `struct_size = sizeof(wtd_transport_callbacks)`).
+ */
+typedef struct wtd_transport_callbacks {
+    /**
+     * `sizeof(wtd_transport_callbacks)`.
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Datagram arrived (NULL: datagrams are queued for the receive functions). While set,
+     * arriving datagrams go to it instead of the incoming queue (counted as read).
+     */
+    wtd_transport_received_cb on_received;
+    /**
+     * Datagram sent (NULL: none).
+     */
+    wtd_transport_sent_cb on_sent;
+    /**
+     * Passed to both callbacks.
+     */
+    void *user_data;
+} wtd_transport_callbacks;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -488,6 +1387,385 @@ enum wtd_result wtd_client_connect(const char *url,
 enum wtd_result wtd_session_open_sibling(struct wtd_session *session_,
                                          const char *path,
                                          struct wtd_session **out);
+
+/**
+ * Fills `*options` with the defaults: `struct_size` set, no callbacks, `user_data` NULL.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
+ */
+enum wtd_result wtd_structured_options_default(struct wtd_structured_options *options);
+
+/**
+ * Creates a structured transport over `transport` with the serializer in `options` and an empty
+ * registry (register type ids with `wtd_structured_register`). It reads and sends through the
+ * transport's queues: don't also read plain datagrams from that transport (a structured receive
+ * consumes whatever comes first).
+ *
+ * Ownership: `*out` owns the new handle; free it with `wtd_structured_free`. It keeps its own
+ * reference to the transport (freeing the transport handle first closes it: calls then fail
+ * with WTD_ERR_CLOSED). Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/options/out, a NULL callback, struct_size too
+ * small).
+ */
+enum wtd_result wtd_structured_new(struct wtd_transport *transport,
+                                   const struct wtd_structured_options *options,
+                                   struct wtd_structured **out);
+
+/**
+ * Registers `type_id` (the seed's registry entry): objects of this type may be sent and
+ * received. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `type_id` already registered).
+ */
+enum wtd_result wtd_structured_register(struct wtd_structured *structured, uint16_t type_id);
+
+/**
+ * Serializes `obj` with the serialize callback and queues `type_id (u16 BE) || bytes` on the
+ * transport with `priority` (any int32, higher first) and `ttl_ms` (0 = none), like
+ * `wtd_transport_send` with `timeout_ms` -1.
+ *
+ * Ownership: `obj` is only passed to the serializer during the call. Thread: any (the
+ * serializer runs on this thread; calls from several threads may run it concurrently).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle), WTD_ERR_SERIALIZATION (type id not
+ * registered, serializer returned non-zero or claimed more than `cap` bytes — nothing is sent),
+ * and the send errors of `wtd_transport_send` (WTD_ERR_TOO_LARGE, WTD_ERR_WOULD_BLOCK,
+ * WTD_ERR_TIMEOUT, WTD_ERR_CLOSED).
+ */
+enum wtd_result wtd_structured_send_obj(struct wtd_structured *structured,
+                                        uint16_t type_id,
+                                        const void *obj,
+                                        int32_t priority,
+                                        uint32_t ttl_ms);
+
+/**
+ * Receives the next structured datagram, waiting up to `timeout_ms` (-1 = forever, 0 = don't
+ * wait → WTD_ERR_WOULD_BLOCK), and turns it into an object with the deserialize callback:
+ * `*out_type` = its type id, `*out_obj` = what the deserializer produced.
+ *
+ * A datagram shorter than 2 bytes, of an unregistered type id, or that the deserializer refuses
+ * is consumed (it can never become valid), counted in the transport's `receive_errors` and
+ * reported as WTD_ERR_SERIALIZATION; the next call moves on to the next datagram.
+ *
+ * Ownership: the caller owns `*out_obj` (as the deserializer defines). Thread: any; a waiting
+ * receive from a callback thread is refused (WTD_ERR_INVALID_STATE).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_SERIALIZATION (see above),
+ * WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and drained).
+ */
+enum wtd_result wtd_structured_receive_obj(struct wtd_structured *structured,
+                                           int32_t timeout_ms,
+                                           uint16_t *out_type,
+                                           void **out_obj);
+
+/**
+ * Writes to `*out` whether the underlying transport is closed (the seed's `is_closed`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+enum wtd_result wtd_structured_is_closed(const struct wtd_structured *structured, bool *out);
+
+/**
+ * Closes the underlying transport without flushing (the seed's `close`; same as
+ * `wtd_transport_close(transport, 0)`). Idempotent. The handle stays valid until
+ * `wtd_structured_free`. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+enum wtd_result wtd_structured_close(struct wtd_structured *structured);
+
+/**
+ * Releases the handle (the transport stays open: it belongs to its own handle). NULL is a
+ * no-op. No other call on this handle may be running or start. Thread: any.
+ */
+void wtd_structured_free(struct wtd_structured *structured);
+
+/**
+ * Fills `*options` with the seed constructor's defaults: ack_timeout_ms 2000, max_retries 5,
+ * in_order 0, max_in_flight 256, min_rto_ms 20, max_rto_ms 10000, gap_timeout_ms 0 (derived),
+ * priority 0, test_drop_fraction 0.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
+ */
+enum wtd_result wtd_reliability_options_default(struct wtd_reliability_options *options);
+
+/**
+ * Fills `*options` with the seed factory's (`DatagramReliabilityLayer.create`) defaults:
+ * ack_timeout_ms 1000, max_retries 3, the rest as `wtd_reliability_options_default`.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
+ */
+enum wtd_result wtd_reliability_options_factory(struct wtd_reliability_options *options);
+
+/**
+ * Attaches a reliability layer to `transport` (`options` NULL = `wtd_reliability_options_default`).
+ * From now on the transport's arriving reliability frames (DATA `0x04 "DATA" u32-BE-seq payload`,
+ * ACK `0x03 "ACK" decimal-seq` — pywebtransport's wire format) go to the layer, not to the plain
+ * receive queue; other datagrams still reach the transport's receive functions. One layer per
+ * transport (a second one takes the frames over).
+ *
+ * Ownership: `*out` owns the new handle; free it with `wtd_reliability_free`. The layer keeps its
+ * own reference to the transport. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out, bad options: ack_timeout_ms or
+ * max_in_flight 0, in_order not 0/1, min_rto_ms > max_rto_ms, test_drop_fraction outside 0..1,
+ * struct_size too small).
+ */
+enum wtd_result wtd_reliability_new(struct wtd_transport *transport,
+                                    const struct wtd_reliability_options *options,
+                                    struct wtd_reliability **out);
+
+/**
+ * Sends `data[0..len]` (copied) reliably: it is retransmitted until the peer's layer
+ * acknowledges it or `max_retries` retransmissions went unanswered. `*out_seq` (optional)
+ * receives its sequence number, which `wtd_reliability_poll_outcomes` / the outcome callback
+ * report later. Never blocks.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data with len > 0),
+ * WTD_ERR_TOO_LARGE (len + 9 framing bytes above the transport's max_datagram_size),
+ * WTD_ERR_WOULD_BLOCK (`max_in_flight` messages await ACKs), WTD_ERR_CLOSED (layer or transport
+ * closed).
+ */
+enum wtd_result wtd_reliability_send(struct wtd_reliability *reliability,
+                                     const uint8_t *data,
+                                     size_t len,
+                                     uint32_t *out_seq);
+
+/**
+ * Receives the next delivered message into `buf` (capacity `cap`), its length to `*out_len`,
+ * waiting up to `timeout_ms` (-1 = forever, 0 = don't wait → WTD_ERR_WOULD_BLOCK). Messages
+ * come here only while no `on_message` callback is set.
+ *
+ * If the message is larger than `cap`: WTD_ERR_BUFFER_TOO_SMALL, its size in `*out_len`, and the
+ * message stays first in line (nothing is lost; `buf` NULL with `cap` 0 is a size query).
+ *
+ * Thread: any; a waiting receive from a callback thread is refused (WTD_ERR_INVALID_STATE).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_len, NULL buf with cap > 0),
+ * WTD_ERR_BUFFER_TOO_SMALL, WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (layer closed
+ * and drained; a close wakes blocked receivers).
+ */
+enum wtd_result wtd_reliability_receive(struct wtd_reliability *reliability,
+                                        uint8_t *buf,
+                                        size_t cap,
+                                        size_t *out_len,
+                                        int32_t timeout_ms);
+
+/**
+ * Takes up to `max` finished sends, oldest first, into `results[0..max]`; `*out_count` = how
+ * many (0 when none). Outcomes come here only while no `on_outcome` callback is set (the queue
+ * keeps the newest 65,536; older ones are counted in `outcomes_dropped`). Never blocks.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL results with
+ * max > 0).
+ */
+enum wtd_result wtd_reliability_poll_outcomes(struct wtd_reliability *reliability,
+                                              struct wtd_reliable_result *results,
+                                              size_t max,
+                                              size_t *out_count);
+
+/**
+ * Installs callbacks (both NULL: removes them). With `on_message` set, delivered messages go to
+ * it instead of `wtd_reliability_receive`; with `on_outcome` set, outcomes go to it instead of
+ * `wtd_reliability_poll_outcomes` (what is already queued stays there). They run on a wtd runtime
+ * thread (the connection task or the layer's timer; give-ups reported by
+ * `wtd_reliability_close` run on the closing thread), one at a time — never in parallel for one
+ * layer. Inside them non-blocking wtd calls are allowed (e.g. `wtd_reliability_send`); blocking
+ * ones return WTD_ERR_INVALID_STATE. The `reliability` pointer passed is this handle; callbacks
+ * stop once it is freed (a callback never sees a freed handle). `user_data` is passed to both.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle).
+ */
+enum wtd_result wtd_reliability_set_callbacks(struct wtd_reliability *reliability,
+                                              wtd_reliable_message_cb on_message,
+                                              wtd_reliable_outcome_cb on_outcome,
+                                              void *user_data);
+
+/**
+ * Fills `*out` with the layer's counters (see `wtd_reliability_stats`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+enum wtd_result wtd_reliability_get_stats(const struct wtd_reliability *reliability,
+                                          struct wtd_reliability_stats *out);
+
+/**
+ * Detaches the layer from its transport (reliability frames then reach the plain receive queue
+ * again); messages still awaiting an ACK are reported as WTD_RELIABLE_GAVE_UP (outcome queue or
+ * callback), blocked receivers wake with WTD_ERR_CLOSED, later sends fail with WTD_ERR_CLOSED;
+ * messages already delivered stay readable. The transport stays open. Idempotent; the handle
+ * stays valid until `wtd_reliability_free`.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+enum wtd_result wtd_reliability_close(struct wtd_reliability *reliability);
+
+/**
+ * Removes the callbacks, closes the layer (see `wtd_reliability_close`; give-ups then only go to
+ * the outcome queue, which is freed too) and releases the handle. NULL is a no-op. No other call
+ * on this handle may be running or start; callbacks already running finish normally and none
+ * starts afterwards. Thread: any.
+ */
+void wtd_reliability_free(struct wtd_reliability *reliability);
+
+/**
+ * Creates an empty broadcaster (the seed's `DatagramBroadcaster()` / `create()`).
+ *
+ * Ownership: `*out` owns it; free with `wtd_broadcaster_free`. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL out).
+ */
+enum wtd_result wtd_broadcaster_new(struct wtd_broadcaster **out);
+
+/**
+ * Adds `transport` to the set (adding it twice is a no-op). The broadcaster keeps its own
+ * reference to the transport, so freeing the transport handle is safe: the closed transport is
+ * then pruned by the next broadcast or count.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_CLOSED (transport closed).
+ */
+enum wtd_result wtd_broadcaster_add(struct wtd_broadcaster *broadcaster,
+                                    struct wtd_transport *transport);
+
+/**
+ * Removes `transport` from the set (not in it: a no-op, WTD_OK).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+enum wtd_result wtd_broadcaster_remove(struct wtd_broadcaster *broadcaster,
+                                       struct wtd_transport *transport);
+
+/**
+ * Writes the number of transports in the set to `*out` (closed ones are pruned first; the
+ * seed's `get_transport_count`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+enum wtd_result wtd_broadcaster_count(const struct wtd_broadcaster *broadcaster, size_t *out);
+
+/**
+ * Queues `data[0..len]` on every transport in the set without waiting (`priority` any int32,
+ * `ttl_ms` 0 = none). The payload is copied once and shared by all transports. A transport whose
+ * queue refuses it (full, too large) stays in the set; closed transports are removed.
+ * `*out_accepted` (optional) = how many transports accepted it (the seed's return value).
+ *
+ * Ownership: `data` is only read during the call. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data, len 0). Per-transport failures are
+ * not errors (see `wtd_broadcaster_broadcast_ex` for the split).
+ */
+enum wtd_result wtd_broadcaster_broadcast(struct wtd_broadcaster *broadcaster,
+                                          const uint8_t *data,
+                                          size_t len,
+                                          int32_t priority,
+                                          uint32_t ttl_ms,
+                                          size_t *out_accepted);
+
+/**
+ * `wtd_broadcaster_broadcast` reporting accepted, failed (kept) and pruned (closed) transports in
+ * `*out` (required).
+ *
+ * Thread: any. Errors: as `wtd_broadcaster_broadcast`, plus NULL `out`.
+ */
+enum wtd_result wtd_broadcaster_broadcast_ex(struct wtd_broadcaster *broadcaster,
+                                             const uint8_t *data,
+                                             size_t len,
+                                             int32_t priority,
+                                             uint32_t ttl_ms,
+                                             struct wtd_broadcast_result *out);
+
+/**
+ * Releases the broadcaster and its references to the transports (they stay open). NULL is a
+ * no-op. No other call on this handle may be running or start. Thread: any.
+ */
+void wtd_broadcaster_free(struct wtd_broadcaster *broadcaster);
+
+/**
+ * Fills `*options` with the seed's defaults: interval_ms 5000, samples_maxlen 100,
+ * alerts_maxlen 50, queue_threshold 0.9, success_rate_threshold 0.8, trend_window 10.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
+ */
+enum wtd_result wtd_monitor_options_default(struct wtd_monitor_options *options);
+
+/**
+ * Creates a monitor of `transport` (`options` NULL = defaults). It does not sample until
+ * `wtd_monitor_start` (or `wtd_monitor_sample_now`).
+ *
+ * Ownership: `*out` owns it; free with `wtd_monitor_free`. It keeps its own reference to the
+ * transport. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out, interval_ms / samples_maxlen /
+ * alerts_maxlen 0, trend_window < 2, a negative or non-finite threshold, struct_size too small).
+ */
+enum wtd_result wtd_monitor_new(struct wtd_transport *transport,
+                                const struct wtd_monitor_options *options,
+                                struct wtd_monitor **out);
+
+/**
+ * Starts sampling every `interval_ms` on a wtd runtime thread (first sample after one interval).
+ * Starting again restarts the period. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+enum wtd_result wtd_monitor_start(struct wtd_monitor *monitor);
+
+/**
+ * Stops sampling (samples and alerts stay). Idempotent. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+enum wtd_result wtd_monitor_stop(struct wtd_monitor *monitor);
+
+/**
+ * Writes to `*out` whether the monitor is sampling (the seed's `is_monitoring`).
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+enum wtd_result wtd_monitor_is_monitoring(const struct wtd_monitor *monitor, bool *out);
+
+/**
+ * Takes one sample now and evaluates the alerts — what the timer does every interval; works
+ * whether or not the monitor is started. A raised alert's callback runs on this thread before
+ * the call returns. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+enum wtd_result wtd_monitor_sample_now(struct wtd_monitor *monitor);
+
+/**
+ * Copies the newest `min(limit, kept)` samples, oldest first, into `samples[0..limit]`;
+ * `*out_count` = how many (the seed's `get_samples(limit)`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL samples with
+ * limit > 0).
+ */
+enum wtd_result wtd_monitor_get_samples(const struct wtd_monitor *monitor,
+                                        struct wtd_monitor_sample *samples,
+                                        size_t limit,
+                                        size_t *out_count);
+
+/**
+ * Copies the newest `min(max, kept)` alerts (at most `alerts_maxlen` are kept), oldest first,
+ * into `alerts[0..max]`; `*out_count` = how many (the seed's `get_alerts`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL alerts with
+ * max > 0).
+ */
+enum wtd_result wtd_monitor_get_alerts(const struct wtd_monitor *monitor,
+                                       struct wtd_monitor_alert *alerts,
+                                       size_t max,
+                                       size_t *out_count);
+
+/**
+ * Installs (`callback` NULL: removes) the alert callback, called once per raised alert on the
+ * sampling thread (a wtd runtime thread for timer samples, the caller's thread for
+ * `wtd_monitor_sample_now`), never in parallel for one monitor unless `wtd_monitor_sample_now`
+ * is called from several threads at once. Inside it non-blocking wtd calls are allowed.
+ * `user_data` must stay valid until the callback is replaced or the monitor freed.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL monitor).
+ */
+enum wtd_result wtd_monitor_set_alert_callback(struct wtd_monitor *monitor,
+                                               wtd_monitor_alert_cb callback,
+                                               void *user_data);
+
+/**
+ * "high_queue_size", "low_success_rate" or "increasing_send_time" (the seed's alert type
+ * strings; static). Thread: any.
+ */
+const char *wtd_alert_kind_str(enum wtd_alert_kind kind);
+
+/**
+ * Stops sampling, removes the callback and releases the monitor (the transport stays open).
+ * NULL is a no-op. No other call on this handle may be running or start; a callback already
+ * running finishes normally and none starts afterwards. Thread: any.
+ */
+void wtd_monitor_free(struct wtd_monitor *monitor);
 
 /**
  * Installs the log callback, replacing any previous one; `callback = NULL` turns logging off
@@ -742,6 +2020,459 @@ void wtd_session_free(struct wtd_session *session);
  * True when `data` is a wtd session handle that is still open (`false` for NULL).
  */
 bool wtd_session_is_open(const struct wtd_session *session);
+
+/**
+ * Fills `*options` with the defaults (and its `struct_size`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
+ */
+enum wtd_result wtd_transport_options_default(struct wtd_transport_options *options);
+
+/**
+ * Creates the datagram transport of `session` (`options` NULL = defaults). From now on the
+ * session's datagrams arrive through the transport: don't use `wtd_session_receive*` or the
+ * session's datagram callback on that session any more (the transport replaces them; a second
+ * transport on the same session takes the path over from the first). Datagrams already queued
+ * on the session move into the transport.
+ *
+ * Ownership: `*out` owns the new transport; free it with `wtd_transport_free`. The transport
+ * keeps its own reference to the session, so freeing the session handle first is allowed (it
+ * closes the session, which closes the transport). Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out, bad options: unknown drop_policy,
+ * outgoing_high_water_mark 0, filter_heartbeats not 0/1, struct_size too small),
+ * WTD_ERR_CLOSED (the session is already closed).
+ */
+enum wtd_result wtd_transport_new(struct wtd_session *session,
+                                  const struct wtd_transport_options *options,
+                                  struct wtd_transport **out);
+
+/**
+ * Writes the transport's current configuration to `*options` (max ages reflect
+ * `wtd_transport_set_*_max_age`; `incoming_high_water_mark` is the effective value).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_get_options(const struct wtd_transport *transport,
+                                          struct wtd_transport_options *options);
+
+/**
+ * Closes the transport (idempotent). `flush_timeout_ms` > 0 first waits up to that long for the
+ * outgoing queue to drain into QUIC; 0 = no flush. Whatever is still queued is then dropped and
+ * counted (`cleared_outgoing`). Every blocked sender and receiver wakes with WTD_ERR_CLOSED;
+ * later sends fail with WTD_ERR_CLOSED; datagrams already received stay readable. The session
+ * stays open. The handle stays valid until `wtd_transport_free`.
+ *
+ * Thread: any; a flush from a callback thread is refused (WTD_ERR_INVALID_STATE) — use 0 there.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_INVALID_STATE (see above).
+ */
+enum wtd_result wtd_transport_close(struct wtd_transport *transport, uint32_t flush_timeout_ms);
+
+/**
+ * Closes the transport without flushing (see `wtd_transport_close`), stops its callbacks and
+ * releases the handle. NULL is a no-op. No other call on this handle may be running or start.
+ * Callbacks already running finish normally; none starts afterwards.
+ *
+ * Thread: any.
+ */
+void wtd_transport_free(struct wtd_transport *transport);
+
+/**
+ * Queues one datagram of `len` bytes (copied) for sending: higher `priority` first (any int32),
+ * FIFO among equals; `ttl_ms` > 0 drops it (counted in `dropped_expired`) if still queued when
+ * it runs out, 0 = no TTL. When QUIC has room and nothing is queued it is handed over at once.
+ * A full queue applies the drop policy: WTD_DROP_OLDEST evicts (counted in `dropped_full`),
+ * WTD_DROP_REJECT_NEW fails with WTD_ERR_WOULD_BLOCK, WTD_DROP_BLOCK waits for room:
+ * `timeout_ms` < 0 = the transport's `sender_timeout_ms`, 0 = don't wait (WTD_ERR_WOULD_BLOCK),
+ * > 0 = that many ms (then WTD_ERR_TIMEOUT). `timeout_ms` only matters for WTD_DROP_BLOCK.
+ *
+ * Ownership: `data` is only read during the call. Thread: any; a BLOCK wait from a callback
+ * thread is refused with WTD_ERR_INVALID_STATE.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL data with len > 0, `len == 0`),
+ * WTD_ERR_TOO_LARGE (above `wtd_transport_max_datagram_size`; counted in `dropped_too_large`),
+ * WTD_ERR_WOULD_BLOCK / WTD_ERR_TIMEOUT (queue full, counted in `rejected_full`),
+ * WTD_ERR_CLOSED (transport closed). Every failure is counted in `send_failures`.
+ */
+enum wtd_result wtd_transport_send(struct wtd_transport *transport,
+                                   const uint8_t *data,
+                                   size_t len,
+                                   int32_t priority,
+                                   uint32_t ttl_ms,
+                                   int32_t timeout_ms);
+
+/**
+ * `wtd_transport_send` that never waits (a full WTD_DROP_BLOCK queue fails with
+ * WTD_ERR_WOULD_BLOCK at once). Same errors. Thread: any, including callbacks.
+ */
+enum wtd_result wtd_transport_try_send(struct wtd_transport *transport,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       int32_t priority,
+                                       uint32_t ttl_ms);
+
+/**
+ * Sends `count` datagrams in order, each like `wtd_transport_send` with the same `priority` and
+ * `ttl_ms` (a WTD_DROP_BLOCK queue waits up to `sender_timeout_ms` per datagram); stops at the
+ * first failure and returns its code. `*out_accepted` is always written (when not NULL), also on
+ * failure: how many datagrams were accepted (the first `*out_accepted` items).
+ *
+ * Ownership: `items` and their payloads are only read during the call. Thread: any.
+ * Errors: those of `wtd_transport_send`; WTD_ERR_INVALID_ARGUMENT for NULL transport /
+ * out_accepted, NULL `items` with `count > 0`, or an item with NULL data and len > 0 (checked
+ * before anything is sent).
+ */
+enum wtd_result wtd_transport_send_multiple(struct wtd_transport *transport,
+                                            const struct wtd_datagram_view *items,
+                                            size_t count,
+                                            int32_t priority,
+                                            uint32_t ttl_ms,
+                                            size_t *out_accepted);
+
+/**
+ * Validates the JSON text `json[0..len]` (UTF-8, need not be NUL-terminated), compacts it and
+ * sends it like `wtd_transport_send`. Invalid JSON or invalid UTF-8 → WTD_ERR_SERIALIZATION and
+ * nothing is sent (nor counted as a send failure).
+ *
+ * Ownership: `json` is only read during the call. Thread: as `wtd_transport_send`.
+ * Errors: WTD_ERR_SERIALIZATION, plus those of `wtd_transport_send`.
+ */
+enum wtd_result wtd_transport_send_json(struct wtd_transport *transport,
+                                        const char *json,
+                                        size_t len,
+                                        int32_t priority,
+                                        uint32_t ttl_ms,
+                                        int32_t timeout_ms);
+
+/**
+ * Takes the next datagram into `buf` (capacity `cap`) and writes its length to `*out_len`.
+ * `timeout_ms`: 0 = don't wait (WTD_ERR_WOULD_BLOCK when empty), -1 (any negative) = forever,
+ * else WTD_ERR_TIMEOUT after that long. A datagram larger than `cap` stays queued:
+ * WTD_ERR_BUFFER_TOO_SMALL with its size in `*out_len` (`buf` NULL with `cap` 0 peeks the size).
+ * Once the transport is closed, what is queued can still be read, then WTD_ERR_CLOSED; a close
+ * wakes every waiting receiver with WTD_ERR_CLOSED.
+ *
+ * Ownership: `buf` is written during the call only. Thread: any; waiting on a callback thread
+ * is refused with WTD_ERR_INVALID_STATE (use `timeout_ms` 0 there).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out_len, NULL buf with cap > 0), and the
+ * ones above.
+ */
+enum wtd_result wtd_transport_receive(struct wtd_transport *transport,
+                                      uint8_t *buf,
+                                      size_t cap,
+                                      size_t *out_len,
+                                      int32_t timeout_ms);
+
+/**
+ * `wtd_transport_receive` with `timeout_ms` 0: never waits (WTD_ERR_WOULD_BLOCK when empty).
+ * Thread: any, including callbacks.
+ */
+enum wtd_result wtd_transport_try_receive(struct wtd_transport *transport,
+                                          uint8_t *buf,
+                                          size_t cap,
+                                          size_t *out_len);
+
+/**
+ * Batch receive: waits up to `timeout_ms` (as `wtd_transport_receive`) for the first datagram,
+ * then takes what is already queued, up to `max_count` in all, each into the next of
+ * `buffers[0..max_count]` (its `len` set). Stops early at a datagram larger than the next
+ * buffer (it stays queued). `*out_count` = buffers filled (≥ 1 on success). The game-loop poll:
+ * `timeout_ms` 0 drains everything queued in one call (WTD_ERR_WOULD_BLOCK when nothing is).
+ *
+ * Ownership: the buffers stay the caller's. Thread: as `wtd_transport_receive`.
+ * Errors: as `wtd_transport_receive`; WTD_ERR_BUFFER_TOO_SMALL when the first datagram does not
+ * fit `buffers[0]` (its size is written to `buffers[0].len`, it stays queued);
+ * WTD_ERR_INVALID_ARGUMENT for NULL pointers, `max_count` 0, or a buffer with NULL data and
+ * capacity > 0.
+ */
+enum wtd_result wtd_transport_receive_multiple(struct wtd_transport *transport,
+                                               struct wtd_datagram_buffer *buffers,
+                                               size_t max_count,
+                                               size_t *out_count,
+                                               int32_t timeout_ms);
+
+/**
+ * `wtd_transport_receive` that also fills `*meta` (computing the SHA-256 checksum, which only
+ * this function does). Same buffer, timeout and error rules; `*meta` is written on success only.
+ *
+ * Thread: as `wtd_transport_receive`. Errors: as `wtd_transport_receive`, plus
+ * WTD_ERR_INVALID_ARGUMENT when `meta` is NULL.
+ */
+enum wtd_result wtd_transport_receive_with_metadata(struct wtd_transport *transport,
+                                                    uint8_t *buf,
+                                                    size_t cap,
+                                                    size_t *out_len,
+                                                    struct wtd_datagram_metadata *meta,
+                                                    int32_t timeout_ms);
+
+/**
+ * Receives the next datagram as compact JSON text, NUL-terminated, into `buf` (capacity `cap`,
+ * NUL included); `*out_len` (optional) = text length without the NUL. Timeout as
+ * `wtd_transport_receive`. Nothing is lost on failure: a datagram that is not valid UTF-8 JSON
+ * stays queued (WTD_ERR_SERIALIZATION, counted in `receive_errors`; read it with plain receive
+ * or drop it with `wtd_transport_clear_receive_buffer`), and one whose compact text does not
+ * fit stays queued too (WTD_ERR_BUFFER_TOO_SMALL, the needed length without NUL in `*out_len`;
+ * `buf` NULL with `cap` 0 is a size query).
+ *
+ * Thread: as `wtd_transport_receive`. Errors: the ones above and those of
+ * `wtd_transport_receive`.
+ */
+enum wtd_result wtd_transport_receive_json(struct wtd_transport *transport,
+                                           char *buf,
+                                           size_t cap,
+                                           size_t *out_len,
+                                           int32_t timeout_ms);
+
+/**
+ * Empties the incoming queue; `*out_count` (optional) = datagrams dropped (counted in
+ * `cleared_incoming` and `receive_drops`). Thread: any. Errors: NULL transport.
+ */
+enum wtd_result wtd_transport_clear_receive_buffer(struct wtd_transport *transport,
+                                                   size_t *out_count);
+
+/**
+ * Empties the outgoing queue; `*out_count` (optional) = datagrams dropped (counted in
+ * `cleared_outgoing` and `send_drops`). Wakes blocked senders. Thread: any.
+ * Errors: NULL transport.
+ */
+enum wtd_result wtd_transport_clear_send_buffer(struct wtd_transport *transport, size_t *out_count);
+
+/**
+ * Datagrams waiting in the incoming queue. Thread: any. Errors: NULL arguments.
+ */
+enum wtd_result wtd_transport_get_receive_buffer_size(const struct wtd_transport *transport,
+                                                      size_t *out);
+
+/**
+ * Datagrams waiting in the outgoing queue. Thread: any. Errors: NULL arguments.
+ */
+enum wtd_result wtd_transport_get_send_buffer_size(const struct wtd_transport *transport,
+                                                   size_t *out);
+
+/**
+ * Fills `*out` with the size, capacity and per-priority counts of both queues.
+ * Thread: any. Errors: NULL arguments.
+ */
+enum wtd_result wtd_transport_get_queue_stats(const struct wtd_transport *transport,
+                                              struct wtd_queue_stats *out);
+
+/**
+ * Fills `*out` with the transport's statistics (the seed's `stats` property; named `get_stats`
+ * because C cannot have a function and a struct of the same name). Thread: any.
+ * Errors: NULL arguments.
+ */
+enum wtd_result wtd_transport_get_stats(const struct wtd_transport *transport,
+                                        struct wtd_datagram_stats *out);
+
+/**
+ * Copies a JSON snapshot (keys "transport", "statistics", "queues", "configuration",
+ * "sequences" — the seed's) NUL-terminated into `buf` (capacity `cap`, NUL included);
+ * `*out_len` (optional) = length without NUL. Too small: WTD_ERR_BUFFER_TOO_SMALL with the
+ * needed length in `*out_len` (`buf` NULL, `cap` 0 queries it; the snapshot may grow slightly
+ * between calls, so leave headroom). Thread: any.
+ */
+enum wtd_result wtd_transport_debug_state(const struct wtd_transport *transport,
+                                          char *buf,
+                                          size_t cap,
+                                          size_t *out_len);
+
+/**
+ * Runs the seed's checks (send success < 0.9, drop rate > 0.1, a queue > 90 % full, average
+ * send time > 100 ms, closed, session not open) and writes the codes found to
+ * `out[0..*out_count]`. `cap` = room in `out`; when more issues than that were found:
+ * WTD_ERR_BUFFER_TOO_SMALL with the count in `*out_count` and nothing written to `out` (`out`
+ * NULL with `cap` 0 queries the count). Messages: `wtd_transport_diagnose_issues_json`.
+ * Thread: any. Errors: NULL transport/out_count.
+ */
+enum wtd_result wtd_transport_diagnose_issues(const struct wtd_transport *transport,
+                                              enum wtd_issue *out,
+                                              size_t cap,
+                                              size_t *out_count);
+
+/**
+ * `wtd_transport_diagnose_issues` as a JSON array `[{"code": n, "message": ".."}, ...]`
+ * (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`. Thread: any.
+ */
+enum wtd_result wtd_transport_diagnose_issues_json(const struct wtd_transport *transport,
+                                                   char *buf,
+                                                   size_t cap,
+                                                   size_t *out_len);
+
+/**
+ * Sends `HEARTBEAT:<unix seconds>` (ASCII) at priority 1 every `interval_ms`, the first one at
+ * once (not waiting; a full queue skips that beat), until `wtd_transport_stop_heartbeat`,
+ * another `start_heartbeat` (which replaces it) or close. Runs on a wtd runtime thread.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, interval 0), WTD_ERR_CLOSED.
+ */
+enum wtd_result wtd_transport_start_heartbeat(struct wtd_transport *transport,
+                                              uint32_t interval_ms);
+
+/**
+ * Stops the heartbeat (no-op when none runs). Thread: any. Errors: NULL transport.
+ */
+enum wtd_result wtd_transport_stop_heartbeat(struct wtd_transport *transport);
+
+/**
+ * Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has. Thread: any.
+ * Errors: NULL arguments.
+ */
+enum wtd_result wtd_transport_last_heartbeat_received(const struct wtd_transport *transport,
+                                                      double *out);
+
+/**
+ * Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
+ * takes no datagrams). Thread: any. Errors: NULL arguments.
+ */
+enum wtd_result wtd_transport_max_datagram_size(const struct wtd_transport *transport, size_t *out);
+
+/**
+ * Sends `size`-byte datagrams as fast as the outgoing queue has room for `duration_ms`, waits
+ * (≤ 1 s) for the queue to drain, and reports what really left (the seed counted enqueue
+ * attempts). Blocks for about `duration_ms`; traffic counts in the normal statistics too.
+ *
+ * Thread: not a callback thread (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT
+ * (NULL, duration 0), WTD_ERR_TOO_LARGE (size 0 or above max_datagram_size), WTD_ERR_CLOSED.
+ */
+enum wtd_result wtd_transport_throughput_test(struct wtd_transport *transport,
+                                              uint32_t duration_ms,
+                                              size_t size,
+                                              struct wtd_throughput_result *out);
+
+/**
+ * Installs the event callbacks (the seed's datagram sent / received events); NULL `callbacks`
+ * removes them. They run on a wtd runtime thread (the session's connection task), never two at
+ * once for one connection, so never in parallel for one transport. Inside them non-blocking wtd
+ * calls are allowed (try_send, try_receive, send with timeout 0, getters, close with flush 0);
+ * blocking ones return WTD_ERR_INVALID_STATE. The `transport` pointer passed is this handle;
+ * callbacks stop once it is freed (a callback never sees a freed handle).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, struct_size too small).
+ */
+enum wtd_result wtd_transport_set_callbacks(struct wtd_transport *transport,
+                                            const struct wtd_transport_callbacks *callbacks);
+
+/**
+ * Payload bytes handed to QUIC (`stats.bytes_sent`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_bytes_sent(const struct wtd_transport *transport, uint64_t *out);
+
+/**
+ * Payload bytes that arrived for this session (`stats.bytes_received`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_bytes_received(const struct wtd_transport *transport, uint64_t *out);
+
+/**
+ * Datagrams handed to QUIC (`stats.datagrams_sent`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_datagrams_sent(const struct wtd_transport *transport, uint64_t *out);
+
+/**
+ * Datagrams that arrived for this session (`stats.datagrams_received`).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_datagrams_received(const struct wtd_transport *transport,
+                                                 uint64_t *out);
+
+/**
+ * True once closed (by `wtd_transport_close`/`_free` or because the session ended).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_is_closed(const struct wtd_transport *transport, bool *out);
+
+/**
+ * True while datagrams can be read (open, or closed with some still queued).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_is_readable(const struct wtd_transport *transport, bool *out);
+
+/**
+ * True while datagrams can be sent (transport and session open).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_is_writable(const struct wtd_transport *transport, bool *out);
+
+/**
+ * Capacity of the outgoing queue in datagrams.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_outgoing_high_water_mark(const struct wtd_transport *transport,
+                                                       size_t *out);
+
+/**
+ * Incoming max age in ms (0 = no limit).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_incoming_max_age(const struct wtd_transport *transport,
+                                               uint32_t *out);
+
+/**
+ * Outgoing max age in ms (0 = no limit).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_outgoing_max_age(const struct wtd_transport *transport,
+                                               uint32_t *out);
+
+/**
+ * Datagrams accepted for sending so far: handed to QUIC or queued (local counter, never on the
+ * wire); refused sends do not count.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_send_sequence(const struct wtd_transport *transport, uint64_t *out);
+
+/**
+ * Datagrams that arrived so far (local counter, never on the wire).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_receive_sequence(const struct wtd_transport *transport,
+                                               uint64_t *out);
+
+/**
+ * The session id (CONNECT stream id; equal on both ends).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+enum wtd_result wtd_transport_session_id(const struct wtd_transport *transport, uint64_t *out);
+
+/**
+ * Sets the incoming max age in ms (0 = no limit): queued datagrams older than this are dropped
+ * when read and counted in `expired_incoming`. Applies to what is already queued.
+ * Thread: any. Errors: NULL transport.
+ */
+enum wtd_result wtd_transport_set_incoming_max_age(struct wtd_transport *transport,
+                                                   uint32_t max_age_ms);
+
+/**
+ * Sets the outgoing max age in ms (0 = no limit): queued datagrams older than this are dropped
+ * before sending and counted in `dropped_too_old`. Thread: any. Errors: NULL transport.
+ */
+enum wtd_result wtd_transport_set_outgoing_max_age(struct wtd_transport *transport,
+                                                   uint32_t max_age_ms);
+
+/**
+ * Writes a heartbeat payload, `HEARTBEAT:<unix seconds>` (ASCII, no NUL), into `buf` (capacity
+ * `cap`) and its length to `*out_len` (optional). Too small: WTD_ERR_BUFFER_TOO_SMALL with the
+ * needed length in `*out_len` (32 bytes always suffice). Thread: any.
+ */
+enum wtd_result wtd_create_heartbeat_datagram(uint8_t *buf, size_t cap, size_t *out_len);
+
+/**
+ * True when `data[0..len]` is a heartbeat datagram (starts with `HEARTBEAT:`); false for NULL.
+ * Thread: any. Errors: none.
+ */
+bool wtd_is_heartbeat_datagram(const uint8_t *data, size_t len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -118,13 +118,14 @@ impl SessionEvents for Incoming {
     }
 
     fn on_closed(&self, info: &CloseInfo) {
-        self.lock().closed = Some(info.clone());
-        self.ready.notify_all();
+        // The callback runs first, so `wait_closed` returning means the notice was delivered.
         if let Some(f) = self.callbacks().as_ref().and_then(|c| c.on_closed.as_ref()) {
             if catch_unwind(AssertUnwindSafe(|| f(info))).is_err() {
                 log_error!("a close callback panicked");
             }
         }
+        self.lock().closed = Some(info.clone());
+        self.ready.notify_all();
     }
 }
 

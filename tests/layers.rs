@@ -15,7 +15,10 @@ use wtd::{connect, ClientConfig, Server, ServerConfig};
 
 const T: Option<Duration> = Some(Duration::from_secs(5));
 
-fn memory_pair(cfg: TransportConfig, clock: Option<Arc<ManualClock>>) -> (DatagramTransport, DatagramTransport, Arc<MemoryLink>) {
+fn memory_pair(
+    cfg: TransportConfig,
+    clock: Option<Arc<ManualClock>>,
+) -> (DatagramTransport, DatagramTransport, Arc<MemoryLink>) {
     let (la, lb) = MemoryLink::pair(1200).unwrap();
     let make = |l: Arc<MemoryLink>| match &clock {
         Some(c) => DatagramTransport::with_clock(l, cfg.clone(), c.clone()).unwrap(),
@@ -31,8 +34,15 @@ fn structured_registry_and_errors() {
     sa.register(1).unwrap();
     assert_eq!(sa.register(1).unwrap_err().code, WTD_ERR_INVALID_ARGUMENT);
     sb.register(1).unwrap();
-    assert_eq!(sa.send_obj(9, b"{}", 0, None, None).unwrap_err().code, WTD_ERR_SERIALIZATION);
-    assert_eq!(a.stats().datagrams_sent, 0, "nothing sent for an unregistered type");
+    assert_eq!(
+        sa.send_obj(9, b"{}", 0, None, None).unwrap_err().code,
+        WTD_ERR_SERIALIZATION
+    );
+    assert_eq!(
+        a.stats().datagrams_sent,
+        0,
+        "nothing sent for an unregistered type"
+    );
     sa.send_obj(1, br#"{"x":1}"#, 0, None, None).unwrap();
     let (id, body) = sb.receive_obj(T).unwrap();
     assert_eq!((id, &body[..]), (1, &br#"{"x":1}"#[..]));
@@ -42,13 +52,20 @@ fn structured_registry_and_errors() {
     sa.send_obj(1, b"[]", 0, None, None).unwrap();
     assert_eq!(sb.receive_obj(T).unwrap_err().code, WTD_ERR_SERIALIZATION);
     assert_eq!(sb.receive_obj(T).unwrap_err().code, WTD_ERR_SERIALIZATION);
-    assert_eq!(sb.receive_obj(T).unwrap(), (1, bytes::Bytes::from_static(b"[]")));
+    assert_eq!(
+        sb.receive_obj(T).unwrap(),
+        (1, bytes::Bytes::from_static(b"[]"))
+    );
     assert_eq!(b.stats().receive_errors, 2);
 }
 
 #[test]
 fn broadcaster_keeps_transports_on_transient_failure_and_prunes_closed() {
-    let cfg = TransportConfig { outgoing_high_water_mark: 1, drop_policy: wtd_drop_policy::WTD_DROP_REJECT_NEW, ..Default::default() };
+    let cfg = TransportConfig {
+        outgoing_high_water_mark: 1,
+        drop_policy: wtd_drop_policy::WTD_DROP_REJECT_NEW,
+        ..Default::default()
+    };
     let (a, _b, la) = memory_pair(cfg.clone(), None);
     let (c, _d, _) = memory_pair(cfg, None);
     let bc = Broadcaster::new();
@@ -59,7 +76,11 @@ fn broadcaster_keeps_transports_on_transient_failure_and_prunes_closed() {
     la.set_blocked(true);
     assert_eq!(bc.broadcast(b"1", 0, None).accepted, 2); // a queues it (QUIC "full")
     let r = bc.broadcast(b"2", 0, None);
-    assert_eq!((r.accepted, r.failed, r.pruned), (1, 1, 0), "a's queue is full: a transient failure");
+    assert_eq!(
+        (r.accepted, r.failed, r.pruned),
+        (1, 1, 0),
+        "a's queue is full: a transient failure"
+    );
     assert_eq!(bc.count(), 2, "a full queue never removes a transport");
     c.close(None).unwrap();
     let r = bc.broadcast(b"3", 0, None);
@@ -71,8 +92,14 @@ fn broadcaster_keeps_transports_on_transient_failure_and_prunes_closed() {
 #[test]
 fn broadcast_to_1000_real_sessions() {
     let srv = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
-    let url = format!("https://127.0.0.1:{}/room", srv.local_addr().unwrap().port());
-    let cfg = ClientConfig { verification: Verification::PinnedSha256(vec![srv.cert_sha256()]), ..Default::default() };
+    let url = format!(
+        "https://127.0.0.1:{}/room",
+        srv.local_addr().unwrap().port()
+    );
+    let cfg = ClientConfig {
+        verification: Verification::PinnedSha256(vec![srv.cert_sha256()]),
+        ..Default::default()
+    };
     let mut clients = Vec::new();
     for _ in 0..20 {
         let first = connect(&url, &cfg).unwrap();
@@ -103,8 +130,22 @@ fn broadcast_to_1000_real_sessions() {
 #[test]
 fn monitor_alerts_fire_once_per_episode() {
     let clock = ManualClock::new();
-    let (a, _b, la) = memory_pair(TransportConfig { outgoing_high_water_mark: 10, ..Default::default() }, Some(clock.clone()));
-    let m = Monitor::with_clock(&a, MonitorConfig { trend_window: 4, ..Default::default() }, clock.clone()).unwrap();
+    let (a, _b, la) = memory_pair(
+        TransportConfig {
+            outgoing_high_water_mark: 10,
+            ..Default::default()
+        },
+        Some(clock.clone()),
+    );
+    let m = Monitor::with_clock(
+        &a,
+        MonitorConfig {
+            trend_window: 4,
+            ..Default::default()
+        },
+        clock.clone(),
+    )
+    .unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
     m.set_alert_callback(Some(Arc::new(move |al| s2.lock().unwrap().push(al.kind))));
@@ -118,7 +159,13 @@ fn monitor_alerts_fire_once_per_episode() {
     m.sample_now();
     m.sample_now();
     m.sample_now();
-    assert_eq!(m.alerts().iter().filter(|x| x.kind == wtd_alert_kind::WTD_ALERT_HIGH_QUEUE_SIZE).count(), 1);
+    assert_eq!(
+        m.alerts()
+            .iter()
+            .filter(|x| x.kind == wtd_alert_kind::WTD_ALERT_HIGH_QUEUE_SIZE)
+            .count(),
+        1
+    );
     // Drained (each datagram waited 100 ms → rising send time), then a second episode.
     clock.advance_us(100_000);
     la.set_blocked(false);
@@ -130,8 +177,18 @@ fn monitor_alerts_fire_once_per_episode() {
     }
     m.sample_now();
     let kinds: Vec<_> = m.alerts().iter().map(|x| x.kind).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == wtd_alert_kind::WTD_ALERT_HIGH_QUEUE_SIZE).count(), 2, "{kinds:?}");
-    assert!(kinds.contains(&wtd_alert_kind::WTD_ALERT_INCREASING_SEND_TIME), "{kinds:?}");
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == wtd_alert_kind::WTD_ALERT_HIGH_QUEUE_SIZE)
+            .count(),
+        2,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&wtd_alert_kind::WTD_ALERT_INCREASING_SEND_TIME),
+        "{kinds:?}"
+    );
     // Low success: evictions make sends fail.
     for _ in 0..100 {
         a.send(b"z", 0, None, None).unwrap();
@@ -139,8 +196,19 @@ fn monitor_alerts_fire_once_per_episode() {
     m.sample_now();
     m.sample_now();
     let kinds: Vec<_> = m.alerts().iter().map(|x| x.kind).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == wtd_alert_kind::WTD_ALERT_LOW_SUCCESS_RATE).count(), 1, "{kinds:?}");
-    assert_eq!(*seen.lock().unwrap(), kinds, "the callback saw exactly the recorded alerts");
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == wtd_alert_kind::WTD_ALERT_LOW_SUCCESS_RATE)
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        kinds,
+        "the callback saw exactly the recorded alerts"
+    );
     let samples = m.samples(Some(2));
     assert_eq!(samples.len(), 2);
     assert_eq!(m.samples(None).len(), 8);
@@ -151,7 +219,15 @@ fn monitor_alerts_fire_once_per_episode() {
 #[test]
 fn monitor_samples_on_its_own() {
     let (a, _b, _) = memory_pair(TransportConfig::default(), None);
-    let m = Monitor::new(&a, MonitorConfig { interval: Duration::from_millis(20), samples_maxlen: 3, ..Default::default() }).unwrap();
+    let m = Monitor::new(
+        &a,
+        MonitorConfig {
+            interval: Duration::from_millis(20),
+            samples_maxlen: 3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     m.start().unwrap();
     assert!(m.is_monitoring());
     std::thread::sleep(Duration::from_millis(200));

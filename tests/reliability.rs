@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wtd::datagram::link::MemoryLink;
-use wtd::datagram::reliability::{wtd_reliable_outcome, ReliabilityCallbacks, ReliabilityConfig, ReliabilityLayer};
+use wtd::datagram::reliability::{
+    wtd_reliable_outcome, ReliabilityCallbacks, ReliabilityConfig, ReliabilityLayer,
+};
 use wtd::datagram::{DatagramTransport, TransportConfig};
 use wtd::wtd_result::*;
 
@@ -20,12 +22,23 @@ struct Ends {
 
 fn ends(cfg: ReliabilityConfig) -> Ends {
     let (la, lb) = MemoryLink::pair(1200).unwrap();
-    let tc = TransportConfig { outgoing_high_water_mark: 4096, incoming_high_water_mark: 4096, ..Default::default() };
+    let tc = TransportConfig {
+        outgoing_high_water_mark: 4096,
+        incoming_high_water_mark: 4096,
+        ..Default::default()
+    };
     let ta = DatagramTransport::new(la.clone(), tc.clone()).unwrap();
     let tb = DatagramTransport::new(lb.clone(), tc).unwrap();
     let a = ReliabilityLayer::attach(&ta, cfg.clone()).unwrap();
     let b = ReliabilityLayer::attach(&tb, cfg).unwrap();
-    Ends { a, b, ta, tb, la, lb }
+    Ends {
+        a,
+        b,
+        ta,
+        tb,
+        la,
+        lb,
+    }
 }
 
 fn fast() -> ReliabilityConfig {
@@ -64,7 +77,9 @@ fn run_lossy(in_order: bool) {
         payload.extend_from_slice(&[7u8; 60]);
         match e.a.send(&payload) {
             Ok(_) => i += 1,
-            Err(err) if err.code == WTD_ERR_WOULD_BLOCK => std::thread::sleep(Duration::from_millis(1)),
+            Err(err) if err.code == WTD_ERR_WOULD_BLOCK => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
             Err(err) => panic!("{err}"),
         }
         assert!(Instant::now() < deadline, "stuck at {i}");
@@ -74,16 +89,25 @@ fn run_lossy(in_order: bool) {
         std::thread::sleep(Duration::from_millis(5));
     }
     let (sa, sb) = (e.a.stats(), e.b.stats());
-    assert_eq!((sa.sent, sa.acked, sa.gave_up), (N as u64, N as u64, 0), "{sa:?}");
+    assert_eq!(
+        (sa.sent, sa.acked, sa.gave_up),
+        (N as u64, N as u64, 0),
+        "{sa:?}"
+    );
     assert_eq!(sb.delivered, N as u64, "{sb:?}");
-    assert!(sa.retransmits > 0 && sb.duplicates > 0, "loss must have caused retransmits and duplicates: {sa:?} {sb:?}");
+    assert!(
+        sa.retransmits > 0 && sb.duplicates > 0,
+        "loss must have caused retransmits and duplicates: {sa:?} {sb:?}"
+    );
     assert!(e.la.lost.load(std::sync::atomic::Ordering::Relaxed) > 1000);
     if in_order {
         assert!(order.windows(2).all(|w| w[0] < w[1]), "in-order delivery");
     }
     let outcomes = e.a.poll_outcomes(usize::MAX);
     assert_eq!(outcomes.len(), N as usize);
-    assert!(outcomes.iter().all(|(_, o)| *o == wtd_reliable_outcome::WTD_RELIABLE_DELIVERED));
+    assert!(outcomes
+        .iter()
+        .all(|(_, o)| *o == wtd_reliable_outcome::WTD_RELIABLE_DELIVERED));
     // Reliability frames never reached the plain receive path.
     assert_eq!(e.tb.receive_buffer_size(), 0);
     assert_eq!(e.ta.receive_buffer_size(), 0);
@@ -102,7 +126,10 @@ fn in_order_delivery_under_loss() {
 
 #[test]
 fn gives_up_when_the_peer_is_gone_and_reports_it() {
-    let e = ends(ReliabilityConfig { max_retries: 3, ..fast() });
+    let e = ends(ReliabilityConfig {
+        max_retries: 3,
+        ..fast()
+    });
     e.la.set_loss(1.0);
     let got = Arc::new(Mutex::new(Vec::new()));
     let g = got.clone();
@@ -118,15 +145,28 @@ fn gives_up_when_the_peer_is_gone_and_reports_it() {
     }
     let mut got = got.lock().unwrap().clone();
     got.sort_by_key(|(seq, _)| *seq);
-    assert_eq!(got, vec![(s0, wtd_reliable_outcome::WTD_RELIABLE_GAVE_UP), (s1, wtd_reliable_outcome::WTD_RELIABLE_GAVE_UP)]);
+    assert_eq!(
+        got,
+        vec![
+            (s0, wtd_reliable_outcome::WTD_RELIABLE_GAVE_UP),
+            (s1, wtd_reliable_outcome::WTD_RELIABLE_GAVE_UP)
+        ]
+    );
     let st = e.a.stats();
-    assert_eq!((st.gave_up, st.retransmits, st.in_flight), (2, 6, 0), "{st:?}");
+    assert_eq!(
+        (st.gave_up, st.retransmits, st.in_flight),
+        (2, 6, 0),
+        "{st:?}"
+    );
     assert_eq!(e.b.stats().delivered, 0);
 }
 
 #[test]
 fn rto_follows_measured_rtt_and_window_limits_sends() {
-    let e = ends(ReliabilityConfig { max_in_flight: 4, ..ReliabilityConfig::factory_defaults() });
+    let e = ends(ReliabilityConfig {
+        max_in_flight: 4,
+        ..ReliabilityConfig::factory_defaults()
+    });
     for _ in 0..20 {
         e.a.send(b"x").unwrap();
         e.b.receive(Some(Duration::from_secs(2))).unwrap();
@@ -134,7 +174,10 @@ fn rto_follows_measured_rtt_and_window_limits_sends() {
     }
     let st = e.a.stats();
     assert!(st.srtt_us > 0, "{st:?}");
-    assert!(st.rto_us < 1_000_000, "RTO must come from the measured RTT, not stay at ack_timeout: {st:?}");
+    assert!(
+        st.rto_us < 1_000_000,
+        "RTO must come from the measured RTT, not stay at ack_timeout: {st:?}"
+    );
     e.la.set_blocked(true);
     for _ in 0..4 {
         e.a.send(b"y").unwrap();
@@ -153,7 +196,10 @@ fn plain_datagrams_still_reach_the_transport_and_malformed_frames_are_counted() 
     e.ta.send(b"plain", 0, None, None).unwrap();
     e.ta.send(b"\x04DATA\x00", 0, None, None).unwrap();
     e.ta.send(b"\x03ACKxyz", 0, None, None).unwrap();
-    assert_eq!(&e.tb.receive(Some(Duration::from_secs(2))).unwrap().data[..], b"plain");
+    assert_eq!(
+        &e.tb.receive(Some(Duration::from_secs(2))).unwrap().data[..],
+        b"plain"
+    );
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(e.b.stats().malformed, 2);
     assert_eq!(e.tb.receive_buffer_size(), 0);

@@ -239,7 +239,11 @@ fn scripted_sequence_gives_exact_counters() {
         p.a.send(b"", 0, None, None).unwrap_err().code,
         WTD_ERR_INVALID_ARGUMENT
     );
-    // Incoming queue holds 3: the two oldest were evicted.
+    // Incoming queue holds 3: the two oldest were evicted (wait until all five arrived).
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while p.b.stats().datagrams_received < 5 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_eq!(
         drain(&p.b),
         vec![vec![2u8; 10], vec![3u8; 10], vec![4u8; 10]]

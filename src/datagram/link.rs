@@ -124,7 +124,10 @@ impl MemoryLink {
                 blocked: AtomicBool::new(false),
             })
         };
-        let (a, b) = (make(0x9e37_79b9_7f4a_7c15, to_b), make(0xd1b5_4a32_d192_ed03, to_a));
+        let (a, b) = (
+            make(0x9e37_79b9_7f4a_7c15, to_b),
+            make(0xd1b5_4a32_d192_ed03, to_a),
+        );
         *a.peer.lock().unwrap() = Arc::downgrade(&b);
         *b.peer.lock().unwrap() = Arc::downgrade(&a);
         handle.spawn(deliver_task(Arc::downgrade(&b), from_a));

@@ -22,7 +22,7 @@ pub enum wtd_alert_kind {
     WTD_ALERT_HIGH_QUEUE_SIZE = 0,
     /// Send success rate below `success_rate_threshold`.
     WTD_ALERT_LOW_SUCCESS_RATE = 1,
-    /// Mean send time of the newer half of the trend window > 1.25 × the older half's.
+    /// Mean send time of the newer half of the trend window > 1.25 × the older half's (and ≥ 1 ms).
     WTD_ALERT_INCREASING_SEND_TIME = 2,
 }
 
@@ -131,16 +131,27 @@ impl Monitor {
     }
 
     /// As `new` with an explicit clock (tests).
-    pub fn with_clock(transport: &DatagramTransport, config: MonitorConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+    pub fn with_clock(
+        transport: &DatagramTransport,
+        config: MonitorConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
         if config.interval.is_zero() || config.samples_maxlen == 0 || config.trend_window < 2 {
-            return Err(Error::invalid("interval and samples_maxlen must be > 0, trend_window ≥ 2"));
+            return Err(Error::invalid(
+                "interval and samples_maxlen must be > 0, trend_window ≥ 2",
+            ));
         }
         Ok(Monitor {
             inner: Arc::new(Inner {
                 transport: transport.clone(),
                 config,
                 clock,
-                state: Mutex::new(State { samples: VecDeque::new(), alerts: VecDeque::new(), active: [false; 3], last: None }),
+                state: Mutex::new(State {
+                    samples: VecDeque::new(),
+                    alerts: VecDeque::new(),
+                    active: [false; 3],
+                    last: None,
+                }),
                 callback: Mutex::new(None),
                 epoch: AtomicU64::new(0),
                 running: AtomicBool::new(false),
@@ -155,7 +166,8 @@ impl Monitor {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let interval = self.inner.config.interval;
         runtime::handle()?.spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut tick =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
@@ -193,7 +205,11 @@ impl Monitor {
         let mut st = lock(&inner.state);
         let (prev_sent, prev_time) = st.last.unwrap_or((0, 0.0));
         let sent_delta = s.timed_sends.saturating_sub(prev_sent);
-        let avg_send_time = if sent_delta > 0 { (s.total_send_time - prev_time) / sent_delta as f64 } else { 0.0 };
+        let avg_send_time = if sent_delta > 0 {
+            (s.total_send_time - prev_time) / sent_delta as f64
+        } else {
+            0.0
+        };
         st.last = Some((s.timed_sends, s.total_send_time));
         let sample = Sample {
             timestamp: now,
@@ -211,12 +227,22 @@ impl Monitor {
         let c = &inner.config;
         let hwm = t.config().outgoing_high_water_mark as f64;
         let conditions = [
-            (sample.queue_size as f64 > hwm * c.queue_threshold)
-                .then(|| format!("High queue size: {} (threshold {:.0})", sample.queue_size, hwm * c.queue_threshold)),
+            (sample.queue_size as f64 > hwm * c.queue_threshold).then(|| {
+                format!(
+                    "High queue size: {} (threshold {:.0})",
+                    sample.queue_size,
+                    hwm * c.queue_threshold
+                )
+            }),
             (sample.send_success_rate < c.success_rate_threshold)
                 .then(|| format!("Low success rate: {:.2}%", sample.send_success_rate * 100.0)),
-            trend(&st.samples, c.trend_window)
-                .map(|(a, b)| format!("Send time increasing: {:.1}ms -> {:.1}ms", a * 1000.0, b * 1000.0)),
+            trend(&st.samples, c.trend_window).map(|(a, b)| {
+                format!(
+                    "Send time increasing: {:.1}ms -> {:.1}ms",
+                    a * 1000.0,
+                    b * 1000.0
+                )
+            }),
         ];
         let kinds = [
             wtd_alert_kind::WTD_ALERT_HIGH_QUEUE_SIZE,
@@ -228,7 +254,11 @@ impl Monitor {
             match cond {
                 Some(message) if !st.active[i] => {
                     st.active[i] = true;
-                    raised.push(Alert { kind: kinds[i], message, timestamp: now });
+                    raised.push(Alert {
+                        kind: kinds[i],
+                        message,
+                        timestamp: now,
+                    });
                 }
                 Some(_) => {}
                 None => st.active[i] = false,
@@ -254,7 +284,11 @@ impl Monitor {
     pub fn samples(&self, limit: Option<usize>) -> Vec<Sample> {
         let st = lock(&self.inner.state);
         let n = limit.unwrap_or(usize::MAX).min(st.samples.len());
-        st.samples.iter().skip(st.samples.len() - n).copied().collect()
+        st.samples
+            .iter()
+            .skip(st.samples.len() - n)
+            .copied()
+            .collect()
     }
 
     /// Alerts raised so far (the last `alerts_maxlen`), oldest first.
@@ -269,9 +303,14 @@ fn trend(samples: &VecDeque<Sample>, window: usize) -> Option<(f64, f64)> {
     if samples.len() < window {
         return None;
     }
-    let recent: Vec<f64> = samples.iter().skip(samples.len() - window).map(|s| s.avg_send_time).collect();
+    let recent: Vec<f64> = samples
+        .iter()
+        .skip(samples.len() - window)
+        .map(|s| s.avg_send_time)
+        .collect();
     let (a, b) = recent.split_at(window / 2);
     let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
     let (ma, mb) = (mean(a), mean(b));
-    (mb > 0.0 && mb > ma * 1.25).then_some((ma, mb))
+    // A rise below 1 ms is noise on any network, not a trend worth an alert.
+    (mb >= 0.001 && mb > ma * 1.25).then_some((ma, mb))
 }

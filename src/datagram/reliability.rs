@@ -71,14 +71,20 @@ pub fn encode_ack(seq: u32) -> Vec<u8> {
 pub fn parse(d: &[u8]) -> Parsed<'_> {
     match d {
         [4, b'D', b'A', b'T', b'A', rest @ ..] => match rest {
-            [a, b, c, e, payload @ ..] => Parsed::Frame(Frame::Data { seq: u32::from_be_bytes([*a, *b, *c, *e]), payload }),
+            [a, b, c, e, payload @ ..] => Parsed::Frame(Frame::Data {
+                seq: u32::from_be_bytes([*a, *b, *c, *e]),
+                payload,
+            }),
             _ => Parsed::Malformed("DATA frame shorter than its 4-byte sequence"),
         },
         [3, b'A', b'C', b'K', digits @ ..] => {
             if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
                 return Parsed::Malformed("ACK sequence is not 1–10 ASCII digits");
             }
-            match std::str::from_utf8(digits).ok().and_then(|s| s.parse::<u32>().ok()) {
+            match std::str::from_utf8(digits)
+                .ok()
+                .and_then(|s| s.parse::<u32>().ok())
+            {
                 Some(seq) => Parsed::Frame(Frame::Ack { seq }),
                 None => Parsed::Malformed("ACK sequence exceeds u32"),
             }
@@ -107,6 +113,10 @@ pub struct ReliabilityConfig {
     pub gap_timeout: Duration,
     /// Transport priority of DATA frames (ACKs go one above).
     pub priority: i32,
+    /// Test knob (0 = off): the fraction (0..=1) of arriving DATA and ACK frames this layer drops
+    /// before processing, chosen by a deterministic xorshift generator. Simulates datagram loss
+    /// on a real link (the C demo's `--loss`); counted in `injected_drops`.
+    pub inbound_loss: f64,
 }
 
 impl ReliabilityConfig {
@@ -128,6 +138,7 @@ impl ReliabilityConfig {
             max_rto: Duration::from_secs(10),
             gap_timeout: ack_timeout * (max_retries + 2) * 2,
             priority: 0,
+            inbound_loss: 0.0,
         }
     }
 }
@@ -176,6 +187,8 @@ pub struct ReliabilityStats {
     pub srtt_us: u64,
     /// Current retransmit timeout in µs for new messages.
     pub rto_us: u64,
+    /// Arriving frames dropped on purpose by the `inbound_loss` test knob.
+    pub injected_drops: u64,
 }
 
 struct Pending {
@@ -205,6 +218,8 @@ struct State {
     events: VecDeque<Event>,
     stats: ReliabilityStats,
     closed: bool,
+    /// xorshift64 state of the `inbound_loss` test knob.
+    loss_rng: u64,
 }
 
 /// Callbacks of a reliability layer: called one at a time (never in parallel), on the thread
@@ -245,6 +260,9 @@ impl ReliabilityLayer {
         if config.max_in_flight == 0 || config.ack_timeout.is_zero() {
             return Err(Error::invalid("max_in_flight and ack_timeout must be > 0"));
         }
+        if !(0.0..=1.0).contains(&config.inbound_loss) {
+            return Err(Error::invalid("inbound_loss must be within 0..=1"));
+        }
         let inner = Arc::new(Inner {
             transport: transport.clone(),
             state: Mutex::new(State {
@@ -258,8 +276,12 @@ impl ReliabilityLayer {
                 ready: VecDeque::new(),
                 outcomes: VecDeque::new(),
                 events: VecDeque::new(),
-                stats: ReliabilityStats { rto_us: config.ack_timeout.as_micros() as u64, ..Default::default() },
+                stats: ReliabilityStats {
+                    rto_us: config.ack_timeout.as_micros() as u64,
+                    ..Default::default()
+                },
                 closed: false,
+                loss_rng: 0x9E37_79B9_7F4A_7C15,
             }),
             config,
             ready: Condvar::new(),
@@ -285,7 +307,10 @@ impl ReliabilityLayer {
         if payload.len() + DATA_OVERHEAD > max {
             return Err(Error::new(
                 wtd_result::WTD_ERR_TOO_LARGE,
-                format!("{} bytes + {DATA_OVERHEAD} framing exceed max_datagram_size {max}", payload.len()),
+                format!(
+                    "{} bytes + {DATA_OVERHEAD} framing exceed max_datagram_size {max}",
+                    payload.len()
+                ),
             ));
         }
         let (seq, frame) = {
@@ -294,19 +319,35 @@ impl ReliabilityLayer {
                 return Err(Error::closed("reliability layer is closed"));
             }
             if st.pending.len() >= inner.config.max_in_flight {
-                return Err(Error::would_block(format!("{} messages await acknowledgement", st.pending.len())));
+                return Err(Error::would_block(format!(
+                    "{} messages await acknowledgement",
+                    st.pending.len()
+                )));
             }
             let seq = st.next_seq;
             st.next_seq = seq.wrapping_add(1);
             let frame = Bytes::from(encode_data(seq, payload));
             let now = Instant::now();
             let rto = inner.current_rto(&st);
-            st.pending.insert(seq, Pending { frame: frame.clone(), first_sent: now, last_sent: now, retries: 0, rto });
+            st.pending.insert(
+                seq,
+                Pending {
+                    frame: frame.clone(),
+                    first_sent: now,
+                    last_sent: now,
+                    retries: 0,
+                    rto,
+                },
+            );
             st.stats.sent += 1;
             (seq, frame)
         };
         // Sent outside the lock: an in-memory peer may answer synchronously.
-        if let Err(e) = inner.transport.send(&frame, inner.config.priority, None, Some(Duration::ZERO)) {
+        if let Err(e) =
+            inner
+                .transport
+                .send(&frame, inner.config.priority, None, Some(Duration::ZERO))
+        {
             if e.code == wtd_result::WTD_ERR_CLOSED {
                 lock(&inner.state).pending.remove(&seq);
                 return Err(e);
@@ -319,14 +360,26 @@ impl ReliabilityLayer {
 
     /// Next delivered message, waiting up to `timeout` (`None`: forever; `Some(ZERO)`: poll).
     pub fn receive(&self, timeout: Option<Duration>) -> Result<Bytes> {
+        self.receive_where(timeout, |_| Ok(()))
+    }
+
+    /// [`ReliabilityLayer::receive`] that takes the next message only if `accept` approves it; a
+    /// refused message stays first in the queue (nothing is lost) and the refusal is returned
+    /// (the C API uses it for WTD_ERR_BUFFER_TOO_SMALL).
+    pub fn receive_where(
+        &self,
+        timeout: Option<Duration>,
+        accept: impl Fn(&[u8]) -> Result<()>,
+    ) -> Result<Bytes> {
         if timeout != Some(Duration::ZERO) {
             runtime::check_may_block()?;
         }
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = lock(&self.inner.state);
         loop {
-            if let Some(m) = st.ready.pop_front() {
-                return Ok(m);
+            if let Some(m) = st.ready.front() {
+                accept(m)?;
+                return Ok(st.ready.pop_front().expect("peeked"));
             }
             if st.closed {
                 return Err(Error::closed("reliability layer is closed"));
@@ -345,7 +398,12 @@ impl ReliabilityLayer {
                     d - now
                 }
             };
-            st = self.inner.ready.wait_timeout(st, wait).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .inner
+                .ready
+                .wait_timeout(st, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -383,7 +441,8 @@ impl ReliabilityLayer {
         let seqs: Vec<u32> = st.pending.drain().map(|(s, _)| s).collect();
         for seq in seqs {
             st.stats.gave_up += 1;
-            self.inner.record_outcome(&mut st, seq, wtd_reliable_outcome::WTD_RELIABLE_GAVE_UP);
+            self.inner
+                .record_outcome(&mut st, seq, wtd_reliable_outcome::WTD_RELIABLE_GAVE_UP);
         }
         drop(st);
         self.inner.ready.notify_all();
@@ -404,7 +463,10 @@ impl Inner {
     }
 
     fn record_outcome(&self, st: &mut State, seq: u32, outcome: wtd_reliable_outcome) {
-        if lock(&self.callbacks).as_ref().is_some_and(|c| c.on_outcome.is_some()) {
+        if lock(&self.callbacks)
+            .as_ref()
+            .is_some_and(|c| c.on_outcome.is_some())
+        {
             st.events.push_back(Event::Outcome(seq, outcome));
             return;
         }
@@ -417,7 +479,10 @@ impl Inner {
 
     fn deliver(&self, st: &mut State, payload: Bytes) {
         st.stats.delivered += 1;
-        if lock(&self.callbacks).as_ref().is_some_and(|c| c.on_message.is_some()) {
+        if lock(&self.callbacks)
+            .as_ref()
+            .is_some_and(|c| c.on_message.is_some())
+        {
             st.events.push_back(Event::Message(payload));
         } else {
             st.ready.push_back(payload);
@@ -460,9 +525,32 @@ impl Inner {
         }
     }
 
+    /// The `inbound_loss` test knob: true when this arriving frame is to be dropped.
+    fn inject_loss(&self) -> bool {
+        let p = self.config.inbound_loss;
+        if p <= 0.0 {
+            return false;
+        }
+        let mut st = lock(&self.state);
+        let mut x = st.loss_rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        st.loss_rng = x;
+        let drop = ((x >> 11) as f64 / (1u64 << 53) as f64) < p;
+        if drop {
+            st.stats.injected_drops += 1;
+        }
+        drop
+    }
+
     /// Interceptor: consumes reliability frames arriving on the transport.
     fn on_datagram(&self, d: &Bytes) -> bool {
-        match parse(d) {
+        let parsed = parse(d);
+        if matches!(parsed, Parsed::Frame(_)) && self.inject_loss() {
+            return true;
+        }
+        match parsed {
             Parsed::NotOurs => false,
             Parsed::Malformed(why) => {
                 log_debug!("malformed reliability frame dropped: {why}");
@@ -479,13 +567,18 @@ impl Inner {
                             let sample = p.first_sent.elapsed().as_micros() as f64;
                             st.srtt = Some(match st.srtt {
                                 None => (sample, sample / 2.0),
-                                Some((srtt, rttvar)) => {
-                                    (0.875 * srtt + 0.125 * sample, 0.75 * rttvar + 0.25 * (srtt - sample).abs())
-                                }
+                                Some((srtt, rttvar)) => (
+                                    0.875 * srtt + 0.125 * sample,
+                                    0.75 * rttvar + 0.25 * (srtt - sample).abs(),
+                                ),
                             });
                         }
                         st.stats.acked += 1;
-                        self.record_outcome(&mut st, seq, wtd_reliable_outcome::WTD_RELIABLE_DELIVERED);
+                        self.record_outcome(
+                            &mut st,
+                            seq,
+                            wtd_reliable_outcome::WTD_RELIABLE_DELIVERED,
+                        );
                     }
                     None => st.stats.unknown_acks += 1,
                 }
@@ -502,7 +595,12 @@ impl Inner {
                     }
                     st.stats.acks_sent += 1;
                 }
-                let _ = self.transport.send(&encode_ack(seq), self.config.priority.saturating_add(1), None, Some(Duration::ZERO));
+                let _ = self.transport.send(
+                    &encode_ack(seq),
+                    self.config.priority.saturating_add(1),
+                    None,
+                    Some(Duration::ZERO),
+                );
                 self.dispatch();
                 true
             }
@@ -512,7 +610,8 @@ impl Inner {
     fn accept_data(&self, st: &mut State, seq: u32, payload: Bytes) {
         let diff = seq.wrapping_sub(st.floor as u32) as i32;
         let u = st.floor as i64 + diff as i64;
-        if u < st.floor as i64 || st.seen.contains(&(u as u64)) || st.held.contains_key(&(u as u64)) {
+        if u < st.floor as i64 || st.seen.contains(&(u as u64)) || st.held.contains_key(&(u as u64))
+        {
             st.stats.duplicates += 1;
             return;
         }
@@ -579,7 +678,14 @@ impl Inner {
             }
             if let Some(since) = st.floor_missing_since {
                 if now.duration_since(since) >= self.config.gap_timeout {
-                    let first = st.seen.iter().next().copied().into_iter().chain(st.held.keys().next().copied()).min();
+                    let first = st
+                        .seen
+                        .iter()
+                        .next()
+                        .copied()
+                        .into_iter()
+                        .chain(st.held.keys().next().copied())
+                        .min();
                     if let Some(first) = first {
                         st.stats.gaps_skipped += 1;
                         st.floor = first;
@@ -590,7 +696,9 @@ impl Inner {
             }
         }
         for frame in resend {
-            let _ = self.transport.send(&frame, self.config.priority, None, Some(Duration::ZERO));
+            let _ = self
+                .transport
+                .send(&frame, self.config.priority, None, Some(Duration::ZERO));
         }
         self.dispatch();
         next.max(Duration::from_millis(1))
@@ -617,8 +725,17 @@ mod tests {
     fn wire_format_matches_pywebtransport() {
         assert_eq!(encode_data(7, b"hi"), b"\x04DATA\x00\x00\x00\x07hi");
         assert_eq!(encode_ack(1234), b"\x03ACK1234");
-        assert_eq!(parse(b"\x04DATA\x00\x00\x01\x00x"), Parsed::Frame(Frame::Data { seq: 256, payload: b"x" }));
-        assert_eq!(parse(b"\x03ACK4294967295"), Parsed::Frame(Frame::Ack { seq: u32::MAX }));
+        assert_eq!(
+            parse(b"\x04DATA\x00\x00\x01\x00x"),
+            Parsed::Frame(Frame::Data {
+                seq: 256,
+                payload: b"x"
+            })
+        );
+        assert_eq!(
+            parse(b"\x03ACK4294967295"),
+            Parsed::Frame(Frame::Ack { seq: u32::MAX })
+        );
         assert_eq!(parse(b"plain datagram"), Parsed::NotOurs);
         assert_eq!(parse(b""), Parsed::NotOurs);
         assert!(matches!(parse(b"\x04DATA\x00\x00"), Parsed::Malformed(_)));
@@ -626,5 +743,59 @@ mod tests {
         assert!(matches!(parse(b"\x03ACK12a"), Parsed::Malformed(_)));
         assert!(matches!(parse(b"\x03ACK4294967296"), Parsed::Malformed(_)));
         assert!(matches!(parse(b"\x03ACK99999999999"), Parsed::Malformed(_)));
+    }
+
+    #[test]
+    fn inbound_loss_knob_drops_frames_and_everything_still_arrives_once() {
+        use crate::datagram::link::MemoryLink;
+        use crate::datagram::transport::TransportConfig;
+        let (la, lb) = MemoryLink::pair(1200).unwrap();
+        let tc = TransportConfig {
+            outgoing_high_water_mark: 1024,
+            incoming_high_water_mark: 1024,
+            ..Default::default()
+        };
+        let (ta, tb) = (
+            DatagramTransport::new(la, tc.clone()).unwrap(),
+            DatagramTransport::new(lb, tc).unwrap(),
+        );
+        let cfg = ReliabilityConfig {
+            ack_timeout: Duration::from_millis(30),
+            max_retries: 30,
+            min_rto: Duration::from_millis(5),
+            max_rto: Duration::from_millis(100),
+            in_order: true,
+            inbound_loss: 0.3,
+            ..ReliabilityConfig::constructor_defaults()
+        };
+        assert!(ReliabilityLayer::attach(
+            &ta,
+            ReliabilityConfig {
+                inbound_loss: 1.5,
+                ..cfg.clone()
+            }
+        )
+        .is_err());
+        let (a, b) = (
+            ReliabilityLayer::attach(&ta, cfg.clone()).unwrap(),
+            ReliabilityLayer::attach(&tb, cfg).unwrap(),
+        );
+        for i in 0..200u32 {
+            a.send(&i.to_be_bytes()).unwrap();
+        }
+        for i in 0..200u32 {
+            let m = b.receive(Some(Duration::from_secs(20))).unwrap();
+            assert_eq!(&m[..], &i.to_be_bytes(), "in order, exactly once");
+        }
+        assert_eq!(
+            b.receive(Some(Duration::from_millis(50))).unwrap_err().code,
+            wtd_result::WTD_ERR_TIMEOUT
+        );
+        let (sa, sb) = (a.stats(), b.stats());
+        assert!(
+            sb.injected_drops > 20 && sa.retransmits > 20,
+            "{sa:?} {sb:?}"
+        );
+        assert_eq!(sb.delivered, 200);
     }
 }

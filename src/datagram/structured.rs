@@ -27,7 +27,10 @@ pub fn encode(type_id: u16, body: &[u8]) -> Vec<u8> {
 pub fn decode(d: &[u8]) -> Result<(u16, &[u8])> {
     match d {
         [a, b, body @ ..] => Ok((u16::from_be_bytes([*a, *b]), body)),
-        _ => Err(serialization(format!("structured datagram of {} bytes has no 2-byte type id", d.len()))),
+        _ => Err(serialization(format!(
+            "structured datagram of {} bytes has no 2-byte type id",
+            d.len()
+        ))),
     }
 }
 
@@ -41,29 +44,52 @@ pub struct StructuredTransport {
 impl StructuredTransport {
     /// Wraps `transport` with an empty registry.
     pub fn new(transport: &DatagramTransport) -> Self {
-        StructuredTransport { transport: transport.clone(), registry: Arc::new(Mutex::new(BTreeSet::new())) }
+        StructuredTransport {
+            transport: transport.clone(),
+            registry: Arc::new(Mutex::new(BTreeSet::new())),
+        }
     }
 
     /// Registers a type id; a duplicate is WTD_ERR_INVALID_ARGUMENT.
     pub fn register(&self, type_id: u16) -> Result<()> {
-        if !self.registry.lock().unwrap_or_else(|e| e.into_inner()).insert(type_id) {
-            return Err(Error::invalid(format!("type id {type_id} is already registered")));
+        if !self
+            .registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(type_id)
+        {
+            return Err(Error::invalid(format!(
+                "type id {type_id} is already registered"
+            )));
         }
         Ok(())
     }
 
     /// True when `type_id` is registered.
     pub fn is_registered(&self, type_id: u16) -> bool {
-        self.registry.lock().unwrap_or_else(|e| e.into_inner()).contains(&type_id)
+        self.registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&type_id)
     }
 
     /// Sends a serialized object of a registered type (unregistered: WTD_ERR_SERIALIZATION,
     /// nothing sent).
-    pub fn send_obj(&self, type_id: u16, body: &[u8], priority: i32, ttl: Option<Duration>, timeout: Option<Duration>) -> Result<()> {
+    pub fn send_obj(
+        &self,
+        type_id: u16,
+        body: &[u8],
+        priority: i32,
+        ttl: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Result<()> {
         if !self.is_registered(type_id) {
-            return Err(serialization(format!("type id {type_id} is not registered")));
+            return Err(serialization(format!(
+                "type id {type_id} is not registered"
+            )));
         }
-        self.transport.send(&encode(type_id, body), priority, ttl, timeout)
+        self.transport
+            .send(&encode(type_id, body), priority, ttl, timeout)
     }
 
     /// Receives the next structured datagram: (type id, body). A datagram shorter than 2 bytes
@@ -103,7 +129,13 @@ mod tests {
         assert_eq!(encode(1, br#"{"x":1}"#), b"\x00\x01{\"x\":1}");
         assert_eq!(encode(0x1234, b""), [0x12, 0x34]);
         assert_eq!(decode(b"\x01\x02abc").unwrap(), (0x0102, &b"abc"[..]));
-        assert_eq!(decode(b"\x01").unwrap_err().code, wtd_result::WTD_ERR_SERIALIZATION);
-        assert_eq!(decode(b"").unwrap_err().code, wtd_result::WTD_ERR_SERIALIZATION);
+        assert_eq!(
+            decode(b"\x01").unwrap_err().code,
+            wtd_result::WTD_ERR_SERIALIZATION
+        );
+        assert_eq!(
+            decode(b"").unwrap_err().code,
+            wtd_result::WTD_ERR_SERIALIZATION
+        );
     }
 }

@@ -314,11 +314,11 @@ impl DatagramTransport {
             ));
         }
         let mut out = lock(&inner.out);
-        out.sequence += 1;
         // Fast path: nothing queued and QUIC has room — hand it over right here.
         if out.queue.is_empty() {
             match inner.link.try_send(data) {
                 Ok(()) => {
+                    out.sequence += 1;
                     lock(&inner.stats).record_sent(data.len(), 0.0);
                     drop(out);
                     inner.after_sent(data.len());
@@ -330,11 +330,13 @@ impl DatagramTransport {
         }
         let now = inner.clock.now_us();
         let mut entry = Entry {
-            data: shared.cloned().unwrap_or_else(|| Bytes::copy_from_slice(data)),
+            data: shared
+                .cloned()
+                .unwrap_or_else(|| Bytes::copy_from_slice(data)),
             priority,
             ttl_us: ttl.map_or(0, |t| t.as_micros().max(1) as u64),
             enqueued_us: now,
-            sequence: out.sequence,
+            sequence: out.sequence + 1,
         };
         let deadline = match timeout {
             Some(t) => Instant::now() + t,
@@ -346,6 +348,7 @@ impl DatagramTransport {
             }
             match out.queue.push(entry) {
                 Push::Queued { evicted } => {
+                    out.sequence += 1;
                     drop(out);
                     if evicted.is_some() {
                         let mut st = lock(&inner.stats);

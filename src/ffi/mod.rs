@@ -20,10 +20,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::error::{wtd_result, Error, Result};
 
 pub mod client;
+pub mod layers;
 pub mod log;
 pub mod result;
 pub mod server;
 pub mod session;
+pub mod transport;
 
 thread_local! {
     /// Message of the last failed wtd call on this thread (None = no error).

@@ -138,10 +138,7 @@ pub unsafe extern "C" fn wtd_session_send(
     guard(|| {
         let s = self::session(session)?;
         if len == 0 {
-            return Err(Error::new(
-                wtd_result::WTD_ERR_TOO_LARGE,
-                "empty datagram (len 0)",
-            ));
+            return Err(Error::invalid("empty datagram (len 0)"));
         }
         s.send_datagram(arg_bytes(data, len, "data")?)
     })

@@ -3,7 +3,9 @@
 //! (pywebtransport 0.6). Frames and capsules share one layout — type varint, length varint,
 //! payload — so one parser reads both.
 
-use super::errors::{H3Error, H3_EXCESSIVE_LOAD, H3_FRAME_UNEXPECTED, H3_MESSAGE_ERROR};
+use super::errors::{
+    H3Error, H3_EXCESSIVE_LOAD, H3_FRAME_ERROR, H3_FRAME_UNEXPECTED, H3_MESSAGE_ERROR,
+};
 use super::frame::{self, MAX_FRAME_PAYLOAD};
 use super::varint;
 
@@ -129,6 +131,24 @@ impl ConnectStreamParser {
     /// Bytes of a partial frame or capsule still buffered (non-zero at FIN = truncated stream).
     pub fn pending(&self) -> usize {
         self.frames.len() + self.capsules.len()
+    }
+
+    /// Call at FIN: a stream that ends inside a frame is H3_FRAME_ERROR (RFC 9114 §7.1), one that
+    /// ends inside a capsule carried by complete DATA frames is H3_MESSAGE_ERROR (RFC 9297 §3.3).
+    pub fn finish(&self) -> Result<(), H3Error> {
+        if !self.frames.is_empty() {
+            return Err(H3Error::new(
+                H3_FRAME_ERROR,
+                "CONNECT stream ended inside a frame",
+            ));
+        }
+        if !self.capsules.is_empty() {
+            return Err(H3Error::new(
+                H3_MESSAGE_ERROR,
+                "CONNECT stream ended inside a capsule",
+            ));
+        }
+        Ok(())
     }
 
     fn drain_capsules(&mut self, out: &mut Vec<Capsule>) -> Result<(), H3Error> {
@@ -259,5 +279,24 @@ mod tests {
         let mut p = ConnectStreamParser::new();
         p.feed(&FRAMED[..5]).unwrap();
         assert!(p.pending() > 0);
+    }
+
+    #[test]
+    fn finish_rejects_truncation() {
+        let mut p = ConnectStreamParser::new();
+        p.feed(&FRAMED).unwrap();
+        assert_eq!(p.finish(), Ok(()));
+        // Cut inside the DATA frame (and inside a raw capsule): a truncated frame.
+        for cut in [&FRAMED[..5], &RAW[..4], &[0x00][..]] {
+            let mut p = ConnectStreamParser::new();
+            p.feed(cut).unwrap();
+            assert_eq!(p.finish().unwrap_err().code, H3_FRAME_ERROR, "{cut:02x?}");
+        }
+        // Complete DATA frame carrying half a capsule: a truncated capsule.
+        let mut bytes = Vec::new();
+        frame::encode(frame::DATA, &RAW[..4], &mut bytes);
+        let mut p = ConnectStreamParser::new();
+        assert!(p.feed(&bytes).unwrap().is_empty());
+        assert_eq!(p.finish().unwrap_err().code, H3_MESSAGE_ERROR);
     }
 }

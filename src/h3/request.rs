@@ -282,7 +282,8 @@ async fn read_capsules(core: Arc<SessionCore>, mut reader: StreamReader) {
                 }
                 Err(e) => break Err(StreamEnd::Protocol(e)),
             },
-            Ok(None) => break Ok(()),
+            // A FIN inside a frame or capsule is malformed, not a clean close.
+            Ok(None) => break parser.finish().map_err(StreamEnd::Protocol),
             Err(e) => break Err(e),
         }
     };
@@ -307,6 +308,7 @@ async fn read_capsules(core: Arc<SessionCore>, mut reader: StreamReader) {
             }
         }
     };
+    core.set_peer_ended();
     if core.mark_closed(info) {
         core.finish_send().await;
         core.conn.session_gone();

@@ -79,6 +79,8 @@ pub struct SessionCore {
     send: tokio::sync::Mutex<Option<quinn::SendStream>>,
     closed: Mutex<Option<CloseInfo>>,
     draining: AtomicBool,
+    /// Set once the peer's side of the CONNECT stream has ended (FIN, reset, connection loss).
+    peer_ended: tokio::sync::watch::Sender<bool>,
     pub(crate) events: Arc<dyn SessionEvents>,
     /// What this session handed to QUIC.
     pub sent: SendCounters,
@@ -104,6 +106,7 @@ impl SessionCore {
             send: tokio::sync::Mutex::new(Some(send)),
             closed: Mutex::new(None),
             draining: AtomicBool::new(false),
+            peer_ended: tokio::sync::watch::channel(false).0,
             events,
             sent: SendCounters::default(),
         })
@@ -227,11 +230,13 @@ impl SessionCore {
             if let Some(mut send) = me.send.lock().await.take() {
                 let _ = send.write_all(&capsule).await;
                 let _ = send.finish();
-                // Wait (bounded) until the peer has the capsule, so a process that exits right
-                // after close still delivers it.
-                let _ =
-                    tokio::time::timeout(std::time::Duration::from_secs(1), send.stopped()).await;
             }
+            // Wait (bounded) until the peer has processed the capsule — it answers with FIN or
+            // closes — before a client closes the connection under it (an acknowledged capsule
+            // may still be unread), and so a process exiting right after close delivers it.
+            let mut ended = me.peer_ended.subscribe();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ended.wait_for(|e| *e))
+                .await;
             me.conn.session_gone();
         });
     }
@@ -263,6 +268,11 @@ impl SessionCore {
         if let Some(mut send) = self.send.lock().await.take() {
             let _ = send.finish();
         }
+    }
+
+    /// Records that the peer's side of the CONNECT stream ended.
+    pub(crate) fn set_peer_ended(&self) {
+        self.peer_ended.send_replace(true);
     }
 
     pub(crate) fn set_draining(&self) {

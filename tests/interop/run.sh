@@ -31,7 +31,8 @@ PY312="$CACHE/py312/bin/python"
 PY311="$CACHE/py311/bin/python"
 
 ALL_CASES=(chromium_echo chromium_multi_session pywt021_client_to_wtd_server wtd_client_to_pywt021_server
-           wtd_client_to_aioquic_server pywt061_client_to_wtd_server)
+           wtd_client_to_aioquic_server pywt061_client_to_wtd_server
+           pywt061_structured_to_wtd_structured pywt061_reliability_wire_format)
 # run only when named: structured datagrams (pywebtransport 0.6.1 StructuredDatagramTransport) through the echo server
 EXTRA_CASES=(pywt061_structured_to_wtd_server)
 
@@ -265,6 +266,57 @@ case_pywt061_structured_to_wtd_server() {
   check_server_sessions 1 "$EXPECT_DRAFT"
   stop_server
   SUMMARY="$(jget "$CLIENT_JSON" '"objects=%s received=%s mismatches=%s closed=42/bye" % (j["objects"], j["received"], j["mismatches"])')"
+}
+
+# pywebtransport 0.6.1 StructuredDatagramTransport against wtd_structured_echo (wtd_structured_*: types 1 and 2
+# registered, pass-through serializer): registered objects round-trip; an unknown type id and a 1-byte datagram are
+# not echoed but counted (server exit line "STATS ... unknown=2"). Self-check: the peer echo server instead.
+case_pywt061_structured_to_wtd_structured() {
+  if [ "$SELF_CHECK" = 1 ]; then
+    start_sut_server pywt061
+    run_client pywt061_client 60 "$PY311" "$HERE/pywt061_client.py" --mode structured "https://127.0.0.1:$SERVER_PORT/structured"
+    [ "$CLIENT_RC" = 0 ] || fail "pywt061 structured client: $(jget "$CLIENT_JSON" 'j.get("error") or j')"
+    stop_server
+    SUMMARY="$(jget "$CLIENT_JSON" '"objects=%s received=%s mismatches=%s (peer echo server)" % (j["objects"], j["received"], j["mismatches"])')"
+    return
+  fi
+  [ -x "$WTD_BIN_DIR/wtd_structured_echo" ] || fail "$WTD_BIN_DIR/wtd_structured_echo not found (build wtd first or set WTD_BIN_DIR)"
+  start_server wtd_structured_echo 120 "$WTD_BIN_DIR/wtd_structured_echo" --host 127.0.0.1 --port 0
+  run_client pywt061_structured_client 60 "$PY311" "$HERE/pywt061_structured_client.py" "https://127.0.0.1:$SERVER_PORT/structured"
+  [ "$CLIENT_RC" = 0 ] || fail "pywt061 structured client: $(jget "$CLIENT_JSON" 'j.get("error") or "objects=%s received=%s mismatches=%s unknown_echoed=%s" % (j.get("objects"), j.get("received"), j.get("mismatches"), j.get("unknown_echoed"))')"
+  check_server_sessions 1 draft-13
+  stop_server
+  local stats; stats="$(grep -m1 -E '^STATS ' "$SERVER_LOG")"
+  note "server: ${stats:-<no STATS line>}"
+  echo "$stats" | grep -qE ' unknown=2( |$)' || { show_log "$SERVER_LOG"; fail "server should count 2 unknown/short datagrams: ${stats:-no STATS line}"; }
+  echo "$stats" | grep -qE ' failed=0( |$)' || { show_log "$SERVER_LOG"; fail "server echo failures: $stats"; }
+  SUMMARY="$(jget "$CLIENT_JSON" '"objects=%s received=%s mismatches=%s unknown_sent=%s unknown_echoed=%d" % (j["objects"], j["received"], j["mismatches"], j["unknown_sent"], len(j["unknown_echoed"]))') server:${stats#STATS }"
+}
+
+# Reliability wire format: the frames pywebtransport 0.6.1's DatagramReliabilityLayer builds (its own code, driven
+# by pywt061_reliability_wire.py) must equal wtd's, captured on the wire by wtd_reliable_demo --print-wire:
+# DATA seq 7 "hi" = 04 "DATA" 00000007 "hi", ACK 1234 = 03 "ACK" "1234" (pinned by src/datagram/reliability.rs),
+# and pywebtransport must parse wtd's frames. Self-check: the pinned bytes stand in for wtd's.
+case_pywt061_reliability_wire_format() {
+  local want_data="0444415441000000076869" want_ack="0341434b31323334" wtd_data wtd_ack py_data py_ack
+  DRAFT="n/a"
+  if [ "$SELF_CHECK" = 1 ]; then
+    wtd_data="$want_data"; wtd_ack="$want_ack"
+    note "self-check: the pinned bytes stand in for wtd's frames"
+  else
+    [ -x "$WTD_BIN_DIR/wtd_reliable_demo" ] || fail "$WTD_BIN_DIR/wtd_reliable_demo not found (build wtd first or set WTD_BIN_DIR)"
+    run_client wtd_reliable_demo 30 "$WTD_BIN_DIR/wtd_reliable_demo" --print-wire
+    [ "$CLIENT_RC" = 0 ] || fail "wtd_reliable_demo --print-wire exit status $CLIENT_RC"
+    wtd_data="$(jget "$CLIENT_JSON" 'j["data_hex"]')"; wtd_ack="$(jget "$CLIENT_JSON" 'j["ack_hex"]')"
+    [ "$wtd_data" = "$want_data" ] || fail "wtd's DATA(7, \"hi\") frame is ${wtd_data:-missing}, pinned $want_data"
+    [ "$wtd_ack" = "$want_ack" ] || fail "wtd's ACK(1234) frame is ${wtd_ack:-missing}, pinned $want_ack"
+  fi
+  run_client pywt061_reliability_wire 30 "$PY311" "$HERE/pywt061_reliability_wire.py" --wtd-data "$wtd_data" --wtd-ack "$wtd_ack"
+  py_data="$(jget "$CLIENT_JSON" 'j["data_hex"]')"; py_ack="$(jget "$CLIENT_JSON" 'j["ack_hex"]')"
+  [ "$py_data" = "$wtd_data" ] || fail "DATA(7, \"hi\"): pywebtransport 0.6.1 builds ${py_data:-nothing}, wtd $wtd_data"
+  [ "$py_ack" = "$wtd_ack" ] || fail "ACK(1234): pywebtransport 0.6.1 builds ${py_ack:-nothing}, wtd $wtd_ack"
+  [ "$CLIENT_RC" = 0 ] || fail "pywebtransport 0.6.1 did not parse wtd's frames: $(jget "$CLIENT_JSON" 'j.get("error") or "parsed_data=%s parsed_ack=%s" % (j.get("parsed_data"), j.get("parsed_ack"))')"
+  SUMMARY="DATA(7,hi)=$wtd_data ACK(1234)=$wtd_ack identical in both; pywebtransport parsed wtd's DATA and ACK"
 }
 
 # client-side cases: the server is a peer; check the client's JSON

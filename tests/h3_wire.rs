@@ -1,0 +1,687 @@
+//! A hand-driven raw HTTP/3 peer against wtd's server: real peers' bytes (WIRE-FACTS) must work,
+//! malformed input must close the connection with the exact RFC 9114 / 9204 / 9297 code, and
+//! refused or odd-but-legal input must leave the connection usable.
+
+mod common;
+
+use std::future::Future;
+use std::time::Duration;
+
+use common::raw_peer::*;
+use wtd::h3::errors::*;
+use wtd::h3::session_core::CloseCause;
+use wtd::h3::settings::{self as st};
+use wtd::h3::{frame, wtd_draft};
+use wtd::ServerConfig;
+
+/// Runs one raw-peer scenario in its own tokio runtime (wtd's blocking API stays off it).
+fn wire<F: Future>(f: F) -> F::Output {
+    runtime().block_on(f)
+}
+
+/// A minimal client SETTINGS payload (H3_DATAGRAM and draft-02 WebTransport).
+fn basic_settings() -> Vec<u8> {
+    settings_payload(&[(st::H3_DATAGRAM, 1), (st::ENABLE_WEBTRANSPORT, 1)])
+}
+
+/// Connects with [`basic_settings`] and opens a Chromium-style session on `path`; returns the
+/// peer, its control stream (kept open) and the CONNECT stream.
+async fn session(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (
+    RawPeer,
+    quinn::SendStream,
+    quinn::SendStream,
+    quinn::RecvStream,
+) {
+    let (peer, control) = RawPeer::with_settings(addr, &basic_settings()).await;
+    let (send, recv, resp) = peer.request(&chromium_connect(path, "webtransport")).await;
+    assert_eq!(status(&resp), Some(200), "{resp:?}");
+    (peer, control, send, recv)
+}
+
+/// Connects, opens a control stream with `settings`, then runs `then`; returns wtd's close code.
+async fn close_code_for<Fut: Future<Output = ()>>(
+    addr: std::net::SocketAddr,
+    settings: &[u8],
+    then: impl FnOnce(RawPeer, quinn::SendStream) -> Fut,
+) -> u64 {
+    let (peer, control) = RawPeer::with_settings(addr, settings).await;
+    let conn = peer.conn.clone();
+    then(peer, control).await;
+    match tokio::time::timeout(T, conn.closed()).await {
+        Ok(quinn::ConnectionError::ApplicationClosed(c)) => c.error_code.into_inner(),
+        other => panic!("expected an application close, got {other:?}"),
+    }
+}
+
+/// Keeps streams open until the connection closes (dropping a quinn SendStream finishes it,
+/// which on a critical stream would itself be an error).
+async fn hold(peer: RawPeer, streams: Vec<quinn::SendStream>) {
+    let _ = tokio::time::timeout(T, peer.conn.closed()).await;
+    drop(streams);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Real peers' bytes
+
+#[test]
+fn chromium_like_peer() {
+    let srv = EchoServer::start();
+    wire(async {
+        // SETTINGS byte for byte as Chromium 156 sends them, plus its GREASE pair.
+        let mut settings = hex(CHROMIUM_SETTINGS);
+        settings.extend(vi(0x5_69cc_8f05));
+        settings.extend(vi(2_328_412_238));
+        let (peer, mut control) = RawPeer::with_settings(srv.addr, &settings).await;
+        // GREASE frame on the control stream, QPACK streams (encoder: Set Dynamic Table
+        // Capacity 0), a GREASE unidirectional stream with junk.
+        control
+            .write_all(&frame_bytes(0x21, b"grease"))
+            .await
+            .unwrap();
+        let encoder = peer.open_uni(UNI_QPACK_ENCODER, &[0x20]).await;
+        let decoder = peer.open_uni(UNI_QPACK_DECODER, &[]).await;
+        let mut grease = peer.open_uni(0x1f * 7 + 0x21, b"junk junk").await;
+        let _ = grease.finish();
+
+        let server = peer.server_settings().await;
+        assert_eq!(server.get(st::QPACK_MAX_TABLE_CAPACITY), Some(0));
+        assert!(
+            server.is_set(st::ENABLE_WEBTRANSPORT),
+            "Chromium needs 0x2b603742"
+        );
+        assert!(server.supports_datagrams());
+        assert!(
+            peer.conn.max_datagram_size().is_some(),
+            "datagram TP from wtd"
+        );
+
+        let (mut send, mut recv, resp) = peer
+            .request(&chromium_connect("/echo", "webtransport"))
+            .await;
+        assert_eq!(status(&resp), Some(200));
+        assert!(resp
+            .iter()
+            .any(|(n, v)| n == "sec-webtransport-http3-draft" && v == "draft02"));
+        assert!(peer.echo(&hex(WIRECAP_DATAGRAM)).await, "datagram echo");
+
+        // Close capsule inside a DATA frame + FIN, as Chromium does.
+        send.write_all(&hex(CLOSE_42_BYE_FRAMED)).await.unwrap();
+        send.finish().unwrap();
+        let end = srv.next_end();
+        assert_eq!(end.path, "/echo");
+        assert_eq!(end.draft, wtd_draft::WTD_DRAFT_02);
+        assert_eq!(
+            (end.info.code, end.info.reason.as_str(), end.info.cause),
+            (42, "bye", CloseCause::PeerCapsule)
+        );
+        // wtd answers with FIN on the CONNECT stream and keeps the connection (Chromium does).
+        let rest = tokio::time::timeout(T, recv.read_to_end(1024))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(rest.is_empty(), "{rest:?}");
+        assert!(peer.alive_after(Duration::from_millis(300)).await);
+        drop((control, encoder, decoder));
+    });
+}
+
+#[test]
+fn pywt061_like_peer_raw_close_capsule() {
+    let srv = EchoServer::start();
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &hex(PYWT061_SETTINGS)).await;
+        // pywt061 sets capacity 4096 on its encoder stream only once it saw our SETTINGS (0), so
+        // it sends nothing there; header order and `:authority` without port as it sends them.
+        let fields = [
+            (":method", "CONNECT"),
+            (":protocol", "webtransport"),
+            (":scheme", "https"),
+            (":path", "/echo"),
+            (":authority", "localhost"),
+        ];
+        let (mut send, _recv, resp) = peer.request(&fields).await;
+        assert_eq!(status(&resp), Some(200));
+        assert!(peer.echo(&hex(WIRECAP_DATAGRAM)).await);
+        send.write_all(&hex(CLOSE_42_BYE_RAW)).await.unwrap();
+        send.finish().unwrap();
+        let end = srv.next_end();
+        assert_eq!(end.draft, wtd_draft::WTD_DRAFT_13);
+        assert_eq!(
+            (end.info.code, end.info.reason.as_str(), end.info.cause),
+            (42, "bye", CloseCause::PeerCapsule)
+        );
+        drop(control);
+    });
+}
+
+#[test]
+fn pywt021_like_peer_webtransport_h3() {
+    let srv = EchoServer::start();
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &hex(PYWT021_SETTINGS)).await;
+        let fields = [
+            (":method", "CONNECT"),
+            (":scheme", "https"),
+            (":authority", "127.0.0.1:4433"),
+            (":path", "/echo"),
+            (":protocol", "webtransport-h3"),
+            ("user-agent", "PyWebTransport/0.21.1"),
+        ];
+        let (mut send, _recv, resp) = peer.request(&fields).await;
+        assert_eq!(status(&resp), Some(200));
+        assert!(peer.echo(&hex(WIRECAP_DATAGRAM)).await);
+        send.write_all(&hex(CLOSE_42_BYE_FRAMED)).await.unwrap();
+        send.finish().unwrap();
+        let end = srv.next_end();
+        assert_eq!(end.draft, wtd_draft::WTD_DRAFT_15);
+        assert_eq!((end.info.code, end.info.reason.as_str()), (42, "bye"));
+        drop(control);
+    });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Control stream and SETTINGS
+
+#[test]
+fn first_control_frame_not_settings_is_missing_settings() {
+    let srv = EchoServer::start();
+    // GOAWAY first, and a GREASE frame first (ignorable anywhere else, but not before SETTINGS).
+    for ty in [frame::GOAWAY, 0x21] {
+        let code = wire(async {
+            let peer = RawPeer::connect(srv.addr).await;
+            let s = peer.open_uni(UNI_CONTROL, &frame_bytes(ty, &[0])).await;
+            let code = peer.close_code().await;
+            drop(s);
+            code
+        });
+        assert_eq!(code, H3_MISSING_SETTINGS, "frame 0x{ty:x}"); // 0x10a
+    }
+}
+
+#[test]
+fn second_settings_is_frame_unexpected() {
+    let srv = EchoServer::start();
+    let code = wire(close_code_for(
+        srv.addr,
+        &basic_settings(),
+        |peer, mut c| async move {
+            c.write_all(&frame_bytes(frame::SETTINGS, &basic_settings()))
+                .await
+                .unwrap();
+            hold(peer, vec![c]).await;
+        },
+    ));
+    assert_eq!(code, H3_FRAME_UNEXPECTED); // 0x105
+}
+
+#[test]
+fn bad_settings_are_settings_error() {
+    let srv = EchoServer::start();
+    let cases: [(&str, Vec<u8>); 4] = [
+        (
+            "duplicate id",
+            settings_payload(&[(st::H3_DATAGRAM, 1), (0x7, 0), (st::H3_DATAGRAM, 1)]),
+        ),
+        ("HTTP/2 id 0x2", settings_payload(&[(0x2, 1)])),
+        ("H3_DATAGRAM=2", settings_payload(&[(st::H3_DATAGRAM, 2)])),
+        ("truncated pair", hex("33")),
+    ];
+    for (what, payload) in cases {
+        let code = wire(close_code_for(srv.addr, &payload, |peer, c| {
+            hold(peer, vec![c])
+        }));
+        assert_eq!(code, H3_SETTINGS_ERROR, "{what}"); // 0x109
+    }
+}
+
+#[test]
+fn second_control_stream_is_stream_creation_error() {
+    let srv = EchoServer::start();
+    let code = wire(close_code_for(
+        srv.addr,
+        &basic_settings(),
+        |peer, c| async move {
+            let c2 = peer.open_control(&basic_settings()).await;
+            hold(peer, vec![c, c2]).await;
+        },
+    ));
+    assert_eq!(code, H3_STREAM_CREATION_ERROR); // 0x103
+}
+
+#[test]
+fn critical_stream_fin_is_closed_critical_stream() {
+    let srv = EchoServer::start();
+    let code = wire(close_code_for(
+        srv.addr,
+        &basic_settings(),
+        |peer, mut c| async move {
+            c.finish().unwrap();
+            hold(peer, vec![]).await;
+        },
+    ));
+    assert_eq!(code, H3_CLOSED_CRITICAL_STREAM, "control FIN"); // 0x104
+    let code = wire(close_code_for(
+        srv.addr,
+        &basic_settings(),
+        |peer, c| async move {
+            let mut enc = peer.open_uni(UNI_QPACK_ENCODER, &[0x20]).await;
+            enc.finish().unwrap();
+            hold(peer, vec![c]).await;
+        },
+    ));
+    assert_eq!(code, H3_CLOSED_CRITICAL_STREAM, "encoder FIN");
+}
+
+#[test]
+fn request_frames_on_control_are_frame_unexpected() {
+    let srv = EchoServer::start();
+    for ty in [frame::DATA, frame::HEADERS, 0x06 /* HTTP/2 PING */] {
+        let code = wire(close_code_for(
+            srv.addr,
+            &basic_settings(),
+            |peer, mut c| async move {
+                c.write_all(&frame_bytes(ty, b"xx")).await.unwrap();
+                hold(peer, vec![c]).await;
+            },
+        ));
+        assert_eq!(code, H3_FRAME_UNEXPECTED, "frame 0x{ty:x}"); // 0x105
+    }
+}
+
+#[test]
+fn push_stream_from_client_is_stream_creation_error() {
+    let srv = EchoServer::start();
+    let code = wire(close_code_for(
+        srv.addr,
+        &basic_settings(),
+        |peer, c| async move {
+            let push = peer.open_uni(UNI_PUSH, &[0x00]).await;
+            hold(peer, vec![c, push]).await;
+        },
+    ));
+    assert_eq!(code, H3_STREAM_CREATION_ERROR); // 0x103
+}
+
+// ------------------------------------------------------------------------------------------------
+// QPACK
+
+#[test]
+fn encoder_stream_beyond_capacity_zero_is_encoder_stream_error() {
+    let srv = EchoServer::start();
+    let cases: [(&str, &str); 3] = [
+        ("Set Dynamic Table Capacity 4096", "3fe11f"),
+        // Chromium's first insert: `:authority` name-ref static 0, value "a".
+        ("Insert With Name Reference", "20 c0 01 61"),
+        ("Insert With Literal Name", "4161 0162"),
+    ];
+    for (what, bytes) in cases {
+        let code = wire(close_code_for(
+            srv.addr,
+            &basic_settings(),
+            |peer, c| async move {
+                let enc = peer.open_uni(UNI_QPACK_ENCODER, &hex(bytes)).await;
+                hold(peer, vec![c, enc]).await;
+            },
+        ));
+        assert_eq!(code, QPACK_ENCODER_STREAM_ERROR, "{what}"); // 0x201
+    }
+}
+
+#[test]
+fn dynamic_table_reference_is_decompression_failed() {
+    let srv = EchoServer::start();
+    let blocks = [
+        "0600d7cf8483828180", // Chromium's block against a capacity-4096 server (RIC 6)
+        "0000d780",           // RIC 0 but an indexed dynamic field line
+        "0000d710",           // post-base indexed
+        "0000ff",             // truncated static index
+    ];
+    for block in blocks {
+        let code = wire(close_code_for(
+            srv.addr,
+            &basic_settings(),
+            |peer, c| async move {
+                let (s, _r) = peer
+                    .open_bi(&frame_bytes(frame::HEADERS, &hex(block)))
+                    .await;
+                hold(peer, vec![c, s]).await;
+            },
+        ));
+        assert_eq!(code, QPACK_DECOMPRESSION_FAILED, "{block}"); // 0x200
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Request streams
+
+#[test]
+fn oversized_frame_on_request_stream_is_excessive_load() {
+    let srv = EchoServer::start();
+    for ty in [
+        frame::HEADERS,
+        0x21, /* unknown frames are skipped, but not read past the size limit */
+    ] {
+        let code = wire(close_code_for(
+            srv.addr,
+            &basic_settings(),
+            |peer, c| async move {
+                let mut head = vi(ty);
+                head.extend(vi(64 * 1024 + 1));
+                head.extend([0u8; 100]);
+                let (s, _r) = peer.open_bi(&head).await;
+                hold(peer, vec![c, s]).await;
+            },
+        ));
+        assert_eq!(code, H3_EXCESSIVE_LOAD, "frame 0x{ty:x}"); // 0x107
+    }
+}
+
+#[test]
+fn data_before_headers_is_frame_unexpected() {
+    let srv = EchoServer::start();
+    let code = wire(close_code_for(
+        srv.addr,
+        &basic_settings(),
+        |peer, c| async move {
+            let (s, _r) = peer.open_bi(&frame_bytes(frame::DATA, b"hi")).await;
+            hold(peer, vec![c, s]).await;
+        },
+    ));
+    assert_eq!(code, H3_FRAME_UNEXPECTED); // 0x105
+}
+
+#[test]
+fn plain_requests_get_http_errors_and_connection_survives() {
+    let srv = EchoServer::start();
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+        let get = [
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", "localhost"),
+            (":path", "/"),
+        ];
+        let (_s, mut r, resp) = peer.request(&get).await;
+        assert_eq!(status(&resp), Some(404), "GET");
+        assert!(
+            tokio::time::timeout(T, r.read_to_end(1024))
+                .await
+                .unwrap()
+                .is_ok(),
+            "FIN after 404"
+        );
+
+        let (_s, _r, resp) = peer.request(&chromium_connect("/echo", "websocket")).await;
+        assert_eq!(status(&resp), Some(501), "unknown :protocol");
+
+        let no_path: Vec<_> = chromium_connect("/echo", "webtransport")
+            .into_iter()
+            .filter(|(n, _)| *n != ":path")
+            .collect();
+        let (_s, _r, resp) = peer.request(&no_path).await;
+        assert_eq!(status(&resp), Some(400), "missing :path");
+
+        // Still usable: a real session on the same connection works (its quarter stream id is
+        // not 0: three requests came first).
+        let (s, _r, resp) = peer
+            .request(&chromium_connect("/echo", "webtransport"))
+            .await;
+        assert_eq!(status(&resp), Some(200));
+        let mut dg = vi(u64::from(s.id()) / 4);
+        assert_eq!(dg, [3]);
+        dg.extend_from_slice(b"still here");
+        assert!(peer.echo(&dg).await);
+        assert!(peer.alive_after(Duration::from_millis(200)).await);
+        drop(control);
+    });
+}
+
+#[test]
+fn filter_refusal_is_seen_as_status() {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.filter = Some(Box::new(
+        |req, _| if req.path == "/forbidden" { 403 } else { 200 },
+    ));
+    let srv = EchoServer::with_config(cfg);
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+        let (_s, _r, resp) = peer
+            .request(&chromium_connect("/forbidden", "webtransport"))
+            .await;
+        assert_eq!(status(&resp), Some(403));
+        let (_s, _r, resp) = peer.request(&chromium_connect("/ok", "webtransport")).await;
+        assert_eq!(status(&resp), Some(200));
+        assert!(peer.alive_after(Duration::from_millis(100)).await);
+        drop(control);
+    });
+}
+
+// ------------------------------------------------------------------------------------------------
+// Datagrams and WebTransport streams
+
+#[test]
+fn datagram_without_quarter_stream_id_is_datagram_error() {
+    let srv = EchoServer::start();
+    // Empty, and a 2-byte varint cut after its first byte.
+    for bytes in [&[][..], &[0x40][..]] {
+        let code = wire(close_code_for(
+            srv.addr,
+            &basic_settings(),
+            |peer, c| async move {
+                peer.send_datagram(bytes);
+                hold(peer, vec![c]).await;
+            },
+        ));
+        assert_eq!(code, H3_DATAGRAM_ERROR, "{bytes:02x?}"); // 0x33
+    }
+}
+
+#[test]
+fn datagram_for_unknown_session_is_dropped() {
+    let srv = EchoServer::start();
+    wire(async {
+        let (peer, control, _send, _recv) = session(srv.addr, "/echo").await;
+        // Quarter stream ids 1 (stream 4, not open) and 2^30 (4-byte varint).
+        for bytes in [&hex("01 6c6f7374")[..], &hex("80000000 6c6f7374")] {
+            peer.send_datagram(bytes);
+        }
+        // No echo of those; the session still echoes and the connection lives.
+        assert!(peer.echo(&hex(WIRECAP_DATAGRAM)).await);
+        assert!(peer.alive_after(Duration::from_millis(200)).await);
+        drop(control);
+    });
+}
+
+#[test]
+fn webtransport_bidi_stream_is_rejected_connection_survives() {
+    let srv = EchoServer::start();
+    wire(async {
+        let (peer, control, _send, _recv) = session(srv.addr, "/echo").await;
+        // WEBTRANSPORT_STREAM 0x41 (a 2-byte varint: 40 41), session id 0, then stream data.
+        let (s, mut r) = peer.open_bi(&hex("4041 00 68656c6c6f")).await;
+        let stopped = tokio::time::timeout(T, s.stopped()).await.unwrap();
+        assert_eq!(
+            stopped.unwrap().map(|c| c.into_inner()),
+            Some(WT_BUFFERED_STREAM_REJECTED)
+        );
+        match tokio::time::timeout(T, r.read_chunk(16, true))
+            .await
+            .unwrap()
+        {
+            Err(quinn::ReadError::Reset(c)) => {
+                assert_eq!(c.into_inner(), WT_BUFFERED_STREAM_REJECTED)
+            }
+            other => panic!("expected a reset, got {other:?}"),
+        }
+        assert!(peer.echo(&hex(WIRECAP_DATAGRAM)).await);
+        assert!(peer.alive_after(Duration::from_millis(200)).await);
+        drop(control);
+    });
+}
+
+#[test]
+fn two_sessions_on_one_connection_route_datagrams() {
+    let srv = EchoServer::start();
+    wire(async {
+        let (peer, control, _s0, _r0) = session(srv.addr, "/a").await;
+        let (s1, _r1, resp) = peer.request(&chromium_connect("/b", "webtransport")).await;
+        assert_eq!(status(&resp), Some(200));
+        assert_eq!(u64::from(s1.id()), 4);
+        assert!(peer.echo(&hex("00 61")).await, "session 0");
+        assert!(
+            peer.echo(&hex("01 62")).await,
+            "session 1 (quarter stream id 1)"
+        );
+        drop(control);
+    });
+}
+
+// ------------------------------------------------------------------------------------------------
+// The CONNECT stream after the 200
+
+#[test]
+fn connect_stream_ends_map_to_close_causes() {
+    let srv = EchoServer::start();
+    wire(async {
+        // FIN without a capsule.
+        let (peer, control, mut send, _recv) = session(srv.addr, "/fin").await;
+        send.finish().unwrap();
+        let end = srv.next_end();
+        assert_eq!(
+            (end.path.as_str(), end.info.code, end.info.cause),
+            ("/fin", 0, CloseCause::PeerFin)
+        );
+        // RESET_STREAM.
+        let (mut send, _recv, resp) = peer
+            .request(&chromium_connect("/reset", "webtransport"))
+            .await;
+        assert_eq!(status(&resp), Some(200));
+        send.reset(quinn::VarInt::from_u32(0x10c)).unwrap();
+        let end = srv.next_end();
+        assert_eq!(
+            (end.path.as_str(), end.info.cause),
+            ("/reset", CloseCause::PeerReset)
+        );
+        // DRAIN then CLOSE, both DATA-framed, then an unknown capsule and a GREASE frame.
+        let (mut send, _recv, resp) = peer
+            .request(&chromium_connect("/drain", "webtransport"))
+            .await;
+        assert_eq!(status(&resp), Some(200));
+        let mut bytes = frame_bytes(frame::DATA, &hex("80 0078ae 00"));
+        bytes.extend(frame_bytes(
+            frame::DATA,
+            &frame_bytes(0x29, b"unknown capsule"),
+        ));
+        bytes.extend(frame_bytes(0x21, b"grease"));
+        bytes.extend(hex("00 0d 68 43 0a 00000007 6472616e6564")); // close(7, "draned")
+        send.write_all(&bytes).await.unwrap();
+        let end = srv.next_end();
+        assert_eq!(
+            (end.info.code, end.info.reason.as_str(), end.info.cause),
+            (7, "draned", CloseCause::PeerCapsule)
+        );
+        assert!(peer.alive_after(Duration::from_millis(200)).await);
+        drop(control);
+    });
+}
+
+#[test]
+fn malformed_connect_stream_closes_connection() {
+    let srv = EchoServer::start();
+    let cases: [(&str, Vec<u8>, u64); 4] = [
+        (
+            "HEADERS after the 200",
+            headers_frame(&[("x", "y")]),
+            H3_FRAME_UNEXPECTED,
+        ),
+        (
+            "close capsule shorter than its code",
+            hex("00 04 684301 00"),
+            H3_MESSAGE_ERROR,
+        ),
+        (
+            "64 KiB + 1 DATA frame",
+            [vi(0), vi(64 * 1024 + 1), vec![0; 64]].concat(),
+            H3_EXCESSIVE_LOAD,
+        ),
+        (
+            "64 KiB + 1 raw capsule",
+            [vi(0x2843), vi(64 * 1024 + 1), vec![0; 64]].concat(),
+            H3_EXCESSIVE_LOAD,
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        let code = wire(async {
+            let (peer, control, mut send, _recv) = session(srv.addr, "/bad").await;
+            send.write_all(&bytes).await.unwrap();
+            let code = peer.close_code().await;
+            drop((control, send));
+            code
+        });
+        assert_eq!(code, want, "{what}");
+    }
+}
+
+#[test]
+fn truncated_frame_at_fin_is_frame_error() {
+    let srv = EchoServer::start();
+    // A request stream that ends inside its HEADERS frame.
+    let code = wire(close_code_for(
+        srv.addr,
+        &basic_settings(),
+        |peer, c| async move {
+            let mut head = headers_frame(&chromium_connect("/t", "webtransport"));
+            head.truncate(head.len() - 3);
+            let (mut s, _r) = peer.open_bi(&head).await;
+            s.finish().unwrap();
+            hold(peer, vec![c]).await;
+        },
+    ));
+    assert_eq!(code, H3_FRAME_ERROR, "request stream"); // 0x106
+                                                        // A CONNECT stream that ends inside a DATA frame.
+    let code = wire(async {
+        let (peer, control, mut send, _recv) = session(srv.addr, "/t").await;
+        send.write_all(&hex("00 0a 68 43 07 0000")).await.unwrap();
+        send.finish().unwrap();
+        let code = peer.close_code().await;
+        drop(control);
+        code
+    });
+    assert_eq!(code, H3_FRAME_ERROR, "CONNECT stream");
+}
+
+#[test]
+fn connect_before_settings_waits_for_them() {
+    let srv = EchoServer::start();
+    wire(async {
+        let peer = RawPeer::connect(srv.addr).await;
+        let (_s, mut r) = peer
+            .open_bi(&headers_frame(&chromium_connect("/early", "webtransport")))
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let control = peer.open_control(&basic_settings()).await;
+        let resp = read_response(&mut r).await.unwrap();
+        assert_eq!(status(&resp), Some(200));
+        assert!(peer.echo(&hex("00 65")).await);
+        drop(control);
+    });
+}
+
+#[test]
+fn malformed_goaway_is_frame_error() {
+    let srv = EchoServer::start();
+    let code = wire(close_code_for(
+        srv.addr,
+        &basic_settings(),
+        |peer, mut c| async move {
+            c.write_all(&frame_bytes(frame::GOAWAY, &hex("00 00")))
+                .await
+                .unwrap();
+            hold(peer, vec![c]).await;
+        },
+    ));
+    assert_eq!(code, H3_FRAME_ERROR); // 0x106
+}

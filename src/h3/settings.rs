@@ -60,6 +60,9 @@ impl Settings {
             (WEBTRANSPORT_MAX_SESSIONS_D07, MAX_SESSIONS_ADVERTISED),
             (WT_MAX_SESSIONS_D13, MAX_SESSIONS_ADVERTISED),
             (WT_ENABLED, 1),
+            // pywebtransport 0.21 refuses a second session on a connection whose peer announced
+            // no WT_INITIAL_MAX_DATA ("wt_session validate exceeded"); found by the interop suite.
+            (WT_INITIAL_MAX_DATA, 16_777_216),
         ])
     }
 
@@ -196,6 +199,8 @@ mod tests {
             local
         );
         assert_eq!(local.get(QPACK_MAX_TABLE_CAPACITY), Some(0));
+        // Needed for several pywebtransport 0.21 sessions on one connection.
+        assert!(local.is_set(WT_INITIAL_MAX_DATA));
         let dup = hex("3301 3301");
         assert_eq!(
             Settings::decode_payload(&dup).unwrap_err().code,

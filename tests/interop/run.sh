@@ -32,7 +32,8 @@ PY311="$CACHE/py311/bin/python"
 
 ALL_CASES=(chromium_echo chromium_multi_session pywt021_client_to_wtd_server wtd_client_to_pywt021_server
            wtd_client_to_aioquic_server pywt061_client_to_wtd_server
-           pywt061_structured_to_wtd_structured pywt061_reliability_wire_format)
+           pywt061_structured_to_wtd_structured pywt061_reliability_wire_format
+           pywt021_multi_session_one_connection)
 # run only when named: structured datagrams (pywebtransport 0.6.1 StructuredDatagramTransport) through the echo server
 EXTRA_CASES=(pywt061_structured_to_wtd_server)
 
@@ -248,6 +249,21 @@ case_pywt021_client_to_wtd_server() {
   check_server_sessions 1 "$EXPECT_DRAFT"
   stop_server
   SUMMARY="$(jget "$CLIENT_JSON" '"sent=%s received=%s sizes=%s max_datagram=%s resent=%s rtt_p50_us=%s closed=42/bye" % (j["sent"], j["received"], j["sizes"], j["max_datagram"], j["resent"], j["rtt_p50_us"])')"
+}
+
+# pywebtransport 0.21.1 opens 3 sessions on ONE connection (connection.create_session); each gets only its own
+# echoes. The server log must show 3 distinct session ids (CONNECT stream ids 0, 4, 8 on one connection).
+case_pywt021_multi_session_one_connection() {
+  start_sut_server pywt021
+  run_client pywt021_multi_client 60 "$PY312" "$HERE/pywt021_multi_client.py" "https://127.0.0.1:$SERVER_PORT/multi"
+  [ "$CLIENT_RC" = 0 ] || fail "pywt021 multi-session client: $(jget "$CLIENT_JSON" 'j.get("error") or j')"
+  check_server_sessions 3 "$EXPECT_DRAFT"
+  if [ "$SELF_CHECK" != 1 ]; then
+    local ids; ids="$(grep -oE 'SESSION_OPEN id=[0-9]+' "$SERVER_LOG" | sort -u | wc -l)"
+    [ "$ids" = 3 ] || fail "expected 3 distinct session ids on one connection, got $ids"
+  fi
+  stop_server
+  SUMMARY="$(jget "$CLIENT_JSON" '"sessions=%d same_connection=%s per-session received/sent=%s foreign=%d" % (len(j["sessions"]), j["same_connection"], ",".join("%d/%d" % (r["received"], r["sent"]) for r in j["sessions"]), sum(r["foreign"] for r in j["sessions"]))')"
 }
 
 case_pywt061_client_to_wtd_server() {

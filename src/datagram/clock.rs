@@ -20,8 +20,8 @@ pub struct SystemClock {
 }
 
 impl SystemClock {
-    /// A clock starting now.
-    pub fn new() -> Arc<dyn Clock> {
+    /// A clock starting now, ready to share.
+    pub fn shared() -> Arc<dyn Clock> {
         let start_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());

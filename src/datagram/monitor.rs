@@ -127,7 +127,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Monitor {
     /// A monitor of `transport` (not sampling until `start`).
     pub fn new(transport: &DatagramTransport, config: MonitorConfig) -> Result<Self> {
-        Self::with_clock(transport, config, SystemClock::new())
+        Self::with_clock(transport, config, SystemClock::shared())
     }
 
     /// As `new` with an explicit clock (tests).

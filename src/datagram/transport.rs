@@ -77,6 +77,9 @@ pub struct Received {
     pub receive_time: f64,
 }
 
+/// One queue's (size, high water mark, (priority, count) per priority present, highest first).
+pub type QueueSnapshot = (usize, usize, Vec<(i32, usize)>);
+
 /// Takes arriving datagrams meant for a layer above (returns true when it consumed one).
 pub type Interceptor = Arc<dyn Fn(&Bytes) -> bool + Send + Sync>;
 
@@ -161,7 +164,7 @@ fn max_age_us(d: Option<Duration>) -> u64 {
 impl DatagramTransport {
     /// Attaches a transport to a link (taking over its receive path) with the system clock.
     pub fn new(link: Arc<dyn Link>, config: TransportConfig) -> Result<Self> {
-        Self::with_clock(link, config, SystemClock::new())
+        Self::with_clock(link, config, SystemClock::shared())
     }
 
     /// Attaches a transport to a session: from now on the session's datagrams arrive through the
@@ -520,7 +523,7 @@ impl DatagramTransport {
         lock(&self.inner.out).queue.len()
     }
     /// (size, high water mark, (priority, count)…) of the outgoing and incoming queues.
-    pub fn queue_stats(&self) -> [(usize, usize, Vec<(i32, usize)>); 2] {
+    pub fn queue_stats(&self) -> [QueueSnapshot; 2] {
         let o = lock(&self.inner.out);
         let out = (
             o.queue.len(),

@@ -12,6 +12,10 @@
 //! * Versioned options structs start with `uint32_t struct_size`: read them with
 //!   [`read_options`] / [`read_options_or_default`].
 
+// Every export documents its pointer contract (what may be NULL, what must stay valid) in its
+// `///` text, which cbindgen copies into wtd.h; a separate `# Safety` heading would not reach C.
+#![allow(clippy::missing_safety_doc)]
+
 use std::any::Any;
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};

@@ -1242,6 +1242,15 @@ pub unsafe extern "C" fn wtd_transport_set_callbacks(
     })
 }
 
+/// Runs a property getter: checks the handle, writes `f(transport)` to `out`.
+unsafe fn getter<T>(
+    transport: *const wtd_transport,
+    out: *mut T,
+    f: impl FnOnce(&DatagramTransport) -> T,
+) -> wtd_result {
+    guard(|| write_out(out, f(self::transport(transport)?), "out"))
+}
+
 // ----- properties --------------------------------------------------------------------------
 
 /// Payload bytes handed to QUIC (`stats.bytes_sent`).
@@ -1252,10 +1261,7 @@ pub unsafe extern "C" fn wtd_transport_bytes_sent(
     transport: *const wtd_transport,
     out: *mut u64,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.stats().bytes_sent, "out")
-    })
+    getter(transport, out, |t| t.stats().bytes_sent)
 }
 
 /// Payload bytes that arrived for this session (`stats.bytes_received`).
@@ -1266,10 +1272,7 @@ pub unsafe extern "C" fn wtd_transport_bytes_received(
     transport: *const wtd_transport,
     out: *mut u64,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.stats().bytes_received, "out")
-    })
+    getter(transport, out, |t| t.stats().bytes_received)
 }
 
 /// Datagrams handed to QUIC (`stats.datagrams_sent`).
@@ -1280,10 +1283,7 @@ pub unsafe extern "C" fn wtd_transport_datagrams_sent(
     transport: *const wtd_transport,
     out: *mut u64,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.stats().datagrams_sent, "out")
-    })
+    getter(transport, out, |t| t.stats().datagrams_sent)
 }
 
 /// Datagrams that arrived for this session (`stats.datagrams_received`).
@@ -1294,10 +1294,7 @@ pub unsafe extern "C" fn wtd_transport_datagrams_received(
     transport: *const wtd_transport,
     out: *mut u64,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.stats().datagrams_received, "out")
-    })
+    getter(transport, out, |t| t.stats().datagrams_received)
 }
 
 /// True once closed (by `wtd_transport_close`/`_free` or because the session ended).
@@ -1308,10 +1305,7 @@ pub unsafe extern "C" fn wtd_transport_is_closed(
     transport: *const wtd_transport,
     out: *mut bool,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.is_closed(), "out")
-    })
+    getter(transport, out, |t| t.is_closed())
 }
 
 /// True while datagrams can be read (open, or closed with some still queued).
@@ -1322,10 +1316,7 @@ pub unsafe extern "C" fn wtd_transport_is_readable(
     transport: *const wtd_transport,
     out: *mut bool,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.is_readable(), "out")
-    })
+    getter(transport, out, |t| t.is_readable())
 }
 
 /// True while datagrams can be sent (transport and session open).
@@ -1336,10 +1327,7 @@ pub unsafe extern "C" fn wtd_transport_is_writable(
     transport: *const wtd_transport,
     out: *mut bool,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.is_writable(), "out")
-    })
+    getter(transport, out, |t| t.is_writable())
 }
 
 /// Capacity of the outgoing queue in datagrams.
@@ -1350,10 +1338,7 @@ pub unsafe extern "C" fn wtd_transport_outgoing_high_water_mark(
     transport: *const wtd_transport,
     out: *mut usize,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.config().outgoing_high_water_mark, "out")
-    })
+    getter(transport, out, |t| t.config().outgoing_high_water_mark)
 }
 
 /// Incoming max age in ms (0 = no limit).
@@ -1364,10 +1349,7 @@ pub unsafe extern "C" fn wtd_transport_incoming_max_age(
     transport: *const wtd_transport,
     out: *mut u32,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, opt_ms(t.config().incoming_max_age), "out")
-    })
+    getter(transport, out, |t| opt_ms(t.config().incoming_max_age))
 }
 
 /// Outgoing max age in ms (0 = no limit).
@@ -1378,10 +1360,7 @@ pub unsafe extern "C" fn wtd_transport_outgoing_max_age(
     transport: *const wtd_transport,
     out: *mut u32,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, opt_ms(t.config().outgoing_max_age), "out")
-    })
+    getter(transport, out, |t| opt_ms(t.config().outgoing_max_age))
 }
 
 /// Datagrams accepted for sending so far: handed to QUIC or queued (local counter, never on the
@@ -1393,10 +1372,7 @@ pub unsafe extern "C" fn wtd_transport_send_sequence(
     transport: *const wtd_transport,
     out: *mut u64,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.send_sequence(), "out")
-    })
+    getter(transport, out, |t| t.send_sequence())
 }
 
 /// Datagrams that arrived so far (local counter, never on the wire).
@@ -1407,10 +1383,7 @@ pub unsafe extern "C" fn wtd_transport_receive_sequence(
     transport: *const wtd_transport,
     out: *mut u64,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.receive_sequence(), "out")
-    })
+    getter(transport, out, |t| t.receive_sequence())
 }
 
 /// The session id (CONNECT stream id; equal on both ends).
@@ -1421,10 +1394,7 @@ pub unsafe extern "C" fn wtd_transport_session_id(
     transport: *const wtd_transport,
     out: *mut u64,
 ) -> wtd_result {
-    guard(|| {
-        let t = self::transport(transport)?;
-        write_out(out, t.session_id(), "out")
-    })
+    getter(transport, out, |t| t.session_id())
 }
 
 /// Sets the incoming max age in ms (0 = no limit): queued datagrams older than this are dropped

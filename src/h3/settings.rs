@@ -102,8 +102,8 @@ impl Settings {
     pub fn decode_payload(mut buf: &[u8]) -> Result<Self, H3Error> {
         let mut pairs: Vec<(u64, u64)> = Vec::new();
         while !buf.is_empty() {
-            let (id, a) = varint::decode(buf).ok_or_else(|| truncated())?;
-            let (value, b) = varint::decode(&buf[a..]).ok_or_else(|| truncated())?;
+            let (id, a) = varint::decode(buf).ok_or_else(truncated)?;
+            let (value, b) = varint::decode(&buf[a..]).ok_or_else(truncated)?;
             buf = &buf[a + b..];
             if matches!(id, 0x0 | 0x2 | 0x3 | 0x4 | 0x5) {
                 return Err(H3Error::new(

@@ -1382,7 +1382,8 @@ enum wtd_result wtd_client_connect(const char *url,
 /**
  * Opens another session to `path` on the same connection as the client session `session`
  * (several sessions share one QUIC connection; datagrams are routed per session). Blocking
- * like `wtd_client_connect`. `*out` owns the new session.
+ * like `wtd_client_connect`; uses the options `session` was connected with (timeouts, queue
+ * capacity, origin). `*out` owns the new session.
  */
 enum wtd_result wtd_session_open_sibling(struct wtd_session *session_,
                                          const char *path,

@@ -6,8 +6,8 @@ use std::ffi::c_char;
 use std::time::Duration;
 
 use super::server::quic_settings;
-use super::session::{new_handle, session, wtd_session};
-use super::{arg_opt_str, arg_str, guard, read_options_or_default, write_out};
+use super::session::{new_client_handle, wtd_session};
+use super::{arg_opt_str, arg_ref, arg_str, guard, read_options_or_default, write_out};
 use crate::endpoint::client::{self, ClientConfig};
 use crate::endpoint::tls::Verification;
 use crate::error::{wtd_result, Error, Result};
@@ -136,14 +136,16 @@ pub unsafe extern "C" fn wtd_client_connect(
             return Err(Error::invalid("out is NULL"));
         }
         let o = read_options_or_default(options, client_defaults(), CLIENT_OPTIONS_V1, "options")?;
-        let s = client::connect(url, &config_from(&o)?)?;
-        write_out(out, new_handle(s), "out")
+        let config = config_from(&o)?;
+        let s = client::connect(url, &config)?;
+        write_out(out, new_client_handle(s, Some(config)), "out")
     })
 }
 
 /// Opens another session to `path` on the same connection as the client session `session`
 /// (several sessions share one QUIC connection; datagrams are routed per session). Blocking
-/// like `wtd_client_connect`. `*out` owns the new session.
+/// like `wtd_client_connect`; uses the options `session` was connected with (timeouts, queue
+/// capacity, origin). `*out` owns the new session.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_open_sibling(
     session_: *mut wtd_session,
@@ -151,12 +153,13 @@ pub unsafe extern "C" fn wtd_session_open_sibling(
     out: *mut *mut wtd_session,
 ) -> wtd_result {
     guard(|| {
-        let s = session(session_)?;
+        let handle = arg_ref(session_ as *const wtd_session, "session")?;
         let path = arg_str(path, "path")?;
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
         }
-        let sibling = client::open_sibling(s, path, &ClientConfig::default())?;
-        write_out(out, new_handle(sibling), "out")
+        let config = handle.client_config.clone().unwrap_or_default();
+        let sibling = client::open_sibling(&handle.inner, path, &config)?;
+        write_out(out, new_client_handle(sibling, Some(config)), "out")
     })
 }

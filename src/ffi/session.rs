@@ -19,11 +19,24 @@ use crate::session::{Session, SessionCallbacks};
 /// `on_session` callback or `wtd_client_connect`; release with `wtd_session_free`.
 pub struct wtd_session {
     pub(crate) inner: Session,
+    /// Client sessions: the options they were opened with (sibling sessions inherit them).
+    pub(crate) client_config: Option<crate::endpoint::client::ClientConfig>,
 }
 
 /// Wraps a session in a new C handle (one strong reference owned by the caller).
 pub(crate) fn new_handle(session: Session) -> *mut wtd_session {
-    Arc::into_raw(Arc::new(wtd_session { inner: session })) as *mut wtd_session
+    new_client_handle(session, None)
+}
+
+/// [`new_handle`] for a client session, remembering its options.
+pub(crate) fn new_client_handle(
+    session: Session,
+    client_config: Option<crate::endpoint::client::ClientConfig>,
+) -> *mut wtd_session {
+    Arc::into_raw(Arc::new(wtd_session {
+        inner: session,
+        client_config,
+    })) as *mut wtd_session
 }
 
 /// Borrows the session behind a handle; NULL → invalid argument.

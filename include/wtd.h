@@ -932,6 +932,17 @@ typedef struct wtd_session_stats {
      * Current payload capacity of one datagram.
      */
     uint64_t max_datagram_size;
+    /**
+     * Connection-wide (shared by every session on the QUIC connection): packets QUIC declared
+     * lost. Datagrams are never retransmitted, so losses below wtd (network, kernel socket
+     * buffers) show here rather than in wtd's own drop counters.
+     */
+    uint64_t connection_lost_packets;
+    /**
+     * Connection-wide: DATAGRAM frames QUIC received (all sessions); compare with the sum of
+     * `datagrams_received` to see datagrams quinn dropped before wtd read them.
+     */
+    uint64_t connection_datagram_frames_received;
 } wtd_session_stats;
 
 /**

@@ -165,6 +165,11 @@ impl Session {
     pub fn max_datagram_size(&self) -> usize {
         self.core.max_datagram_size()
     }
+    /// QUIC statistics of the connection this session runs on (shared by its sessions): lost
+    /// packets, DATAGRAM frames received, congestion state.
+    pub fn connection_stats(&self) -> quinn::ConnectionStats {
+        self.core.conn.quic.stats()
+    }
     /// True once the peer asked to wind down (DRAIN capsule or GOAWAY).
     pub fn is_draining(&self) -> bool {
         self.core.is_draining()

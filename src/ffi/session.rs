@@ -86,6 +86,13 @@ pub struct wtd_session_stats {
     pub rtt_us: u64,
     /// Current payload capacity of one datagram.
     pub max_datagram_size: u64,
+    /// Connection-wide (shared by every session on the QUIC connection): packets QUIC declared
+    /// lost. Datagrams are never retransmitted, so losses below wtd (network, kernel socket
+    /// buffers) show here rather than in wtd's own drop counters.
+    pub connection_lost_packets: u64,
+    /// Connection-wide: DATAGRAM frames QUIC received (all sessions); compare with the sum of
+    /// `datagrams_received` to see datagrams quinn dropped before wtd read them.
+    pub connection_datagram_frames_received: u64,
 }
 
 /// Called for each datagram of a session. `data` is valid only during the call.
@@ -446,6 +453,7 @@ pub unsafe extern "C" fn wtd_session_get_stats(
     guard(|| {
         let s = self::session(session)?;
         let st = s.stats();
+        let q = s.connection_stats();
         let v = wtd_session_stats {
             struct_size: std::mem::size_of::<wtd_session_stats>() as u32,
             reserved: 0,
@@ -458,6 +466,8 @@ pub unsafe extern "C" fn wtd_session_get_stats(
             queued: st.queued,
             rtt_us: s.rtt().as_micros() as u64,
             max_datagram_size: s.max_datagram_size() as u64,
+            connection_lost_packets: q.path.lost_packets,
+            connection_datagram_frames_received: q.frame_rx.datagram,
         };
         write_out(out, v, "out")
     })

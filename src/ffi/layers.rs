@@ -18,7 +18,7 @@ use super::session::timeout_of;
 use super::transport::wtd_transport;
 use super::{
     arg_bytes, arg_ref, guard, guard_void, into_handle, read_options, read_options_or_default,
-    write_out,
+    weak_handle, write_out, UserData,
 };
 use crate::datagram::broadcaster::Broadcaster;
 use crate::datagram::monitor::{wtd_alert_kind, Alert, Monitor, MonitorConfig, Sample};
@@ -44,20 +44,6 @@ fn ms(v: u32) -> Duration {
 
 fn to_ms(d: Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
-/// A `void *user_data` that callbacks may carry to other threads (the caller promised it may).
-#[derive(Clone, Copy)]
-struct UserData(*mut c_void);
-// SAFETY: the pointer is only handed back to the caller's callbacks, as documented.
-unsafe impl Send for UserData {}
-unsafe impl Sync for UserData {}
-
-impl UserData {
-    /// The raw pointer (a method, so closures capture the whole Send+Sync wrapper).
-    fn get(&self) -> *mut c_void {
-        self.0
-    }
 }
 
 /// Checks `buf`/`cap`/`out_len` of a receive call and returns the buffer as a slice.
@@ -721,11 +707,7 @@ pub unsafe extern "C" fn wtd_reliability_set_callbacks(
             handle.inner.set_callbacks(None);
             return Ok(());
         }
-        // SAFETY: `reliability` came from Arc::into_raw; take another strong ref to derive a Weak.
-        Arc::increment_strong_count(reliability as *const wtd_reliability);
-        let strong = Arc::from_raw(reliability as *const wtd_reliability);
-        let weak: Weak<wtd_reliability> = Arc::downgrade(&strong);
-        drop(strong);
+        let weak: Weak<wtd_reliability> = weak_handle(reliability as *const wtd_reliability);
         let mut rust = ReliabilityCallbacks::default();
         if let Some(f) = on_message {
             let (w, ud) = (weak.clone(), UserData(user_data));

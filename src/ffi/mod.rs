@@ -595,3 +595,27 @@ mod tests {
         }
     }
 }
+
+/// A `void *user_data` that callbacks may carry to other threads (the caller promised it may).
+#[derive(Clone, Copy)]
+pub(crate) struct UserData(pub(crate) *mut std::ffi::c_void);
+// SAFETY: the pointer is only handed back to the caller's own callbacks, as documented.
+unsafe impl Send for UserData {}
+unsafe impl Sync for UserData {}
+
+impl UserData {
+    /// The raw pointer (a method, so closures capture the whole Send+Sync wrapper).
+    pub(crate) fn get(&self) -> *mut std::ffi::c_void {
+        self.0
+    }
+}
+
+/// A weak reference to an `Arc`-backed handle, for callbacks that must never see it freed.
+///
+/// # Safety
+/// `p` must come from `Arc::into_raw` and still be alive.
+pub(crate) unsafe fn weak_handle<T>(p: *const T) -> std::sync::Weak<T> {
+    std::sync::Arc::increment_strong_count(p);
+    let strong = std::sync::Arc::from_raw(p);
+    std::sync::Arc::downgrade(&strong)
+}

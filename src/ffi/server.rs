@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::session::{new_handle, timeout_of, wtd_session};
 use super::{
     arg_opt_str, arg_ref, copy_str_out, free_handle, guard, into_handle, read_options_or_default,
-    write_out,
+    write_out, UserData,
 };
 use crate::endpoint::server::{Identity, Server, ServerConfig};
 use crate::endpoint::tls::hex;
@@ -101,18 +101,6 @@ fn server_defaults() -> wtd_server_options {
 }
 
 const SERVER_OPTIONS_V1: usize = std::mem::size_of::<wtd_server_options>();
-
-struct UserData(*mut c_void);
-// SAFETY: only handed back to the caller's own callbacks, as documented.
-unsafe impl Send for UserData {}
-unsafe impl Sync for UserData {}
-
-impl UserData {
-    /// The raw pointer (a method, so closures capture the whole Send+Sync wrapper).
-    fn get(&self) -> *mut c_void {
-        self.0
-    }
-}
 
 /// Fills `*options` with the defaults (and its `struct_size`).
 #[no_mangle]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{
     arg_bytes, arg_opt_str, arg_ref, copy_str_out, guard, guard_value, read_options_or_default,
-    write_out,
+    weak_handle, write_out, UserData,
 };
 use crate::error::{wtd_result, Error, Result};
 use crate::h3::wtd_draft;
@@ -131,18 +131,6 @@ pub struct wtd_session_callbacks {
 }
 
 const CALLBACKS_V1: usize = std::mem::size_of::<wtd_session_callbacks>();
-
-struct UserData(*mut c_void);
-// SAFETY: the pointer is only handed back to the caller's callbacks, as documented.
-unsafe impl Send for UserData {}
-unsafe impl Sync for UserData {}
-
-impl UserData {
-    /// The raw pointer (a method, so closures capture the whole Send+Sync wrapper).
-    fn get(&self) -> *mut c_void {
-        self.0
-    }
-}
 
 /// Sends one datagram now, without blocking.
 /// Errors: WTD_ERR_INVALID_ARGUMENT for `len == 0`, WTD_ERR_TOO_LARGE above `wtd_session_max_datagram_size`,
@@ -272,11 +260,7 @@ pub unsafe extern "C" fn wtd_session_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options_or_default(callbacks, zero, CALLBACKS_V1, "callbacks")?;
-        // SAFETY: `session` came from Arc::into_raw; take another strong ref to derive a Weak.
-        Arc::increment_strong_count(session as *const wtd_session);
-        let strong = Arc::from_raw(session as *const wtd_session);
-        let weak: Weak<wtd_session> = Arc::downgrade(&strong);
-        drop(strong);
+        let weak: Weak<wtd_session> = weak_handle(session as *const wtd_session);
         let mut rust = SessionCallbacks::default();
         if let Some(f) = cbs.on_datagram {
             let (w, ud) = (weak.clone(), UserData(cbs.user_data));

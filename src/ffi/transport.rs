@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::session::{session, timeout_of, wtd_datagram_buffer, wtd_session};
 use super::{
     arg_bytes, arg_ref, copy_bytes_out, copy_str_out, guard, guard_value, read_options_or_default,
-    write_out,
+    weak_handle, write_out, UserData,
 };
 use crate::datagram::json;
 use crate::datagram::report::{self, wtd_issue};
@@ -1171,18 +1171,6 @@ pub struct wtd_transport_callbacks {
 
 const CALLBACKS_V1: usize = std::mem::size_of::<wtd_transport_callbacks>();
 
-struct UserData(*mut c_void);
-// SAFETY: the pointer is only handed back to the caller's callbacks, as documented.
-unsafe impl Send for UserData {}
-unsafe impl Sync for UserData {}
-
-impl UserData {
-    /// The raw pointer (a method, so closures capture the whole Send+Sync wrapper).
-    fn get(&self) -> *mut c_void {
-        self.0
-    }
-}
-
 /// Installs the event callbacks (the seed's datagram sent / received events); NULL `callbacks`
 /// removes them. They run on a wtd runtime thread (the session's connection task), never two at
 /// once for one connection, so never in parallel for one transport. Inside them non-blocking wtd
@@ -1210,11 +1198,7 @@ pub unsafe extern "C" fn wtd_transport_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options_or_default(callbacks, zero, CALLBACKS_V1, "callbacks")?;
-        // SAFETY: `transport` came from Arc::into_raw; take another strong ref to derive a Weak.
-        Arc::increment_strong_count(transport as *const wtd_transport);
-        let strong = Arc::from_raw(transport as *const wtd_transport);
-        let weak: Weak<wtd_transport> = Arc::downgrade(&strong);
-        drop(strong);
+        let weak: Weak<wtd_transport> = weak_handle(transport as *const wtd_transport);
         let mut rust = TransportCallbacks::default();
         if let Some(f) = cbs.on_received {
             let (w, ud) = (weak.clone(), UserData(cbs.user_data));

@@ -53,6 +53,9 @@ pub struct SessionStats {
 struct IncomingState {
     queue: VecDeque<Bytes>,
     closed: Option<CloseInfo>,
+    /// Threads blocked in a receive: a datagram wakes one only when there is one (a futex
+    /// wake per datagram would cost more than everything else on the receive path).
+    waiters: usize,
 }
 
 /// The receive side of a session: queue, waiters, callbacks, counters.
@@ -113,8 +116,11 @@ impl SessionEvents for Incoming {
             self.dropped_full.fetch_add(1, Ordering::Relaxed);
         }
         st.queue.push_back(payload);
+        let wake = st.waiters > 0;
         drop(st);
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     fn on_closed(&self, info: &CloseInfo) {
@@ -241,14 +247,8 @@ impl Session {
             if st.closed.is_some() || self.core.is_closed() {
                 return Err(Error::closed("session is closed"));
             }
-            match deadline {
-                None => {
-                    st = self
-                        .incoming
-                        .ready
-                        .wait(st)
-                        .unwrap_or_else(|e| e.into_inner())
-                }
+            let wait = match deadline {
+                None => None,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
@@ -258,14 +258,25 @@ impl Session {
                             Error::timeout("no datagram arrived in time")
                         });
                     }
-                    st = self
-                        .incoming
-                        .ready
-                        .wait_timeout(st, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    Some(d - now)
                 }
-            }
+            };
+            st.waiters += 1;
+            st = match wait {
+                None => self
+                    .incoming
+                    .ready
+                    .wait(st)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(w) => {
+                    self.incoming
+                        .ready
+                        .wait_timeout(st, w)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+            st.waiters -= 1;
         }
     }
 

@@ -129,6 +129,7 @@ static int server_count(int use_transport) {
     wtd_datagram_buffer bufs[B];
     for (int i = 0; i < B; i++) bufs[i] = (wtd_datagram_buffer){store[i], CAP, 0};
     uint64_t cpu0 = cpu_us(), n = 0, bytes = 0, first = 0, last = 0;
+    unsigned long long spurious = 0;
     for (;;) {
         size_t got = 0;
         int32_t wait = first ? 500 : 15000;
@@ -137,12 +138,20 @@ static int server_count(int use_transport) {
             r = wtd_transport_receive_multiple(t, bufs, B, &got, wait);
         } else {
             r = wtd_session_receive_batch(s, bufs, B, &got);
+            /* Every buffer holds 2048 B, so BUFFER_TOO_SMALL here is the race in
+             * wtd_session_receive_batch (queue empty when taken, a datagram arrives before its
+             * peek): count it and poll again. */
+            if (r == WTD_ERR_BUFFER_TOO_SMALL) { spurious++; continue; }
             if (r == WTD_OK && got == 0) {
                 r = wtd_session_receive(s, store[0], CAP, &bufs[0].len, wait);
                 got = r == WTD_OK;
             }
         }
-        if (r != WTD_OK) break; /* timeout (idle) or closed */
+        if (r != WTD_OK) { /* timeout (idle) or closed */
+            if (r != WTD_ERR_TIMEOUT && r != WTD_ERR_CLOSED)
+                fprintf(stderr, "wtd_bench: receive stopped: %s (%s)\n", wtd_result_str(r), wtd_last_error_message());
+            break;
+        }
         for (size_t i = 0; i < got; i++) bytes += bufs[i].len;
         n += got;
         last = now_ns();
@@ -159,9 +168,9 @@ static int server_count(int use_transport) {
         wtd_session_get_stats(s, &st);
         dropped = st.dropped_queue_full;
     }
-    printf("{\"received\":%llu,\"bytes\":%llu,\"secs\":%.6f,\"cpu_us\":%llu,\"receiver_queue_drops\":%llu}\n",
+    printf("{\"received\":%llu,\"bytes\":%llu,\"secs\":%.6f,\"cpu_us\":%llu,\"receiver_queue_drops\":%llu,\"spurious_buffer_too_small\":%llu}\n",
            (unsigned long long)n, (unsigned long long)bytes, (double)(last - first) / 1e9,
-           (unsigned long long)cpu, dropped);
+           (unsigned long long)cpu, dropped, spurious);
     fflush(stdout);
     wtd_transport_free(t);
     wtd_session_free(s);
@@ -232,12 +241,20 @@ static int client_blast(wtd_session *s, size_t size, double secs, int batch) {
             wtd_result r = wtd_transport_send_multiple(t, views, (size_t)batch, 0, 0, &acc);
             accepted += acc;
             if (r == WTD_ERR_TIMEOUT || r == WTD_ERR_WOULD_BLOCK) would_block++;
-            else if (r != WTD_OK) { failures++; break; }
+            else if (r != WTD_OK) {
+                failures++;
+                fprintf(stderr, "wtd_bench: send_multiple failed after %llu: %s (%s)\n", accepted, wtd_result_str(r), wtd_last_error_message());
+                break;
+            }
         } else {
             for (int k = 0; k < 64; k++) {
                 wtd_result r;
                 while ((r = wtd_session_send(s, p, size)) == WTD_ERR_WOULD_BLOCK) { would_block++; backoff(); }
-                if (r != WTD_OK) { failures++; goto done; }
+                if (r != WTD_OK) {
+                    failures++;
+                    fprintf(stderr, "wtd_bench: send failed after %llu: %s (%s)\n", accepted, wtd_result_str(r), wtd_last_error_message());
+                    goto done;
+                }
                 accepted++;
             }
         }

@@ -122,6 +122,8 @@ struct Outgoing {
 struct Incoming {
     queue: DatagramQueue,
     sequence: u64,
+    /// Receivers blocked now (an arrival wakes one only if there is one).
+    waiters: usize,
 }
 
 struct Inner {
@@ -207,6 +209,7 @@ impl DatagramTransport {
             inc: Mutex::new(Incoming {
                 queue: in_q,
                 sequence: 0,
+                waiters: 0,
             }),
             inc_ready: Condvar::new(),
             stats: Mutex::new(stats),
@@ -485,11 +488,13 @@ impl DatagramTransport {
                 }
             };
             // Bounded waits so that max-age expiry by a (manual) clock is noticed.
+            inc.waiters += 1;
             inc = inner
                 .inc_ready
                 .wait_timeout(inc, wait)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            inc.waiters -= 1;
         }
     }
 
@@ -851,13 +856,16 @@ impl LinkSink for Inner {
             enqueued_us: now,
             sequence,
         });
+        let wake = inc.waiters > 0;
         drop(inc);
         if let Push::Queued { evicted: Some(_) } = pushed {
             let mut st = lock(&self.stats);
             st.evicted_incoming += 1;
             st.receive_drops += 1;
         }
-        self.inc_ready.notify_one();
+        if wake {
+            self.inc_ready.notify_one();
+        }
     }
 
     fn link_closed(&self) {

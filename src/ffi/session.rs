@@ -209,8 +209,10 @@ pub unsafe extern "C" fn wtd_session_receive_batch(
         if slots.iter().any(|b| b.data.is_null() && b.capacity > 0) {
             return Err(Error::invalid("a buffer has data NULL with capacity > 0"));
         }
+        let mut too_big = None;
         let n = s.recv_batch_with(count, |i, d| {
             if d.len() > slots[i].capacity {
+                too_big = Some(d.len());
                 return false;
             }
             std::ptr::copy_nonoverlapping(d.as_ptr(), slots[i].data, d.len());
@@ -218,17 +220,16 @@ pub unsafe extern "C" fn wtd_session_receive_batch(
             true
         });
         if n == 0 {
-            if let Some(len) = s.peek_len() {
-                if count > 0 {
-                    return Err(Error::new(
-                        wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
-                        format!(
-                            "next datagram has {len} bytes, buffer 0 holds {}",
-                            slots[0].capacity
-                        ),
-                    ));
-                }
-            } else if s.is_closed() {
+            if let Some(len) = too_big {
+                return Err(Error::new(
+                    wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
+                    format!(
+                        "next datagram has {len} bytes, buffer 0 holds {}",
+                        slots[0].capacity
+                    ),
+                ));
+            }
+            if s.is_closed() && s.peek_len().is_none() {
                 return Err(Error::closed("session is closed"));
             }
         }

@@ -11,6 +11,8 @@
 //!   rawq_bench client ping    PORT SIZE COUNT        ping-pong, one in flight
 //!   rawq_bench client echorate PORT SIZE SECS WINDOW windowed echo (WINDOW in flight)
 //!   rawq_bench client ffi     PORT SIZE BURST ROUNDS cost of one space check + send_datagram
+//!   rawq_bench cert CERT.pem KEY.pem                 write a self-signed ECDSA P-256 pair (for
+//!                                                    the pywebtransport server)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -271,6 +273,13 @@ async fn client(args: &[String]) {
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() == 3 && args[0] == "cert" {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let ck = rcgen::generate_simple_self_signed(names).unwrap();
+        std::fs::write(&args[1], ck.cert.pem()).unwrap();
+        std::fs::write(&args[2], ck.key_pair.serialize_pem()).unwrap();
+        return;
+    }
     if args.len() < 2 {
         eprintln!("usage: rawq_bench server count|echo | rawq_bench client MODE PORT SIZE ...");
         std::process::exit(2);

@@ -1,0 +1,278 @@
+#!/usr/bin/env python3
+"""Runs every benchmark of scripts/bench.sh and prints ONE table (all figures from this run).
+
+Not a test: nothing here asserts on timings. Called by scripts/bench.sh after the release build;
+can be re-run alone:  python3 bench/run_bench.py [--secs 2] [--repeat 3] [--no-pin]
+
+Process layout: each measurement is two processes on 127.0.0.1, the receiver/server pinned to
+CPU 1 and the sender/client pinned to CPU 0 (taskset), unless --no-pin. The broadcast run is one
+process (server + 1,000 client sessions), unpinned.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RAWQ = os.path.join(ROOT, "target", "release", "rawq_bench")
+WTD = os.path.join(ROOT, "build-release", "bench", "wtd_bench")
+PY = os.path.join(ROOT, "build", "interop-cache", "py312", "bin", "python")
+PYB = os.path.join(ROOT, "bench", "py", "pywt_bench.py")
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+class Runner:
+    def __init__(self, pin):
+        self.pin = pin and shutil.which("taskset") and (os.cpu_count() or 1) >= 2
+        self.tmp = tempfile.mkdtemp(prefix="wtd-bench-")
+        self.cert = os.path.join(self.tmp, "cert.pem")
+        self.key = os.path.join(self.tmp, "key.pem")
+        subprocess.run([RAWQ, "cert", self.cert, self.key], check=True)
+
+    def cmd(self, cpu, argv):
+        return (["taskset", "-c", str(cpu)] if self.pin else []) + argv
+
+    def start_server(self, argv):
+        """Starts a server on CPU 1, returns (proc, port, hash-or-None)."""
+        p = subprocess.Popen(self.cmd(1, argv), stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+        line = p.stdout.readline().split()
+        if not line or line[0] != "READY":
+            p.kill()
+            raise RuntimeError(f"server {argv} did not start: {line}")
+        return p, int(line[1]), (line[2] if len(line) > 2 else None)
+
+    def client(self, argv, timeout=60):
+        r = subprocess.run(self.cmd(0, argv), stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
+                           timeout=timeout)
+        lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"client {argv} printed no result (exit {r.returncode})")
+        return json.loads(lines[-1])
+
+    @staticmethod
+    def finish_server(p, term=True, timeout=20):
+        if term:
+            p.send_signal(signal.SIGTERM)
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, _ = p.communicate()
+        lines = [l for l in out.splitlines() if l.startswith("{")]
+        return json.loads(lines[-1]) if lines else {}
+
+    # ---- per implementation argv builders -------------------------------------------------
+    def server_argv(self, impl, mode):
+        if impl == "raw":
+            return [RAWQ, "server", mode]
+        if impl == "py":
+            return [PY, PYB, "server", mode, "--cert", self.cert, "--key", self.key]
+        argv = [WTD, "server", mode]
+        return argv + (["--transport"] if impl == "wtd_tr" and mode == "count" else [])
+
+    def client_argv(self, impl, port, h, mode, size, *rest):
+        rest = [str(x) for x in rest]
+        if impl == "raw":
+            return [RAWQ, "client", mode, str(port), str(size)] + rest
+        url = f"https://127.0.0.1:{port}/bench"
+        if impl == "py":
+            return [PY, PYB, "client", mode, url, str(size)] + rest
+        return [WTD, "client", mode, url, h, str(size)] + rest
+
+    def one_way(self, impl, size, secs, batch):
+        srv, port, h = self.start_server(self.server_argv(impl, "count"))
+        extra = ["--transport", batch] if impl == "wtd_tr" else []
+        try:
+            snd = self.client(self.client_argv(impl, port, h, "blast", size, secs, *extra))
+        finally:
+            rcv = self.finish_server(srv, term=False)
+        if impl == "py" and not rcv:
+            pass
+        rcv_rate = rcv["received"] / rcv["secs"] if rcv.get("secs") else 0.0
+        return dict(
+            rate=rcv_rate,
+            mbps=rcv["bytes"] / rcv["secs"] / 1e6 if rcv.get("secs") else 0.0,
+            delivered=rcv["received"] / snd["accepted"] if snd["accepted"] else 0.0,
+            cpu_snd=snd["cpu_us"] / snd["accepted"] if snd["accepted"] else 0.0,
+            cpu_rcv=rcv["cpu_us"] / rcv["received"] if rcv["received"] else 0.0,
+            snd=snd, rcv=rcv)
+
+
+class Background:
+    """CPU used by processes other than this benchmark's, per section: /proc/stat busy time minus
+    the CPU time of our (waited-for) child processes, as % of all CPUs."""
+
+    def __init__(self):
+        self.sections = []
+        self.tck = os.sysconf("SC_CLK_TCK")
+
+    def snap(self):
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        busy = (sum(v[:8]) - v[3] - v[4]) / self.tck  # all but idle and iowait
+        ch = __import__("resource").getrusage(__import__("resource").RUSAGE_CHILDREN)
+        return time.monotonic(), busy, ch.ru_utime + ch.ru_stime
+
+    def start(self, name):
+        self.cur = (name, self.snap())
+
+    def stop(self):
+        name, (t0, b0, c0) = self.cur
+        t1, b1, c1 = self.snap()
+        pct = max(0.0, (b1 - b0) - (c1 - c0)) / ((t1 - t0) * (os.cpu_count() or 1)) * 100
+        self.sections.append((name, pct))
+
+
+def fmt_rate(x):
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--secs", type=float, default=2.0, help="blast duration per one-way run")
+    ap.add_argument("--repeat", type=int, default=3, help="one-way runs per cell (median reported)")
+    ap.add_argument("--pings", type=int, default=2000)
+    ap.add_argument("--window", type=int, default=32, help="datagrams in flight for the echo-rate row")
+    ap.add_argument("--batch", type=int, default=32, help="datagrams per wtd_transport_send_multiple")
+    ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--json", help="also write all raw results here")
+    a = ap.parse_args()
+    R = Runner(not a.no_pin)
+    impls = ["raw", "wtd_s", "wtd_tr", "py"]
+    res = {"one_way": {}, "echo": {}, "ffi": {}, "broadcast": None}
+    bg = Background()
+
+    bg.start("one-way")
+    for size in (64, 1000):
+        for impl in impls:
+            runs = []
+            for i in range(a.repeat):
+                log(f"one-way {impl} {size} B run {i + 1}/{a.repeat}")
+                runs.append(R.one_way(impl, size, a.secs, a.batch))
+            med = sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
+            med["all_rates"] = [r["rate"] for r in runs]
+            res["one_way"][(impl, size)] = med
+
+    bg.stop()
+    bg.start("echo")
+    for impl in ("raw", "wtd_s", "py"):
+        log(f"echo {impl}")
+        srv, port, h = R.start_server(R.server_argv(impl, "echo"))
+        try:
+            ping = R.client(R.client_argv(impl, port, h, "ping", 64, a.pings), timeout=120)
+            er = R.client(R.client_argv(impl, port, h, "echorate", 64, a.secs, a.window))
+        finally:
+            R.finish_server(srv)
+        res["echo"][impl] = dict(ping=ping, echorate=er)
+
+    bg.stop()
+    bg.start("ffi + broadcast")
+    log("ffi raw quinn")
+    srv, port, h = R.start_server(R.server_argv("raw", "count"))
+    res["ffi"]["raw"] = R.client(R.client_argv("raw", port, h, "ffi", 64, 64, 500))
+    R.finish_server(srv, term=False)
+    log("ffi wtd")
+    srv, port, h = R.start_server([WTD, "server", "drain"])
+    res["ffi"]["wtd"] = R.client(R.client_argv("wtd_s", port, h, "ffi", 64, 64, 500))
+    R.finish_server(srv)
+
+    log("broadcast 1000 sessions")
+    r = subprocess.run([WTD, "broadcast", "20", "50", "50"], stdout=subprocess.PIPE, stderr=sys.stderr,
+                       text=True, timeout=180)
+    res["broadcast"] = json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
+    bg.stop()
+
+    # ---------------------------------------------------------------- table
+    ow, ec, ff, bc = res["one_way"], res["echo"], res["ffi"], res["broadcast"]
+    cols = ["raw quinn", "wtd C: session_send", "wtd C: transport batch", "pywebtransport 0.21.1"]
+    rows = []
+
+    def row(label, vals):
+        rows.append([label] + [("—" if v is None else v) for v in vals])
+
+    for size in (64, 1000):
+        row(f"one-way {size} B: datagrams/s received", [fmt_rate(ow[(i, size)]["rate"]) for i in impls])
+        row(f"one-way {size} B: MB/s (payload)", [f"{ow[(i, size)]['mbps']:.1f}" for i in impls])
+        row(f"one-way {size} B: delivered (recv/accepted)",
+            [f"{ow[(i, size)]['delivered'] * 100:.2f} %" for i in impls])
+    for size in (64, 1000):
+        row(f"CPU µs/datagram {size} B: sender / receiver",
+            [f"{ow[(i, size)]['cpu_snd']:.2f} / {ow[(i, size)]['cpu_rcv']:.2f}" for i in impls])
+    ecl = lambda i, k: ec[i]["ping"][k] if i in ec else None  # noqa: E731
+    row("echo RTT 64 B p50 / p99 (µs)",
+        [f"{ecl(i, 'p50_us'):.0f} / {ecl(i, 'p99_us'):.0f}" if i in ec else None for i in impls])
+    row("echo ping-pong rate, 1 in flight (/s)", [fmt_rate(ecl(i, "rate")) if i in ec else None for i in impls])
+    row(f"echo rate, {a.window} in flight (/s)",
+        [fmt_rate(ec[i]["echorate"]["rate"]) if i in ec else None for i in impls])
+    w = ff["wtd"]
+    row("FFI ns/call: session_send; try_send / send_multiple per dgram",
+        [f"{ff['raw']['ns_per_call']:.0f} (send_datagram)", f"{w['session_send_ns']:.0f}",
+         f"{w['transport_try_send_ns']:.0f} / {w['send_multiple_ns_per_dgram']:.0f}", None])
+    row(f"broadcast to {bc['sessions']} sessions: µs/call (p50), ns/session",
+        [None, None, f"{bc['p50_us']:.0f} µs, {bc['per_session_ns']:.0f} ns", None])
+
+    widths = [max(len(str(r[c])) for r in rows + [["", *cols]]) for c in range(len(cols) + 1)]
+    line = lambda r: "| " + " | ".join(str(v).ljust(widths[c]) for c, v in enumerate(r)) + " |"  # noqa: E731
+    print(line(["metric", *cols]))
+    print("|" + "|".join("-" * (wd + 2) for wd in widths) + "|")
+    for r in rows:
+        print(line(r))
+
+    raw64, raw1k = ow[("raw", 64)]["rate"], ow[("raw", 1000)]["rate"]
+    print()
+    print("Ratios (SPEC §7 targets in brackets):")
+    for impl, name in (("wtd_s", "session_send"), ("wtd_tr", "transport batch")):
+        print(f"  wtd {name} / raw throughput: 64 B {ow[(impl, 64)]['rate'] / raw64 * 100:.1f} %, "
+              f"1000 B {ow[(impl, 1000)]['rate'] / raw1k * 100:.1f} %   [>= 90 %]")
+    print(f"  wtd p99 / raw p99 (64 B echo): {ecl('wtd_s', 'p99_us') / ecl('raw', 'p99_us'):.2f}x   [<= 1.2x]"
+          f"   (p50: {ecl('wtd_s', 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")
+    print(f"  wtd echo rate / pywebtransport echo rate: {a.window} in flight "
+          f"{ec['wtd_s']['echorate']['rate'] / ec['py']['echorate']['rate']:.1f}x, "
+          f"1 in flight {ecl('wtd_s', 'rate') / ecl('py', 'rate'):.1f}x   [>= 30x]")
+    print()
+    print("Details:")
+    for (impl, size), r in ow.items():
+        print(f"  one-way {impl:6} {size:4} B: runs {[round(x) for x in r['all_rates']]}/s; median run: "
+              f"sender {json.dumps(r['snd'])} receiver {json.dumps(r['rcv'])}")
+    for impl, r in ec.items():
+        print(f"  echo {impl:6}: ping {json.dumps(r['ping'])} window {json.dumps(r['echorate'])}")
+    print(f"  ffi raw: {json.dumps(ff['raw'])}")
+    print(f"  ffi wtd: {json.dumps(ff['wtd'])}")
+    print(f"  broadcast: {json.dumps(bc)}")
+    pin = ("sender/client pinned to CPU 0, receiver/server to CPU 1 (taskset); broadcast unpinned"
+           if R.pin else "no CPU pinning")
+    threads = os.environ.get("WTD_BENCH_THREADS") or "default (2)"
+    print(f"  setup: {a.secs:g} s blasts, median of {a.repeat} one-way runs, {a.pings} ping samples "
+          f"(+100 warm-up), {pin}; wtd runtime threads {threads}; raw quinn on a tokio current-thread "
+          f"runtime; wtd_session_send retry on WOULD_BLOCK = {os.environ.get('WTD_BENCH_BACKOFF') or 'spin'}")
+    print("  CPU used by OTHER processes during the run (% of all CPUs; > a few % skews figures): "
+          + ", ".join(f"{n} {p:.0f} %" for n, p in bg.sections))
+    print(f"  machine: {platform.node()} nproc={os.cpu_count()} cpu={cpu_model()} kernel={platform.release()}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({**res, "one_way": {f"{k[0]}_{k[1]}": v for k, v in ow.items()}}, f, indent=1)
+    shutil.rmtree(R.tmp, ignore_errors=True)
+
+
+def cpu_model():
+    try:
+        for l in open("/proc/cpuinfo"):
+            if l.startswith("model name"):
+                return l.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()

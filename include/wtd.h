@@ -943,6 +943,11 @@ typedef struct wtd_session_stats {
      * `datagrams_received` to see datagrams quinn dropped before wtd read them.
      */
     uint64_t connection_datagram_frames_received;
+    /**
+     * Connection-wide: datagrams that named no open session (late ones of closed sessions, or
+     * a misbehaving peer) — dropped and counted here.
+     */
+    uint64_t connection_datagrams_unknown_session;
 } wtd_session_stats;
 
 /**
@@ -1955,6 +1960,12 @@ enum wtd_result wtd_session_set_callbacks(struct wtd_session *session,
  * with WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
  */
 enum wtd_result wtd_session_close(struct wtd_session *session, uint32_t code, const char *reason);
+
+/**
+ * Writes whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION capsule or
+ * HTTP/3 GOAWAY) to `*out`: finish what you are doing and close. Thread: any.
+ */
+enum wtd_result wtd_session_is_draining(const struct wtd_session *session, bool *out);
 
 /**
  * Writes whether the session is closed (by either side) to `*out`.

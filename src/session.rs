@@ -176,6 +176,15 @@ impl Session {
     pub fn connection_stats(&self) -> quinn::ConnectionStats {
         self.core.conn.quic.stats()
     }
+    /// Datagrams that arrived on this session's connection for no open session (dropped and
+    /// counted per connection: late datagrams of closed sessions, or a misbehaving peer).
+    pub fn connection_unknown_session_drops(&self) -> u64 {
+        self.core
+            .conn
+            .counters
+            .datagrams_unknown_session
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
     /// True once the peer asked to wind down (DRAIN capsule or GOAWAY).
     pub fn is_draining(&self) -> bool {
         self.core.is_draining()

@@ -483,16 +483,19 @@ fn datagram_without_quarter_stream_id_is_datagram_error() {
 fn datagram_for_unknown_session_is_dropped() {
     let srv = EchoServer::start();
     wire(async {
-        let (peer, control, _send, _recv) = session(srv.addr, "/echo").await;
-        // Quarter stream ids 1 (stream 4, not open) and 2^30 (4-byte varint).
-        for bytes in [&hex("01 6c6f7374")[..], &hex("80000000 6c6f7374")] {
+        let (peer, control, mut send, _recv) = session(srv.addr, "/echo").await;
+        // Quarter stream ids 1 (stream 4, not open) and 2^20 (as a 4-byte varint).
+        for bytes in [&hex("01 6c6f7374")[..], &hex("80100000 6c6f7374")] {
             peer.send_datagram(bytes);
         }
         // No echo of those; the session still echoes and the connection lives.
         assert!(peer.echo(&hex(WIRECAP_DATAGRAM)).await);
         assert!(peer.alive_after(Duration::from_millis(200)).await);
+        send.write_all(&hex("000a 6843 07 0000002a 627965")).await.unwrap();
         drop(control);
     });
+    // Both were dropped and counted on the connection.
+    assert_eq!(srv.next_end().unknown_session_drops, 2);
 }
 
 #[test]

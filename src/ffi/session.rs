@@ -93,6 +93,9 @@ pub struct wtd_session_stats {
     /// Connection-wide: DATAGRAM frames QUIC received (all sessions); compare with the sum of
     /// `datagrams_received` to see datagrams quinn dropped before wtd read them.
     pub connection_datagram_frames_received: u64,
+    /// Connection-wide: datagrams that named no open session (late ones of closed sessions, or
+    /// a misbehaving peer) — dropped and counted here.
+    pub connection_datagrams_unknown_session: u64,
 }
 
 /// Called for each datagram of a session. `data` is valid only during the call.
@@ -311,6 +314,16 @@ pub unsafe extern "C" fn wtd_session_close(
     })
 }
 
+/// Writes whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION capsule or
+/// HTTP/3 GOAWAY) to `*out`: finish what you are doing and close. Thread: any.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_is_draining(
+    session: *const wtd_session,
+    out: *mut bool,
+) -> wtd_result {
+    guard(|| write_out(out, self::session(session)?.is_draining(), "out"))
+}
+
 /// Writes whether the session is closed (by either side) to `*out`.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_is_closed(
@@ -453,6 +466,7 @@ pub unsafe extern "C" fn wtd_session_get_stats(
             max_datagram_size: s.max_datagram_size() as u64,
             connection_lost_packets: q.path.lost_packets,
             connection_datagram_frames_received: q.frame_rx.datagram,
+            connection_datagrams_unknown_session: s.connection_unknown_session_drops(),
         };
         write_out(out, v, "out")
     })

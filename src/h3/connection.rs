@@ -230,11 +230,6 @@ impl Connection {
         }
     }
 
-    /// Keeps the connection open after its last session closes (for connection sharing).
-    pub fn keep_when_idle(&self) {
-        self.close_when_idle.store(false, Ordering::Relaxed);
-    }
-
     /// Closes the connection with an HTTP/3 error.
     pub fn close_with(&self, err: &H3Error) {
         crate::logging::log(

@@ -107,6 +107,7 @@ static void test_null_handles(void) {
     INVALID(wtd_session_set_callbacks(NULL, NULL), "wtd_session_set_callbacks(NULL, NULL)");
     INVALID(wtd_session_close(NULL, 0, "x"), "wtd_session_close(NULL)");
     INVALID(wtd_session_is_closed(NULL, &flag), "wtd_session_is_closed(NULL)");
+    INVALID(wtd_session_is_draining(NULL, &flag), "wtd_session_is_draining(NULL)");
     INVALID(wtd_session_close_info(NULL, &code, text, sizeof text, &len), "wtd_session_close_info(NULL)");
     INVALID(wtd_session_wait_closed(NULL, -1), "wtd_session_wait_closed(NULL, -1) does not block");
     INVALID(wtd_session_id(NULL, &id), "wtd_session_id(NULL)");
@@ -273,6 +274,7 @@ static void test_session_errors(void) {
     INVALID(wtd_session_id(c, NULL), "wtd_session_id out NULL");
     INVALID(wtd_session_draft(c, NULL), "wtd_session_draft out NULL");
     INVALID(wtd_session_is_closed(c, NULL), "wtd_session_is_closed out NULL");
+    INVALID(wtd_session_is_draining(c, NULL), "wtd_session_is_draining out NULL");
     INVALID(wtd_session_max_datagram_size(c, NULL), "wtd_session_max_datagram_size out NULL");
     INVALID(wtd_session_get_stats(c, NULL), "wtd_session_get_stats out NULL");
     INVALID(wtd_session_path(c, NULL, 16, &len), "wtd_session_path buf NULL with cap 16");

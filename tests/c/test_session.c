@@ -207,6 +207,11 @@ static void test_connect_and_metadata(wtd_session **out_client, wtd_session **ou
         bool closed = true;
         OK(wtd_session_is_closed(c, &closed), "is_closed on an open session");
         CHECK(!closed, "session reports open");
+        {
+            bool draining = true;
+            OK(wtd_session_is_draining(c, &draining), "is_draining on an open session");
+            CHECK(!draining, "a fresh session is not draining");
+        }
         CHECK(wtd_session_is_open(c) && wtd_session_is_open(s), "wtd_session_is_open on both ends");
     }
     pthread_mutex_lock(&requests_lock);

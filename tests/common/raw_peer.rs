@@ -315,6 +315,8 @@ pub struct SessionEnd {
     pub draft: wtd_draft,
     /// Close code, reason and cause.
     pub info: CloseInfo,
+    /// Datagrams the session's connection dropped because they named no open session.
+    pub unknown_session_drops: u64,
 }
 
 /// A wtd server that accepts every session and echoes its datagrams (std threads), reporting
@@ -392,6 +394,7 @@ fn echo(session: wtd::Session, tx: mpsc::Sender<SessionEnd>, stop: Arc<AtomicBoo
             path: session.request().path.clone(),
             draft: session.draft(),
             info,
+            unknown_session_drops: session.connection_unknown_session_drops(),
         });
     }
 }

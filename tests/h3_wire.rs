@@ -491,7 +491,9 @@ fn datagram_for_unknown_session_is_dropped() {
         // No echo of those; the session still echoes and the connection lives.
         assert!(peer.echo(&hex(WIRECAP_DATAGRAM)).await);
         assert!(peer.alive_after(Duration::from_millis(200)).await);
-        send.write_all(&hex("000a 6843 07 0000002a 627965")).await.unwrap();
+        send.write_all(&hex("000a 6843 07 0000002a 627965"))
+            .await
+            .unwrap();
         send.finish().unwrap();
         // Keep the connection until the server has the close capsule.
         let _ = tokio::time::timeout(T, send.stopped()).await;

@@ -15,6 +15,14 @@ use wtd::{connect, ClientConfig, Server, ServerConfig};
 
 const T: Option<Duration> = Some(Duration::from_secs(5));
 
+/// Waits (≤ 5 s, so a loaded CI machine is fine) until `cond` holds.
+fn wait_until(cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !cond() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn memory_pair(
     cfg: TransportConfig,
     clock: Option<Arc<ManualClock>>,
@@ -169,7 +177,7 @@ fn monitor_alerts_fire_once_per_episode() {
     // Drained (each datagram waited 100 ms → rising send time), then a second episode.
     clock.advance_us(100_000);
     la.set_blocked(false);
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until(|| a.send_buffer_size() == 0);
     m.sample_now();
     la.set_blocked(true);
     for _ in 0..10 {
@@ -230,7 +238,8 @@ fn monitor_samples_on_its_own() {
     .unwrap();
     m.start().unwrap();
     assert!(m.is_monitoring());
-    std::thread::sleep(Duration::from_millis(200));
+    wait_until(|| m.samples(None).len() == 3);
+    std::thread::sleep(Duration::from_millis(100)); // more samples: the ring stays at 3
     m.stop();
     assert!(!m.is_monitoring());
     assert_eq!(m.samples(None).len(), 3, "ring keeps samples_maxlen");

@@ -36,6 +36,20 @@ fn pinned(s: &Server) -> ClientConfig {
 
 const T: Option<Duration> = Some(Duration::from_secs(5));
 
+/// Waits (≤ 5 s) until `count` stops changing for 100 ms: nothing is in flight any more.
+fn settle(count: impl Fn() -> u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut last = count();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = count();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
 #[test]
 fn echo_datagrams_and_close_from_client() {
     let srv = server();
@@ -228,7 +242,7 @@ fn flood_is_bounded_and_counted() {
             Err(e) => assert_eq!(e.code, wtd::wtd_result::WTD_ERR_WOULD_BLOCK),
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    settle(|| session.stats().datagrams_received);
     let st = session.stats();
     assert!(st.queued <= 16);
     assert_eq!(st.queued + st.dropped_queue_full, st.datagrams_received);
@@ -314,7 +328,7 @@ fn transport_flood_keeps_memory_bounded_and_counts_every_drop() {
     sender.close(Some(Duration::from_secs(10))).unwrap(); // flush: everything reaches QUIC
     let sent = sender.stats().datagrams_sent;
     assert_eq!(sent + sender.stats().send_drops, 5000);
-    std::thread::sleep(Duration::from_millis(500));
+    settle(|| receiver.stats().datagrams_received);
     let r = receiver.stats();
     assert!(
         receiver.receive_buffer_size() <= 32,

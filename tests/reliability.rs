@@ -200,7 +200,10 @@ fn plain_datagrams_still_reach_the_transport_and_malformed_frames_are_counted() 
         &e.tb.receive(Some(Duration::from_secs(2))).unwrap().data[..],
         b"plain"
     );
-    std::thread::sleep(Duration::from_millis(50));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while e.b.stats().malformed < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     assert_eq!(e.b.stats().malformed, 2);
     assert_eq!(e.tb.receive_buffer_size(), 0);
     let _ = (&e.lb, &e.tb);

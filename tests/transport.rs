@@ -32,6 +32,14 @@ fn pair(cfg: TransportConfig) -> Pair {
     }
 }
 
+/// Waits (≤ 5 s, so a loaded CI machine is fine) until `cond` holds.
+fn wait_until(cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !cond() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn drain(t: &DatagramTransport) -> Vec<Vec<u8>> {
     std::iter::from_fn(|| {
         t.receive(Some(Duration::from_millis(300)))
@@ -160,14 +168,13 @@ fn max_ages_drop_on_dequeue() {
     p.a.send(b"old", 0, None, None).unwrap();
     p.clock.advance_us(10_000);
     p.link_a.set_blocked(false);
-    std::thread::sleep(Duration::from_millis(150));
-    assert_eq!(p.a.stats().dropped_too_old, 1);
+    wait_until(|| p.a.stats().dropped_too_old == 1);
     assert_eq!(p.b.stats().datagrams_received, 0);
 
     p.b.set_incoming_max_age(Some(Duration::from_millis(5)));
     p.a.send(b"stale", 0, None, None).unwrap();
     p.a.send(b"fresh", 0, None, None).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until(|| p.b.stats().datagrams_received == 2);
     p.clock.advance_us(10_000);
     assert_eq!(p.b.try_receive().unwrap_err().code, WTD_ERR_WOULD_BLOCK);
     let s = p.b.stats();
@@ -281,7 +288,7 @@ fn send_multiple_stops_at_first_failure_and_receive_multiple_batches() {
     let items: Vec<&[u8]> = vec![b"1", b"2", &big, b"4"];
     let (n, err) = p.a.send_multiple(&items, 0, None);
     assert_eq!((n, err.unwrap().code), (2, WTD_ERR_TOO_LARGE));
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until(|| p.b.receive_buffer_size() == 2);
     let got = p.b.receive_multiple(10, T).unwrap();
     assert_eq!(
         got.iter().map(|r| r.data.to_vec()).collect::<Vec<_>>(),
@@ -299,7 +306,7 @@ fn send_multiple_stops_at_first_failure_and_receive_multiple_batches() {
 fn metadata_fields() {
     let p = pair(TransportConfig::default());
     p.a.send(b"meta", 3, None, None).unwrap();
-    std::thread::sleep(Duration::from_millis(30));
+    wait_until(|| p.b.receive_buffer_size() == 1);
     p.clock.advance_us(250_000);
     let r = p.b.receive(T).unwrap();
     assert_eq!((r.sequence, &r.data[..]), (1, &b"meta"[..]));
@@ -352,7 +359,7 @@ fn heartbeat_payload_priority_and_filter() {
     p.link_a.set_blocked(true);
     p.a.send(b"state", 0, None, None).unwrap();
     p.a.start_heartbeat(Duration::from_secs(3600)).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until(|| p.a.send_buffer_size() == 2);
     assert_eq!(p.a.queue_stats()[0].2, vec![(1, 1), (0, 1)]);
     p.link_a.set_blocked(false);
     assert!(is_heartbeat(&p.b.receive(T).unwrap().data));
@@ -363,7 +370,7 @@ fn heartbeat_payload_priority_and_filter() {
         ..Default::default()
     });
     f.a.start_heartbeat(Duration::from_secs(3600)).unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until(|| f.b.stats().heartbeats_filtered == 1);
     assert_eq!(f.b.try_receive().unwrap_err().code, WTD_ERR_WOULD_BLOCK);
     assert_eq!(f.b.stats().heartbeats_filtered, 1);
     assert!(f.b.last_heartbeat_received().is_some());
@@ -392,7 +399,7 @@ fn diagnose_reports_the_seed_checks() {
     );
     p.clock.advance_us(200_000);
     p.link_a.set_blocked(false);
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until(|| p.a.send_buffer_size() == 0);
     let issues = diagnose_issues(&p.a);
     let latency = issues
         .iter()

@@ -1,6 +1,7 @@
 //! A WebTransport session as the application sees it: datagram send, a bounded receive queue
 //! (poll or blocking), optional callbacks, close, and counters.
 
+use crate::lock::lock;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,14 +86,11 @@ impl Incoming {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, IncomingState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     fn callbacks(&self) -> Option<Arc<SessionCallbacks>> {
-        self.callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.callbacks).clone()
     }
 }
 
@@ -319,11 +317,7 @@ impl Session {
     /// Installs (or with `None` removes) the callbacks. They run on a wtd runtime thread, never
     /// two at once for one connection; they may call any non-blocking wtd function.
     pub fn set_callbacks(&self, callbacks: Option<SessionCallbacks>) {
-        *self
-            .incoming
-            .callbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = callbacks.map(Arc::new);
+        *lock(&self.incoming.callbacks) = callbacks.map(Arc::new);
     }
 
     /// Closes the session with a code and reason (idempotent, does not block). Blocked receivers

@@ -2,6 +2,7 @@
 //! encoded once and shared, a transient failure (queue full) keeps the transport, closed
 //! transports are pruned.
 
+use crate::lock::lock;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ impl Broadcaster {
     }
 
     fn list(&self) -> std::sync::MutexGuard<'_, Vec<DatagramTransport>> {
-        self.transports.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.transports)
     }
 
     /// Adds a transport (adding the same one twice is a no-op); closed ones are refused.

@@ -45,7 +45,7 @@ pub fn receive_json_where(
 ) -> Result<String> {
     let text = std::cell::RefCell::new(String::new());
     t.receive_where(timeout, |d| {
-        let c = compact(d)?;
+        let c = compact(d).inspect_err(|_| t.record_receive_error())?;
         fits(&c)?;
         *text.borrow_mut() = c;
         Ok(())

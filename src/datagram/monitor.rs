@@ -3,9 +3,10 @@
 //! repeated them every interval) — `high_queue_size`, `low_success_rate`,
 //! `increasing_send_time`.
 
+use crate::lock::lock;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::clock::{Clock, SystemClock};
@@ -118,10 +119,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Monitor {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Monitor {

@@ -6,9 +6,10 @@
 //! Wire: each frame is `u8 type_len || type || body`.
 //! DATA = `0x04 "DATA" || u32 BE sequence || payload`; ACK = `0x03 "ACK" || ASCII decimal sequence`.
 
+use crate::lock::lock;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -249,10 +250,6 @@ pub struct ReliabilityLayer {
 }
 
 const MAX_OUTCOMES: usize = 65_536;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 impl ReliabilityLayer {
     /// Attaches to `transport`: from now on its reliability frames go to this layer.

@@ -2,6 +2,7 @@
 //! pywebtransport: `u16 big-endian type id || serializer output`. The serializer is the caller's
 //! (C callbacks in the C API); this layer owns the framing and the registry of type ids.
 
+use crate::lock::lock;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,12 +53,7 @@ impl StructuredTransport {
 
     /// Registers a type id; a duplicate is WTD_ERR_INVALID_ARGUMENT.
     pub fn register(&self, type_id: u16) -> Result<()> {
-        if !self
-            .registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(type_id)
-        {
+        if !lock(&self.registry).insert(type_id) {
             return Err(Error::invalid(format!(
                 "type id {type_id} is already registered"
             )));
@@ -67,10 +63,7 @@ impl StructuredTransport {
 
     /// True when `type_id` is registered.
     pub fn is_registered(&self, type_id: u16) -> bool {
-        self.registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&type_id)
+        lock(&self.registry).contains(&type_id)
     }
 
     /// Sends a serialized object of a registered type (unregistered: WTD_ERR_SERIALIZATION,

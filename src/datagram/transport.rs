@@ -2,8 +2,9 @@
 //! a prioritized, TTL-aware outgoing queue drained into QUIC only while QUIC has room, a bounded
 //! incoming queue, and exact statistics with a reason for every drop.
 
+use crate::lock::lock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -149,10 +150,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct DatagramTransport {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn secs(us: u64) -> f64 {
@@ -449,13 +446,9 @@ impl DatagramTransport {
                 st.receive_drops += expired;
             }
             if let Some(front) = inc.queue.peek() {
-                if let Err(e) = accept(&front.data) {
-                    // A caller's buffer being too small is no fault of the datagram.
-                    if e.code != wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                        lock(&inner.stats).receive_errors += 1;
-                    }
-                    return Err(e);
-                }
+                // A refusal leaves the datagram queued; the caller decides whether it was the
+                // datagram's fault (and counts it with `record_receive_error`).
+                accept(&front.data)?;
                 let e = inc.queue.pop(now, |_, _| {}).expect("peeked");
                 drop(inc);
                 let waited = started.elapsed().as_secs_f64();

@@ -1,5 +1,6 @@
 //! The WebTransport server: a QUIC endpoint that accepts sessions of every supported draft.
 
+use crate::lock::lock;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,10 +112,7 @@ impl Acceptor for Shared {
         match &self.on_session {
             Some(cb) => cb(session),
             None => {
-                self.queue
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push_back(session);
+                lock(&self.queue).push_back(session);
                 self.ready.notify_one();
             }
         }
@@ -200,7 +198,7 @@ impl Server {
             runtime::check_may_block()?;
         }
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut q = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock(&self.shared.queue);
         loop {
             if let Some(s) = q.pop_front() {
                 return Ok(s);
@@ -236,11 +234,7 @@ impl Server {
     }
 
     fn live_connections(&self) -> Vec<Arc<Connection>> {
-        let mut conns = self
-            .shared
-            .connections
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut conns = lock(&self.shared.connections);
         conns.retain(|w| w.strong_count() > 0);
         conns.iter().filter_map(Weak::upgrade).collect()
     }
@@ -301,11 +295,7 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
                 }
             };
             match Connection::start(quic, Role::Server, Some(handler), None).await {
-                Ok(conn) => shared
-                    .connections
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(Arc::downgrade(&conn)),
+                Ok(conn) => lock(&shared.connections).push(Arc::downgrade(&conn)),
                 Err(e) => log_debug!("HTTP/3 setup failed: {e}"),
             }
         });

@@ -2,6 +2,7 @@
 //! exchange, GOAWAY, and the driver task that routes datagrams by quarter stream id and delivers
 //! every session event (so events for one connection are never delivered in parallel).
 
+use crate::lock::lock;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -177,26 +178,17 @@ impl Connection {
 
     /// Number of open sessions on this connection.
     pub fn session_count(&self) -> usize {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        lock(&self.sessions).len()
     }
 
     /// Registers a session so its datagrams are routed to it.
     pub(crate) fn register(&self, session: &Arc<SessionCore>) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(session.quarter_stream_id(), session.clone());
+        lock(&self.sessions).insert(session.quarter_stream_id(), session.clone());
     }
 
     /// Unregisters a closed session and queues its close notice for the driver.
     pub(crate) fn unregister(&self, session: &Arc<SessionCore>) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&session.quarter_stream_id());
+        lock(&self.sessions).remove(&session.quarter_stream_id());
         if self
             .events
             .send(DriverEvent::Closed(session.clone()))
@@ -251,12 +243,7 @@ impl Connection {
     pub async fn send_goaway(&self) {
         let mut payload = Vec::new();
         let next = if self.role == Role::Server {
-            self.sessions
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .keys()
-                .max()
-                .map_or(0, |q| (q + 1) * 4)
+            lock(&self.sessions).keys().max().map_or(0, |q| (q + 1) * 4)
         } else {
             0
         };
@@ -270,12 +257,7 @@ impl Connection {
 
     /// Every open session (for shutdown).
     pub fn sessions(&self) -> Vec<Arc<SessionCore>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        lock(&self.sessions).values().cloned().collect()
     }
 
     /// Closes the connection on a protocol error seen while reading a stream.
@@ -292,12 +274,7 @@ impl Connection {
                 "datagram without a quarter stream id",
             ));
         };
-        let session = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&qsid)
-            .cloned();
+        let session = lock(&self.sessions).get(&qsid).cloned();
         match session {
             Some(s) => {
                 let _ = data.split_to(n);
@@ -442,7 +419,7 @@ async fn handle_uni(conn: Arc<Connection>, recv: quinn::RecvStream, seen: Arc<Mu
         }
     };
     {
-        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = lock(&seen);
         if seen[critical] {
             drop(seen);
             conn.close_with(&H3Error::new(

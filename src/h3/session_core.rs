@@ -1,6 +1,7 @@
 //! One WebTransport session at the HTTP/3 level: its CONNECT stream, its quarter stream id,
 //! datagram send, close, and the sink that receives its datagrams and close notice.
 
+use crate::lock::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -142,17 +143,11 @@ impl SessionCore {
     }
     /// The close code/reason once closed.
     pub fn close_info(&self) -> Option<CloseInfo> {
-        self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.closed).clone()
     }
     /// True once closed.
     pub fn is_closed(&self) -> bool {
-        self.closed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        lock(&self.closed).is_some()
     }
 
     /// Largest payload one datagram of this session can carry right now: quinn's current limit
@@ -245,7 +240,7 @@ impl SessionCore {
     /// notice for the driver. Returns false when it was already closed.
     pub(crate) fn mark_closed(self: &Arc<Self>, info: CloseInfo) -> bool {
         {
-            let mut closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
+            let mut closed = lock(&self.closed);
             if closed.is_some() {
                 return false;
             }

@@ -22,7 +22,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAWQ = os.path.join(ROOT, "target", "release", "rawq_bench")
-WTD = os.path.join(ROOT, "build-release", "bench", "wtd_bench")
+# WTD_BENCH_BIN: another wtd_bench build (e.g. of an older commit) to compare against.
+WTD = os.environ.get("WTD_BENCH_BIN") or os.path.join(ROOT, "build-release", "bench", "wtd_bench")
 PY = os.path.join(ROOT, "build", "interop-cache", "py312", "bin", "python")
 PYB = os.path.join(ROOT, "bench", "py", "pywt_bench.py")
 

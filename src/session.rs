@@ -22,11 +22,18 @@ pub type DatagramCallback = Box<dyn Fn(Bytes) + Send + Sync>;
 /// Called once when the session closes, on a wtd runtime thread.
 pub type ClosedCallback = Box<dyn Fn(&CloseInfo) + Send + Sync>;
 
-/// Callbacks of a session. With `on_datagram` set, datagrams go to it instead of the queue.
+/// Called with every datagram that arrived in one drain of the connection, in order, on a wtd
+/// runtime thread; it takes them out of the vector.
+pub type DatagramBatchCallback = Box<dyn Fn(&mut Vec<Bytes>) + Send + Sync>;
+
+/// Callbacks of a session. With `on_datagrams` or `on_datagram` set, datagrams go to it
+/// (the batch form wins) instead of the queue.
 #[derive(Default)]
 pub struct SessionCallbacks {
     /// Datagram arrived.
     pub on_datagram: Option<DatagramCallback>,
+    /// Datagrams arrived (one call per drain of the connection).
+    pub on_datagrams: Option<DatagramBatchCallback>,
     /// Session closed.
     pub on_closed: Option<ClosedCallback>,
 }
@@ -57,12 +64,42 @@ struct IncomingState {
     /// Threads blocked in a receive: a datagram wakes one only when there is one (a futex
     /// wake per datagram would cost more than everything else on the receive path).
     waiters: usize,
+    /// When the application last took datagrams (None: never).
+    last_take: Option<Instant>,
+    /// The connection's driver waits for room (see [`Incoming::on_datagrams`]).
+    driver_waiting: bool,
 }
+
+impl IncomingState {
+    /// Records a take by the application and tells whether to wake a waiting driver (once the
+    /// queue is half empty, so the driver refills it in one go).
+    fn took(&mut self, capacity: usize) -> bool {
+        self.last_take = Some(Instant::now());
+        if self.driver_waiting && self.queue.len() <= capacity / 2 {
+            self.driver_waiting = false;
+            return true;
+        }
+        false
+    }
+
+    /// True while the application is reading this queue: blocked in a receive, or took
+    /// datagrams within [`READER_ACTIVE`].
+    fn reader_active(&self) -> bool {
+        self.waiters > 0 || self.last_take.is_some_and(|t| t.elapsed() < READER_ACTIVE)
+    }
+}
+
+/// A session whose application took datagrams this recently counts as read: when its queue is
+/// full the connection's driver waits for room (up to [`crate::h3::connection::BACKPRESSURE_WAIT`]) before
+/// evicting, so a reader that is only briefly slower than the wire (scheduling) loses nothing.
+const READER_ACTIVE: Duration = Duration::from_millis(100);
 
 /// The receive side of a session: queue, waiters, callbacks, counters.
 pub(crate) struct Incoming {
     state: Mutex<IncomingState>,
     ready: Condvar,
+    /// Signalled when a full queue has room again (the driver waits on it).
+    room: Arc<tokio::sync::Notify>,
     capacity: usize,
     callbacks: Mutex<Option<Arc<SessionCallbacks>>>,
     received: AtomicU64,
@@ -76,6 +113,7 @@ impl Incoming {
         Arc::new(Incoming {
             state: Mutex::new(IncomingState::default()),
             ready: Condvar::new(),
+            room: Arc::new(tokio::sync::Notify::new()),
             capacity: capacity.max(1),
             callbacks: Mutex::new(None),
             received: AtomicU64::new(0),
@@ -89,36 +127,90 @@ impl Incoming {
         lock(&self.state)
     }
 
+    /// Counts `n` datagrams read by the application and wakes the driver when it waits for room.
+    fn took(&self, n: usize, wake_driver: bool) {
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        if wake_driver {
+            self.room.notify_one();
+        }
+    }
+
     fn callbacks(&self) -> Option<Arc<SessionCallbacks>> {
         lock(&self.callbacks).clone()
     }
 }
 
 impl SessionEvents for Incoming {
-    fn on_datagram(&self, payload: Bytes) {
-        self.received.fetch_add(1, Ordering::Relaxed);
+    fn on_datagrams(
+        &self,
+        batch: &mut Vec<Bytes>,
+        may_defer: bool,
+    ) -> Option<Arc<tokio::sync::Notify>> {
+        let n = batch.len();
+        if n == 0 {
+            return None;
+        }
+        let bytes: usize = batch.iter().map(Bytes::len).sum();
+        self.received.fetch_add(n as u64, Ordering::Relaxed);
         self.received_bytes
-            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+            .fetch_add(bytes as u64, Ordering::Relaxed);
         if let Some(cbs) = self.callbacks() {
-            if let Some(f) = &cbs.on_datagram {
-                self.read.fetch_add(1, Ordering::Relaxed);
-                if catch_unwind(AssertUnwindSafe(|| f(payload))).is_err() {
-                    log_error!("a datagram callback panicked");
+            if let Some(f) = &cbs.on_datagrams {
+                self.read.fetch_add(n as u64, Ordering::Relaxed);
+                if catch_unwind(AssertUnwindSafe(|| f(batch))).is_err() {
+                    log_error!("a datagram batch callback panicked");
                 }
-                return;
+                batch.clear();
+                return None;
+            }
+            if let Some(f) = &cbs.on_datagram {
+                self.read.fetch_add(n as u64, Ordering::Relaxed);
+                for d in batch.drain(..) {
+                    if catch_unwind(AssertUnwindSafe(|| f(d))).is_err() {
+                        log_error!("a datagram callback panicked");
+                    }
+                }
+                return None;
             }
         }
         let mut st = self.lock();
-        if st.queue.len() >= self.capacity {
-            st.queue.pop_front();
-            self.dropped_full.fetch_add(1, Ordering::Relaxed);
+        let free = self.capacity.saturating_sub(st.queue.len());
+        if may_defer && n > free && st.reader_active() {
+            // Back-pressure: queue what fits, keep the rest with the driver until the reader
+            // makes room (their arrival is counted when they are finally queued).
+            st.queue.extend(batch.drain(..free));
+            st.driver_waiting = true;
+            let waiters = st.waiters;
+            drop(st);
+            let kept: usize = batch.iter().map(Bytes::len).sum();
+            self.received
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            self.received_bytes.fetch_sub(kept as u64, Ordering::Relaxed);
+            if waiters > 0 {
+                self.ready.notify_all();
+            }
+            return Some(self.room.clone());
         }
-        st.queue.push_back(payload);
-        let wake = st.waiters > 0;
+        let mut evicted = 0u64;
+        for d in batch.drain(..) {
+            if st.queue.len() >= self.capacity {
+                st.queue.pop_front();
+                evicted += 1;
+            }
+            st.queue.push_back(d);
+        }
+        let waiters = st.waiters;
         drop(st);
-        if wake {
+        if evicted > 0 {
+            self.dropped_full.fetch_add(evicted, Ordering::Relaxed);
+        }
+        // One wake per batch, and only when somebody waits.
+        if waiters > 1 && n > 1 {
+            self.ready.notify_all();
+        } else if waiters > 0 {
             self.ready.notify_one();
         }
+        None
     }
 
     fn on_closed(&self, info: &CloseInfo) {
@@ -248,7 +340,9 @@ impl Session {
         let mut st = self.incoming.lock();
         loop {
             if let Some(v) = take(&mut st.queue)? {
-                self.incoming.read.fetch_add(1, Ordering::Relaxed);
+                let wake = st.took(self.incoming.capacity);
+                drop(st);
+                self.incoming.took(1, wake);
                 return Ok(v);
             }
             if st.closed.is_some() || self.core.is_closed() {
@@ -305,7 +399,9 @@ impl Session {
             st.queue.pop_front();
             n += 1;
         }
-        self.incoming.read.fetch_add(n as u64, Ordering::Relaxed);
+        let wake = n > 0 && st.took(self.incoming.capacity);
+        drop(st);
+        self.incoming.took(n, wake);
         n
     }
 

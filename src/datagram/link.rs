@@ -11,8 +11,12 @@ use crate::session::{Session, SessionCallbacks};
 
 /// Where arriving datagrams and the end of the link are reported.
 pub trait LinkSink: Send + Sync + 'static {
+    /// Datagrams arrived (in order); takes them out of `batch`.
+    fn deliver_batch(&self, batch: &mut Vec<Bytes>);
     /// A datagram arrived.
-    fn deliver(&self, data: Bytes);
+    fn deliver(&self, data: Bytes) {
+        self.deliver_batch(&mut vec![data]);
+    }
     /// The link (session) closed.
     fn link_closed(&self);
 }
@@ -61,16 +65,16 @@ impl Link for SessionLink {
     fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()> {
         let (a, b, c) = (sink.clone(), sink.clone(), sink);
         self.session.set_callbacks(Some(SessionCallbacks {
-            on_datagram: Some(Box::new(move |d| {
-                if let Some(s) = a.upgrade() {
-                    s.deliver(d)
-                }
+            on_datagrams: Some(Box::new(move |batch| match a.upgrade() {
+                Some(s) => s.deliver_batch(batch),
+                None => batch.clear(),
             })),
             on_closed: Some(Box::new(move |_| {
                 if let Some(s) = b.upgrade() {
                     s.link_closed()
                 }
             })),
+            ..Default::default()
         }));
         // Datagrams that were queued on the session before the transport existed move over.
         if let Some(s) = c.upgrade() {
@@ -218,14 +222,24 @@ impl Link for MemoryLink {
 }
 
 async fn deliver_task(end: Weak<MemoryLink>, mut rx: tokio::sync::mpsc::UnboundedReceiver<Bytes>) {
+    let mut batch = Vec::new();
     while let Some(d) = rx.recv().await {
+        batch.push(d);
+        while batch.len() < 256 {
+            match rx.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
         let Some(end) = end.upgrade() else { return };
         if !end.is_open() {
+            batch.clear();
             continue;
         }
         let sink = end.sink.lock().unwrap().as_ref().and_then(Weak::upgrade);
-        if let Some(sink) = sink {
-            sink.deliver(d);
+        match sink {
+            Some(sink) => sink.deliver_batch(&mut batch),
+            None => batch.clear(),
         }
     }
 }

@@ -810,53 +810,76 @@ impl Inner {
 }
 
 impl LinkSink for Inner {
-    fn deliver(&self, data: Bytes) {
+    /// Per batch: one clock read, one lock of each of stats, interceptor, callbacks and the
+    /// incoming queue, and at most one wake-up.
+    fn deliver_batch(&self, batch: &mut Vec<Bytes>) {
+        if batch.is_empty() {
+            return;
+        }
         let now = self.clock.now_us();
-        lock(&self.stats).record_received(data.len());
-        if is_heartbeat(&data) {
+        {
+            let mut st = lock(&self.stats);
+            for d in batch.iter() {
+                st.record_received(d.len());
+            }
+        }
+        if batch.iter().any(|d| is_heartbeat(d)) {
             self.last_heartbeat_us.store(now + 1, Ordering::Relaxed);
             if lock(&self.config).filter_heartbeats {
-                lock(&self.stats).heartbeats_filtered += 1;
-                return;
+                let before = batch.len();
+                batch.retain(|d| !is_heartbeat(d));
+                lock(&self.stats).heartbeats_filtered += (before - batch.len()) as u64;
             }
         }
         let interceptor = lock(&self.interceptor).clone();
         if let Some(take) = interceptor {
-            if take(&data) {
-                return;
-            }
+            batch.retain(|d| !take(d));
         }
+        if batch.is_empty() {
+            return;
+        }
+        let n = batch.len() as u64;
         if self.closed.load(Ordering::SeqCst) {
             let mut st = lock(&self.stats);
-            st.cleared_incoming += 1;
-            st.receive_drops += 1;
+            st.cleared_incoming += n;
+            st.receive_drops += n;
+            batch.clear();
             return;
         }
         let cbs = lock(&self.callbacks).clone();
         if let Some(f) = cbs.as_ref().and_then(|c| c.on_received.as_ref()) {
-            lock(&self.inc).sequence += 1;
-            lock(&self.stats).datagrams_read += 1;
-            f(data);
+            lock(&self.inc).sequence += n;
+            lock(&self.stats).datagrams_read += n;
+            for d in batch.drain(..) {
+                f(d);
+            }
             return;
         }
         let mut inc = lock(&self.inc);
-        inc.sequence += 1;
-        let sequence = inc.sequence;
-        let pushed = inc.queue.push(Entry {
-            data,
-            priority: 0,
-            ttl_us: 0,
-            enqueued_us: now,
-            sequence,
-        });
-        let wake = inc.waiters > 0;
-        drop(inc);
-        if let Push::Queued { evicted: Some(_) } = pushed {
-            let mut st = lock(&self.stats);
-            st.evicted_incoming += 1;
-            st.receive_drops += 1;
+        let mut evicted = 0u64;
+        for data in batch.drain(..) {
+            inc.sequence += 1;
+            let sequence = inc.sequence;
+            if let Push::Queued { evicted: Some(_) } = inc.queue.push(Entry {
+                data,
+                priority: 0,
+                ttl_us: 0,
+                enqueued_us: now,
+                sequence,
+            }) {
+                evicted += 1;
+            }
         }
-        if wake {
+        let waiters = inc.waiters;
+        drop(inc);
+        if evicted > 0 {
+            let mut st = lock(&self.stats);
+            st.evicted_incoming += evicted;
+            st.receive_drops += evicted;
+        }
+        if waiters > 1 && n > 1 {
+            self.inc_ready.notify_all();
+        } else if waiters > 0 {
             self.inc_ready.notify_one();
         }
     }

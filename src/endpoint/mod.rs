@@ -32,7 +32,7 @@ impl QuicSettings {
         t.max_idle_timeout(quinn::IdleTimeout::try_from(self.idle_timeout).ok());
         t.keep_alive_interval(self.keep_alive);
         t.datagram_receive_buffer_size(Some(2 * 1024 * 1024));
-        t.datagram_send_buffer_size(1024 * 1024);
+        t.datagram_send_buffer_size(crate::h3::connection::DATAGRAM_SEND_BUFFER);
         t
     }
 }

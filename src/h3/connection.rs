@@ -55,6 +55,44 @@ enum DriverEvent {
 pub struct ConnectionCounters {
     /// Datagrams whose quarter stream id matched no open session (dropped).
     pub datagrams_unknown_session: AtomicU64,
+    /// Times the flush task woke up to hand queued datagrams to quinn.
+    pub send_flushes: AtomicU64,
+    /// Datagrams handed to quinn by the flush task (not directly by the sender).
+    pub send_flushed: AtomicU64,
+    /// Receive drains (wake-ups of the driver that took datagrams from quinn).
+    pub receive_drains: AtomicU64,
+    /// Datagrams taken from quinn by those drains.
+    pub receive_drained: AtomicU64,
+}
+
+/// Bytes of datagrams quinn buffers for sending (set on every wtd connection); wtd's own
+/// outbox holds at most as much again, so a sender that outruns the network sees
+/// WTD_ERR_WOULD_BLOCK instead of quinn silently evicting older datagrams.
+pub const DATAGRAM_SEND_BUFFER: usize = 1024 * 1024;
+
+/// Per-session send counters shared with the outbox.
+#[derive(Debug, Default)]
+pub struct SendCounters {
+    /// Datagrams accepted for sending (queued in the outbox or handed to quinn).
+    pub datagrams: AtomicU64,
+    /// Payload bytes accepted (without the quarter stream id).
+    pub bytes: AtomicU64,
+    /// Accepted datagrams that never reached quinn: the connection closed first, or the path's
+    /// datagram limit shrank below their size while they waited (counted, never silent).
+    pub dropped_unsent: AtomicU64,
+}
+
+/// Datagrams accepted by a session's send and not yet handed to quinn. One per connection, so
+/// the room check and the hand-over are atomic across all of its sessions.
+#[derive(Default)]
+struct Outbox {
+    queue: std::collections::VecDeque<(Bytes, Arc<SendCounters>)>,
+    /// Wire bytes (prefix included) accepted and not yet handed to quinn.
+    bytes: usize,
+    /// The flush task has been woken and has not yet found the queue empty.
+    flushing: bool,
+    /// The connection is over: nothing more is accepted.
+    closed: bool,
 }
 
 /// An HTTP/3 connection with WebTransport enabled.
@@ -70,6 +108,11 @@ pub struct Connection {
     /// Connection-level counters.
     pub counters: ConnectionCounters,
     close_when_idle: AtomicBool,
+    outbox: Mutex<Outbox>,
+    outbox_work: Notify,
+    /// quinn's max_datagram_size (0: not known yet), refreshed once per drain/flush and by
+    /// `max_datagram_size`, so a send does not take quinn's connection lock for it.
+    max_datagram: AtomicUsize,
     _endpoint: Option<quinn::Endpoint>,
 }
 
@@ -129,6 +172,9 @@ impl Connection {
             events: events_tx,
             counters: ConnectionCounters::default(),
             close_when_idle: AtomicBool::new(role == Role::Client),
+            outbox: Mutex::new(Outbox::default()),
+            outbox_work: Notify::new(),
+            max_datagram: AtomicUsize::new(0),
             _endpoint: endpoint,
         });
         let mut control = conn.quic.open_uni().await.map_err(conn_error)?;
@@ -148,7 +194,56 @@ impl Connection {
         tokio::spawn(accept_uni_loop(conn.clone()));
         tokio::spawn(accept_bi_loop(conn.clone(), handler));
         tokio::spawn(drive(conn.clone(), events_rx));
+        tokio::spawn(flush_outbox(conn.clone()));
         Ok(conn)
+    }
+
+    /// quinn's current datagram limit (with the quarter-stream-id prefix); 0 when the peer does
+    /// not accept datagrams. Reads quinn and refreshes the cached value.
+    pub fn max_datagram_size(&self) -> usize {
+        let m = self.quic.max_datagram_size().unwrap_or(0);
+        self.max_datagram.store(m, Ordering::Relaxed);
+        m
+    }
+
+    /// The cached datagram limit (read from quinn on first use).
+    pub(crate) fn max_datagram_size_cached(&self) -> usize {
+        match self.max_datagram.load(Ordering::Relaxed) {
+            0 => self.max_datagram_size(),
+            m => m,
+        }
+    }
+
+    /// Accepts one datagram (prefix included) for sending. On a wtd runtime thread with nothing
+    /// queued it goes to quinn at once; otherwise it joins the outbox and the flush task is
+    /// woken once per batch (not per datagram). WTD_ERR_WOULD_BLOCK when the outbox (or, on
+    /// the direct path, quinn's buffer) has no room.
+    pub(crate) fn send_datagram(&self, wire: Bytes, counters: &Arc<SendCounters>) -> Result<()> {
+        let len = wire.len();
+        let mut ob = lock(&self.outbox);
+        if ob.closed {
+            return Err(Error::closed("connection is closed"));
+        }
+        if ob.bytes == 0 && crate::runtime::on_runtime_thread() {
+            // Nobody else hands datagrams to quinn while we hold the outbox lock: the room
+            // check and the send are atomic, so quinn never evicts one we counted.
+            if self.quic.datagram_send_buffer_space() >= len {
+                self.quic.send_datagram(wire).map_err(map_send_error)?;
+                return Ok(());
+            }
+        }
+        if ob.bytes + len > DATAGRAM_SEND_BUFFER {
+            return Err(Error::would_block("datagram send buffer is full"));
+        }
+        ob.bytes += len;
+        ob.queue.push_back((wire, counters.clone()));
+        let wake = !ob.flushing;
+        ob.flushing = true;
+        drop(ob);
+        if wake {
+            self.outbox_work.notify_one();
+        }
+        Ok(())
     }
 
     /// Client or server.
@@ -267,27 +362,166 @@ impl Connection {
         }
     }
 
-    fn dispatch_datagram(&self, mut data: Bytes) -> std::result::Result<(), H3Error> {
-        let Some((qsid, n)) = varint::decode(&data) else {
-            return Err(H3Error::new(
-                H3_DATAGRAM_ERROR,
-                "datagram without a quarter stream id",
-            ));
-        };
-        let session = lock(&self.sessions).get(&qsid).cloned();
-        match session {
-            Some(s) => {
+    /// Routes a batch of datagrams (quarter stream id + payload) to their sessions: one lookup
+    /// per run of datagrams for the same session and one `on_datagrams` call per session, in
+    /// arrival order within each session. Empties `batch`.
+    async fn dispatch_datagrams(
+        &self,
+        batch: &mut Vec<Bytes>,
+        groups: &mut Vec<(Arc<SessionCore>, Vec<Bytes>)>,
+    ) -> std::result::Result<(), H3Error> {
+        let mut unknown = 0u64;
+        let mut result = Ok(());
+        {
+            let sessions = lock(&self.sessions);
+            let mut last: Option<(u64, usize)> = None;
+            for mut data in batch.drain(..) {
+                let Some((qsid, n)) = varint::decode(&data) else {
+                    result = Err(H3Error::new(
+                        H3_DATAGRAM_ERROR,
+                        "datagram without a quarter stream id",
+                    ));
+                    break;
+                };
                 let _ = data.split_to(n);
-                s.events.on_datagram(data);
+                let slot = match last {
+                    Some((q, i)) if q == qsid => Some(i),
+                    _ => match groups.iter().position(|(s, _)| s.quarter_stream_id() == qsid) {
+                        Some(i) => Some(i),
+                        None => sessions.get(&qsid).map(|s| {
+                            groups.push((s.clone(), Vec::new()));
+                            groups.len() - 1
+                        }),
+                    },
+                };
+                match slot {
+                    Some(i) => {
+                        last = Some((qsid, i));
+                        groups[i].1.push(data);
+                    }
+                    None => unknown += 1,
+                }
             }
-            None => {
-                self.counters
-                    .datagrams_unknown_session
-                    .fetch_add(1, Ordering::Relaxed);
+            batch.clear();
+        }
+        if unknown > 0 {
+            self.counters
+                .datagrams_unknown_session
+                .fetch_add(unknown, Ordering::Relaxed);
+        }
+        for (session, mut payloads) in groups.drain(..) {
+            let deadline = tokio::time::Instant::now() + BACKPRESSURE_WAIT;
+            while let Some(room) = session.events.on_datagrams(
+                &mut payloads,
+                tokio::time::Instant::now() < deadline,
+            ) {
+                let _ = tokio::time::timeout_at(deadline, room.notified()).await;
             }
         }
-        Ok(())
+        result
     }
+}
+
+/// Longest the driver waits for an application that reads a session's queue but is momentarily
+/// behind, before evicting (counted) from that full queue. Datagrams not yet taken from quinn
+/// wait in quinn's receive buffer meanwhile.
+pub const BACKPRESSURE_WAIT: Duration = Duration::from_millis(5);
+
+/// Most datagrams taken from quinn per wake-up of the driver (the rest wait for the next round,
+/// after pending session events).
+const MAX_DATAGRAM_BATCH: usize = 256;
+
+/// Takes every datagram quinn has already buffered (up to `max` in `batch`) without waiting.
+fn drain_buffered(quic: &quinn::Connection, batch: &mut Vec<Bytes>, max: usize) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    while batch.len() < max {
+        let read = std::pin::pin!(quic.read_datagram());
+        match read.poll(&mut cx) {
+            std::task::Poll::Ready(Ok(d)) => batch.push(d),
+            // An error stays with the connection: the next `read_datagram` reports it.
+            _ => return,
+        }
+    }
+}
+
+/// Maps quinn's datagram send error to a wtd error.
+pub(crate) fn map_send_error(e: quinn::SendDatagramError) -> Error {
+    match e {
+        quinn::SendDatagramError::TooLarge => Error::new(
+            wtd_result::WTD_ERR_TOO_LARGE,
+            "datagram exceeds the path's current limit",
+        ),
+        quinn::SendDatagramError::ConnectionLost(e) => {
+            Error::closed(format!("connection lost: {e}"))
+        }
+        e => Error::new(wtd_result::WTD_ERR_NOT_SUPPORTED, e.to_string()),
+    }
+}
+
+/// Hands the outbox to quinn, batch by batch, for the life of the connection. Waits (without
+/// evicting anything) while quinn's send buffer is full. What is left when the connection ends
+/// is counted as dropped on its session.
+async fn flush_outbox(conn: Arc<Connection>) {
+    let mut batch = std::collections::VecDeque::new();
+    loop {
+        {
+            let mut ob = lock(&conn.outbox);
+            if ob.queue.is_empty() {
+                ob.flushing = false;
+            } else {
+                std::mem::swap(&mut ob.queue, &mut batch);
+            }
+        }
+        if batch.is_empty() {
+            tokio::select! {
+                _ = conn.outbox_work.notified() => continue,
+                _ = conn.quic.closed() => break,
+            }
+        }
+        conn.counters.send_flushes.fetch_add(1, Ordering::Relaxed);
+        conn.counters
+            .send_flushed
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut space = conn.quic.datagram_send_buffer_space();
+        let mut handed = 0usize;
+        while let Some((wire, counters)) = batch.pop_front() {
+            let len = wire.len();
+            let sent = if len <= space {
+                space -= len;
+                conn.quic.send_datagram(wire)
+            } else {
+                // Release the budget of what went out so far before waiting for quinn.
+                lock(&conn.outbox).bytes -= std::mem::take(&mut handed);
+                let r = conn.quic.send_datagram_wait(wire).await;
+                space = conn.quic.datagram_send_buffer_space();
+                r
+            };
+            handed += len;
+            match sent {
+                Ok(()) => {}
+                Err(quinn::SendDatagramError::ConnectionLost(_)) => {
+                    counters.dropped_unsent.fetch_add(1, Ordering::Relaxed);
+                    break;
+                }
+                Err(e) => {
+                    counters.dropped_unsent.fetch_add(1, Ordering::Relaxed);
+                    log_debug!("queued datagram not sent: {e}");
+                }
+            }
+        }
+        lock(&conn.outbox).bytes -= handed;
+        conn.max_datagram_size();
+        if conn.quic.close_reason().is_some() {
+            break;
+        }
+    }
+    // The connection is over: whatever is still queued will never be sent.
+    let mut ob = lock(&conn.outbox);
+    ob.closed = true;
+    for (_, counters) in batch.drain(..).chain(ob.queue.drain(..)) {
+        counters.dropped_unsent.fetch_add(1, Ordering::Relaxed);
+    }
+    ob.bytes = 0;
 }
 
 /// A QUIC varint for an error code (codes above 2^62 cannot occur; clamp defensively).
@@ -327,6 +561,8 @@ pub(crate) fn close_info_for(err: &quinn::ConnectionError) -> CloseInfo {
 }
 
 async fn drive(conn: Arc<Connection>, mut events: mpsc::UnboundedReceiver<DriverEvent>) {
+    let mut batch = Vec::with_capacity(MAX_DATAGRAM_BATCH);
+    let mut groups = Vec::new();
     let lost = loop {
         tokio::select! {
             biased;
@@ -335,8 +571,14 @@ async fn drive(conn: Arc<Connection>, mut events: mpsc::UnboundedReceiver<Driver
                 None => return,
             },
             dg = conn.quic.read_datagram() => match dg {
-                Ok(data) => {
-                    if let Err(e) = conn.dispatch_datagram(data) {
+                Ok(first) => {
+                    batch.push(first);
+                    drain_buffered(&conn.quic, &mut batch, MAX_DATAGRAM_BATCH);
+                    conn.counters.receive_drains.fetch_add(1, Ordering::Relaxed);
+                    conn.counters
+                        .receive_drained
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    if let Err(e) = conn.dispatch_datagrams(&mut batch, &mut groups).await {
                         conn.close_with(&e);
                     }
                 }

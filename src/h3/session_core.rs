@@ -2,13 +2,13 @@
 //! datagram send, close, and the sink that receives its datagrams and close notice.
 
 use crate::lock::lock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 
 use super::capsule;
-use super::connection::Connection;
+use super::connection::{Connection, SendCounters};
 use super::draft::wtd_draft;
 use super::varint;
 use crate::error::{wtd_result, Error, Result};
@@ -42,8 +42,15 @@ pub struct CloseInfo {
 /// Receives a session's datagrams and its close notice. Called on the connection's driver task,
 /// never concurrently for one connection.
 pub trait SessionEvents: Send + Sync + 'static {
-    /// A datagram for this session (payload without the quarter stream id).
-    fn on_datagram(&self, payload: Bytes);
+    /// Datagrams for this session, in arrival order (payloads without the quarter stream id).
+    /// Takes them out of `batch`; the caller reuses the vector. With `may_defer`, a sink whose
+    /// reader is momentarily behind may take only some and return a notifier: the caller waits
+    /// on it (bounded) and offers the rest again. Without it, the sink takes them all.
+    fn on_datagrams(
+        &self,
+        batch: &mut Vec<Bytes>,
+        may_defer: bool,
+    ) -> Option<Arc<tokio::sync::Notify>>;
     /// The session closed; called exactly once.
     fn on_closed(&self, info: &CloseInfo);
     /// The peer sent DRAIN_WEBTRANSPORT_SESSION or GOAWAY.
@@ -61,15 +68,6 @@ pub struct RequestInfo {
     pub origin: Option<String>,
 }
 
-/// Send-side counters of one session (what was handed to QUIC).
-#[derive(Debug, Default)]
-pub struct SendCounters {
-    /// Datagrams handed to quinn.
-    pub datagrams: AtomicU64,
-    /// Payload bytes handed to quinn (without the quarter stream id).
-    pub bytes: AtomicU64,
-}
-
 /// A session at the HTTP/3 level.
 pub struct SessionCore {
     pub(crate) conn: Arc<Connection>,
@@ -79,12 +77,14 @@ pub struct SessionCore {
     prefix: Vec<u8>,
     send: tokio::sync::Mutex<Option<quinn::SendStream>>,
     closed: Mutex<Option<CloseInfo>>,
+    /// Set with `closed` (a lock-free check for the send path).
+    closed_flag: AtomicBool,
     draining: AtomicBool,
     /// Set once the peer's side of the CONNECT stream has ended (FIN, reset, connection loss).
     peer_ended: tokio::sync::watch::Sender<bool>,
     pub(crate) events: Arc<dyn SessionEvents>,
     /// What this session handed to QUIC.
-    pub sent: SendCounters,
+    pub sent: Arc<SendCounters>,
 }
 
 impl SessionCore {
@@ -106,10 +106,11 @@ impl SessionCore {
             prefix,
             send: tokio::sync::Mutex::new(Some(send)),
             closed: Mutex::new(None),
+            closed_flag: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             peer_ended: tokio::sync::watch::channel(false).0,
             events,
-            sent: SendCounters::default(),
+            sent: Arc::new(SendCounters::default()),
         })
     }
 
@@ -155,26 +156,18 @@ impl SessionCore {
     /// does not accept datagrams.
     pub fn max_datagram_size(&self) -> usize {
         self.conn
-            .quic
             .max_datagram_size()
-            .map_or(0, |m| m.saturating_sub(self.prefix.len()))
+            .saturating_sub(self.prefix.len())
     }
 
-    /// Hands one datagram to QUIC without blocking. Fails with WTD_ERR_WOULD_BLOCK when quinn's
-    /// send buffer has no room (quinn would otherwise silently evict older datagrams).
+    /// Accepts one datagram for sending without blocking (see [`Connection::send_datagram`]):
+    /// WTD_ERR_WOULD_BLOCK when the connection's send buffer is full — never a silent eviction.
     pub fn send_datagram(&self, payload: &[u8]) -> Result<()> {
         self.check_sendable(payload.len())?;
-        let total = self.prefix.len() + payload.len();
-        if self.conn.quic.datagram_send_buffer_space() < total {
-            return Err(Error::would_block("QUIC datagram send buffer is full"));
-        }
-        let mut buf = BytesMut::with_capacity(total);
+        let mut buf = BytesMut::with_capacity(self.prefix.len() + payload.len());
         buf.extend_from_slice(&self.prefix);
         buf.extend_from_slice(payload);
-        self.conn
-            .quic
-            .send_datagram(buf.freeze())
-            .map_err(map_send_error)?;
+        self.conn.send_datagram(buf.freeze(), &self.sent)?;
         self.sent.datagrams.fetch_add(1, Ordering::Relaxed);
         self.sent
             .bytes
@@ -189,10 +182,13 @@ impl SessionCore {
     }
 
     fn check_sendable(&self, len: usize) -> Result<()> {
-        if self.is_closed() {
+        if self.closed_flag.load(Ordering::Acquire) {
             return Err(Error::closed("session is closed"));
         }
-        let max = self.max_datagram_size();
+        let max = self
+            .conn
+            .max_datagram_size_cached()
+            .saturating_sub(self.prefix.len());
         if max == 0 {
             return Err(Error::new(
                 wtd_result::WTD_ERR_NOT_SUPPORTED,
@@ -245,6 +241,7 @@ impl SessionCore {
                 return false;
             }
             *closed = Some(info);
+            self.closed_flag.store(true, Ordering::Release);
         }
         self.conn.unregister(self);
         true
@@ -272,18 +269,5 @@ impl SessionCore {
 
     pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
-    }
-}
-
-fn map_send_error(e: quinn::SendDatagramError) -> Error {
-    match e {
-        quinn::SendDatagramError::TooLarge => Error::new(
-            wtd_result::WTD_ERR_TOO_LARGE,
-            "datagram exceeds the path's current limit",
-        ),
-        quinn::SendDatagramError::ConnectionLost(e) => {
-            Error::closed(format!("connection lost: {e}"))
-        }
-        e => Error::new(wtd_result::WTD_ERR_NOT_SUPPORTED, e.to_string()),
     }
 }

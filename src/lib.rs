@@ -13,6 +13,7 @@ pub use logging::wtd_log_level;
 pub mod endpoint;
 pub mod h3;
 mod lock;
+mod pace;
 pub mod session;
 
 pub use endpoint::client::{connect, ClientConfig};

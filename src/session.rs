@@ -13,6 +13,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::h3::session_core::{CloseInfo, RequestInfo, SessionCore, SessionEvents};
 use crate::h3::wtd_draft;
+use crate::pace::{ReaderPace, Room};
 
 /// Default capacity of a session's receive queue (datagrams).
 pub const DEFAULT_INCOMING_CAPACITY: usize = 1024;
@@ -23,8 +24,10 @@ pub type DatagramCallback = Box<dyn Fn(Bytes) + Send + Sync>;
 pub type ClosedCallback = Box<dyn Fn(&CloseInfo) + Send + Sync>;
 
 /// Called with every datagram that arrived in one drain of the connection, in order, on a wtd
-/// runtime thread; it takes them out of the vector.
-pub type DatagramBatchCallback = Box<dyn Fn(&mut Vec<Bytes>) + Send + Sync>;
+/// runtime thread, with the same contract as [`SessionEvents::on_datagrams`]: it takes them out
+/// of the vector, or (when the flag allows deferral) only some and returns what to wait on.
+pub type DatagramBatchCallback =
+    Box<dyn Fn(&mut Vec<Bytes>, bool) -> Option<Arc<tokio::sync::Notify>> + Send + Sync>;
 
 /// Callbacks of a session. With `on_datagrams` or `on_datagram` set, datagrams go to it
 /// (the batch form wins) instead of the queue.
@@ -64,42 +67,16 @@ struct IncomingState {
     /// Threads blocked in a receive: a datagram wakes one only when there is one (a futex
     /// wake per datagram would cost more than everything else on the receive path).
     waiters: usize,
-    /// When the application last took datagrams (None: never).
-    last_take: Option<Instant>,
-    /// The connection's driver waits for room (see [`Incoming::on_datagrams`]).
-    driver_waiting: bool,
+    /// Back-pressure state toward the connection's driver.
+    pace: ReaderPace,
 }
-
-impl IncomingState {
-    /// Records a take by the application and tells whether to wake a waiting driver (once the
-    /// queue is half empty, so the driver refills it in one go).
-    fn took(&mut self, capacity: usize) -> bool {
-        self.last_take = Some(Instant::now());
-        if self.driver_waiting && self.queue.len() <= capacity / 2 {
-            self.driver_waiting = false;
-            return true;
-        }
-        false
-    }
-
-    /// True while the application is reading this queue: blocked in a receive, or took
-    /// datagrams within [`READER_ACTIVE`].
-    fn reader_active(&self) -> bool {
-        self.waiters > 0 || self.last_take.is_some_and(|t| t.elapsed() < READER_ACTIVE)
-    }
-}
-
-/// A session whose application took datagrams this recently counts as read: when its queue is
-/// full the connection's driver waits for room (up to [`crate::h3::connection::BACKPRESSURE_WAIT`]) before
-/// evicting, so a reader that is only briefly slower than the wire (scheduling) loses nothing.
-const READER_ACTIVE: Duration = Duration::from_millis(100);
 
 /// The receive side of a session: queue, waiters, callbacks, counters.
 pub(crate) struct Incoming {
     state: Mutex<IncomingState>,
     ready: Condvar,
     /// Signalled when a full queue has room again (the driver waits on it).
-    room: Arc<tokio::sync::Notify>,
+    room: Room,
     capacity: usize,
     callbacks: Mutex<Option<Arc<SessionCallbacks>>>,
     received: AtomicU64,
@@ -113,7 +90,7 @@ impl Incoming {
         Arc::new(Incoming {
             state: Mutex::new(IncomingState::default()),
             ready: Condvar::new(),
-            room: Arc::new(tokio::sync::Notify::new()),
+            room: Room::default(),
             capacity: capacity.max(1),
             callbacks: Mutex::new(None),
             received: AtomicU64::new(0),
@@ -130,9 +107,7 @@ impl Incoming {
     /// Counts `n` datagrams read by the application and wakes the driver when it waits for room.
     fn took(&self, n: usize, wake_driver: bool) {
         self.read.fetch_add(n as u64, Ordering::Relaxed);
-        if wake_driver {
-            self.room.notify_one();
-        }
+        self.room.wake_driver(wake_driver);
     }
 
     fn callbacks(&self) -> Option<Arc<SessionCallbacks>> {
@@ -156,9 +131,19 @@ impl SessionEvents for Incoming {
             .fetch_add(bytes as u64, Ordering::Relaxed);
         if let Some(cbs) = self.callbacks() {
             if let Some(f) = &cbs.on_datagrams {
-                self.read.fetch_add(n as u64, Ordering::Relaxed);
-                if catch_unwind(AssertUnwindSafe(|| f(batch))).is_err() {
-                    log_error!("a datagram batch callback panicked");
+                match catch_unwind(AssertUnwindSafe(|| f(batch, may_defer))) {
+                    Ok(wait) => {
+                        let kept = batch.len();
+                        let kept_bytes: usize = batch.iter().map(Bytes::len).sum();
+                        self.received.fetch_sub(kept as u64, Ordering::Relaxed);
+                        self.received_bytes
+                            .fetch_sub(kept_bytes as u64, Ordering::Relaxed);
+                        self.read.fetch_add((n - kept) as u64, Ordering::Relaxed);
+                        if wait.is_some() {
+                            return wait;
+                        }
+                    }
+                    Err(_) => log_error!("a datagram batch callback panicked"),
                 }
                 batch.clear();
                 return None;
@@ -175,11 +160,11 @@ impl SessionEvents for Incoming {
         }
         let mut st = self.lock();
         let free = self.capacity.saturating_sub(st.queue.len());
-        if may_defer && n > free && st.reader_active() {
-            // Back-pressure: queue what fits, keep the rest with the driver until the reader
-            // makes room (their arrival is counted when they are finally queued).
+        let waiters = st.waiters;
+        if may_defer && n > free && st.pace.defer(waiters) {
+            // Back-pressure (crate::pace): queue what fits, keep the rest with the driver until
+            // the reader makes room (their arrival is counted when they are finally queued).
             st.queue.extend(batch.drain(..free));
-            st.driver_waiting = true;
             let waiters = st.waiters;
             drop(st);
             let kept: usize = batch.iter().map(Bytes::len).sum();
@@ -189,7 +174,7 @@ impl SessionEvents for Incoming {
             if waiters > 0 {
                 self.ready.notify_all();
             }
-            return Some(self.room.clone());
+            return Some(self.room.notifier());
         }
         let mut evicted = 0u64;
         for d in batch.drain(..) {
@@ -340,7 +325,8 @@ impl Session {
         let mut st = self.incoming.lock();
         loop {
             if let Some(v) = take(&mut st.queue)? {
-                let wake = st.took(self.incoming.capacity);
+                let queued = st.queue.len();
+                let wake = st.pace.took(queued, self.incoming.capacity);
                 drop(st);
                 self.incoming.took(1, wake);
                 return Ok(v);
@@ -399,7 +385,8 @@ impl Session {
             st.queue.pop_front();
             n += 1;
         }
-        let wake = n > 0 && st.took(self.incoming.capacity);
+        let queued = st.queue.len();
+        let wake = n > 0 && st.pace.took(queued, self.incoming.capacity);
         drop(st);
         self.incoming.took(n, wake);
         n

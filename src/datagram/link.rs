@@ -11,11 +11,17 @@ use crate::session::{Session, SessionCallbacks};
 
 /// Where arriving datagrams and the end of the link are reported.
 pub trait LinkSink: Send + Sync + 'static {
-    /// Datagrams arrived (in order); takes them out of `batch`.
-    fn deliver_batch(&self, batch: &mut Vec<Bytes>);
+    /// Datagrams arrived (in order); takes them out of `batch`. With `may_defer` a sink whose
+    /// reader is momentarily behind may take only some and return what the link waits on before
+    /// offering the rest again (see `crate::pace`).
+    fn deliver_batch(
+        &self,
+        batch: &mut Vec<Bytes>,
+        may_defer: bool,
+    ) -> Option<Arc<tokio::sync::Notify>>;
     /// A datagram arrived.
     fn deliver(&self, data: Bytes) {
-        self.deliver_batch(&mut vec![data]);
+        self.deliver_batch(&mut vec![data], false);
     }
     /// The link (session) closed.
     fn link_closed(&self);
@@ -65,9 +71,12 @@ impl Link for SessionLink {
     fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()> {
         let (a, b, c) = (sink.clone(), sink.clone(), sink);
         self.session.set_callbacks(Some(SessionCallbacks {
-            on_datagrams: Some(Box::new(move |batch| match a.upgrade() {
-                Some(s) => s.deliver_batch(batch),
-                None => batch.clear(),
+            on_datagrams: Some(Box::new(move |batch, may_defer| match a.upgrade() {
+                Some(s) => s.deliver_batch(batch, may_defer),
+                None => {
+                    batch.clear();
+                    None
+                }
             })),
             on_closed: Some(Box::new(move |_| {
                 if let Some(s) = b.upgrade() {
@@ -238,7 +247,9 @@ async fn deliver_task(end: Weak<MemoryLink>, mut rx: tokio::sync::mpsc::Unbounde
         }
         let sink = end.sink.lock().unwrap().as_ref().and_then(Weak::upgrade);
         match sink {
-            Some(sink) => sink.deliver_batch(&mut batch),
+            Some(sink) => {
+                sink.deliver_batch(&mut batch, false);
+            }
             None => batch.clear(),
         }
     }

@@ -78,6 +78,8 @@ pub struct DatagramQueue {
     high_water_mark: usize,
     policy: wtd_drop_policy,
     max_age_us: u64,
+    /// Entries with a TTL: with none and no max age, `purge` has nothing to do (O(1)).
+    with_ttl: usize,
 }
 
 impl DatagramQueue {
@@ -89,6 +91,7 @@ impl DatagramQueue {
             high_water_mark: high_water_mark.max(1),
             policy,
             max_age_us: 0,
+            with_ttl: 0,
         }
     }
 
@@ -141,6 +144,7 @@ impl DatagramQueue {
     }
 
     fn insert(&mut self, entry: Entry) {
+        self.with_ttl += usize::from(entry.ttl_us > 0);
         self.buckets
             .entry(entry.priority)
             .or_default()
@@ -154,8 +158,9 @@ impl DatagramQueue {
         if bucket.is_empty() {
             self.buckets.remove(&priority);
         }
-        if e.is_some() {
+        if let Some(e) = &e {
             self.len -= 1;
+            self.with_ttl -= usize::from(e.ttl_us > 0);
         }
         e
     }
@@ -183,6 +188,7 @@ impl DatagramQueue {
     /// Puts a datagram just taken by `pop` back at the front of its priority (the high water
     /// mark is not checked: it held that place a moment ago).
     pub fn unpop(&mut self, entry: Entry) {
+        self.with_ttl += usize::from(entry.ttl_us > 0);
         self.buckets
             .entry(entry.priority)
             .or_default()
@@ -200,22 +206,32 @@ impl DatagramQueue {
         let n = self.len;
         self.buckets.clear();
         self.len = 0;
+        self.with_ttl = 0;
         n
     }
 
     /// Drops every expired or too-old datagram now (not only at the head).
     pub fn purge(&mut self, now_us: u64, mut dropped: impl FnMut(Entry, DropReason)) {
         let max_age = self.max_age_us;
+        if max_age == 0 && self.with_ttl == 0 {
+            return;
+        }
         let mut removed = 0;
+        let mut removed_ttl = 0;
         for bucket in self.buckets.values_mut() {
             let mut keep = VecDeque::with_capacity(bucket.len());
             for e in bucket.drain(..) {
-                if e.expired(now_us) {
-                    removed += 1;
-                    dropped(e, DropReason::Expired);
+                let gone = if e.expired(now_us) {
+                    Some(DropReason::Expired)
                 } else if e.too_old(now_us, max_age) {
+                    Some(DropReason::TooOld)
+                } else {
+                    None
+                };
+                if let Some(reason) = gone {
                     removed += 1;
-                    dropped(e, DropReason::TooOld);
+                    removed_ttl += usize::from(e.ttl_us > 0);
+                    dropped(e, reason);
                 } else {
                     keep.push_back(e);
                 }
@@ -224,6 +240,7 @@ impl DatagramQueue {
         }
         self.buckets.retain(|_, b| !b.is_empty());
         self.len -= removed;
+        self.with_ttl -= removed_ttl;
     }
 
     /// (priority, count) for every priority present, highest first.
@@ -320,6 +337,29 @@ mod tests {
             assert!(matches!(q.push(e(3, 9, 0, 0)), Push::Full(ref x) if x.data[0] == 3));
             assert_eq!(q.len(), 2);
         }
+    }
+
+    #[test]
+    fn purge_still_finds_ttl_entries_after_pops_evictions_and_unpops() {
+        // purge skips its scan when no entry has a TTL and there is no max age; the count of
+        // TTL entries must follow every way in and out of the queue.
+        let mut q = DatagramQueue::new(3, WTD_DROP_OLDEST);
+        q.push(e(1, 0, 10, 0));
+        q.push(e(2, 0, 0, 0));
+        q.push(e(3, 0, 10, 0));
+        let first = q.pop(0, |_, _| {}).unwrap(); // 1 (TTL) out ...
+        q.unpop(first); // ... and back
+        q.push(e(4, 0, 0, 0)); // evicts 1 (TTL)
+        let mut dropped = Vec::new();
+        q.purge(100, |x, r| dropped.push((x.data[0], r)));
+        assert_eq!(dropped, vec![(3, DropReason::Expired)]);
+        q.purge(1000, |_, _| panic!("nothing left with a TTL"));
+        assert_eq!(tags(&mut q, 1000), vec![2, 4]);
+        q.push(e(5, 0, 10, 0));
+        q.clear();
+        q.push(e(6, 0, 0, 0));
+        q.purge(1000, |_, _| panic!("cleared"));
+        assert_eq!(q.len(), 1);
     }
 
     #[test]

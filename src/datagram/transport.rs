@@ -15,6 +15,7 @@ use super::link::{Link, LinkSink};
 use super::queue::{wtd_drop_policy, DatagramQueue, DropReason, Entry, Push};
 use super::stats::DatagramStats;
 use crate::error::{wtd_result, Error, Result};
+use crate::pace::{ReaderPace, Room};
 use crate::runtime;
 
 /// Prefix of heartbeat datagrams.
@@ -125,6 +126,16 @@ struct Incoming {
     sequence: u64,
     /// Receivers blocked now (an arrival wakes one only if there is one).
     waiters: usize,
+    /// Back-pressure toward the connection's driver (crate::pace).
+    pace: ReaderPace,
+}
+
+impl Incoming {
+    /// Records a take by the application; true when the waiting driver should be woken.
+    fn took(&mut self) -> bool {
+        self.pace
+            .took(self.queue.len(), self.queue.high_water_mark())
+    }
 }
 
 struct Inner {
@@ -138,6 +149,8 @@ struct Inner {
     out_work: Notify,
     inc: Mutex<Incoming>,
     inc_ready: Condvar,
+    /// What the connection's driver waits on while the incoming queue is full.
+    room: Room,
     stats: Mutex<DatagramStats>,
     closed: std::sync::atomic::AtomicBool,
     callbacks: Mutex<Option<Arc<TransportCallbacks>>>,
@@ -207,8 +220,10 @@ impl DatagramTransport {
                 queue: in_q,
                 sequence: 0,
                 waiters: 0,
+                pace: ReaderPace::default(),
             }),
             inc_ready: Condvar::new(),
+            room: Room::default(),
             stats: Mutex::new(stats),
             closed: std::sync::atomic::AtomicBool::new(false),
             callbacks: Mutex::new(None),
@@ -403,7 +418,7 @@ impl DatagramTransport {
     }
 
     /// Waits for the first datagram (up to `timeout`), then takes whatever else is already
-    /// queued, up to `max_count` in all.
+    /// queued, up to `max_count` in all — under one lock.
     pub fn receive_multiple(
         &self,
         max_count: usize,
@@ -412,13 +427,25 @@ impl DatagramTransport {
         if max_count == 0 {
             return Err(Error::invalid("max_count must be > 0"));
         }
-        let mut out = vec![self.receive(timeout)?];
+        let inner = &self.inner;
+        let (mut inc, started, now) = self.wait_incoming(timeout)?;
+        let mut out = Vec::with_capacity(max_count.min(inc.queue.len()));
         while out.len() < max_count {
-            match self.receive(Some(Duration::ZERO)) {
-                Ok(r) => out.push(r),
-                Err(_) => break,
-            }
+            let Some(e) = inc.queue.pop(now, |_, _| {}) else {
+                break;
+            };
+            out.push(self.received(e, now, 0.0));
         }
+        let wake = inc.took();
+        drop(inc);
+        inner.room.wake_driver(wake);
+        let waited = started.elapsed().as_secs_f64();
+        if let Some(first) = out.first_mut() {
+            first.receive_time = waited;
+        }
+        let mut st = lock(&inner.stats);
+        st.datagrams_read += out.len() as u64;
+        st.record_receive_wait(waited);
         Ok(out)
     }
 
@@ -429,6 +456,40 @@ impl DatagramTransport {
         timeout: Option<Duration>,
         accept: impl Fn(&[u8]) -> Result<()>,
     ) -> Result<Received> {
+        let inner = &self.inner;
+        let (mut inc, started, now) = self.wait_incoming(timeout)?;
+        // A refusal leaves the datagram queued; the caller decides whether it was the
+        // datagram's fault (and counts it with `record_receive_error`).
+        accept(&inc.queue.peek().expect("waited for one").data)?;
+        let e = inc.queue.pop(now, |_, _| {}).expect("peeked");
+        let wake = inc.took();
+        drop(inc);
+        inner.room.wake_driver(wake);
+        let waited = started.elapsed().as_secs_f64();
+        let mut st = lock(&inner.stats);
+        st.datagrams_read += 1;
+        st.record_receive_wait(waited);
+        Ok(self.received(e, now, waited))
+    }
+
+    fn received(&self, e: Entry, now: u64, waited: f64) -> Received {
+        Received {
+            timestamp: self.inner.clock.unix_at(e.enqueued_us),
+            age: secs(now.saturating_sub(e.enqueued_us)),
+            sequence: e.sequence,
+            data: e.data,
+            receive_time: waited,
+        }
+    }
+
+    /// Locks the incoming queue once it holds a datagram, dropping expired and too-old ones on
+    /// the way (counted), waiting up to `timeout` (`Some(ZERO)`: WTD_ERR_WOULD_BLOCK when
+    /// empty). Returns the guard, when the wait started and the clock reading of the purge
+    /// (popping at that time drops nothing).
+    fn wait_incoming(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(std::sync::MutexGuard<'_, Incoming>, Instant, u64)> {
         let inner = &self.inner;
         if timeout != Some(Duration::ZERO) {
             runtime::check_may_block()?;
@@ -445,23 +506,8 @@ impl DatagramTransport {
                 st.expired_incoming += expired;
                 st.receive_drops += expired;
             }
-            if let Some(front) = inc.queue.peek() {
-                // A refusal leaves the datagram queued; the caller decides whether it was the
-                // datagram's fault (and counts it with `record_receive_error`).
-                accept(&front.data)?;
-                let e = inc.queue.pop(now, |_, _| {}).expect("peeked");
-                drop(inc);
-                let waited = started.elapsed().as_secs_f64();
-                let mut st = lock(&inner.stats);
-                st.datagrams_read += 1;
-                st.record_receive_wait(waited);
-                return Ok(Received {
-                    timestamp: inner.clock.unix_at(e.enqueued_us),
-                    age: secs(now.saturating_sub(e.enqueued_us)),
-                    sequence: e.sequence,
-                    data: e.data,
-                    receive_time: waited,
-                });
+            if !inc.queue.is_empty() {
+                return Ok((inc, started, now));
             }
             if self.is_closed() {
                 return Err(Error::closed("transport is closed"));
@@ -810,9 +856,43 @@ impl Inner {
 }
 
 impl LinkSink for Inner {
-    /// Per batch: one clock read, one lock of each of stats, interceptor, callbacks and the
-    /// incoming queue, and at most one wake-up.
-    fn deliver_batch(&self, batch: &mut Vec<Bytes>) {
+    fn deliver_batch(
+        &self,
+        batch: &mut Vec<Bytes>,
+        may_defer: bool,
+    ) -> Option<Arc<tokio::sync::Notify>> {
+        if batch.is_empty() {
+            return None;
+        }
+        // Back-pressure (crate::pace): what does not fit waits with the driver while the
+        // application is reading; decided before anything is counted.
+        let mut rest = Vec::new();
+        if may_defer && lock(&self.callbacks).as_ref().is_none_or(|c| c.on_received.is_none()) {
+            let mut inc = lock(&self.inc);
+            let free = inc.queue.high_water_mark().saturating_sub(inc.queue.len());
+            let waiters = inc.waiters;
+            if batch.len() > free && inc.pace.defer(waiters) {
+                rest = batch.split_off(free);
+            }
+        }
+        self.accept_batch(batch);
+        if rest.is_empty() {
+            return None;
+        }
+        *batch = rest;
+        Some(self.room.notifier())
+    }
+
+    fn link_closed(&self) {
+        self.shut();
+    }
+}
+
+impl Inner {
+    /// Counts, filters (heartbeats, interceptor) and queues or hands to the callback every
+    /// datagram of `batch`. Per batch: one clock read, one lock of each of stats, interceptor,
+    /// callbacks and the incoming queue, and at most one wake-up.
+    fn accept_batch(&self, batch: &mut Vec<Bytes>) {
         if batch.is_empty() {
             return;
         }
@@ -882,10 +962,6 @@ impl LinkSink for Inner {
         } else if waiters > 0 {
             self.inc_ready.notify_one();
         }
-    }
-
-    fn link_closed(&self) {
-        self.shut();
     }
 }
 

@@ -897,11 +897,12 @@ typedef struct wtd_session_stats {
      */
     uint32_t reserved;
     /**
-     * Datagrams handed to QUIC.
+     * Datagrams accepted for sending (handed to QUIC, or queued in the connection's outbox on
+     * their way to it; see `send_dropped_unsent`).
      */
     uint64_t datagrams_sent;
     /**
-     * Payload bytes handed to QUIC.
+     * Payload bytes of those.
      */
     uint64_t bytes_sent;
     /**
@@ -948,6 +949,32 @@ typedef struct wtd_session_stats {
      * a misbehaving peer) — dropped and counted here.
      */
     uint64_t connection_datagrams_unknown_session;
+    /**
+     * Datagrams `wtd_session_send` accepted that never reached QUIC: the connection closed
+     * while they waited in the connection's outbox, or the path's datagram limit shrank below
+     * their size. (Struct size ≥ 120.)
+     */
+    uint64_t send_dropped_unsent;
+    /**
+     * Connection-wide: wake-ups of the receive driver that took datagrams from QUIC, and the
+     * datagrams they took (`connection_receive_drained / connection_receive_drains` = mean
+     * batch). `connection_datagram_frames_received - connection_receive_drained` = datagrams
+     * QUIC received that wtd has not taken (still buffered, or dropped by QUIC's full buffer).
+     */
+    uint64_t connection_receive_drains;
+    /**
+     * Connection-wide: datagrams taken from QUIC by those drains.
+     */
+    uint64_t connection_receive_drained;
+    /**
+     * Connection-wide: wake-ups of the send flush task, and the datagrams it handed to QUIC
+     * (sends made inside a callback with nothing queued go to QUIC directly, not counted here).
+     */
+    uint64_t connection_send_flushes;
+    /**
+     * Connection-wide: datagrams handed to QUIC by those flushes.
+     */
+    uint64_t connection_send_flushed;
 } wtd_session_stats;
 
 /**

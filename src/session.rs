@@ -44,7 +44,7 @@ pub struct SessionCallbacks {
 /// Counters of one session.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionStats {
-    /// Datagrams handed to QUIC.
+    /// Datagrams accepted for sending (handed to QUIC or queued in the connection's outbox).
     pub datagrams_sent: u64,
     /// Payload bytes handed to QUIC.
     pub bytes_sent: u64,
@@ -58,6 +58,24 @@ pub struct SessionStats {
     pub dropped_queue_full: u64,
     /// Datagrams waiting in the receive queue now.
     pub queued: u64,
+    /// Accepted datagrams that never reached QUIC: the connection closed first, or the path's
+    /// datagram limit shrank below their size while they waited in the outbox.
+    pub send_dropped_unsent: u64,
+}
+
+/// How the connection's data path batched its work: a drain takes every datagram quinn has
+/// buffered in one wake-up of the driver; a flush hands every queued send to quinn in one
+/// wake-up of the flush task (sends made on a wtd thread with nothing queued go directly).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatapathCounters {
+    /// Wake-ups of the driver that took datagrams from quinn.
+    pub receive_drains: u64,
+    /// Datagrams those drains took.
+    pub receive_drained: u64,
+    /// Wake-ups of the flush task that handed datagrams to quinn.
+    pub send_flushes: u64,
+    /// Datagrams those flushes handed over.
+    pub send_flushed: u64,
 }
 
 #[derive(Default)]
@@ -250,6 +268,17 @@ impl Session {
     /// packets, DATAGRAM frames received, congestion state.
     pub fn connection_stats(&self) -> quinn::ConnectionStats {
         self.core.conn.quic.stats()
+    }
+    /// The data path's batching counters of this session's connection.
+    pub fn connection_datapath(&self) -> DatapathCounters {
+        let c = &self.core.conn.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DatapathCounters {
+            receive_drains: get(&c.receive_drains),
+            receive_drained: get(&c.receive_drained),
+            send_flushes: get(&c.send_flushes),
+            send_flushed: get(&c.send_flushed),
+        }
     }
     /// Datagrams that arrived on this session's connection for no open session (dropped and
     /// counted per connection: late datagrams of closed sessions, or a misbehaving peer).
@@ -453,6 +482,7 @@ impl Session {
             datagrams_read: inc.read.load(Ordering::Relaxed),
             dropped_queue_full: inc.dropped_full.load(Ordering::Relaxed),
             queued: inc.lock().queue.len() as u64,
+            send_dropped_unsent: self.core.sent.dropped_unsent.load(Ordering::Relaxed),
         }
     }
 }

@@ -163,14 +163,20 @@ static int server_count(int use_transport) {
         wtd_datagram_stats st;
         wtd_transport_get_stats(t, &st);
         dropped = st.receive_drops;
-    } else {
-        wtd_session_stats st;
-        wtd_session_get_stats(s, &st);
-        dropped = st.dropped_queue_full;
     }
-    printf("{\"received\":%llu,\"bytes\":%llu,\"secs\":%.6f,\"cpu_us\":%llu,\"receiver_queue_drops\":%llu,\"spurious_buffer_too_small\":%llu}\n",
+    wtd_session_stats ss;
+    wtd_session_get_stats(s, &ss);
+    if (!t) dropped = ss.dropped_queue_full;
+    /* quic_frames - drained = datagrams QUIC received that wtd never took (QUIC's receive
+     * buffer overflowed); drained / drains = mean receive batch. */
+    printf("{\"received\":%llu,\"bytes\":%llu,\"secs\":%.6f,\"cpu_us\":%llu,\"receiver_queue_drops\":%llu,\"spurious_buffer_too_small\":%llu,"
+           "\"quic_frames\":%llu,\"drained\":%llu,\"drains\":%llu,\"lost_packets\":%llu}\n",
            (unsigned long long)n, (unsigned long long)bytes, (double)(last - first) / 1e9,
-           (unsigned long long)cpu, dropped, spurious);
+           (unsigned long long)cpu, dropped, spurious,
+           (unsigned long long)ss.connection_datagram_frames_received,
+           (unsigned long long)ss.connection_receive_drained,
+           (unsigned long long)ss.connection_receive_drains,
+           (unsigned long long)ss.connection_lost_packets);
     fflush(stdout);
     wtd_transport_free(t);
     wtd_session_free(s);
@@ -270,8 +276,13 @@ done:;
     }
     sleep_ms(300); /* let quinn drain before the session closes */
     uint64_t cpu = cpu_us() - cpu0;
-    printf("{\"accepted\":%llu,\"secs\":%.6f,\"cpu_us\":%llu,\"would_block\":%llu,\"failures\":%llu,\"sender_queue_drops\":%llu}\n",
-           accepted, send_secs, (unsigned long long)cpu, would_block, failures, send_drops);
+    wtd_session_stats ss;
+    wtd_session_get_stats(s, &ss);
+    printf("{\"accepted\":%llu,\"secs\":%.6f,\"cpu_us\":%llu,\"would_block\":%llu,\"failures\":%llu,\"sender_queue_drops\":%llu,"
+           "\"unsent\":%llu,\"flushes\":%llu,\"flushed\":%llu,\"lost_packets\":%llu}\n",
+           accepted, send_secs, (unsigned long long)cpu, would_block, failures, send_drops,
+           (unsigned long long)ss.send_dropped_unsent, (unsigned long long)ss.connection_send_flushes,
+           (unsigned long long)ss.connection_send_flushed, (unsigned long long)ss.connection_lost_packets);
     fflush(stdout);
     wtd_transport_free(t);
     free(views), free(p);

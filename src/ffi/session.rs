@@ -68,9 +68,10 @@ pub struct wtd_session_stats {
     pub struct_size: u32,
     /// Reserved, 0.
     pub reserved: u32,
-    /// Datagrams handed to QUIC.
+    /// Datagrams accepted for sending (handed to QUIC, or queued in the connection's outbox on
+    /// their way to it; see `send_dropped_unsent`).
     pub datagrams_sent: u64,
-    /// Payload bytes handed to QUIC.
+    /// Payload bytes of those.
     pub bytes_sent: u64,
     /// Datagrams that arrived for this session.
     pub datagrams_received: u64,
@@ -96,6 +97,22 @@ pub struct wtd_session_stats {
     /// Connection-wide: datagrams that named no open session (late ones of closed sessions, or
     /// a misbehaving peer) — dropped and counted here.
     pub connection_datagrams_unknown_session: u64,
+    /// Datagrams `wtd_session_send` accepted that never reached QUIC: the connection closed
+    /// while they waited in the connection's outbox, or the path's datagram limit shrank below
+    /// their size. (Struct size ≥ 120.)
+    pub send_dropped_unsent: u64,
+    /// Connection-wide: wake-ups of the receive driver that took datagrams from QUIC, and the
+    /// datagrams they took (`connection_receive_drained / connection_receive_drains` = mean
+    /// batch). `connection_datagram_frames_received - connection_receive_drained` = datagrams
+    /// QUIC received that wtd has not taken (still buffered, or dropped by QUIC's full buffer).
+    pub connection_receive_drains: u64,
+    /// Connection-wide: datagrams taken from QUIC by those drains.
+    pub connection_receive_drained: u64,
+    /// Connection-wide: wake-ups of the send flush task, and the datagrams it handed to QUIC
+    /// (sends made inside a callback with nothing queued go to QUIC directly, not counted here).
+    pub connection_send_flushes: u64,
+    /// Connection-wide: datagrams handed to QUIC by those flushes.
+    pub connection_send_flushed: u64,
 }
 
 /// Called for each datagram of a session. `data` is valid only during the call.
@@ -452,6 +469,7 @@ pub unsafe extern "C" fn wtd_session_get_stats(
         let s = self::session(session)?;
         let st = s.stats();
         let q = s.connection_stats();
+        let dp = s.connection_datapath();
         let v = wtd_session_stats {
             struct_size: std::mem::size_of::<wtd_session_stats>() as u32,
             reserved: 0,
@@ -467,6 +485,11 @@ pub unsafe extern "C" fn wtd_session_get_stats(
             connection_lost_packets: q.path.lost_packets,
             connection_datagram_frames_received: q.frame_rx.datagram,
             connection_datagrams_unknown_session: s.connection_unknown_session_drops(),
+            send_dropped_unsent: st.send_dropped_unsent,
+            connection_receive_drains: dp.receive_drains,
+            connection_receive_drained: dp.receive_drained,
+            connection_send_flushes: dp.send_flushes,
+            connection_send_flushed: dp.send_flushed,
         };
         write_out(out, v, "out")
     })

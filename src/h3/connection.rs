@@ -458,6 +458,10 @@ pub(crate) fn map_send_error(e: quinn::SendDatagramError) -> Error {
     }
 }
 
+/// What quinn adds to a datagram's length when it accounts its send buffer (its `Datagram`
+/// struct, a `Bytes`), rounded up.
+const QUINN_DATAGRAM_OVERHEAD: usize = 64;
+
 /// Hands the outbox to quinn, batch by batch, for the life of the connection. Waits (without
 /// evicting anything) while quinn's send buffer is full. What is left when the connection ends
 /// is counted as dropped on its session.
@@ -487,7 +491,9 @@ async fn flush_outbox(conn: Arc<Connection>) {
         while let Some((wire, counters)) = batch.pop_front() {
             let len = wire.len();
             let sent = if len <= space {
-                space -= len;
+                // quinn charges each queued datagram its length plus its own bookkeeping
+                // (one `Bytes`); count that conservatively so quinn never has to evict.
+                space = space.saturating_sub(len + QUINN_DATAGRAM_OVERHEAD);
                 conn.quic.send_datagram(wire)
             } else {
                 // Release the budget of what went out so far before waiting for quinn.

@@ -147,9 +147,15 @@ def main():
     ap.add_argument("--batch", type=int, default=32, help="datagrams per wtd_transport_send_multiple")
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--json", help="also write all raw results here")
+    ap.add_argument("--skip-py", action="store_true", help="leave pywebtransport out (quick checks)")
+    ap.add_argument("--fanout-conns", type=int, default=625, help="fan-out row: connections x 16 sessions")
+    ap.add_argument("--fanout-hz", type=int, default=20)
+    ap.add_argument("--fanout-secs", type=float, default=10.0)
     a = ap.parse_args()
     R = Runner(not a.no_pin)
     impls = ["raw", "wtd_s", "wtd_tr", "py"]
+    if a.skip_py:  # quick local checks only: the table then shows "—" for pywebtransport
+        impls = impls[:3]
     res = {"one_way": {}, "echo": {}, "ffi": {}, "broadcast": None}
     bg = Background()
 
@@ -166,12 +172,16 @@ def main():
 
     bg.stop()
     bg.start("echo")
-    for impl in ("raw", "wtd_s", "py"):
+    for impl in ("raw", "wtd_s", "wtd_poll") + (() if a.skip_py else ("py",)):
         log(f"echo {impl}")
-        srv, port, h = R.start_server(R.server_argv(impl, "echo"))
+        if impl == "wtd_poll":
+            srv, port, h = R.start_server([WTD, "server", "echopoll"])
+        else:
+            srv, port, h = R.start_server(R.server_argv(impl, "echo"))
         try:
-            ping = R.client(R.client_argv(impl, port, h, "ping", 64, a.pings), timeout=120)
-            er = R.client(R.client_argv(impl, port, h, "echorate", 64, a.secs, a.window))
+            cimpl = "wtd_s" if impl == "wtd_poll" else impl
+            ping = R.client(R.client_argv(cimpl, port, h, "ping", 64, a.pings), timeout=120)
+            er = R.client(R.client_argv(cimpl, port, h, "echorate", 64, a.secs, a.window))
         finally:
             R.finish_server(srv)
         res["echo"][impl] = dict(ping=ping, echorate=er)
@@ -192,6 +202,17 @@ def main():
                        text=True, timeout=180)
     res["broadcast"] = json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
     bg.stop()
+    bg.start("fan-out")
+    conns, per = a.fanout_conns, 16
+    log(f"fan-out: {conns * per} sessions ({conns} connections x {per}), 64 B at {a.fanout_hz} Hz for {a.fanout_secs:g} s")
+    srv, port, h = R.start_server([WTD, "server", "fanout", str(conns * per), str(a.fanout_hz), str(a.fanout_secs)])
+    try:
+        fan_cli = R.client([WTD, "client", "fanin", f"https://127.0.0.1:{port}/room", h, str(conns), str(per)],
+                           timeout=300)
+    finally:
+        fan_srv = R.finish_server(srv, term=False, timeout=60)
+    res["fanout"] = dict(server=fan_srv, client=fan_cli)
+    bg.stop()
 
     # ---------------------------------------------------------------- table
     ow, ec, ff, bc = res["one_way"], res["echo"], res["ffi"], res["broadcast"]
@@ -199,6 +220,7 @@ def main():
     rows = []
 
     def row(label, vals):
+        vals = list(vals) + [None] * (len(cols) - len(vals))
         rows.append([label] + [("—" if v is None else v) for v in vals])
 
     for size in (64, 1000):
@@ -210,17 +232,25 @@ def main():
         row(f"CPU µs/datagram {size} B: sender / receiver",
             [f"{ow[(i, size)]['cpu_snd']:.2f} / {ow[(i, size)]['cpu_rcv']:.2f}" for i in impls])
     ecl = lambda i, k: ec[i]["ping"][k] if i in ec else None  # noqa: E731
-    row("echo RTT 64 B p50 / p99 (µs)",
-        [f"{ecl(i, 'p50_us'):.0f} / {ecl(i, 'p99_us'):.0f}" if i in ec else None for i in impls])
-    row("echo ping-pong rate, 1 in flight (/s)", [fmt_rate(ecl(i, "rate")) if i in ec else None for i in impls])
+    # Echo rows: column 2 = wtd server echoing from the datagram callback, column 3 = from the
+    # application thread (receive_batch + send: the poll path).
+    echo_cols = ["raw", "wtd_s", "wtd_poll", "py"]
+    row("echo RTT 64 B p50 / p99 (µs) [wtd: callback | poll]",
+        [f"{ecl(i, 'p50_us'):.0f} / {ecl(i, 'p99_us'):.0f}" if i in ec else None for i in echo_cols])
+    row("echo ping-pong rate, 1 in flight (/s)", [fmt_rate(ecl(i, "rate")) if i in ec else None for i in echo_cols])
     row(f"echo rate, {a.window} in flight (/s)",
-        [fmt_rate(ec[i]["echorate"]["rate"]) if i in ec else None for i in impls])
+        [fmt_rate(ec[i]["echorate"]["rate"]) if i in ec else None for i in echo_cols])
     w = ff["wtd"]
     row("FFI ns/call: session_send; try_send / send_multiple per dgram",
         [f"{ff['raw']['ns_per_call']:.0f} (send_datagram)", f"{w['session_send_ns']:.0f}",
          f"{w['transport_try_send_ns']:.0f} / {w['send_multiple_ns_per_dgram']:.0f}", None])
     row(f"broadcast to {bc['sessions']} sessions: µs/call (p50), ns/session",
         [None, None, f"{bc['p50_us']:.0f} µs, {bc['per_session_ns']:.0f} ns", None])
+    fs, fc = res["fanout"]["server"], res["fanout"]["client"]
+    if fs:
+        row(f"fan-out {fs['sessions']} sessions, 64 B at {fs['hz']} Hz: server CPU %, delivered, p99 call",
+            [None, None, f"{fs['cpu_pct']:.0f} % of a core, {fc['received'] / max(1, fs['accepted']) * 100:.2f} %, "
+                         f"{fs['p99_us'] / 1e3:.1f} ms", None])
 
     widths = [max(len(str(r[c])) for r in rows + [["", *cols]]) for c in range(len(cols) + 1)]
     line = lambda r: "| " + " | ".join(str(v).ljust(widths[c]) for c, v in enumerate(r)) + " |"  # noqa: E731
@@ -235,11 +265,13 @@ def main():
     for impl, name in (("wtd_s", "session_send"), ("wtd_tr", "transport batch")):
         print(f"  wtd {name} / raw throughput: 64 B {ow[(impl, 64)]['rate'] / raw64 * 100:.1f} %, "
               f"1000 B {ow[(impl, 1000)]['rate'] / raw1k * 100:.1f} %   [>= 90 %]")
-    print(f"  wtd p99 / raw p99 (64 B echo): {ecl('wtd_s', 'p99_us') / ecl('raw', 'p99_us'):.2f}x   [<= 1.2x]"
-          f"   (p50: {ecl('wtd_s', 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")
-    print(f"  wtd echo rate / pywebtransport echo rate: {a.window} in flight "
-          f"{ec['wtd_s']['echorate']['rate'] / ec['py']['echorate']['rate']:.1f}x, "
-          f"1 in flight {ecl('wtd_s', 'rate') / ecl('py', 'rate'):.1f}x   [>= 30x]")
+    for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll")):
+        print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"
+              f"   [<= 1.2x]   (p50: {ecl(impl, 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")
+    if "py" in ec:
+        print(f"  wtd echo rate / pywebtransport echo rate: {a.window} in flight "
+              f"{ec['wtd_s']['echorate']['rate'] / ec['py']['echorate']['rate']:.1f}x, "
+              f"1 in flight {ecl('wtd_s', 'rate') / ecl('py', 'rate'):.1f}x   [>= 30x]")
     print()
     print("Details:")
     for (impl, size), r in ow.items():
@@ -250,6 +282,7 @@ def main():
     print(f"  ffi raw: {json.dumps(ff['raw'])}")
     print(f"  ffi wtd: {json.dumps(ff['wtd'])}")
     print(f"  broadcast: {json.dumps(bc)}")
+    print(f"  fan-out: server {json.dumps(res['fanout']['server'])} client {json.dumps(res['fanout']['client'])}")
     pin = ("sender/client pinned to CPU 0, receiver/server to CPU 1 (taskset); broadcast unpinned"
            if R.pin else "no CPU pinning")
     threads = os.environ.get("WTD_BENCH_THREADS") or "default (2)"

@@ -6,12 +6,15 @@
  *                                          (session: wtd_session_receive/_batch; --transport:
  *                                          wtd_transport_receive_multiple)
  *   wtd_bench server echo                  echo every datagram from the datagram callback (until SIGTERM)
+ *   wtd_bench server echopoll              echo from the application thread (receive_batch + send)
  *   wtd_bench server drain                 count-and-drop every datagram in the callback (until SIGTERM)
  *   wtd_bench client blast URL HASH SIZE SECS [--transport BATCH]
  *   wtd_bench client ping URL HASH SIZE COUNT
  *   wtd_bench client echorate URL HASH SIZE SECS WINDOW
  *   wtd_bench client ffi URL HASH SIZE BURST ROUNDS
  *   wtd_bench broadcast CONNS SESSIONS_PER_CONN ROUNDS
+ *   wtd_bench server fanout SESSIONS HZ SECS      accept SESSIONS, broadcast 64 B at HZ for SECS (own CPU %)
+ *   wtd_bench client fanin URL HASH CONNS PER_CONN open CONNS x PER_CONN sessions, count arrivals
  *
  * Environment: WTD_BENCH_THREADS = wtd runtime threads (default: wtd's default, 2);
  * WTD_BENCH_BACKOFF = spin (default: retry wtd_session_send at once on WOULD_BLOCK) | yield
@@ -466,6 +469,123 @@ static int broadcast(int conns, int per_conn, int rounds) {
     return 0;
 }
 
+/* Echo on the poll path: the application thread takes batches and sends them back. */
+static int server_echo_poll(void) {
+    wtd_server *srv = start_server(0);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    enum { B = 64, CAP = 2048 };
+    static uint8_t store[B][CAP];
+    wtd_datagram_buffer bufs[B];
+    for (int i = 0; i < B; i++) bufs[i] = (wtd_datagram_buffer){store[i], CAP, 0};
+    while (running) { /* one session at a time, until SIGTERM */
+        wtd_session *s = NULL;
+        if (wtd_server_accept(srv, 100, &s) != WTD_OK) continue;
+        while (running) {
+            size_t got = 0;
+            wtd_result r = wtd_session_receive_batch(s, bufs, B, &got);
+            if (r == WTD_OK && got == 0) {
+                r = wtd_session_receive(s, store[0], CAP, &bufs[0].len, 100);
+                if (r == WTD_ERR_TIMEOUT) continue;
+                got = r == WTD_OK;
+            }
+            if (r != WTD_OK) break; /* closed */
+            for (size_t i = 0; i < got; i++) {
+                if (wtd_session_send(s, store[i], bufs[i].len) == WTD_OK) atomic_fetch_add(&srv_count, 1);
+                else atomic_fetch_add(&srv_fail, 1);
+            }
+        }
+        wtd_session_free(s);
+    }
+    printf("{\"handled\":%llu,\"failed\":%llu}\n", (unsigned long long)srv_count, (unsigned long long)srv_fail);
+    fflush(stdout);
+    wtd_server_free(srv);
+    wtd_shutdown();
+    return 0;
+}
+
+/* Two-process fan-out: the server accepts SESSIONS sessions, then broadcasts 64 B at HZ for
+ * SECS and measures its own CPU; the client (another process) opens them and counts arrivals. */
+static int server_fanout(int sessions, int hz, double secs) {
+    wtd_server *srv = start_server(0);
+    wtd_broadcaster *bc = NULL;
+    CHECK(wtd_broadcaster_new(&bc));
+    wtd_session **sv = calloc((size_t)sessions, sizeof *sv);
+    wtd_transport **tr = calloc((size_t)sessions, sizeof *tr);
+    for (int i = 0; i < sessions; i++) {
+        CHECK(wtd_server_accept(srv, 60000, &sv[i]));
+        CHECK(wtd_transport_new(sv[i], NULL, &tr[i]));
+        CHECK(wtd_broadcaster_add(bc, tr[i]));
+    }
+    sleep_ms(200);
+    const uint8_t msg[] = "tick: world state 0123456789abcdef0123456789abcdef0123456789ab"; /* 64 B */
+    int rounds = (int)(secs * hz);
+    double *us = calloc((size_t)rounds, sizeof *us);
+    unsigned long long accepted = 0;
+    uint64_t period = 1000000000ull / (uint64_t)hz, t_start = now_ns(), cpu0 = cpu_us();
+    for (int r = 0; r < rounds; r++) {
+        uint64_t due = t_start + (uint64_t)r * period;
+        while (now_ns() < due) sleep_ms(1);
+        size_t acc = 0;
+        uint64_t t0 = now_ns();
+        wtd_result res = wtd_broadcaster_broadcast(bc, msg, 64, 0, 0, &acc);
+        us[r] = (double)(now_ns() - t0) / 1e3;
+        if (res != WTD_OK) die("wtd_broadcaster_broadcast", res);
+        accepted += acc;
+    }
+    while (now_ns() < t_start + (uint64_t)rounds * period) sleep_ms(1);
+    double wall = (double)(now_ns() - t_start) / 1e9;
+    double cpu_pct = (double)(cpu_us() - cpu0) / 1e4 / wall;
+    qsort(us, (size_t)rounds, sizeof *us, cmp_double);
+    printf("{\"sessions\":%d,\"hz\":%d,\"secs\":%.2f,\"rounds\":%d,\"cpu_pct\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+           "\"max_us\":%.1f,\"accepted\":%llu}\n",
+           sessions, hz, wall, rounds, cpu_pct, pct(us, (size_t)rounds, 0.5), pct(us, (size_t)rounds, 0.99),
+           us[rounds - 1], accepted);
+    fflush(stdout);
+    sleep_ms(1500); /* the client counts, then closes */
+    wtd_broadcaster_free(bc);
+    for (int i = 0; i < sessions; i++) wtd_transport_free(tr[i]), wtd_session_free(sv[i]);
+    wtd_server_free(srv);
+    wtd_shutdown();
+    free(sv), free(tr), free(us);
+    return 0;
+}
+
+static int client_fanin(const char *url, const char *hash_hex, int conns, int per_conn) {
+    wtd_client_options o;
+    wtd_client_options_default(&o);
+    uint8_t hash[32];
+    for (int i = 0; i < 32; i++) sscanf(hash_hex + 2 * i, "%2hhx", &hash[i]);
+    o.verify = WTD_VERIFY_CERT_HASHES, o.cert_hashes = hash, o.cert_hash_count = 1;
+    int total = conns * per_conn, k = 0;
+    wtd_session **cl = calloc((size_t)total, sizeof *cl);
+    wtd_session_callbacks cb = {sizeof cb, 0, bc_cb, NULL, NULL};
+    for (int c = 0; c < conns; c++) {
+        CHECK(wtd_client_connect(url, &o, &cl[k]));
+        CHECK(wtd_session_set_callbacks(cl[k], &cb));
+        wtd_session *first = cl[k++];
+        for (int j = 1; j < per_conn; j++) {
+            CHECK(wtd_session_open_sibling(first, "/room", &cl[k]));
+            CHECK(wtd_session_set_callbacks(cl[k++], &cb));
+        }
+    }
+    /* Count until 1 s without a datagram (after the first), at most 120 s. */
+    unsigned long long last = 0;
+    uint64_t quiet_since = now_ns(), t0 = now_ns();
+    while (now_ns() - t0 < 120000000000ull) {
+        sleep_ms(50);
+        unsigned long long n = atomic_load(&bc_received);
+        if (n != last) last = n, quiet_since = now_ns();
+        else if (n > 0 && now_ns() - quiet_since > 1000000000ull) break;
+    }
+    printf("{\"sessions\":%d,\"received\":%llu}\n", total, (unsigned long long)atomic_load(&bc_received));
+    fflush(stdout);
+    for (int i = 0; i < total; i++) wtd_session_free(cl[i]);
+    wtd_shutdown();
+    free(cl);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *th = getenv("WTD_BENCH_THREADS");
     if (th && *th) CHECK(wtd_set_runtime_threads((uint32_t)atoi(th)));
@@ -474,7 +594,11 @@ int main(int argc, char **argv) {
     if (argc >= 3 && !strcmp(argv[1], "server")) {
         if (!strcmp(argv[2], "count")) return server_count(argc > 3 && !strcmp(argv[3], "--transport"));
         if (!strcmp(argv[2], "echo")) return server_callback(echo_cb);
+        if (!strcmp(argv[2], "echopoll")) return server_echo_poll();
         if (!strcmp(argv[2], "drain")) return server_callback(drain_cb);
+        if (!strcmp(argv[2], "fanout") && argc >= 6) return server_fanout(atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
+    } else if (argc >= 7 && !strcmp(argv[1], "client") && !strcmp(argv[2], "fanin")) {
+        return client_fanin(argv[3], argv[4], atoi(argv[5]), atoi(argv[6]));
     } else if (argc >= 7 && !strcmp(argv[1], "client")) {
         const char *mode = argv[2];
         wtd_session *s = connect_to(argv[3], argv[4]);

@@ -60,7 +60,8 @@ impl Link for SessionLink {
         self.session.id()
     }
     fn max_datagram_size(&self) -> usize {
-        self.session.max_datagram_size()
+        // The send-path value (no quinn lock per datagram); see SessionCore.
+        self.session.core().max_datagram_size_cached()
     }
     fn is_open(&self) -> bool {
         !self.session.is_closed()

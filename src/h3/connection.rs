@@ -462,6 +462,9 @@ pub(crate) fn map_send_error(e: quinn::SendDatagramError) -> Error {
 /// struct, a `Bytes`), rounded up.
 const QUINN_DATAGRAM_OVERHEAD: usize = 64;
 
+/// A flush this small suggests the sender and the flush task alternate on one core.
+const SMALL_FLUSH: usize = 4;
+
 /// Hands the outbox to quinn, batch by batch, for the life of the connection. Waits (without
 /// evicting anything) while quinn's send buffer is full. What is left when the connection ends
 /// is counted as dropped on its session.
@@ -482,10 +485,11 @@ async fn flush_outbox(conn: Arc<Connection>) {
                 _ = conn.quic.closed() => break,
             }
         }
+        let flushed = batch.len();
         conn.counters.send_flushes.fetch_add(1, Ordering::Relaxed);
         conn.counters
             .send_flushed
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            .fetch_add(flushed as u64, Ordering::Relaxed);
         let mut space = conn.quic.datagram_send_buffer_space();
         let mut handed = 0usize;
         while let Some((wire, counters)) = batch.pop_front() {
@@ -517,6 +521,14 @@ async fn flush_outbox(conn: Arc<Connection>) {
         }
         lock(&conn.outbox).bytes -= handed;
         conn.max_datagram_size();
+        if flushed < SMALL_FLUSH {
+            // A sender on another thread that woke us is often preempted by us on a shared
+            // core right after its wake-up call, so each flush would carry one datagram and
+            // each send would cost two context switches. Give the CPU back once so it can
+            // queue the rest of its burst behind this flush (no syscall-free way exists;
+            // without a runnable thread on this CPU it returns at once).
+            std::thread::yield_now();
+        }
         if conn.quic.close_reason().is_some() {
             break;
         }

@@ -160,6 +160,15 @@ impl SessionCore {
             .saturating_sub(self.prefix.len())
     }
 
+    /// [`SessionCore::max_datagram_size`] as of the connection's last drain or flush (no lock
+    /// of quinn's connection state): what the send paths check against. A datagram that fits
+    /// this but no longer fits the path when it is flushed is counted in `dropped_unsent`.
+    pub(crate) fn max_datagram_size_cached(&self) -> usize {
+        self.conn
+            .max_datagram_size_cached()
+            .saturating_sub(self.prefix.len())
+    }
+
     /// Accepts one datagram for sending without blocking (see [`Connection::send_datagram`]):
     /// WTD_ERR_WOULD_BLOCK when the connection's send buffer is full — never a silent eviction.
     pub fn send_datagram(&self, payload: &[u8]) -> Result<()> {
@@ -185,10 +194,7 @@ impl SessionCore {
         if self.closed_flag.load(Ordering::Acquire) {
             return Err(Error::closed("session is closed"));
         }
-        let max = self
-            .conn
-            .max_datagram_size_cached()
-            .saturating_sub(self.prefix.len());
+        let max = self.max_datagram_size_cached();
         if max == 0 {
             return Err(Error::new(
                 wtd_result::WTD_ERR_NOT_SUPPORTED,

@@ -37,6 +37,16 @@ pub trait Link: Send + Sync + 'static {
     fn is_open(&self) -> bool;
     /// Sends now or fails with WTD_ERR_WOULD_BLOCK when there is no room.
     fn try_send(&self, data: &[u8]) -> Result<()>;
+    /// Sends the first datagrams of `items` that it can, in order; returns how many, and why
+    /// the next one was not sent.
+    fn try_send_batch(&self, items: &[&[u8]]) -> (usize, Option<Error>) {
+        for (i, d) in items.iter().enumerate() {
+            if let Err(e) = self.try_send(d) {
+                return (i, Some(e));
+            }
+        }
+        (items.len(), None)
+    }
     /// Routes arrivals and the close notice to `sink` from now on.
     fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()>;
     /// Runs `f` serialized with the delivery callbacks.
@@ -68,6 +78,9 @@ impl Link for SessionLink {
     }
     fn try_send(&self, data: &[u8]) -> Result<()> {
         self.session.send_datagram(data)
+    }
+    fn try_send_batch(&self, items: &[&[u8]]) -> (usize, Option<Error>) {
+        self.session.core().send_datagrams(items)
     }
     fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()> {
         let (a, b, c) = (sink.clone(), sink.clone(), sink);

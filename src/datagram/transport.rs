@@ -289,19 +289,55 @@ impl DatagramTransport {
     }
 
     /// Sends each datagram in order; stops at the first failure. Returns how many were
-    /// accepted, and the first failure if any.
+    /// accepted, and the first failure if any. While nothing is queued, the datagrams the link
+    /// has room for go to it in one call (one lock of each queue, one wake-up); the rest go
+    /// through [`DatagramTransport::send`] one by one (queue, policy, waiting).
     pub fn send_multiple(
         &self,
         items: &[&[u8]],
         priority: i32,
         ttl: Option<Duration>,
     ) -> (usize, Option<Error>) {
-        for (i, d) in items.iter().enumerate() {
+        let start = self.send_direct_batch(items);
+        for (i, d) in items.iter().enumerate().skip(start) {
             if let Err(e) = self.send(d, priority, ttl, None) {
                 return (i, Some(e));
             }
         }
         (items.len(), None)
+    }
+
+    /// The fast path of `send_multiple`: with an empty outgoing queue, hands the longest
+    /// acceptable prefix of `items` to the link in one call. Returns how many it handed over;
+    /// anything it could not take is left to the per-datagram path (which reports the error).
+    fn send_direct_batch(&self, items: &[&[u8]]) -> usize {
+        let inner = &self.inner;
+        if self.is_closed() {
+            return 0;
+        }
+        let max = inner.link.max_datagram_size();
+        let valid = items
+            .iter()
+            .take_while(|d| !d.is_empty() && d.len() <= max)
+            .count();
+        if valid == 0 {
+            return 0;
+        }
+        let mut out = lock(&inner.out);
+        if !out.queue.is_empty() {
+            return 0;
+        }
+        let (n, _) = inner.link.try_send_batch(&items[..valid]);
+        out.sequence += n as u64;
+        {
+            let mut st = lock(&inner.stats);
+            for d in &items[..n] {
+                st.record_sent(d.len(), 0.0);
+            }
+        }
+        drop(out);
+        inner.after_sent_all(items[..n].iter().map(|d| d.len()));
+        n
     }
 
     fn send_inner(
@@ -784,11 +820,19 @@ impl DatagramTransport {
 impl Inner {
     /// Emits the sent event (the stats were recorded under the queue lock).
     fn after_sent(&self, size: usize) {
+        self.after_sent_all(std::iter::once(size));
+    }
+
+    /// Emits the sent event for each size (one look-up of the callbacks).
+    fn after_sent_all(&self, sizes: impl Iterator<Item = usize>) {
         let cbs = lock(&self.callbacks).clone();
         if let Some(cbs) = cbs.filter(|c| c.on_sent.is_some()) {
-            self.link.post(Box::new(move || {
-                (cbs.on_sent.as_ref().expect("filtered"))(size)
-            }));
+            for size in sizes {
+                let cbs = cbs.clone();
+                self.link.post(Box::new(move || {
+                    (cbs.on_sent.as_ref().expect("filtered"))(size)
+                }));
+            }
         }
     }
 

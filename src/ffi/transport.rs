@@ -403,10 +403,15 @@ pub unsafe extern "C" fn wtd_transport_send_multiple(
             )));
         }
         let views = std::slice::from_raw_parts(items, count);
+        if let Some(i) = views.iter().position(|v| v.data.is_null() && v.len > 0) {
+            return Err(Error::invalid(format!(
+                "items[{i}].data is NULL but its length is {}",
+                views[i].len
+            )));
+        }
         let slices = views
             .iter()
-            .enumerate()
-            .map(|(i, v)| arg_bytes(v.data, v.len, &format!("items[{i}].data")))
+            .map(|v| arg_bytes(v.data, v.len, "an item's data"))
             .collect::<Result<Vec<&[u8]>>>()?;
         let (n, err) = t.send_multiple(&slices, priority, ttl_of(ttl_ms));
         *out_accepted = n;

@@ -246,6 +246,38 @@ impl Connection {
         Ok(())
     }
 
+    /// [`Connection::send_datagram`] for a batch (always through the outbox): accepts them in
+    /// order under one lock until the outbox is full, and wakes the flush task at most once.
+    /// Returns how many were accepted and why the rest were not.
+    pub(crate) fn send_datagrams(
+        &self,
+        wires: impl Iterator<Item = Bytes>,
+        counters: &Arc<SendCounters>,
+    ) -> (usize, Option<Error>) {
+        let mut ob = lock(&self.outbox);
+        if ob.closed {
+            return (0, Some(Error::closed("connection is closed")));
+        }
+        let mut n = 0;
+        let mut err = None;
+        for wire in wires {
+            if ob.bytes + wire.len() > DATAGRAM_SEND_BUFFER {
+                err = Some(Error::would_block("datagram send buffer is full"));
+                break;
+            }
+            ob.bytes += wire.len();
+            ob.queue.push_back((wire, counters.clone()));
+            n += 1;
+        }
+        let wake = n > 0 && !ob.flushing;
+        ob.flushing |= n > 0;
+        drop(ob);
+        if wake {
+            self.outbox_work.notify_one();
+        }
+        (n, err)
+    }
+
     /// Client or server.
     pub fn role(&self) -> Role {
         self.role

@@ -184,6 +184,36 @@ impl SessionCore {
         Ok(())
     }
 
+    /// [`SessionCore::send_datagram`] for a batch: one closed/size check, one outbox lock, at
+    /// most one wake-up. Stops at the first datagram that cannot be accepted; returns how many
+    /// were accepted (the first ones) and why the next was not.
+    pub fn send_datagrams(&self, payloads: &[&[u8]]) -> (usize, Option<Error>) {
+        let mut valid = payloads.len();
+        let mut err = None;
+        for (i, p) in payloads.iter().enumerate() {
+            if let Err(e) = self.check_sendable(p.len()) {
+                (valid, err) = (i, Some(e));
+                break;
+            }
+        }
+        // One allocation for the whole batch; each datagram is a slice of it.
+        let total: usize = payloads[..valid]
+            .iter()
+            .map(|p| self.prefix.len() + p.len())
+            .sum();
+        let mut buf = BytesMut::with_capacity(total);
+        let wires = payloads[..valid].iter().map(|p| {
+            buf.extend_from_slice(&self.prefix);
+            buf.extend_from_slice(p);
+            buf.split().freeze()
+        });
+        let (n, blocked) = self.conn.send_datagrams(wires, &self.sent);
+        let bytes: usize = payloads[..n].iter().map(|p| p.len()).sum();
+        self.sent.datagrams.fetch_add(n as u64, Ordering::Relaxed);
+        self.sent.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        (n, blocked.or(err))
+    }
+
     /// Runs `f` on the connection's driver task, in order with this connection's datagram and
     /// close callbacks (so no two callbacks of a connection ever run in parallel).
     pub fn post(&self, f: Box<dyn FnOnce() + Send>) {

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Demo: builds with CMake, starts the C echo server on a free port, runs the C echo client against
-# it with the server's certificate hash pinned, prints both outputs and stops the server (SIGINT).
+# Demo: sets up CMake where it is missing (scripts/lib/tools.sh: cmake on PATH, else apt-get as
+# root, else CMake from PyPI into build/tools), builds with CMake, starts the C echo server on a
+# free port, runs the C echo client against it with the server's certificate hash pinned, prints
+# both outputs and stops the server (SIGINT).
+#
 #   contract: `wtd_echo_server --port 0` prints a line `READY <port> <sha256-hex>` when listening;
 #             `wtd_echo_client <url> --cert-hash <hex> --count N` sends N datagrams and prints echoes.
 set -euo pipefail
@@ -9,6 +12,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${WTD_BUILD_DIR:-$ROOT/build}"
 BIN="$BUILD_DIR/examples-c"
 COUNT="${COUNT:-20}"
+
+# shellcheck source=lib/tools.sh
+. "$ROOT/scripts/lib/tools.sh"
+echo "== checking build tools"
+wtd_ensure_build_tools "$BUILD_DIR"
 
 echo "== building (cmake)"
 cmake -S "$ROOT" -B "$BUILD_DIR" >/dev/null

@@ -11,8 +11,8 @@
 #   3. as root where apt-get works: `apt-get install -y cmake pkg-config` (with `apt-get update`
 #      and a retry when the first attempt fails: a fresh machine has empty package lists);
 #   4. otherwise CMake from PyPI: `python3 -m pip install --target BUILD_DIR/tools/pypi cmake`
-#      (or, where python3 has no pip module, a venv in BUILD_DIR/tools/venv); the binaries are
-#      the native ones inside the wheel (…/cmake/data/bin), put first on PATH.
+#      (or, where python3 has no pip module, a venv in BUILD_DIR/tools/venv); the directory of
+#      the native binaries inside the wheel (…/cmake/data/bin) goes first on PATH.
 # When neither `make` nor `ninja` is found, Ninja comes from PyPI the same way and
 # CMAKE_GENERATOR=Ninja is exported. Everything it puts on PATH is exported, so later commands in
 # the calling script use it. Set WTD_TOOLS_VERBOSE=1 to see pip's and apt-get's own output.
@@ -51,26 +51,20 @@ wtd_tools_cmake_ok() {
     [ "$(printf '%s\n%s\n' "$WTD_CMAKE_MIN_VERSION" "$v" | sort -V | head -n1)" = "$WTD_CMAKE_MIN_VERSION" ]
 }
 
-# Prints the directory holding the cmake binary of a PyPI install under $1, if there is one.
-wtd_tools_find_pypi_bin() {
+# Prints the directory holding the program $2 (cmake, ninja) of a PyPI install under $1, if any.
+# Wheels keep the native binary in <pkg>/data/bin (cmake) or install it as a script (ninja:
+# bin/ninja); a --target install's bin/ entry counts only when it is a native binary (a Python
+# entry-point script there would need PYTHONPATH).
+wtd_tools_find_pypi() {
     local f
-    for f in "$1"/pypi/cmake/data/bin/cmake "$1"/venv/lib/python*/site-packages/cmake/data/bin/cmake; do
-        if [ -x "$f" ]; then
-            dirname "$f"
-            return 0
+    for f in "$1/pypi/$2/data/bin/$2" "$1"/venv/lib/python*/site-packages/"$2/data/bin/$2" \
+        "$1/venv/bin/$2" "$1/pypi/bin/$2"; do
+        [ -x "$f" ] && [ -f "$f" ] || continue
+        if [ "$f" = "$1/pypi/bin/$2" ] && [ "$(head -c 4 "$f" | od -An -c | tr -d ' ')" != '177ELF' ]; then
+            continue
         fi
-    done
-    return 1
-}
-
-# Prints the directory holding the ninja binary of a PyPI install under $1, if there is one.
-wtd_tools_find_pypi_ninja() {
-    local f
-    for f in "$1"/pypi/ninja/data/bin/ninja "$1"/venv/lib/python*/site-packages/ninja/data/bin/ninja; do
-        if [ -x "$f" ]; then
-            dirname "$f"
-            return 0
-        fi
+        dirname "$f"
+        return 0
     done
     return 1
 }
@@ -141,7 +135,7 @@ wtd_ensure_build_tools() {
 
     if wtd_tools_cmake_ok; then
         wtd_tools_log "using $(cmake --version | head -n1) from $(command -v cmake)"
-    elif bin="$(wtd_tools_find_pypi_bin "$tools")" && PATH="$bin:$PATH" wtd_tools_cmake_ok; then
+    elif bin="$(wtd_tools_find_pypi "$tools" cmake)" && PATH="$bin:$PATH" wtd_tools_cmake_ok; then
         export PATH="$bin:$PATH"
         wtd_tools_log "using $(cmake --version | head -n1) installed earlier from PyPI ($bin)"
     else
@@ -162,7 +156,7 @@ wtd_ensure_build_tools() {
                 wtd_tools_err "could not install CMake; install CMake >= $WTD_CMAKE_MIN_VERSION yourself and retry"
                 return 1
             }
-            bin="$(wtd_tools_find_pypi_bin "$tools")" || {
+            bin="$(wtd_tools_find_pypi "$tools" cmake)" || {
                 wtd_tools_err "pip reported success but no cmake binary is under $tools"
                 return 1
             }
@@ -179,9 +173,9 @@ wtd_ensure_build_tools() {
     # CMake's default generator on Linux needs make; without it use Ninja (from PyPI if needed).
     if [ -z "${CMAKE_GENERATOR:-}" ] && ! command -v make >/dev/null 2>&1; then
         if ! command -v ninja >/dev/null 2>&1; then
-            if ! bin="$(wtd_tools_find_pypi_ninja "$tools")"; then
+            if ! bin="$(wtd_tools_find_pypi "$tools" ninja)"; then
                 wtd_tools_log "neither make nor ninja found: installing Ninja from PyPI into $tools"
-                wtd_tools_pip_install "$tools" ninja && bin="$(wtd_tools_find_pypi_ninja "$tools")" || {
+                wtd_tools_pip_install "$tools" ninja && bin="$(wtd_tools_find_pypi "$tools" ninja)" || {
                     wtd_tools_err "no make and no ninja: install make (Debian: apt-get install make)"
                     return 1
                 }

@@ -155,6 +155,11 @@ static void join(wtd_session *s) {
     p->num = next_player_num++;
     wtd_transport_callbacks cb = {sizeof cb, 0, on_received, NULL, p};
     wtd_transport_set_callbacks(p->transport, &cb);
+    /* Datagrams that arrived before the callback was set are queued: hand them over too. */
+    uint8_t early[2048];
+    size_t len = 0;
+    while (wtd_transport_try_receive(p->transport, early, sizeof early, &len) == WTD_OK)
+        on_received(p, p->transport, early, len);
     wtd_broadcaster_add(everyone, p->transport);
     players[nplayers++] = p;
     atomic_store(&player_count, nplayers);

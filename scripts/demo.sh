@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Demo: builds with CMake, starts the C echo server on a free port, runs the C echo client against
-# it with the server's certificate hash pinned, prints both outputs and stops the server (SIGINT).
+# Demo: sets up CMake where it is missing (scripts/lib/tools.sh: cmake on PATH, else apt-get as
+# root, else CMake from PyPI into build/tools), builds with CMake, starts the C echo server on a
+# free port, runs the C echo client against it with the server's certificate hash pinned, prints
+# both outputs and stops the server (SIGINT).
+#
+#   scripts/demo.sh             the echo demo above
+#   scripts/demo.sh --browser [ARGS]   build, then run examples-c/wtd_browser_demo ARGS in the
+#                               foreground: open http://127.0.0.1:8080/ in Chromium (Ctrl-C stops)
+#
 #   contract: `wtd_echo_server --port 0` prints a line `READY <port> <sha256-hex>` when listening;
 #             `wtd_echo_client <url> --cert-hash <hex> --count N` sends N datagrams and prints echoes.
 set -euo pipefail
@@ -9,10 +16,29 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${WTD_BUILD_DIR:-$ROOT/build}"
 BIN="$BUILD_DIR/examples-c"
 COUNT="${COUNT:-20}"
+MODE=echo
+if [ "${1:-}" = "--browser" ]; then
+    MODE=browser
+    shift
+elif [ $# -gt 0 ]; then
+    echo "usage: $0 [--browser [wtd_browser_demo arguments]]" >&2
+    exit 2
+fi
+
+# shellcheck source=lib/tools.sh
+. "$ROOT/scripts/lib/tools.sh"
+echo "== checking build tools"
+wtd_ensure_build_tools "$BUILD_DIR"
 
 echo "== building (cmake)"
 cmake -S "$ROOT" -B "$BUILD_DIR" >/dev/null
 cmake --build "$BUILD_DIR" --parallel "$(nproc 2>/dev/null || echo 2)"
+
+if [ "$MODE" = browser ]; then
+    [ -x "$BIN/wtd_browser_demo" ] || { echo "missing $BIN/wtd_browser_demo" >&2; exit 1; }
+    echo "== starting $BIN/wtd_browser_demo $*"
+    exec "$BIN/wtd_browser_demo" "$@"
+fi
 
 for exe in wtd_echo_server wtd_echo_client; do
     if [ ! -x "$BIN/$exe" ]; then

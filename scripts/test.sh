@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # THE test command for wtd. Runs every check in order and stops at the first failure:
+#   build tools (scripts/lib/tools.sh: CMake from apt-get or PyPI where it is missing) →
 #   cargo fmt --check (warning only) → cargo test → cmake configure + build (dev profile) →
 #   ctest → header drift → tests/interop/run.sh (when present and executable).
 # Works from any directory; safe to run repeatedly (reuses target/ and build/).
@@ -17,6 +18,11 @@ section() { printf '\n==================== %s ====================\n' "$*"; }
 current=""
 trap 'rc=$?; if [ $rc -ne 0 ]; then printf "\nFAILED (exit %s) in: %s\n" "$rc" "$current" >&2; fi' EXIT
 step() { current="$*"; section "$*"; }
+
+step "build tools (cmake, ctest, a C compiler, cargo)"
+# shellcheck source=lib/tools.sh
+. "$ROOT/scripts/lib/tools.sh"
+wtd_ensure_build_tools "$BUILD_DIR"
 
 step "cargo fmt --check (warning only)"
 if cargo fmt --version >/dev/null 2>&1; then

@@ -13,6 +13,7 @@
 #   WTD_INTEROP_SKIP_SETUP=1   do not run setup.sh
 #   WTD_CLIENT_TRUST       how wtd_echo_client trusts peer certs: hash (default, --cert-hash) | ca (--ca) | insecure
 #   WTD_INTEROP_SELF_CHECK=1   same as --self-check
+#   WTD_ARTIFACTS_DIR      where cases keep artifacts (default <repo>/build/artifacts; browser_demo.png)
 #
 # Output: one "=== RUN <case>" and one "--- PASS|FAIL <case> (<draft>) <result>" per case, logs of a failed
 # case printed, and finally a line "N passed, M failed". Exit status 1 if any case failed.
@@ -33,7 +34,7 @@ PY311="$CACHE/py311/bin/python"
 ALL_CASES=(chromium_echo chromium_multi_session pywt021_client_to_wtd_server wtd_client_to_pywt021_server
            wtd_client_to_aioquic_server pywt061_client_to_wtd_server
            pywt061_structured_to_wtd_structured pywt061_reliability_wire_format
-           pywt021_multi_session_one_connection)
+           pywt021_multi_session_one_connection browser_demo)
 # run only when named: structured datagrams (pywebtransport 0.6.1 StructuredDatagramTransport) through the echo server
 EXTRA_CASES=(pywt061_structured_to_wtd_server)
 
@@ -47,7 +48,15 @@ for arg in "$@"; do
     *) SELECTED+=("$arg") ;;
   esac
 done
-[ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${ALL_CASES[@]}")
+if [ ${#SELECTED[@]} -eq 0 ]; then
+  SELECTED=("${ALL_CASES[@]}")
+  # browser_demo tests wtd's own demo program: no peer stands in for it, so self-check leaves it out.
+  if [ "$SELF_CHECK" = 1 ]; then
+    SELECTED=("${SELECTED[@]/browser_demo}")
+    read -r -a SELECTED <<<"${SELECTED[*]}"
+  fi
+fi
+ARTIFACTS="${WTD_ARTIFACTS_DIR:-$REPO/build/artifacts}"
 
 # ------------------------------------------------------------------------------------------------
 if [ "${WTD_INTEROP_SKIP_SETUP:-0}" != 1 ]; then
@@ -333,6 +342,38 @@ case_pywt061_reliability_wire_format() {
   [ "$py_ack" = "$wtd_ack" ] || fail "ACK(1234): pywebtransport 0.6.1 builds ${py_ack:-nothing}, wtd $wtd_ack"
   [ "$CLIENT_RC" = 0 ] || fail "pywebtransport 0.6.1 did not parse wtd's frames: $(jget "$CLIENT_JSON" 'j.get("error") or "parsed_data=%s parsed_ack=%s" % (j.get("parsed_data"), j.get("parsed_ack"))')"
   SUMMARY="DATA(7,hi)=$wtd_data ACK(1234)=$wtd_ack identical in both; pywebtransport parsed wtd's DATA and ACK"
+}
+
+# examples-c/wtd_browser_demo driven through its own page in two headless Chromium tabs
+# (chromium/browser_demo_driver.mjs): both connect, each sees the other's chat message (broadcast by
+# the server), the chart has >= 6 points with RTT and datagrams/s; the screenshot of the first tab
+# is kept as $ARTIFACTS/browser_demo.png. The server log must show 2 JOINs (draft-02, Chromium),
+# 2 broadcasts that reached both tabs and 2 LEAVEs with the tabs' close code 42/"bye".
+case_browser_demo() {
+  [ "$SELF_CHECK" != 1 ] || fail "browser_demo has no self-check variant (no peer stands in for wtd_browser_demo)"
+  [ -x "$WTD_BIN_DIR/wtd_browser_demo" ] || fail "$WTD_BIN_DIR/wtd_browser_demo not found (build wtd first or set WTD_BIN_DIR)"
+  local shot="$ARTIFACTS/browser_demo.png" page_url
+  rm -f "$shot"
+  start_server wtd_browser_demo 120 "$WTD_BIN_DIR/wtd_browser_demo" --host 127.0.0.1 --port 0 --http-port 0
+  page_url="$(grep -m1 -oE '^PAGE http://[^ ]+' "$SERVER_LOG" | cut -d' ' -f2)"
+  [ -n "$page_url" ] || { show_log "$SERVER_LOG"; fail "wtd_browser_demo printed no 'PAGE <url>' line"; }
+  note "page: $page_url"
+  run_client browser_demo_driver 90 node "$HERE/chromium/browser_demo_driver.mjs" \
+    --page "$page_url" --screenshot "$shot" --timeout 60
+  [ "$CLIENT_RC" = 0 ] || fail "browser demo: $(jget "$CLIENT_JSON" 'j.get("error") or j')"
+  wait_for_log "$SERVER_LOG" '^JOIN player=' 2 3 || { show_log "$SERVER_LOG"; fail "server log: expected 2 JOIN lines"; }
+  DRAFT="$(grep -m1 -oE '^JOIN .*draft=[^ ]+' "$SERVER_LOG" | grep -oE 'draft=[^ ]+' | cut -d= -f2)"
+  [ "$DRAFT" = draft-02 ] || { show_log "$SERVER_LOG"; fail "server negotiated ${DRAFT:-no draft} with Chromium, expected draft-02"; }
+  local both; both="$(grep -cE '^MSG player=[0-9]+ id=[0-9]+ accepted=2 failed=0 result=ok ' "$SERVER_LOG")"
+  [ "${both:-0}" -ge 2 ] || { show_log "$SERVER_LOG"; fail "server log: expected 2 chat broadcasts accepted by both tabs, got ${both:-0}"; }
+  wait_for_log "$SERVER_LOG" '^LEAVE player=[0-9]+ code=42 reason=bye ' 2 5 ||
+    { show_log "$SERVER_LOG"; fail "server log: expected 2 'LEAVE ... code=42 reason=bye' lines after the tabs closed their sessions"; }
+  stop_server
+  local stats; stats="$(grep -E '^STATS ' "$SERVER_LOG" | tail -n1)"
+  note "server: ${stats:-<no STATS line>}"
+  echo "$stats" | grep -qE ' dropped_unknown=0 dropped_bad_message=0 ' || { show_log "$SERVER_LOG"; fail "server dropped datagrams: $stats"; }
+  [ -s "$shot" ] || fail "no screenshot at $shot"
+  SUMMARY="$(jget "$CLIENT_JSON" '"sessions=%s messages seen per tab=%s points=%s rtt_ms=%.2f/%.2f dps=%s/%s loss=%s/%s chart_pixels=%s chromium=%s" % (",".join(j["sessions"]), ",".join(str(len(m)) for m in j["messages"]), ",".join(str(t["points"]) for t in j["tabs"]), j["tabs"][0]["last"]["rtt"], j["tabs"][1]["last"]["rtt"], j["tabs"][0]["last"]["dps"], j["tabs"][1]["last"]["dps"], j["tabs"][0]["last"]["loss"], j["tabs"][1]["last"]["loss"], sum(sum(c.values()) for c in j["chartInk"]), j.get("browserVersion"))') screenshot=$shot"
 }
 
 # client-side cases: the server is a peer; check the client's JSON

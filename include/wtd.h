@@ -1976,7 +1976,10 @@ enum wtd_result wtd_session_receive_batch(struct wtd_session *session,
  * two at once for one connection; inside them any non-blocking wtd call is allowed (send,
  * close, try-receive); blocking calls return WTD_ERR_INVALID_STATE. With `on_datagram` set,
  * datagrams go to it instead of the receive queue. The `session` pointer passed to callbacks is
- * this handle; callbacks stop once it is freed.
+ * this handle; callbacks stop once it is freed. Replacing or removing callbacks from outside a
+ * callback returns only after an old callback that is running has returned: afterwards no old
+ * callback runs. From inside a callback it does not wait (the change applies from the next
+ * event). A transport made from the session keeps receiving regardless.
  */
 enum wtd_result wtd_session_set_callbacks(struct wtd_session *session,
                                           const struct wtd_session_callbacks *callbacks);
@@ -2062,7 +2065,13 @@ enum wtd_result wtd_session_get_stats(const struct wtd_session *session,
 
 /**
  * Closes the session if still open (code 0, no reason) and releases the handle. NULL is a
- * no-op. Callbacks stop; the handle must not be used afterwards.
+ * no-op. Callbacks stop: called outside a wtd callback, it returns only after any callback of
+ * this session that is running has returned, and none runs afterwards (so `user_data` may be
+ * freed next). Calls already blocked on this handle in other threads (`wtd_session_receive`,
+ * `wtd_session_wait_closed`) wake with WTD_ERR_CLOSED / return, and the memory stays valid
+ * until they do. No call may *start* on the handle after this. A transport made from the
+ * session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
+ * Thread: any.
  */
 void wtd_session_free(struct wtd_session *session);
 

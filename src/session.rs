@@ -96,7 +96,15 @@ pub(crate) struct Incoming {
     /// Signalled when a full queue has room again (the driver waits on it).
     room: Room,
     capacity: usize,
+    /// The application's callbacks.
     callbacks: Mutex<Option<Arc<SessionCallbacks>>>,
+    /// The callbacks of a layer attached above (a datagram transport): they take the
+    /// datagrams while set, and both get the close notice. A separate slot, so the
+    /// application replacing or clearing its own (e.g. when it frees the session) never
+    /// detaches the layer.
+    layer: Mutex<Option<Arc<SessionCallbacks>>>,
+    /// Held while callbacks run, so replacing them can wait for one in flight.
+    delivering: Mutex<()>,
     received: AtomicU64,
     received_bytes: AtomicU64,
     read: AtomicU64,
@@ -111,6 +119,8 @@ impl Incoming {
             room: Room::default(),
             capacity: capacity.max(1),
             callbacks: Mutex::new(None),
+            layer: Mutex::new(None),
+            delivering: Mutex::new(()),
             received: AtomicU64::new(0),
             received_bytes: AtomicU64::new(0),
             read: AtomicU64::new(0),
@@ -128,8 +138,46 @@ impl Incoming {
         self.room.wake_driver(wake_driver);
     }
 
+    /// Who takes arriving datagrams: the attached layer, else the application's callbacks.
     fn callbacks(&self) -> Option<Arc<SessionCallbacks>> {
-        lock(&self.callbacks).clone()
+        lock(&self.layer)
+            .clone()
+            .or_else(|| lock(&self.callbacks).clone())
+    }
+
+    /// Marks this thread as delivering this session's events until the guard drops.
+    fn deliver(&self) -> Delivering<'_> {
+        let guard = lock(&self.delivering);
+        let outer = DELIVERING.with(|d| d.replace(self as *const Incoming as usize));
+        Delivering {
+            _guard: guard,
+            outer,
+        }
+    }
+
+    /// Returns once no callback of this session is running (see `Session::set_callbacks`).
+    fn quiesce(&self) {
+        let inside = DELIVERING.with(|d| d.get()) == self as *const Incoming as usize;
+        if !inside && !crate::runtime::on_runtime_thread() {
+            drop(lock(&self.delivering));
+        }
+    }
+}
+
+thread_local! {
+    /// The `Incoming` whose callbacks this thread is running now (0: none).
+    static DELIVERING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// While alive: this thread runs one session's callbacks.
+struct Delivering<'a> {
+    _guard: std::sync::MutexGuard<'a, ()>,
+    outer: usize,
+}
+
+impl Drop for Delivering<'_> {
+    fn drop(&mut self) {
+        DELIVERING.with(|d| d.set(self.outer));
     }
 }
 
@@ -147,6 +195,7 @@ impl SessionEvents for Incoming {
         self.received.fetch_add(n as u64, Ordering::Relaxed);
         self.received_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
+        let _delivering = self.deliver();
         if let Some(cbs) = self.callbacks() {
             if let Some(f) = &cbs.on_datagrams {
                 match catch_unwind(AssertUnwindSafe(|| f(batch, may_defer))) {
@@ -217,10 +266,17 @@ impl SessionEvents for Incoming {
     }
 
     fn on_closed(&self, info: &CloseInfo) {
-        // The callback runs first, so `wait_closed` returning means the notice was delivered.
-        if let Some(f) = self.callbacks().as_ref().and_then(|c| c.on_closed.as_ref()) {
-            if catch_unwind(AssertUnwindSafe(|| f(info))).is_err() {
-                log_error!("a close callback panicked");
+        // The callbacks run first, so `wait_closed` returning means the notice was delivered.
+        {
+            let _delivering = self.deliver();
+            let layer = lock(&self.layer).clone();
+            let app = lock(&self.callbacks).clone();
+            for cbs in [layer, app].into_iter().flatten() {
+                if let Some(f) = &cbs.on_closed {
+                    if catch_unwind(AssertUnwindSafe(|| f(info))).is_err() {
+                        log_error!("a close callback panicked");
+                    }
+                }
             }
         }
         self.lock().closed = Some(info.clone());
@@ -428,8 +484,23 @@ impl Session {
 
     /// Installs (or with `None` removes) the callbacks. They run on a wtd runtime thread, never
     /// two at once for one connection; they may call any non-blocking wtd function.
+    ///
+    /// Called from a thread that is not running wtd callbacks, it returns only once no old
+    /// callback of this session is running, so after it returns none will run (the application
+    /// may then free what its callbacks used). Called from inside a callback it does not wait:
+    /// the change applies from the next event.
     pub fn set_callbacks(&self, callbacks: Option<SessionCallbacks>) {
         *lock(&self.incoming.callbacks) = callbacks.map(Arc::new);
+        self.incoming.quiesce();
+    }
+
+    /// Attaches (or with `None` detaches) the callbacks of a layer above — a datagram transport.
+    /// While attached it takes every datagram (the application's `on_datagram` is not called)
+    /// and gets the close notice alongside the application. Same waiting rule as
+    /// [`Session::set_callbacks`].
+    pub fn set_layer_callbacks(&self, callbacks: Option<SessionCallbacks>) {
+        *lock(&self.incoming.layer) = callbacks.map(Arc::new);
+        self.incoming.quiesce();
     }
 
     /// Closes the session with a code and reason (idempotent, does not block). Blocked receivers

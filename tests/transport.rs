@@ -167,6 +167,10 @@ fn max_ages_drop_on_dequeue() {
     p.link_a.set_blocked(true);
     p.a.send(b"old", 0, None, None).unwrap();
     p.clock.advance_us(10_000);
+    // The sender task may be inside an attempt that read the clock before the advance (it
+    // holds the outgoing queue's lock for the whole attempt, which fails while the link is
+    // blocked): taking that lock once waits it out, so the next attempt sees the new time.
+    let _ = p.a.send_buffer_size();
     p.link_a.set_blocked(false);
     wait_until(|| p.a.stats().dropped_too_old == 1);
     assert_eq!(p.b.stats().datagrams_received, 0);

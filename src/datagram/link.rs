@@ -84,7 +84,7 @@ impl Link for SessionLink {
     }
     fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()> {
         let (a, b, c) = (sink.clone(), sink.clone(), sink);
-        self.session.set_callbacks(Some(SessionCallbacks {
+        self.session.set_layer_callbacks(Some(SessionCallbacks {
             on_datagrams: Some(Box::new(move |batch, may_defer| match a.upgrade() {
                 Some(s) => s.deliver_batch(batch, may_defer),
                 None => {

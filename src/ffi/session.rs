@@ -44,6 +44,15 @@ pub(crate) unsafe fn session<'a>(p: *const wtd_session) -> Result<&'a Session> {
     Ok(&arg_ref(p, "session")?.inner)
 }
 
+/// A strong reference to the handle for the length of a call that may block, so that
+/// `wtd_session_free` from another thread while the call waits does not free it under the
+/// call (the call then wakes with WTD_ERR_CLOSED and the handle goes when it returns).
+pub(crate) unsafe fn session_ref(p: *const wtd_session) -> Result<Arc<wtd_session>> {
+    arg_ref(p, "session")?;
+    Arc::increment_strong_count(p);
+    Ok(Arc::from_raw(p))
+}
+
 /// Converts a C timeout in milliseconds: negative = forever, 0 = don't wait.
 pub(crate) fn timeout_of(ms: i32) -> Option<Duration> {
     u64::try_from(ms).ok().map(Duration::from_millis)
@@ -187,7 +196,8 @@ pub unsafe extern "C" fn wtd_session_receive(
     timeout_ms: i32,
 ) -> wtd_result {
     guard(|| {
-        let s = self::session(session)?;
+        let handle = session_ref(session)?;
+        let s = &handle.inner;
         if out_len.is_null() || (buf.is_null() && cap > 0) {
             return Err(Error::invalid("buf/out_len is NULL"));
         }
@@ -261,7 +271,10 @@ pub unsafe extern "C" fn wtd_session_receive_batch(
 /// two at once for one connection; inside them any non-blocking wtd call is allowed (send,
 /// close, try-receive); blocking calls return WTD_ERR_INVALID_STATE. With `on_datagram` set,
 /// datagrams go to it instead of the receive queue. The `session` pointer passed to callbacks is
-/// this handle; callbacks stop once it is freed.
+/// this handle; callbacks stop once it is freed. Replacing or removing callbacks from outside a
+/// callback returns only after an old callback that is running has returned: afterwards no old
+/// callback runs. From inside a callback it does not wait (the change applies from the next
+/// event). A transport made from the session keeps receiving regardless.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_set_callbacks(
     session: *mut wtd_session,
@@ -382,8 +395,10 @@ pub unsafe extern "C" fn wtd_session_wait_closed(
     timeout_ms: i32,
 ) -> wtd_result {
     guard(|| {
-        let s = self::session(session)?;
-        s.wait_closed(timeout_of(timeout_ms).unwrap_or(Duration::from_secs(u64::MAX / 4)))
+        let handle = session_ref(session)?;
+        handle
+            .inner
+            .wait_closed(timeout_of(timeout_ms).unwrap_or(Duration::from_secs(u64::MAX / 4)))
             .map(|_| ())
     })
 }
@@ -496,7 +511,13 @@ pub unsafe extern "C" fn wtd_session_get_stats(
 }
 
 /// Closes the session if still open (code 0, no reason) and releases the handle. NULL is a
-/// no-op. Callbacks stop; the handle must not be used afterwards.
+/// no-op. Callbacks stop: called outside a wtd callback, it returns only after any callback of
+/// this session that is running has returned, and none runs afterwards (so `user_data` may be
+/// freed next). Calls already blocked on this handle in other threads (`wtd_session_receive`,
+/// `wtd_session_wait_closed`) wake with WTD_ERR_CLOSED / return, and the memory stays valid
+/// until they do. No call may *start* on the handle after this. A transport made from the
+/// session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
+/// Thread: any.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_free(session: *mut wtd_session) {
     super::guard_void(|| {

@@ -2058,6 +2058,18 @@ enum wtd_result wtd_session_origin(const struct wtd_session *session,
 enum wtd_result wtd_session_max_datagram_size(const struct wtd_session *session, size_t *out);
 
 /**
+ * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the session's
+ * receive queue holds a datagram or the session is closed — level-triggered: it stays readable
+ * until receives (`wtd_session_receive`/`_receive_batch`) have emptied the queue; wtd clears it
+ * then (do not read from it or close it). With an `on_datagram` callback set (or a transport
+ * made from the session), datagrams bypass the queue and the descriptor only reports the close.
+ * Created on first call (an eventfd on Linux, a pipe elsewhere); the same descriptor every
+ * time; valid until `wtd_session_free`. Thread: any. Errors: NULL arguments;
+ * WTD_ERR_INTERNAL if the OS refuses a descriptor.
+ */
+enum wtd_result wtd_session_readiness_fd(const struct wtd_session *session, int32_t *out_fd);
+
+/**
  * Fills `*out` with the session's counters (`out->struct_size` is set by the library).
  */
 enum wtd_result wtd_session_get_stats(const struct wtd_session *session,
@@ -2381,6 +2393,17 @@ enum wtd_result wtd_transport_last_heartbeat_received(const struct wtd_transport
  * takes no datagrams). Thread: any. Errors: NULL arguments.
  */
 enum wtd_result wtd_transport_max_datagram_size(const struct wtd_transport *transport, size_t *out);
+
+/**
+ * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the transport's
+ * incoming queue holds a datagram or the transport is closed — level-triggered: it stays
+ * readable until receives have emptied the queue (wtd clears it then; do not read from it or
+ * close it). With an `on_received` callback set, datagrams go to the callback and the
+ * descriptor only reports the close. Created on first call (an eventfd on Linux, a pipe
+ * elsewhere); the same descriptor every time; valid until `wtd_transport_free`.
+ * Thread: any. Errors: NULL arguments; WTD_ERR_INTERNAL if the OS refuses a descriptor.
+ */
+enum wtd_result wtd_transport_readiness_fd(const struct wtd_transport *transport, int32_t *out_fd);
 
 /**
  * Sends `size`-byte datagrams as fast as the outgoing queue has room for `duration_ms`, waits

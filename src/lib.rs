@@ -14,6 +14,7 @@ pub mod endpoint;
 pub mod h3;
 mod lock;
 mod pace;
+mod ready;
 pub mod session;
 
 pub use endpoint::client::{connect, ClientConfig};

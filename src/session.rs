@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::h3::session_core::{CloseInfo, RequestInfo, SessionCore, SessionEvents};
 use crate::h3::wtd_draft;
 use crate::pace::{ReaderPace, Room};
+use crate::ready::Readiness;
 
 /// Default capacity of a session's receive queue (datagrams).
 pub const DEFAULT_INCOMING_CAPACITY: usize = 1024;
@@ -105,6 +106,9 @@ pub(crate) struct Incoming {
     layer: Mutex<Option<Arc<SessionCallbacks>>>,
     /// Held while callbacks run, so replacing them can wait for one in flight.
     delivering: Mutex<()>,
+    /// Readable while the queue holds a datagram or the session is closed (updated under
+    /// `state`'s lock).
+    readiness: Readiness,
     received: AtomicU64,
     received_bytes: AtomicU64,
     read: AtomicU64,
@@ -121,6 +125,7 @@ impl Incoming {
             callbacks: Mutex::new(None),
             layer: Mutex::new(None),
             delivering: Mutex::new(()),
+            readiness: Readiness::default(),
             received: AtomicU64::new(0),
             received_bytes: AtomicU64::new(0),
             read: AtomicU64::new(0),
@@ -232,6 +237,7 @@ impl SessionEvents for Incoming {
             // Back-pressure (crate::pace): queue what fits, keep the rest with the driver until
             // the reader makes room (their arrival is counted when they are finally queued).
             st.queue.extend(batch.drain(..free));
+            self.readiness.update(true);
             let waiters = st.waiters;
             drop(st);
             let kept: usize = batch.iter().map(Bytes::len).sum();
@@ -251,6 +257,7 @@ impl SessionEvents for Incoming {
             }
             st.queue.push_back(d);
         }
+        self.readiness.update(true);
         let waiters = st.waiters;
         drop(st);
         if evicted > 0 {
@@ -279,7 +286,11 @@ impl SessionEvents for Incoming {
                 }
             }
         }
-        self.lock().closed = Some(info.clone());
+        {
+            let mut st = self.lock();
+            st.closed = Some(info.clone());
+            self.readiness.update(true);
+        }
         self.ready.notify_all();
     }
 }
@@ -411,6 +422,9 @@ impl Session {
         loop {
             if let Some(v) = take(&mut st.queue)? {
                 let queued = st.queue.len();
+                self.incoming
+                    .readiness
+                    .update(queued > 0 || st.closed.is_some());
                 let wake = st.pace.took(queued, self.incoming.capacity);
                 drop(st);
                 self.incoming.took(1, wake);
@@ -471,10 +485,20 @@ impl Session {
             n += 1;
         }
         let queued = st.queue.len();
+        self.incoming
+            .readiness
+            .update(queued > 0 || st.closed.is_some());
         let wake = n > 0 && st.pace.took(queued, self.incoming.capacity);
         drop(st);
         self.incoming.took(n, wake);
         n
+    }
+
+    /// A descriptor that is readable while a datagram is queued or the session is closed
+    /// (`crate::ready`); created on first call, owned by the session.
+    pub fn readiness_fd(&self) -> Result<i32> {
+        let _st = self.incoming.lock();
+        self.incoming.readiness.fd()
     }
 
     /// Size of the next queued datagram, if any.

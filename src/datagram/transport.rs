@@ -16,6 +16,7 @@ use super::queue::{wtd_drop_policy, DatagramQueue, DropReason, Entry, Push};
 use super::stats::DatagramStats;
 use crate::error::{wtd_result, Error, Result};
 use crate::pace::{ReaderPace, Room};
+use crate::ready::Readiness;
 use crate::runtime;
 
 /// Prefix of heartbeat datagrams.
@@ -151,6 +152,9 @@ struct Inner {
     inc_ready: Condvar,
     /// What the connection's driver waits on while the incoming queue is full.
     room: Room,
+    /// Readable while the incoming queue holds a datagram or the transport is closed (updated
+    /// under `inc`'s lock).
+    readiness: Readiness,
     stats: Mutex<DatagramStats>,
     closed: std::sync::atomic::AtomicBool,
     callbacks: Mutex<Option<Arc<TransportCallbacks>>>,
@@ -224,6 +228,7 @@ impl DatagramTransport {
             }),
             inc_ready: Condvar::new(),
             room: Room::default(),
+            readiness: Readiness::default(),
             stats: Mutex::new(stats),
             closed: std::sync::atomic::AtomicBool::new(false),
             callbacks: Mutex::new(None),
@@ -472,6 +477,9 @@ impl DatagramTransport {
             };
             out.push(self.received(e, now, 0.0));
         }
+        inner
+            .readiness
+            .update(!inc.queue.is_empty() || self.is_closed());
         let wake = inc.took();
         drop(inc);
         inner.room.wake_driver(wake);
@@ -498,6 +506,9 @@ impl DatagramTransport {
         // datagram's fault (and counts it with `record_receive_error`).
         accept(&inc.queue.peek().expect("waited for one").data)?;
         let e = inc.queue.pop(now, |_, _| {}).expect("peeked");
+        inner
+            .readiness
+            .update(!inc.queue.is_empty() || self.is_closed());
         let wake = inc.took();
         drop(inc);
         inner.room.wake_driver(wake);
@@ -545,6 +556,8 @@ impl DatagramTransport {
             if !inc.queue.is_empty() {
                 return Ok((inc, started, now));
             }
+            // Expiry may have emptied it.
+            inner.readiness.update(self.is_closed());
             if self.is_closed() {
                 return Err(Error::closed("transport is closed"));
             }
@@ -575,9 +588,21 @@ impl DatagramTransport {
 
     // ----- buffers, config, properties -----------------------------------------------------
 
+    /// A descriptor that is readable while a datagram is queued or the transport is closed
+    /// (`crate::ready`); created on first call, owned by the transport.
+    pub fn readiness_fd(&self) -> Result<i32> {
+        let _inc = lock(&self.inner.inc);
+        self.inner.readiness.fd()
+    }
+
     /// Empties the incoming queue; returns how many were dropped (counted).
     pub fn clear_receive_buffer(&self) -> usize {
-        let n = lock(&self.inner.inc).queue.clear();
+        let n = {
+            let mut inc = lock(&self.inner.inc);
+            let n = inc.queue.clear();
+            self.inner.readiness.update(self.is_closed());
+            n
+        };
         let mut st = lock(&self.inner.stats);
         st.cleared_incoming += n as u64;
         st.receive_drops += n as u64;
@@ -895,6 +920,7 @@ impl Inner {
         self.out_room.notify_all();
         self.out_work.notify_one();
         let _g = lock(&self.inc);
+        self.readiness.update(true);
         self.inc_ready.notify_all();
     }
 }
@@ -994,6 +1020,7 @@ impl Inner {
                 evicted += 1;
             }
         }
+        self.readiness.update(!inc.queue.is_empty());
         let waiters = inc.waiters;
         drop(inc);
         if evicted > 0 {

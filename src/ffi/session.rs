@@ -474,6 +474,22 @@ pub unsafe extern "C" fn wtd_session_max_datagram_size(
     guard(|| write_out(out, self::session(session)?.max_datagram_size(), "out"))
 }
 
+/// A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the session's
+/// receive queue holds a datagram or the session is closed — level-triggered: it stays readable
+/// until receives (`wtd_session_receive`/`_receive_batch`) have emptied the queue; wtd clears it
+/// then (do not read from it or close it). With an `on_datagram` callback set (or a transport
+/// made from the session), datagrams bypass the queue and the descriptor only reports the close.
+/// Created on first call (an eventfd on Linux, a pipe elsewhere); the same descriptor every
+/// time; valid until `wtd_session_free`. Thread: any. Errors: NULL arguments;
+/// WTD_ERR_INTERNAL if the OS refuses a descriptor.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_session_readiness_fd(
+    session: *const wtd_session,
+    out_fd: *mut i32,
+) -> wtd_result {
+    guard(|| write_out(out_fd, self::session(session)?.readiness_fd()?, "out_fd"))
+}
+
 /// Fills `*out` with the session's counters (`out->struct_size` is set by the library).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_get_stats(

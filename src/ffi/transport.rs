@@ -1080,6 +1080,21 @@ pub unsafe extern "C" fn wtd_transport_max_datagram_size(
     guard(|| write_out(out, self::transport(transport)?.max_datagram_size(), "out"))
 }
 
+/// A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the transport's
+/// incoming queue holds a datagram or the transport is closed — level-triggered: it stays
+/// readable until receives have emptied the queue (wtd clears it then; do not read from it or
+/// close it). With an `on_received` callback set, datagrams go to the callback and the
+/// descriptor only reports the close. Created on first call (an eventfd on Linux, a pipe
+/// elsewhere); the same descriptor every time; valid until `wtd_transport_free`.
+/// Thread: any. Errors: NULL arguments; WTD_ERR_INTERNAL if the OS refuses a descriptor.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_transport_readiness_fd(
+    transport: *const wtd_transport,
+    out_fd: *mut i32,
+) -> wtd_result {
+    guard(|| write_out(out_fd, self::transport(transport)?.readiness_fd()?, "out_fd"))
+}
+
 /// Result of `wtd_transport_throughput_test` (the seed's keys plus what it could not measure).
 #[repr(C)]
 #[derive(Clone, Copy)]

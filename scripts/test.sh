@@ -36,6 +36,13 @@ else
     echo "WARNING: rustfmt is not installed; skipping the format check"
 fi
 
+step "cargo clippy --all-targets -D warnings"
+if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --all-targets -- -D warnings
+else
+    echo "WARNING: clippy is not installed; skipping the lint step"
+fi
+
 step "cargo test"
 cargo test
 

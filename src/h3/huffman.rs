@@ -284,7 +284,7 @@ mod tests {
         let kraft: u128 = CODES.iter().map(|&(_, l)| 1u128 << (30 - l)).sum();
         assert_eq!(kraft, 1u128 << 30);
         for &(c, l) in CODES.iter() {
-            assert!(l >= 5 && l <= 30 && (c as u64) < (1u64 << l));
+            assert!((5..=30).contains(&l) && (c as u64) < (1u64 << l));
         }
     }
 

@@ -83,7 +83,7 @@ async fn connect_async(url: &str, config: &ClientConfig) -> Result<Session> {
         quinn::crypto::rustls::QuicClientConfig::try_from(client_config(&config.verification)?)
             .map_err(|e| Error::new(wtd_result::WTD_ERR_TLS, e.to_string()))?;
     let mut qc = quinn::ClientConfig::new(Arc::new(crypto));
-    qc.transport_config(Arc::new(config.quic.transport()));
+    qc.transport_config(Arc::new(config.quic.transport(false)));
     let bind: SocketAddr = if addr.is_ipv6() {
         "[::]:0".parse().expect("literal")
     } else {

@@ -52,6 +52,11 @@ impl Settings {
     pub fn wtd_local() -> Self {
         Self::from_pairs(&[
             (QPACK_MAX_TABLE_CAPACITY, 0),
+            // Enforced on every header block wtd receives (16 KiB: what Chromium and wtq send).
+            (
+                MAX_FIELD_SECTION_SIZE,
+                super::qpack::MAX_FIELD_SECTION_SIZE as u64,
+            ),
             (QPACK_BLOCKED_STREAMS, 0),
             (ENABLE_CONNECT_PROTOCOL, 1),
             (H3_DATAGRAM, 1),
@@ -199,6 +204,7 @@ mod tests {
             local
         );
         assert_eq!(local.get(QPACK_MAX_TABLE_CAPACITY), Some(0));
+        assert_eq!(local.get(MAX_FIELD_SECTION_SIZE), Some(16384));
         // Needed for several pywebtransport 0.21 sessions on one connection.
         assert!(local.is_set(WT_INITIAL_MAX_DATA));
         let dup = hex("3301 3301");

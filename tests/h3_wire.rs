@@ -1132,3 +1132,29 @@ mod c_filter {
         }
     }
 }
+
+#[test]
+fn settings_with_too_many_pairs_is_excessive_load() {
+    let srv = EchoServer::start();
+    // 10 000 distinct GREASE ids in one 64 KiB frame (~10^8 comparisons with a quadratic check).
+    let pairs: Vec<(u64, u64)> = (0..10_000u64)
+        .map(|k| (0x1f * (k + 100) + 0x21, 0))
+        .collect();
+    let payload = settings_payload(&pairs);
+    assert!(payload.len() <= 64 * 1024);
+    let code = wire(close_code_for(srv.addr, &payload, |peer, c| {
+        hold(peer, vec![c])
+    }));
+    assert_eq!(code, H3_EXCESSIVE_LOAD);
+    // A frame at the cap is fine.
+    let pairs: Vec<(u64, u64)> = (0..st::MAX_SETTINGS_PAIRS as u64 - 2)
+        .map(|k| (0x1f * (k + 100) + 0x21, 0))
+        .chain([(st::H3_DATAGRAM, 1), (st::ENABLE_WEBTRANSPORT, 1)])
+        .collect();
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &settings_payload(&pairs)).await;
+        let (_s, _r, resp) = peer.request(&chromium_connect("/ok", "webtransport")).await;
+        assert_eq!(status(&resp), Some(200));
+        drop(control);
+    });
+}

@@ -1111,7 +1111,6 @@ mod c_filter {
                 .join()
                 .unwrap();
                 assert_eq!(got.0, wtd_result::WTD_OK);
-                let server = server as *mut wtd_server;
                 let s = got.1 as *const wtd_session;
                 let seen = SEEN.lock().unwrap().clone();
                 assert_eq!(
@@ -1157,4 +1156,51 @@ fn settings_with_too_many_pairs_is_excessive_load() {
         assert_eq!(status(&resp), Some(200));
         drop(control);
     });
+}
+
+#[test]
+fn goaway_acts_once_and_rejects_increasing_ids() {
+    let server = wtd::Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+    let addr = server.local_addr().unwrap();
+    let code = wire(async {
+        let (peer, mut control, _send, _recv) = {
+            let (peer, control) = RawPeer::with_settings(addr, &basic_settings()).await;
+            let (s, r, resp) = peer.request(&chromium_connect("/g", "webtransport")).await;
+            assert_eq!(status(&resp), Some(200));
+            (peer, control, s, r)
+        };
+        let session =
+            std::thread::scope(|t| t.spawn(|| server.accept(Some(T)).unwrap()).join().unwrap());
+        // A client's GOAWAY carries a push id; 1000 of them with the same id.
+        let mut flood = Vec::new();
+        for _ in 0..1000 {
+            flood.extend(frame_bytes(frame::GOAWAY, &vi(8)));
+        }
+        control.write_all(&flood).await.unwrap();
+        // Then a lower id (allowed), then a higher one (H3_ID_ERROR).
+        control
+            .write_all(&frame_bytes(frame::GOAWAY, &vi(4)))
+            .await
+            .unwrap();
+        let conns = server.connections();
+        assert_eq!(conns.len(), 1);
+        let conn = conns[0].clone();
+        for _ in 0..100 {
+            if session.is_draining() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(session.is_draining());
+        assert!(peer.alive_after(Duration::from_millis(200)).await);
+        assert_eq!(conn.draining_notices(), 1, "one notice for one session");
+        control
+            .write_all(&frame_bytes(frame::GOAWAY, &vi(5)))
+            .await
+            .unwrap();
+        let code = peer.close_code().await;
+        drop(control);
+        code
+    });
+    assert_eq!(code, H3_ID_ERROR); // 0x108
 }

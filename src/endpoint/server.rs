@@ -475,6 +475,11 @@ impl Server {
         self.live_connections().len()
     }
 
+    /// The live connections (HTTP/3 set up, not yet closed).
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        self.live_connections()
+    }
+
     fn live_connections(&self) -> Vec<Arc<Connection>> {
         lock(&self.shared.conns)
             .live

@@ -1204,3 +1204,182 @@ fn goaway_acts_once_and_rejects_increasing_ids() {
     });
     assert_eq!(code, H3_ID_ERROR); // 0x108
 }
+
+// ------------------------------------------------------------------------------------------------
+// Timeouts honoured end to end (item 7)
+
+mod timeouts {
+    use super::*;
+    use std::ffi::CString;
+    use std::sync::Arc;
+    use std::time::Instant;
+    use wtd::endpoint::tls::ServerIdentity;
+    use wtd::ffi::client::*;
+    use wtd::ffi::server::*;
+    use wtd::wtd_result;
+
+    /// A raw quinn server (ALPN h3) whose transport is shaped by `shape`; it completes handshakes
+    /// and then holds the connections without doing anything. Returns its address.
+    async fn stingy_server(
+        shape: impl FnOnce(&mut quinn::TransportConfig),
+        send_settings: bool,
+    ) -> (quinn::Endpoint, std::net::SocketAddr) {
+        let id =
+            ServerIdentity::self_signed(&["localhost".into()], Duration::from_secs(3600)).unwrap();
+        let crypto =
+            quinn::crypto::rustls::QuicServerConfig::try_from(id.server_config().unwrap()).unwrap();
+        let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut t = quinn::TransportConfig::default();
+        shape(&mut t);
+        cfg.transport_config(Arc::new(t));
+        let ep = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = ep.local_addr().unwrap();
+        let accept = ep.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(inc) = accept.accept().await {
+                if let Ok(c) = inc.await {
+                    if send_settings {
+                        let mut control = c.open_uni().await.unwrap();
+                        let mut bytes = vi(UNI_CONTROL);
+                        bytes.extend(frame_bytes(
+                            frame::SETTINGS,
+                            &wtd::h3::settings::Settings::wtd_local().encode_payload(),
+                        ));
+                        control.write_all(&bytes).await.unwrap();
+                        held.push((c, Some(control)));
+                    } else {
+                        held.push((c, None));
+                    }
+                }
+            }
+        });
+        (ep, addr)
+    }
+
+    /// `wtd_client_connect` with a 1 s connect timeout: its result and how long it took.
+    fn connect(addr: std::net::SocketAddr) -> (wtd_result, Duration) {
+        let url = CString::new(format!("https://localhost:{}/x", addr.port())).unwrap();
+        unsafe {
+            let mut o = std::mem::zeroed::<wtd_client_options>();
+            assert_eq!(wtd_client_options_default(&mut o), wtd_result::WTD_OK);
+            o.verify = wtd_verify_mode::WTD_VERIFY_NONE_DANGEROUS as u32;
+            o.connect_timeout_ms = 1000;
+            let mut out = std::ptr::null_mut();
+            let t0 = Instant::now();
+            let r = wtd_client_connect(url.as_ptr(), &o, &mut out);
+            let took = t0.elapsed();
+            if !out.is_null() {
+                wtd::ffi::session::wtd_session_free(out);
+            }
+            (r, took)
+        }
+    }
+
+    fn connect_times_out_against(
+        shape: impl FnOnce(&mut quinn::TransportConfig) + Send,
+        send_settings: bool,
+    ) {
+        let rt = runtime();
+        let (_ep, addr) = rt.block_on(stingy_server(shape, send_settings));
+        // The blocking call runs on a plain thread while `rt` keeps the raw server going.
+        let (r, took) = std::thread::scope(|s| s.spawn(|| connect(addr)).join().unwrap());
+        assert_eq!(r, wtd_result::WTD_ERR_TIMEOUT, "after {took:?}");
+        assert!(took < Duration::from_millis(1800), "{took:?}");
+    }
+
+    #[test]
+    fn client_connect_times_out_when_no_uni_stream_is_granted() {
+        connect_times_out_against(
+            |t| {
+                t.max_concurrent_uni_streams(0u32.into());
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn client_connect_times_out_when_no_flow_control_credit_is_granted() {
+        connect_times_out_against(
+            |t| {
+                t.stream_receive_window(0u32.into());
+                t.receive_window(0u32.into());
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn client_connect_times_out_when_no_bidi_stream_is_granted() {
+        // The server sends its SETTINGS but grants no request stream.
+        connect_times_out_against(
+            |t| {
+                t.max_concurrent_bidi_streams(0u32.into());
+            },
+            true,
+        );
+    }
+
+    #[test]
+    fn server_close_and_free_are_bounded_against_a_peer_withholding_credit() {
+        unsafe {
+            let mut o = std::mem::zeroed::<wtd_server_options>();
+            assert_eq!(wtd_server_options_default(&mut o), wtd_result::WTD_OK);
+            o.host = c"127.0.0.1".as_ptr();
+            o.port = 0;
+            let mut server = std::ptr::null_mut();
+            assert_eq!(wtd_server_new(&o, &mut server), wtd_result::WTD_OK);
+            let mut port = 0u16;
+            assert_eq!(wtd_server_port(server, &mut port), wtd_result::WTD_OK);
+            let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            // Exactly enough credit per stream for wtd's control-stream prefix (type + SETTINGS):
+            // the peer never reads, so a GOAWAY can never be written.
+            let prefix = 1 + frame_bytes(
+                frame::SETTINGS,
+                &wtd::h3::settings::Settings::wtd_local().encode_payload(),
+            )
+            .len();
+            let rt = runtime();
+            let (peer, control, send, recv) = rt.block_on(async {
+                let tls =
+                    wtd::endpoint::tls::client_config(&wtd::Verification::DangerousNone).unwrap();
+                let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+                let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+                let mut t = quinn::TransportConfig::default();
+                t.stream_receive_window((prefix as u32).into());
+                cfg.transport_config(Arc::new(t));
+                let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+                ep.set_default_client_config(cfg);
+                let conn = ep.connect(addr, "localhost").unwrap().await.unwrap();
+                let peer = RawPeer { endpoint: ep, conn };
+                let control = peer.open_control(&basic_settings()).await;
+                let (send, recv, resp) = peer
+                    .request(&chromium_connect("/held", "webtransport"))
+                    .await;
+                assert_eq!(status(&resp), Some(200));
+                (peer, control, send, recv)
+            });
+            let server_addr = server as usize;
+            let t0 = Instant::now();
+            let r = std::thread::spawn(move || wtd_server_close(server_addr as *mut wtd_server))
+                .join()
+                .unwrap();
+            let close_took = t0.elapsed();
+            assert_eq!(r, wtd_result::WTD_OK);
+            let t0 = Instant::now();
+            std::thread::spawn(move || wtd_server_free(server_addr as *mut wtd_server))
+                .join()
+                .unwrap();
+            let free_took = t0.elapsed();
+            assert!(
+                close_took < Duration::from_millis(2500),
+                "close took {close_took:?}"
+            );
+            assert!(
+                free_took < Duration::from_millis(500),
+                "free took {free_took:?}"
+            );
+            drop((control, send, recv, peer));
+        }
+    }
+}

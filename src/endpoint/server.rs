@@ -70,6 +70,11 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
 }
 
+/// How long `Server::close` waits for GOAWAY to be written to every connection.
+const CLOSE_GOAWAY_WAIT: Duration = Duration::from_millis(500);
+/// How long `Server::close` waits for the endpoint to go idle after closing it.
+const CLOSE_IDLE_WAIT: Duration = Duration::from_millis(500);
+
 /// Default [`ServerConfig::max_connections`].
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default [`ServerConfig::max_connections_per_ip`].
@@ -488,8 +493,10 @@ impl Server {
             .collect()
     }
 
-    /// Stops accepting, sends GOAWAY, closes every session (code 0, "server shutting down"),
-    /// waits up to 1 s for the closes to reach the peers, then closes the endpoint. Idempotent.
+    /// Stops accepting, sends GOAWAY (waiting at most 0.5 s), closes every session (code 0,
+    /// "server shutting down"), waits up to 1 s for the closes to reach the peers, then closes
+    /// the endpoint (waiting at most 0.5 s for it to go idle): about 2 s at most even against
+    /// peers that withhold flow-control credit. Idempotent.
     pub fn close(&self) {
         if self.shared.closed.swap(true, Ordering::SeqCst) {
             return;
@@ -497,9 +504,20 @@ impl Server {
         self.shared.ready.notify_all();
         let conns = self.live_connections();
         let endpoint = self.endpoint.clone();
+        // Bounded at ~2 s in all: a peer that withholds flow-control credit (so GOAWAY or a
+        // close capsule cannot be written) must not hold up shutdown.
         let work = async move {
+            let mut goaways = tokio::task::JoinSet::new();
             for c in &conns {
-                c.send_goaway().await;
+                let c = c.clone();
+                goaways.spawn(async move { c.send_goaway().await });
+            }
+            let _ = tokio::time::timeout(CLOSE_GOAWAY_WAIT, async {
+                while goaways.join_next().await.is_some() {}
+            })
+            .await;
+            drop(goaways); // aborts GOAWAYs still blocked
+            for c in &conns {
                 for s in c.sessions() {
                     s.close(0, "server shutting down");
                 }
@@ -509,7 +527,7 @@ impl Server {
                 quinn::VarInt::from_u32(H3_NO_ERROR as u32),
                 b"server shutting down",
             );
-            let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+            let _ = tokio::time::timeout(CLOSE_IDLE_WAIT, endpoint.wait_idle()).await;
         };
         match runtime::check_may_block() {
             Ok(()) => {

@@ -327,14 +327,18 @@ pub async fn serve_request<A: Acceptor>(
     read_capsules(core, reader).await;
 }
 
-/// Client: opens a session on `conn` (which must be a client connection).
+/// Client: opens a session on `conn` (which must be a client connection), giving up with
+/// WTD_ERR_TIMEOUT at `deadline` (waiting for SETTINGS, for stream credit, for flow-control
+/// credit to send the request, or for the response).
 pub async fn open_session(
     conn: &Arc<Connection>,
     request: RequestInfo,
     sink: Arc<dyn SessionEvents>,
-    timeout: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Arc<SessionCore>> {
-    let settings = conn.peer_settings(timeout).await?;
+    let settings = conn
+        .peer_settings(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await?;
     let draft = draft::client_pick(&settings).ok_or_else(|| {
         Error::new(
             wtd_result::WTD_ERR_NOT_SUPPORTED,
@@ -347,10 +351,9 @@ pub async fn open_session(
             "server sent GOAWAY",
         ));
     }
-    let (mut send, recv) = conn
-        .quic
-        .open_bi()
+    let (mut send, recv) = tokio::time::timeout_at(deadline, conn.quic.open_bi())
         .await
+        .map_err(|_| Error::timeout("the server granted no stream for the CONNECT request"))?
         .map_err(|e| Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string()))?;
     let mut fields: Vec<(&str, &str)> = vec![
         (":method", "CONNECT"),
@@ -365,15 +368,22 @@ pub async fn open_session(
     if draft == wtd_draft::WTD_DRAFT_02 {
         fields.push(("sec-webtransport-http3-draft02", "1"));
     }
-    send.write_all(&headers_frame(&fields))
-        .await
-        .map_err(|e| Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string()))?;
+    match tokio::time::timeout_at(deadline, send.write_all(&headers_frame(&fields))).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string())),
+        Err(_) => {
+            let _ = send.reset(varint_of(H3_REQUEST_CANCELLED));
+            return Err(Error::timeout(
+                "the server granted no flow-control credit for the CONNECT request",
+            ));
+        }
+    }
     let id = u64::from(send.id());
     let core = SessionCore::new(conn.clone(), id, draft, request, send, sink);
     // Registered before the response so datagrams that overtake it are not lost.
     conn.register(&core);
     let mut reader = StreamReader::new(recv);
-    let status = match tokio::time::timeout(timeout, read_headers(&mut reader, None)).await {
+    let status = match tokio::time::timeout_at(deadline, read_headers(&mut reader, None)).await {
         Err(_) => Err(Error::timeout("no response to the CONNECT request")),
         Ok(Ok(Head::Fields(fields))) => field(&fields, ":status")
             .and_then(|s| s.parse::<u16>().ok())

@@ -1383,3 +1383,39 @@ mod timeouts {
         }
     }
 }
+
+/// The issue-9 black-box attack: 60 request streams (4 connections x 15), each a valid CONNECT
+/// followed by ~64 KiB of one-byte indexed field lines. Before the fix the server grew from
+/// 5 MB to ~610 MB; now every request is refused with 431 and memory stays flat. (The bound is
+/// loose because RSS is process-wide and other tests run in parallel.)
+#[test]
+fn header_flood_keeps_memory_flat() {
+    fn rss_kb() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = s.lines().find(|l| l.starts_with("VmRSS")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let srv = EchoServer::start();
+    let before = rss_kb();
+    let after = wire(async {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+            let mut streams = Vec::new();
+            for _ in 0..15 {
+                let (s, mut r) = peer.open_bi(&connect_block_with(&[0xfa; 65_000])).await;
+                let resp = read_response(&mut r).await.expect("a response");
+                assert_eq!(status(&resp), Some(431));
+                streams.push((s, r));
+            }
+            held.push((peer, control, streams));
+        }
+        rss_kb()
+    });
+    println!("RSS before {before} KB, after 60 flooded requests {after} KB");
+    assert!(
+        after < before + 100 * 1024,
+        "RSS grew from {before} KB to {after} KB"
+    );
+    assert_eq!(srv.server.stats().refused_headers_too_large, 60);
+}

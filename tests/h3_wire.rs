@@ -1320,6 +1320,77 @@ mod timeouts {
         );
     }
 
+    /// A raw server that answers one CONNECT with 200, then sends GOAWAY with each of `ids` on
+    /// its control stream; returns the code the wtd client closed the connection with.
+    fn client_close_code_after_goaways(ids: &'static [u64]) -> u64 {
+        let rt = runtime();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (_ep, addr) = rt.block_on(async {
+            let id = ServerIdentity::self_signed(&["localhost".into()], Duration::from_secs(3600))
+                .unwrap();
+            let crypto =
+                quinn::crypto::rustls::QuicServerConfig::try_from(id.server_config().unwrap())
+                    .unwrap();
+            let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+            let mut t = quinn::TransportConfig::default();
+            t.datagram_receive_buffer_size(Some(1 << 16));
+            cfg.transport_config(Arc::new(t));
+            let ep = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = ep.local_addr().unwrap();
+            let accept = ep.clone();
+            tokio::spawn(async move {
+                let c = accept.accept().await.unwrap().await.unwrap();
+                let mut control = c.open_uni().await.unwrap();
+                let mut bytes = vi(UNI_CONTROL);
+                bytes.extend(frame_bytes(
+                    frame::SETTINGS,
+                    &wtd::h3::settings::Settings::wtd_local().encode_payload(),
+                ));
+                control.write_all(&bytes).await.unwrap();
+                let (mut send, mut recv) = c.accept_bi().await.unwrap();
+                read_response(&mut recv).await.expect("the CONNECT request");
+                send.write_all(&headers_frame(&[(":status", "200")]))
+                    .await
+                    .unwrap();
+                for &id in ids {
+                    control
+                        .write_all(&frame_bytes(frame::GOAWAY, &vi(id)))
+                        .await
+                        .unwrap();
+                }
+                let code = match tokio::time::timeout(T, c.closed()).await {
+                    Ok(quinn::ConnectionError::ApplicationClosed(a)) => a.error_code.into_inner(),
+                    other => panic!("expected an application close, got {other:?}"),
+                };
+                let _ = tx.send(code);
+                drop((control, send));
+            });
+            (ep, addr)
+        });
+        let url = format!("https://localhost:{}/g", addr.port());
+        let cfg = wtd::ClientConfig {
+            verification: wtd::Verification::DangerousNone,
+            ..Default::default()
+        };
+        let session = std::thread::spawn(move || wtd::connect(&url, &cfg))
+            .join()
+            .unwrap()
+            .expect("session");
+        let code = rx.recv_timeout(T).expect("the raw server saw the close");
+        drop(session);
+        code
+    }
+
+    #[test]
+    fn client_rejects_a_goaway_id_that_is_no_request_stream_id() {
+        assert_eq!(client_close_code_after_goaways(&[1]), H3_ID_ERROR);
+    }
+
+    #[test]
+    fn client_rejects_a_growing_goaway_id() {
+        assert_eq!(client_close_code_after_goaways(&[8, 4, 12]), H3_ID_ERROR);
+    }
+
     #[test]
     fn server_close_and_free_are_bounded_against_a_peer_withholding_credit() {
         unsafe {

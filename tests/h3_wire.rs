@@ -906,6 +906,34 @@ fn silent_peer_is_closed_at_the_settings_deadline() {
 }
 
 #[test]
+fn peer_granting_no_credit_is_closed_at_the_settings_deadline() {
+    // The peer gives wtd no flow-control credit at all, so wtd cannot even write its own
+    // SETTINGS: the connection is still closed at the deadline (it used to stay forever).
+    let srv = EchoServer::with_config(quick_deadlines(500, 60_000, 60_000));
+    let (code, elapsed) = wire(async {
+        let tls = wtd::endpoint::tls::client_config(&wtd::Verification::DangerousNone).unwrap();
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut cfg = quinn::ClientConfig::new(std::sync::Arc::new(crypto));
+        let mut t = quinn::TransportConfig::default();
+        t.stream_receive_window(0u32.into());
+        t.receive_window(0u32.into());
+        cfg.transport_config(std::sync::Arc::new(t));
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(cfg);
+        let t0 = std::time::Instant::now();
+        let conn = ep.connect(srv.addr, "localhost").unwrap().await.unwrap();
+        let peer = RawPeer { endpoint: ep, conn };
+        let control = peer.open_control(&basic_settings()).await;
+        let code = peer.close_code().await;
+        drop(control);
+        (code, t0.elapsed())
+    });
+    assert_eq!(code, H3_EXCESSIVE_LOAD);
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(srv.server.stats().closed_settings_timeout, 1);
+}
+
+#[test]
 fn peer_without_a_session_is_closed_at_the_session_deadline() {
     let srv = EchoServer::with_config(quick_deadlines(5_000, 600, 60_000));
     wire(async {

@@ -283,6 +283,11 @@ typedef enum wtd_drop_policy {
 } wtd_drop_policy;
 
 /**
+ * Bounds on a decoded field section.
+ */
+typedef struct FieldLimits FieldLimits;
+
+/**
  * A set of transports to send one datagram to (opaque). Create with `wtd_broadcaster_new`,
  * release with `wtd_broadcaster_free`. Functions may be called from any thread, concurrently.
  */
@@ -822,7 +827,89 @@ typedef struct wtd_server_options {
      * Passed to `on_request` and `on_session`.
      */
     void *user_data;
+    /**
+     * Most sessions waiting for `wtd_server_accept` (including requests being answered);
+     * more are refused with HTTP 503. Default 128. Must be > 0.
+     */
+    uint32_t accept_queue_capacity;
+    /**
+     * Most connections at once; more are refused during the handshake. Default 4096.
+     */
+    uint32_t max_connections;
+    /**
+     * Most connections at once from one IP address. Default 64.
+     */
+    uint32_t max_connections_per_ip;
+    /**
+     * A connection whose peer sends no HTTP/3 SETTINGS within this many ms of the handshake is
+     * closed. Default 10000.
+     */
+    uint32_t settings_timeout_ms;
+    /**
+     * A connection with no open session for this many ms (after the handshake or its last
+     * session) is closed; keep-alives do not count. Default 10000.
+     */
+    uint32_t session_timeout_ms;
+    /**
+     * A request stream whose HEADERS are not complete within this many ms is reset.
+     * Default 10000.
+     */
+    uint32_t header_timeout_ms;
 } wtd_server_options;
+
+/**
+ * Server protection counters, as returned by `wtd_server_get_stats` (see docs/SECURITY.md).
+ */
+typedef struct wtd_server_stats {
+    /**
+     * Size of this struct as the library filled it (append-only; check before reading new fields).
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Requests answered 431: header block over 16 KiB or over 64 fields.
+     */
+    uint64_t refused_headers_too_large;
+    /**
+     * Requests answered 400: malformed (bad pseudo-headers, NUL/CR/LF, uppercase names...).
+     */
+    uint64_t refused_malformed;
+    /**
+     * CONNECT streams reset (H3_REQUEST_REJECTED): the connection already had 16 sessions.
+     */
+    uint64_t refused_too_many_sessions;
+    /**
+     * Requests answered 503: the accept queue was full.
+     */
+    uint64_t refused_queue_full;
+    /**
+     * Sessions removed from the accept queue because they closed before being accepted.
+     */
+    uint64_t queue_closed_dropped;
+    /**
+     * Request streams reset because their HEADERS did not arrive within `header_timeout_ms`.
+     */
+    uint64_t refused_header_timeout;
+    /**
+     * Connections refused: `max_connections` reached.
+     */
+    uint64_t refused_connections_global;
+    /**
+     * Connections refused: `max_connections_per_ip` reached for that address.
+     */
+    uint64_t refused_connections_per_ip;
+    /**
+     * Connections closed: no SETTINGS within `settings_timeout_ms`.
+     */
+    uint64_t closed_settings_timeout;
+    /**
+     * Connections closed: no session for `session_timeout_ms`.
+     */
+    uint64_t closed_session_timeout;
+} wtd_server_stats;
 
 /**
  * One caller-owned buffer for `wtd_session_receive_batch`.
@@ -1913,6 +2000,12 @@ enum wtd_result wtd_server_cert_hash(const struct wtd_server *server, uint8_t *o
  * The certificate's SHA-256 as 64 lowercase hex characters + NUL (`cap` ≥ 65).
  */
 enum wtd_result wtd_server_cert_hash_hex(const struct wtd_server *server, char *buf, size_t cap);
+
+/**
+ * Fills `*out` with the server's protection counters (`out->struct_size` is set by the
+ * library): what it refused or closed to protect itself, by reason.
+ */
+enum wtd_result wtd_server_get_stats(const struct wtd_server *server, struct wtd_server_stats *out);
 
 /**
  * Takes the next new session: `timeout_ms` 0 = poll (WTD_ERR_WOULD_BLOCK when none),

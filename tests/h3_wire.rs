@@ -693,3 +693,828 @@ fn malformed_goaway_is_frame_error() {
     ));
     assert_eq!(code, H3_FRAME_ERROR); // 0x106
 }
+
+// ------------------------------------------------------------------------------------------------
+// Hardening (issue 9)
+
+/// A CONNECT header block followed by `extra` raw field-line bytes (same QPACK section).
+fn connect_block_with(extra: &[u8]) -> Vec<u8> {
+    let mut block = wtd::h3::qpack::encode_field_section(&chromium_connect("/big", "webtransport"));
+    block.extend_from_slice(extra);
+    frame_bytes(frame::HEADERS, &block)
+}
+
+#[test]
+fn server_advertises_max_field_section_size() {
+    let srv = EchoServer::start();
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+        let s = peer.server_settings().await;
+        assert_eq!(s.get(st::MAX_FIELD_SECTION_SIZE), Some(16 * 1024));
+        drop(control);
+    });
+}
+
+#[test]
+fn oversized_header_block_is_refused_with_431_and_counted() {
+    let srv = EchoServer::start();
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+        // 60 000 one-byte indexed field lines (static 58): ~4 MB decoded before the fix.
+        let (_s, mut r) = peer.open_bi(&connect_block_with(&[0xfa; 60_000])).await;
+        let resp = read_response(&mut r).await.expect("a response");
+        assert_eq!(status(&resp), Some(431), "{resp:?}");
+        // Under the size limit but over the 64-field cap: 60 × "x-a: " literal lines.
+        let mut extra = Vec::new();
+        for _ in 0..60 {
+            extra.extend([0x23, b'x', b'-', b'a', 0x00]); // literal name "x-a", empty value
+        }
+        let (_s, mut r) = peer.open_bi(&connect_block_with(&extra)).await;
+        let resp = read_response(&mut r).await.expect("a response");
+        assert_eq!(status(&resp), Some(431), "{resp:?}");
+        // A request within the limits still opens a session on the same connection.
+        let (_s, _r, resp) = peer.request(&chromium_connect("/ok", "webtransport")).await;
+        assert_eq!(status(&resp), Some(200));
+        assert!(peer.alive_after(Duration::from_millis(100)).await);
+        drop(control);
+    });
+    assert_eq!(srv.server.stats().refused_headers_too_large, 2);
+}
+
+/// Reads a request stream until its end: `Ok(fields)` for a response, `Err(code)` for a reset.
+async fn response_or_reset(recv: &mut quinn::RecvStream) -> Result<Vec<(String, String)>, u64> {
+    let mut buf = Vec::new();
+    loop {
+        match tokio::time::timeout(T, recv.read_chunk(usize::MAX, true)).await {
+            Ok(Ok(Some(c))) => buf.extend_from_slice(&c.bytes),
+            Ok(Err(quinn::ReadError::Reset(code))) => return Err(code.into_inner()),
+            other => panic!("no response and no reset: {other:?}"),
+        }
+        if let Some(h) = frame::parse_header(&buf) {
+            if h.ty == frame::HEADERS && buf.len() >= h.header_len + h.len as usize {
+                let block = &buf[h.header_len..h.header_len + h.len as usize];
+                return Ok(wtd::h3::qpack::decode_field_section(block).unwrap());
+            }
+        }
+    }
+}
+
+#[test]
+fn seventeenth_session_is_rejected_and_counted() {
+    let srv = EchoServer::start();
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+        let mut open = Vec::new();
+        for i in 0..16 {
+            let (s, r, resp) = peer
+                .request(&chromium_connect(&format!("/s{i}"), "webtransport"))
+                .await;
+            assert_eq!(status(&resp), Some(200), "session {i}");
+            open.push((s, r));
+        }
+        let (_s, mut r) = peer
+            .open_bi(&headers_frame(&chromium_connect("/s16", "webtransport")))
+            .await;
+        assert_eq!(
+            response_or_reset(&mut r).await.map(|f| status(&f)),
+            Err(H3_REQUEST_REJECTED),
+            "the 17th CONNECT is reset with H3_REQUEST_REJECTED"
+        );
+        // The connection is not closed (draft §3.4), and a slot freed by a close is usable.
+        let (mut s0, _r0) = open.remove(0);
+        s0.finish().unwrap();
+        let _ = srv.next_end();
+        let (_s, _r, resp) = peer
+            .request(&chromium_connect("/again", "webtransport"))
+            .await;
+        assert_eq!(status(&resp), Some(200));
+        assert!(peer.alive_after(Duration::from_millis(100)).await);
+        drop((control, open));
+    });
+    assert_eq!(srv.server.stats().refused_too_many_sessions, 1);
+}
+
+#[test]
+fn quic_stream_limits_are_explicit() {
+    let srv = EchoServer::start();
+    wire(async {
+        let peer = RawPeer::connect(srv.addr).await;
+        let mut bidi = Vec::new();
+        for _ in 0..wtd::endpoint::SERVER_MAX_BIDI_STREAMS {
+            let s = tokio::time::timeout(T, peer.conn.open_bi()).await;
+            bidi.push(s.expect("within the limit").unwrap());
+        }
+        let more = tokio::time::timeout(Duration::from_millis(300), peer.conn.open_bi()).await;
+        assert!(more.is_err(), "bidi stream beyond the server's limit");
+        let mut uni = Vec::new();
+        for _ in 0..wtd::endpoint::MAX_UNI_STREAMS {
+            let s = tokio::time::timeout(T, peer.conn.open_uni()).await;
+            uni.push(s.expect("within the limit").unwrap());
+        }
+        let more = tokio::time::timeout(Duration::from_millis(300), peer.conn.open_uni()).await;
+        assert!(more.is_err(), "uni stream beyond the server's limit");
+    });
+}
+
+#[test]
+fn accept_queue_is_bounded_and_drops_closed_sessions() {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.accept_queue_capacity = 4;
+    let server = wtd::Server::bind(cfg).unwrap();
+    let addr = server.local_addr().unwrap();
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(addr, &basic_settings()).await;
+        let mut open = Vec::new();
+        for i in 0..4 {
+            let (s, r, resp) = peer
+                .request(&chromium_connect(&format!("/q{i}"), "webtransport"))
+                .await;
+            assert_eq!(status(&resp), Some(200), "queued session {i}");
+            open.push((s, r));
+        }
+        let (_s, _r, resp) = peer
+            .request(&chromium_connect("/full", "webtransport"))
+            .await;
+        assert_eq!(status(&resp), Some(503), "accept queue full");
+        // Sessions that close before the application accepts them leave the queue: many
+        // open/close rounds never fill it.
+        for (mut s, mut r) in open.drain(..) {
+            s.finish().unwrap();
+            let _ = tokio::time::timeout(T, r.read_to_end(64)).await;
+        }
+        for round in 0..40 {
+            let (mut s, mut r) = peer
+                .open_bi(&headers_frame(&chromium_connect("/round", "webtransport")))
+                .await;
+            let resp = read_response(&mut r).await.expect("a response");
+            assert_eq!(status(&resp), Some(200), "round {round}");
+            s.finish().unwrap();
+            // Wait until the server saw the FIN (its FIN back), so the session is closed.
+            let _ = tokio::time::timeout(T, r.read_to_end(64)).await;
+        }
+        drop(control);
+    });
+    let stats = server.stats();
+    assert_eq!(stats.refused_queue_full, 1);
+    assert!(stats.queue_closed_dropped >= 40, "{stats:?}");
+}
+
+/// A server config on 127.0.0.1 with short deadlines for the tests below.
+fn quick_deadlines(settings: u64, session: u64, header: u64) -> ServerConfig {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.settings_timeout = Duration::from_millis(settings);
+    cfg.session_timeout = Duration::from_millis(session);
+    cfg.header_timeout = Duration::from_millis(header);
+    // Frequent keep-alives: they must not keep a useless connection open.
+    cfg.quic.keep_alive = Some(Duration::from_millis(100));
+    cfg
+}
+
+#[test]
+fn deadlines_default_to_ten_seconds() {
+    let cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    let ten = Duration::from_secs(10);
+    assert_eq!(
+        (
+            cfg.settings_timeout,
+            cfg.session_timeout,
+            cfg.header_timeout
+        ),
+        (ten, ten, ten)
+    );
+    assert_eq!(
+        (
+            cfg.max_connections,
+            cfg.max_connections_per_ip,
+            cfg.accept_queue_capacity
+        ),
+        (4096, 64, 128)
+    );
+}
+
+#[test]
+fn silent_peer_is_closed_at_the_settings_deadline() {
+    let srv = EchoServer::with_config(quick_deadlines(500, 60_000, 60_000));
+    let (code, elapsed) = wire(async {
+        let t0 = std::time::Instant::now();
+        let peer = RawPeer::connect(srv.addr).await; // handshake, then nothing at all
+        (peer.close_code().await, t0.elapsed())
+    });
+    assert_eq!(code, H3_MISSING_SETTINGS);
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(srv.server.stats().closed_settings_timeout, 1);
+}
+
+#[test]
+fn peer_granting_no_credit_is_closed_at_the_settings_deadline() {
+    // The peer gives wtd no flow-control credit at all, so wtd cannot even write its own
+    // SETTINGS: the connection is still closed at the deadline (it used to stay forever).
+    let srv = EchoServer::with_config(quick_deadlines(500, 60_000, 60_000));
+    let (code, elapsed) = wire(async {
+        let tls = wtd::endpoint::tls::client_config(&wtd::Verification::DangerousNone).unwrap();
+        let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut cfg = quinn::ClientConfig::new(std::sync::Arc::new(crypto));
+        let mut t = quinn::TransportConfig::default();
+        t.stream_receive_window(0u32.into());
+        t.receive_window(0u32.into());
+        cfg.transport_config(std::sync::Arc::new(t));
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        ep.set_default_client_config(cfg);
+        let t0 = std::time::Instant::now();
+        let conn = ep.connect(srv.addr, "localhost").unwrap().await.unwrap();
+        let peer = RawPeer { endpoint: ep, conn };
+        let control = peer.open_control(&basic_settings()).await;
+        let code = peer.close_code().await;
+        drop(control);
+        (code, t0.elapsed())
+    });
+    assert_eq!(code, H3_EXCESSIVE_LOAD);
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert_eq!(srv.server.stats().closed_settings_timeout, 1);
+}
+
+#[test]
+fn peer_without_a_session_is_closed_at_the_session_deadline() {
+    let srv = EchoServer::with_config(quick_deadlines(5_000, 600, 60_000));
+    wire(async {
+        // SETTINGS but never a CONNECT.
+        let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+        assert_eq!(peer.close_code().await, H3_NO_ERROR);
+        drop(control);
+        // With a session open the connection stays; once it ends the clock starts again.
+        let (peer, control, mut send, mut recv) = session(srv.addr, "/stay").await;
+        assert!(peer.alive_after(Duration::from_millis(1500)).await);
+        send.finish().unwrap();
+        let _ = tokio::time::timeout(T, recv.read_to_end(64)).await;
+        assert_eq!(peer.close_code().await, H3_NO_ERROR);
+        drop(control);
+    });
+    assert_eq!(srv.server.stats().closed_session_timeout, 2);
+}
+
+#[test]
+fn stalled_request_headers_are_reset_at_the_header_deadline() {
+    let srv = EchoServer::with_config(quick_deadlines(5_000, 60_000, 300));
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+        let mut head = headers_frame(&chromium_connect("/slow", "webtransport"));
+        head.truncate(head.len() - 3);
+        let (_s, mut r) = peer.open_bi(&head).await;
+        assert_eq!(
+            response_or_reset(&mut r).await.map(|f| status(&f)),
+            Err(H3_REQUEST_INCOMPLETE)
+        );
+        assert!(peer.alive_after(Duration::from_millis(100)).await);
+        drop(control);
+    });
+    assert_eq!(srv.server.stats().refused_header_timeout, 1);
+}
+
+#[test]
+fn connection_caps_refuse_count_and_release() {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.max_connections_per_ip = 2;
+    let srv = EchoServer::with_config(cfg);
+    wire(async {
+        let a = RawPeer::connect(srv.addr).await;
+        let b = RawPeer::connect(srv.addr).await;
+        assert!(
+            RawPeer::try_connect(srv.addr).await.is_err(),
+            "third from one IP"
+        );
+        // Slots are released as connections go: many sequential connections all get in.
+        b.conn.close(quinn::VarInt::from_u32(0x100), b"");
+        for i in 0..10 {
+            let mut got = None;
+            for _ in 0..50 {
+                if let Ok(p) = RawPeer::try_connect(srv.addr).await {
+                    got = Some(p);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let p = got.unwrap_or_else(|| panic!("connection {i} never admitted"));
+            p.conn.close(quinn::VarInt::from_u32(0x100), b"");
+        }
+        drop(a);
+    });
+    let stats = srv.server.stats();
+    assert!(stats.refused_connections_per_ip >= 1, "{stats:?}");
+    assert_eq!(stats.refused_connections_global, 0);
+
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.max_connections = 2;
+    let srv = EchoServer::with_config(cfg);
+    wire(async {
+        let a = RawPeer::connect(srv.addr).await;
+        let b = RawPeer::connect(srv.addr).await;
+        assert!(
+            RawPeer::try_connect(srv.addr).await.is_err(),
+            "third overall"
+        );
+        drop((a, b));
+    });
+    assert_eq!(srv.server.stats().refused_connections_global, 1);
+}
+
+#[test]
+fn malformed_requests_get_400_and_are_counted() {
+    let srv = EchoServer::start();
+    let base = chromium_connect("/ok", "webtransport");
+    let with = |name: &'static str, value: &'static str| {
+        let mut f: Vec<(&str, &str)> = base.iter().filter(|(n, _)| *n != name).copied().collect();
+        f.push((name, value));
+        f
+    };
+    let mut cases: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("NUL in :path", with(":path", "/admin\0x")),
+        ("CR in :path", with(":path", "/a\rb")),
+        ("LF in origin", with("origin", "http://a\nb")),
+        ("NUL in :authority", with(":authority", "a\0b")),
+        (":scheme http", with(":scheme", "http")),
+        (":path without /", with(":path", "admin")),
+        ("empty :path", with(":path", "")),
+        (
+            "uppercase name",
+            [base.clone(), vec![("X-Token", "1")]].concat(),
+        ),
+        (
+            "unknown pseudo-header",
+            [vec![(":foo", "1")], base.clone()].concat(),
+        ),
+        (
+            "duplicate :path",
+            [base.clone(), vec![(":path", "/other")]].concat(),
+        ),
+    ];
+    // A pseudo-header after a regular field.
+    let mut late = base.clone();
+    let i = late.iter().position(|(n, _)| *n == ":path").unwrap();
+    let p = late.remove(i);
+    late.push(p);
+    cases.push(("pseudo-header after origin", late));
+    let n = cases.len() as u64;
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+        for (what, fields) in &cases {
+            let (_s, _r, resp) = peer.request(fields).await;
+            assert_eq!(status(&resp), Some(400), "{what}");
+        }
+        let (_s, _r, resp) = peer.request(&base).await;
+        assert_eq!(status(&resp), Some(200), "a valid request still works");
+        assert!(peer.alive_after(Duration::from_millis(100)).await);
+        drop(control);
+    });
+    assert_eq!(srv.server.stats().refused_malformed, n);
+}
+
+mod c_filter {
+    //! The C request filter sees exactly the bytes `wtd_session_path`/`_origin` return.
+    use super::*;
+    use std::ffi::{c_char, c_void, CStr};
+    use std::sync::Mutex;
+    use wtd::ffi::server::*;
+    use wtd::ffi::session::*;
+    use wtd::wtd_result;
+
+    static SEEN: Mutex<Vec<(Vec<u8>, Vec<u8>)>> = Mutex::new(Vec::new());
+
+    unsafe extern "C" fn on_request(_: *mut c_void, r: *const wtd_session_request) -> u16 {
+        let r = &*r;
+        let path = CStr::from_ptr(r.path).to_bytes().to_vec();
+        let origin = CStr::from_ptr(r.origin).to_bytes().to_vec();
+        SEEN.lock().unwrap().push((path, origin));
+        200
+    }
+
+    unsafe fn text(
+        f: unsafe extern "C" fn(*const wtd_session, *mut c_char, usize, *mut usize) -> wtd_result,
+        s: *const wtd_session,
+    ) -> Vec<u8> {
+        let mut buf = [0 as c_char; 256];
+        let mut len = 0usize;
+        assert_eq!(
+            f(s, buf.as_mut_ptr(), buf.len(), &mut len),
+            wtd_result::WTD_OK
+        );
+        CStr::from_ptr(buf.as_ptr()).to_bytes().to_vec()
+    }
+
+    #[test]
+    fn filter_and_session_path_see_the_same_bytes() {
+        unsafe {
+            let mut o = std::mem::zeroed::<wtd_server_options>();
+            assert_eq!(wtd_server_options_default(&mut o), wtd_result::WTD_OK);
+            let host = c"127.0.0.1";
+            o.host = host.as_ptr();
+            o.port = 0;
+            o.on_request = Some(on_request);
+            let mut server = std::ptr::null_mut();
+            assert_eq!(wtd_server_new(&o, &mut server), wtd_result::WTD_OK);
+            let mut port = 0u16;
+            assert_eq!(wtd_server_port(server, &mut port), wtd_result::WTD_OK);
+            let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let path = "/p?q=%00x&u=\u{fc}";
+            let origin = "https://game.example";
+            wire(async {
+                let (peer, control) = RawPeer::with_settings(addr, &basic_settings()).await;
+                // NUL in :path never reaches the filter (it used to see "/adminx").
+                let mut f = chromium_connect("/admin\0x", "webtransport");
+                f.retain(|(n, _)| *n != "origin");
+                f.push(("origin", origin));
+                let (_s, _r, resp) = peer.request(&f).await;
+                assert_eq!(status(&resp), Some(400));
+                let mut f = chromium_connect(path, "webtransport");
+                f.retain(|(n, _)| *n != "origin");
+                f.push(("origin", origin));
+                let (_s, _r, resp) = peer.request(&f).await;
+                assert_eq!(status(&resp), Some(200));
+                // Keep the session open until the application has looked at it.
+                let server = server as usize;
+                let got = std::thread::spawn(move || {
+                    let mut session = std::ptr::null_mut();
+                    let r = wtd_server_accept(server as *mut wtd_server, 5000, &mut session);
+                    (r, session as usize)
+                })
+                .join()
+                .unwrap();
+                assert_eq!(got.0, wtd_result::WTD_OK);
+                let s = got.1 as *const wtd_session;
+                let seen = SEEN.lock().unwrap().clone();
+                assert_eq!(
+                    seen.len(),
+                    1,
+                    "the filter ran once (not for the NUL request)"
+                );
+                assert_eq!(seen[0].0, text(wtd_session_path, s));
+                assert_eq!(seen[0].0, path.as_bytes());
+                assert_eq!(seen[0].1, text(wtd_session_origin, s));
+                wtd_session_free(s as *mut wtd_session);
+                drop(control);
+            });
+            let mut st = std::mem::zeroed::<wtd_server_stats>();
+            assert_eq!(wtd_server_get_stats(server, &mut st), wtd_result::WTD_OK);
+            assert_eq!(st.refused_malformed, 1);
+            wtd_server_free(server);
+        }
+    }
+}
+
+#[test]
+fn settings_with_too_many_pairs_is_excessive_load() {
+    let srv = EchoServer::start();
+    // 10 000 distinct GREASE ids in one 64 KiB frame (~10^8 comparisons with a quadratic check).
+    let pairs: Vec<(u64, u64)> = (0..10_000u64)
+        .map(|k| (0x1f * (k + 100) + 0x21, 0))
+        .collect();
+    let payload = settings_payload(&pairs);
+    assert!(payload.len() <= 64 * 1024);
+    let code = wire(close_code_for(srv.addr, &payload, |peer, c| {
+        hold(peer, vec![c])
+    }));
+    assert_eq!(code, H3_EXCESSIVE_LOAD);
+    // A frame at the cap is fine.
+    let pairs: Vec<(u64, u64)> = (0..st::MAX_SETTINGS_PAIRS as u64 - 2)
+        .map(|k| (0x1f * (k + 100) + 0x21, 0))
+        .chain([(st::H3_DATAGRAM, 1), (st::ENABLE_WEBTRANSPORT, 1)])
+        .collect();
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &settings_payload(&pairs)).await;
+        let (_s, _r, resp) = peer.request(&chromium_connect("/ok", "webtransport")).await;
+        assert_eq!(status(&resp), Some(200));
+        drop(control);
+    });
+}
+
+#[test]
+fn goaway_acts_once_and_rejects_increasing_ids() {
+    let server = wtd::Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+    let addr = server.local_addr().unwrap();
+    let code = wire(async {
+        let (peer, mut control, _send, _recv) = {
+            let (peer, control) = RawPeer::with_settings(addr, &basic_settings()).await;
+            let (s, r, resp) = peer.request(&chromium_connect("/g", "webtransport")).await;
+            assert_eq!(status(&resp), Some(200));
+            (peer, control, s, r)
+        };
+        let session =
+            std::thread::scope(|t| t.spawn(|| server.accept(Some(T)).unwrap()).join().unwrap());
+        // A client's GOAWAY carries a push id; 1000 of them with the same id.
+        let mut flood = Vec::new();
+        for _ in 0..1000 {
+            flood.extend(frame_bytes(frame::GOAWAY, &vi(8)));
+        }
+        control.write_all(&flood).await.unwrap();
+        // Then a lower id (allowed), then a higher one (H3_ID_ERROR).
+        control
+            .write_all(&frame_bytes(frame::GOAWAY, &vi(4)))
+            .await
+            .unwrap();
+        let conns = server.connections();
+        assert_eq!(conns.len(), 1);
+        let conn = conns[0].clone();
+        for _ in 0..100 {
+            if session.is_draining() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(session.is_draining());
+        assert!(peer.alive_after(Duration::from_millis(200)).await);
+        assert_eq!(conn.draining_notices(), 1, "one notice for one session");
+        control
+            .write_all(&frame_bytes(frame::GOAWAY, &vi(5)))
+            .await
+            .unwrap();
+        let code = peer.close_code().await;
+        drop(control);
+        code
+    });
+    assert_eq!(code, H3_ID_ERROR); // 0x108
+}
+
+// ------------------------------------------------------------------------------------------------
+// Timeouts honoured end to end (item 7)
+
+mod timeouts {
+    use super::*;
+    use std::ffi::CString;
+    use std::sync::Arc;
+    use std::time::Instant;
+    use wtd::endpoint::tls::ServerIdentity;
+    use wtd::ffi::client::*;
+    use wtd::ffi::server::*;
+    use wtd::wtd_result;
+
+    /// A raw quinn server (ALPN h3) whose transport is shaped by `shape`; it completes handshakes
+    /// and then holds the connections without doing anything. Returns its address.
+    async fn stingy_server(
+        shape: impl FnOnce(&mut quinn::TransportConfig),
+        send_settings: bool,
+    ) -> (quinn::Endpoint, std::net::SocketAddr) {
+        let id =
+            ServerIdentity::self_signed(&["localhost".into()], Duration::from_secs(3600)).unwrap();
+        let crypto =
+            quinn::crypto::rustls::QuicServerConfig::try_from(id.server_config().unwrap()).unwrap();
+        let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut t = quinn::TransportConfig::default();
+        shape(&mut t);
+        cfg.transport_config(Arc::new(t));
+        let ep = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = ep.local_addr().unwrap();
+        let accept = ep.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Some(inc) = accept.accept().await {
+                if let Ok(c) = inc.await {
+                    if send_settings {
+                        let mut control = c.open_uni().await.unwrap();
+                        let mut bytes = vi(UNI_CONTROL);
+                        bytes.extend(frame_bytes(
+                            frame::SETTINGS,
+                            &wtd::h3::settings::Settings::wtd_local().encode_payload(),
+                        ));
+                        control.write_all(&bytes).await.unwrap();
+                        held.push((c, Some(control)));
+                    } else {
+                        held.push((c, None));
+                    }
+                }
+            }
+        });
+        (ep, addr)
+    }
+
+    /// `wtd_client_connect` with a 1 s connect timeout: its result and how long it took.
+    fn connect(addr: std::net::SocketAddr) -> (wtd_result, Duration) {
+        let url = CString::new(format!("https://localhost:{}/x", addr.port())).unwrap();
+        unsafe {
+            let mut o = std::mem::zeroed::<wtd_client_options>();
+            assert_eq!(wtd_client_options_default(&mut o), wtd_result::WTD_OK);
+            o.verify = wtd_verify_mode::WTD_VERIFY_NONE_DANGEROUS as u32;
+            o.connect_timeout_ms = 1000;
+            let mut out = std::ptr::null_mut();
+            let t0 = Instant::now();
+            let r = wtd_client_connect(url.as_ptr(), &o, &mut out);
+            let took = t0.elapsed();
+            if !out.is_null() {
+                wtd::ffi::session::wtd_session_free(out);
+            }
+            (r, took)
+        }
+    }
+
+    fn connect_times_out_against(
+        shape: impl FnOnce(&mut quinn::TransportConfig) + Send,
+        send_settings: bool,
+    ) {
+        let rt = runtime();
+        let (_ep, addr) = rt.block_on(stingy_server(shape, send_settings));
+        // The blocking call runs on a plain thread while `rt` keeps the raw server going.
+        let (r, took) = std::thread::scope(|s| s.spawn(|| connect(addr)).join().unwrap());
+        assert_eq!(r, wtd_result::WTD_ERR_TIMEOUT, "after {took:?}");
+        assert!(took < Duration::from_millis(1800), "{took:?}");
+    }
+
+    #[test]
+    fn client_connect_times_out_when_no_uni_stream_is_granted() {
+        connect_times_out_against(
+            |t| {
+                t.max_concurrent_uni_streams(0u32.into());
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn client_connect_times_out_when_no_flow_control_credit_is_granted() {
+        connect_times_out_against(
+            |t| {
+                t.stream_receive_window(0u32.into());
+                t.receive_window(0u32.into());
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn client_connect_times_out_when_no_bidi_stream_is_granted() {
+        // The server sends its SETTINGS but grants no request stream.
+        connect_times_out_against(
+            |t| {
+                t.max_concurrent_bidi_streams(0u32.into());
+            },
+            true,
+        );
+    }
+
+    /// A raw server that answers one CONNECT with 200, then sends GOAWAY with each of `ids` on
+    /// its control stream; returns the code the wtd client closed the connection with.
+    fn client_close_code_after_goaways(ids: &'static [u64]) -> u64 {
+        let rt = runtime();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (_ep, addr) = rt.block_on(async {
+            let id = ServerIdentity::self_signed(&["localhost".into()], Duration::from_secs(3600))
+                .unwrap();
+            let crypto =
+                quinn::crypto::rustls::QuicServerConfig::try_from(id.server_config().unwrap())
+                    .unwrap();
+            let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+            let mut t = quinn::TransportConfig::default();
+            t.datagram_receive_buffer_size(Some(1 << 16));
+            cfg.transport_config(Arc::new(t));
+            let ep = quinn::Endpoint::server(cfg, "127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = ep.local_addr().unwrap();
+            let accept = ep.clone();
+            tokio::spawn(async move {
+                let c = accept.accept().await.unwrap().await.unwrap();
+                let mut control = c.open_uni().await.unwrap();
+                let mut bytes = vi(UNI_CONTROL);
+                bytes.extend(frame_bytes(
+                    frame::SETTINGS,
+                    &wtd::h3::settings::Settings::wtd_local().encode_payload(),
+                ));
+                control.write_all(&bytes).await.unwrap();
+                let (mut send, mut recv) = c.accept_bi().await.unwrap();
+                read_response(&mut recv).await.expect("the CONNECT request");
+                send.write_all(&headers_frame(&[(":status", "200")]))
+                    .await
+                    .unwrap();
+                for &id in ids {
+                    control
+                        .write_all(&frame_bytes(frame::GOAWAY, &vi(id)))
+                        .await
+                        .unwrap();
+                }
+                let code = match tokio::time::timeout(T, c.closed()).await {
+                    Ok(quinn::ConnectionError::ApplicationClosed(a)) => a.error_code.into_inner(),
+                    other => panic!("expected an application close, got {other:?}"),
+                };
+                let _ = tx.send(code);
+                drop((control, send));
+            });
+            (ep, addr)
+        });
+        let url = format!("https://localhost:{}/g", addr.port());
+        let cfg = wtd::ClientConfig {
+            verification: wtd::Verification::DangerousNone,
+            ..Default::default()
+        };
+        let session = std::thread::spawn(move || wtd::connect(&url, &cfg))
+            .join()
+            .unwrap()
+            .expect("session");
+        let code = rx.recv_timeout(T).expect("the raw server saw the close");
+        drop(session);
+        code
+    }
+
+    #[test]
+    fn client_rejects_a_goaway_id_that_is_no_request_stream_id() {
+        assert_eq!(client_close_code_after_goaways(&[1]), H3_ID_ERROR);
+    }
+
+    #[test]
+    fn client_rejects_a_growing_goaway_id() {
+        assert_eq!(client_close_code_after_goaways(&[8, 4, 12]), H3_ID_ERROR);
+    }
+
+    #[test]
+    fn server_close_and_free_are_bounded_against_a_peer_withholding_credit() {
+        unsafe {
+            let mut o = std::mem::zeroed::<wtd_server_options>();
+            assert_eq!(wtd_server_options_default(&mut o), wtd_result::WTD_OK);
+            o.host = c"127.0.0.1".as_ptr();
+            o.port = 0;
+            let mut server = std::ptr::null_mut();
+            assert_eq!(wtd_server_new(&o, &mut server), wtd_result::WTD_OK);
+            let mut port = 0u16;
+            assert_eq!(wtd_server_port(server, &mut port), wtd_result::WTD_OK);
+            let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            // Exactly enough credit per stream for wtd's control-stream prefix (type + SETTINGS):
+            // the peer never reads, so a GOAWAY can never be written.
+            let prefix = 1 + frame_bytes(
+                frame::SETTINGS,
+                &wtd::h3::settings::Settings::wtd_local().encode_payload(),
+            )
+            .len();
+            let rt = runtime();
+            let (peer, control, send, recv) = rt.block_on(async {
+                let tls =
+                    wtd::endpoint::tls::client_config(&wtd::Verification::DangerousNone).unwrap();
+                let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+                let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+                let mut t = quinn::TransportConfig::default();
+                t.stream_receive_window((prefix as u32).into());
+                cfg.transport_config(Arc::new(t));
+                let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+                ep.set_default_client_config(cfg);
+                let conn = ep.connect(addr, "localhost").unwrap().await.unwrap();
+                let peer = RawPeer { endpoint: ep, conn };
+                let control = peer.open_control(&basic_settings()).await;
+                let (send, recv, resp) = peer
+                    .request(&chromium_connect("/held", "webtransport"))
+                    .await;
+                assert_eq!(status(&resp), Some(200));
+                (peer, control, send, recv)
+            });
+            let server_addr = server as usize;
+            let t0 = Instant::now();
+            let r = std::thread::spawn(move || wtd_server_close(server_addr as *mut wtd_server))
+                .join()
+                .unwrap();
+            let close_took = t0.elapsed();
+            assert_eq!(r, wtd_result::WTD_OK);
+            let t0 = Instant::now();
+            std::thread::spawn(move || wtd_server_free(server_addr as *mut wtd_server))
+                .join()
+                .unwrap();
+            let free_took = t0.elapsed();
+            assert!(
+                close_took < Duration::from_millis(2500),
+                "close took {close_took:?}"
+            );
+            assert!(
+                free_took < Duration::from_millis(500),
+                "free took {free_took:?}"
+            );
+            drop((control, send, recv, peer));
+        }
+    }
+}
+
+/// The issue-9 black-box attack: 60 request streams (4 connections x 15), each a valid CONNECT
+/// followed by ~64 KiB of one-byte indexed field lines. Before the fix the server grew from
+/// 5 MB to ~610 MB; now every request is refused with 431 and memory stays flat. (The bound is
+/// loose because RSS is process-wide and other tests run in parallel.)
+#[test]
+fn header_flood_keeps_memory_flat() {
+    fn rss_kb() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = s.lines().find(|l| l.starts_with("VmRSS")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+    let srv = EchoServer::start();
+    let before = rss_kb();
+    let after = wire(async {
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+            let mut streams = Vec::new();
+            for _ in 0..15 {
+                let (s, mut r) = peer.open_bi(&connect_block_with(&[0xfa; 65_000])).await;
+                let resp = read_response(&mut r).await.expect("a response");
+                assert_eq!(status(&resp), Some(431));
+                streams.push((s, r));
+            }
+            held.push((peer, control, streams));
+        }
+        rss_kb()
+    });
+    println!("RSS before {before} KB, after 60 flooded requests {after} KB");
+    assert!(
+        after < before + 100 * 1024,
+        "RSS grew from {before} KB to {after} KB"
+    );
+    assert_eq!(srv.server.stats().refused_headers_too_large, 60);
+}

@@ -99,7 +99,9 @@ fn broadcaster_keeps_transports_on_transient_failure_and_prunes_closed() {
 
 #[test]
 fn broadcast_to_1000_real_sessions() {
-    let srv = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+    let mut srv_cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    srv_cfg.accept_queue_capacity = 1000; // all 1000 sessions wait for `accept` below
+    let srv = Server::bind(srv_cfg).unwrap();
     let url = format!(
         "https://127.0.0.1:{}/room",
         srv.local_addr().unwrap().port()
@@ -109,9 +111,10 @@ fn broadcast_to_1000_real_sessions() {
         ..Default::default()
     };
     let mut clients = Vec::new();
-    for _ in 0..20 {
+    // 16 sessions per connection: the number a wtd server advertises and enforces.
+    while clients.len() < 1000 {
         let first = connect(&url, &cfg).unwrap();
-        for _ in 0..49 {
+        for _ in 1..(1000 - clients.len()).min(16) {
             clients.push(wtd::endpoint::client::open_sibling(&first, "/room", &cfg).unwrap());
         }
         clients.push(first);

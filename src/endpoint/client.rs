@@ -9,7 +9,8 @@ use super::tls::{client_config, Verification};
 use super::url;
 use super::QuicSettings;
 use crate::error::{wtd_result, Error, Result};
-use crate::h3::connection::{Connection, Role};
+use crate::h3::connection::{varint_of, Connection, Role};
+use crate::h3::errors::{H3_NO_ERROR, H3_REQUEST_CANCELLED};
 use crate::h3::request::open_session;
 use crate::h3::session_core::RequestInfo;
 use crate::runtime;
@@ -63,9 +64,13 @@ fn connection_error(e: &quinn::ConnectionError) -> Error {
 }
 
 async fn connect_async(url: &str, config: &ClientConfig) -> Result<Session> {
+    // One deadline for everything: resolve, handshake, HTTP/3 setup, CONNECT and its response.
+    let deadline = tokio::time::Instant::now() + config.connect_timeout;
     let u = url::parse(url)?;
-    let addr: SocketAddr = tokio::net::lookup_host((u.host.as_str(), u.port))
+    let lookup = tokio::net::lookup_host((u.host.as_str(), u.port));
+    let addr: SocketAddr = tokio::time::timeout_at(deadline, lookup)
         .await
+        .map_err(|_| Error::timeout(format!("cannot resolve {} in time", u.host)))?
         .map_err(|e| {
             Error::new(
                 wtd_result::WTD_ERR_CONNECTION,
@@ -83,7 +88,7 @@ async fn connect_async(url: &str, config: &ClientConfig) -> Result<Session> {
         quinn::crypto::rustls::QuicClientConfig::try_from(client_config(&config.verification)?)
             .map_err(|e| Error::new(wtd_result::WTD_ERR_TLS, e.to_string()))?;
     let mut qc = quinn::ClientConfig::new(Arc::new(crypto));
-    qc.transport_config(Arc::new(config.quic.transport()));
+    qc.transport_config(Arc::new(config.quic.transport(false)));
     let bind: SocketAddr = if addr.is_ipv6() {
         "[::]:0".parse().expect("literal")
     } else {
@@ -94,7 +99,7 @@ async fn connect_async(url: &str, config: &ClientConfig) -> Result<Session> {
     let connecting = endpoint
         .connect(addr, &u.host)
         .map_err(|e| Error::new(wtd_result::WTD_ERR_CONNECTION, e.to_string()))?;
-    let quic = match tokio::time::timeout(config.connect_timeout, connecting).await {
+    let quic = match tokio::time::timeout_at(deadline, connecting).await {
         Err(_) => {
             return Err(Error::timeout(format!(
                 "no QUIC handshake with {addr} in time"
@@ -103,22 +108,38 @@ async fn connect_async(url: &str, config: &ClientConfig) -> Result<Session> {
         Ok(Err(e)) => return Err(connection_error(&e)),
         Ok(Ok(c)) => c,
     };
-    let conn = Connection::start(quic, Role::Client, None, Some(endpoint)).await?;
+    let start = Connection::start(quic.clone(), Role::Client, None, Some(endpoint));
+    let conn = match tokio::time::timeout_at(deadline, start).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            quic.close(varint_of(H3_REQUEST_CANCELLED), b"connect timed out");
+            return Err(Error::timeout(format!(
+                "{addr} granted no stream or no flow-control credit for the control stream in time"
+            )));
+        }
+    };
     let request = RequestInfo {
         path: u.path,
         authority: u.authority,
         origin: config.origin.clone(),
     };
-    open_on(&conn, request, config).await
+    let result = open_on(&conn, request, config, deadline).await;
+    if result.is_err() && conn.session_count() == 0 {
+        // Nothing else uses this connection: do not leave it (and its tasks) behind.
+        conn.quic.close(varint_of(H3_NO_ERROR), b"");
+    }
+    result
 }
 
 async fn open_on(
     conn: &Arc<Connection>,
     request: RequestInfo,
     config: &ClientConfig,
+    deadline: tokio::time::Instant,
 ) -> Result<Session> {
     let incoming = Incoming::new(config.incoming_capacity);
-    let core = open_session(conn, request, incoming.clone(), config.connect_timeout).await?;
+    let core = open_session(conn, request, incoming.clone(), deadline).await?;
     Ok(Session::new(core, incoming))
 }
 
@@ -152,5 +173,8 @@ pub fn open_sibling(session: &Session, path: &str, config: &ClientConfig) -> Res
         authority: session.request().authority.clone(),
         origin: config.origin.clone(),
     };
-    runtime::block_on(async move { open_on(&conn, request, config).await })?
+    runtime::block_on(async move {
+        let deadline = tokio::time::Instant::now() + config.connect_timeout;
+        open_on(&conn, request, config, deadline).await
+    })?
 }

@@ -11,7 +11,10 @@ use super::{
     arg_opt_str, arg_ref, copy_str_out, free_handle, guard, into_handle, read_options_or_default,
     write_out, UserData,
 };
-use crate::endpoint::server::{Identity, Server, ServerConfig};
+use crate::endpoint::server::{
+    Identity, Server, ServerConfig, DEFAULT_ACCEPT_QUEUE_CAPACITY, DEFAULT_DEADLINE,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+};
 use crate::endpoint::tls::hex;
 use crate::endpoint::QuicSettings;
 use crate::error::{wtd_result, Error, Result};
@@ -80,6 +83,54 @@ pub struct wtd_server_options {
     pub on_session: wtd_session_cb,
     /// Passed to `on_request` and `on_session`.
     pub user_data: *mut c_void,
+    // ---- Appended in version 2 (hardening; see docs/SECURITY.md). Callers built against the
+    // older, shorter struct get the defaults below.
+    /// Most sessions waiting for `wtd_server_accept` (including requests being answered);
+    /// more are refused with HTTP 503. Default 128. Must be > 0.
+    pub accept_queue_capacity: u32,
+    /// Most connections at once; more are refused during the handshake. Default 4096.
+    pub max_connections: u32,
+    /// Most connections at once from one IP address. Default 64.
+    pub max_connections_per_ip: u32,
+    /// A connection whose peer sends no HTTP/3 SETTINGS within this many ms of the handshake is
+    /// closed. Default 10000.
+    pub settings_timeout_ms: u32,
+    /// A connection with no open session for this many ms (after the handshake or its last
+    /// session) is closed; keep-alives do not count. Default 10000.
+    pub session_timeout_ms: u32,
+    /// A request stream whose HEADERS are not complete within this many ms is reset.
+    /// Default 10000.
+    pub header_timeout_ms: u32,
+}
+
+/// Server protection counters, as returned by `wtd_server_get_stats` (see docs/SECURITY.md).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct wtd_server_stats {
+    /// Size of this struct as the library filled it (append-only; check before reading new fields).
+    pub struct_size: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
+    /// Requests answered 431: header block over 16 KiB or over 64 fields.
+    pub refused_headers_too_large: u64,
+    /// Requests answered 400: malformed (bad pseudo-headers, NUL/CR/LF, uppercase names...).
+    pub refused_malformed: u64,
+    /// CONNECT streams reset (H3_REQUEST_REJECTED): the connection already had 16 sessions.
+    pub refused_too_many_sessions: u64,
+    /// Requests answered 503: the accept queue was full.
+    pub refused_queue_full: u64,
+    /// Sessions removed from the accept queue because they closed before being accepted.
+    pub queue_closed_dropped: u64,
+    /// Request streams reset because their HEADERS did not arrive within `header_timeout_ms`.
+    pub refused_header_timeout: u64,
+    /// Connections refused: `max_connections` reached.
+    pub refused_connections_global: u64,
+    /// Connections refused: `max_connections_per_ip` reached for that address.
+    pub refused_connections_per_ip: u64,
+    /// Connections closed: no SETTINGS within `settings_timeout_ms`.
+    pub closed_settings_timeout: u64,
+    /// Connections closed: no session for `session_timeout_ms`.
+    pub closed_session_timeout: u64,
 }
 
 fn server_defaults() -> wtd_server_options {
@@ -97,10 +148,17 @@ fn server_defaults() -> wtd_server_options {
         on_request: None,
         on_session: None,
         user_data: std::ptr::null_mut(),
+        accept_queue_capacity: DEFAULT_ACCEPT_QUEUE_CAPACITY as u32,
+        max_connections: DEFAULT_MAX_CONNECTIONS as u32,
+        max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP as u32,
+        settings_timeout_ms: DEFAULT_DEADLINE.as_millis() as u32,
+        session_timeout_ms: DEFAULT_DEADLINE.as_millis() as u32,
+        header_timeout_ms: DEFAULT_DEADLINE.as_millis() as u32,
     }
 }
 
-const SERVER_OPTIONS_V1: usize = std::mem::size_of::<wtd_server_options>();
+/// Size of the first published `wtd_server_options` (up to `user_data`); the smallest accepted.
+const SERVER_OPTIONS_V1: usize = std::mem::offset_of!(wtd_server_options, accept_queue_capacity);
 
 /// Fills `*options` with the defaults (and its `struct_size`).
 #[no_mangle]
@@ -148,15 +206,39 @@ unsafe fn config_from(o: &wtd_server_options) -> Result<ServerConfig> {
         return Err(Error::invalid("incoming_queue_capacity must be > 0"));
     }
     cfg.incoming_capacity = o.incoming_queue_capacity as usize;
+    let positive = |v: u32, name: &str| {
+        if v == 0 {
+            Err(Error::invalid(format!("{name} must be > 0")))
+        } else {
+            Ok(v)
+        }
+    };
+    cfg.accept_queue_capacity =
+        positive(o.accept_queue_capacity, "accept_queue_capacity")? as usize;
+    cfg.max_connections = positive(o.max_connections, "max_connections")? as usize;
+    cfg.max_connections_per_ip =
+        positive(o.max_connections_per_ip, "max_connections_per_ip")? as usize;
+    let ms = |v: u32, name: &str| positive(v, name).map(|v| Duration::from_millis(v.into()));
+    cfg.settings_timeout = ms(o.settings_timeout_ms, "settings_timeout_ms")?;
+    cfg.session_timeout = ms(o.session_timeout_ms, "session_timeout_ms")?;
+    cfg.header_timeout = ms(o.header_timeout_ms, "header_timeout_ms")?;
     if let Some(f) = o.on_request {
         let ud = UserData(o.user_data);
         cfg.filter = Some(Box::new(move |req, draft| {
-            let path = CString::new(req.path.replace('\0', "")).unwrap_or_default();
-            let authority = CString::new(req.authority.replace('\0', "")).unwrap_or_default();
-            let origin = req
-                .origin
-                .as_ref()
-                .map(|o| CString::new(o.replace('\0', "")).unwrap_or_default());
+            // The HTTP/3 layer refuses NUL in any field (400), so the filter sees exactly the
+            // bytes `wtd_session_path` etc. return later; should one ever get here, refuse
+            // rather than show the filter a different string.
+            let (Ok(path), Ok(authority)) = (
+                CString::new(req.path.as_str()),
+                CString::new(req.authority.as_str()),
+            ) else {
+                return 400;
+            };
+            let origin = match req.origin.as_deref().map(CString::new) {
+                None => None,
+                Some(Ok(o)) => Some(o),
+                Some(Err(_)) => return 400,
+            };
             let r = wtd_session_request {
                 path: path.as_ptr(),
                 authority: authority.as_ptr(),
@@ -231,6 +313,33 @@ pub unsafe extern "C" fn wtd_server_cert_hash_hex(
             cap,
             std::ptr::null_mut(),
         )
+    })
+}
+
+/// Fills `*out` with the server's protection counters (`out->struct_size` is set by the
+/// library): what it refused or closed to protect itself, by reason.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_server_get_stats(
+    server: *const wtd_server,
+    out: *mut wtd_server_stats,
+) -> wtd_result {
+    guard(|| {
+        let st = self::server(server)?.stats();
+        let v = wtd_server_stats {
+            struct_size: std::mem::size_of::<wtd_server_stats>() as u32,
+            reserved: 0,
+            refused_headers_too_large: st.refused_headers_too_large,
+            refused_malformed: st.refused_malformed,
+            refused_too_many_sessions: st.refused_too_many_sessions,
+            refused_queue_full: st.refused_queue_full,
+            queue_closed_dropped: st.queue_closed_dropped,
+            refused_header_timeout: st.refused_header_timeout,
+            refused_connections_global: st.refused_connections_global,
+            refused_connections_per_ip: st.refused_connections_per_ip,
+            closed_settings_timeout: st.closed_settings_timeout,
+            closed_session_timeout: st.closed_session_timeout,
+        };
+        write_out(out, v, "out")
     })
 }
 

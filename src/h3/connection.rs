@@ -104,6 +104,10 @@ pub struct Connection {
     peer_settings: watch::Sender<Option<Arc<Settings>>>,
     control: tokio::sync::Mutex<Option<quinn::SendStream>>,
     goaway: AtomicBool,
+    /// The id of the last GOAWAY the peer sent (ids may only stay or shrink).
+    goaway_id: Mutex<Option<u64>>,
+    /// Draining notices queued for the driver (GOAWAY and DRAIN capsules).
+    draining_notices: AtomicU64,
     events: mpsc::UnboundedSender<DriverEvent>,
     /// Connection-level counters.
     pub counters: ConnectionCounters,
@@ -169,6 +173,8 @@ impl Connection {
             peer_settings: watch::channel(None).0,
             control: tokio::sync::Mutex::new(None),
             goaway: AtomicBool::new(false),
+            goaway_id: Mutex::new(None),
+            draining_notices: AtomicU64::new(0),
             events: events_tx,
             counters: ConnectionCounters::default(),
             close_when_idle: AtomicBool::new(role == Role::Client),
@@ -328,7 +334,14 @@ impl Connection {
         }
     }
 
+    /// How many draining notices were queued for sessions of this connection (one per session
+    /// for the first GOAWAY, one per DRAIN capsule).
+    pub fn draining_notices(&self) -> u64 {
+        self.draining_notices.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn notify_draining(&self, session: &Arc<SessionCore>) {
+        self.draining_notices.fetch_add(1, Ordering::Relaxed);
         session.set_draining();
         let _ = self.events.send(DriverEvent::Draining(session.clone()));
     }
@@ -775,10 +788,33 @@ async fn read_control(
                 .into())
             }
             frame::GOAWAY => {
-                frame::parse_goaway(&payload)?;
-                conn.goaway.store(true, Ordering::Relaxed);
-                for s in conn.sessions() {
-                    conn.notify_draining(&s);
+                let id = frame::parse_goaway(&payload)?;
+                if conn.role == Role::Client && id % 4 != 0 {
+                    // From a server the id must be a client-initiated bidirectional stream id.
+                    return Err(H3Error::new(
+                        H3_ID_ERROR,
+                        format!("GOAWAY id {id} is not a request stream id"),
+                    )
+                    .into());
+                }
+                let previous = lock(&conn.goaway_id).replace(id);
+                match previous {
+                    Some(prev) if id > prev => {
+                        return Err(H3Error::new(
+                            H3_ID_ERROR,
+                            format!("GOAWAY id grew from {prev} to {id}"),
+                        )
+                        .into())
+                    }
+                    // Only the first GOAWAY is acted on: later ones (same or lower id) would
+                    // only repeat the draining notices.
+                    Some(_) => {}
+                    None => {
+                        conn.goaway.store(true, Ordering::Relaxed);
+                        for s in conn.sessions() {
+                            conn.notify_draining(&s);
+                        }
+                    }
                 }
             }
             frame::MAX_PUSH_ID if conn.role == Role::Client => {

@@ -24,6 +24,10 @@ pub const H3_SETTINGS_ERROR: u64 = 0x109;
 pub const H3_MISSING_SETTINGS: u64 = 0x10a;
 /// The request was rejected without processing.
 pub const H3_REQUEST_REJECTED: u64 = 0x10b;
+/// The request was cancelled (or its response is no longer wanted).
+pub const H3_REQUEST_CANCELLED: u64 = 0x10c;
+/// The request stream ended (or stalled past a deadline) without a complete request.
+pub const H3_REQUEST_INCOMPLETE: u64 = 0x10d;
 /// The request or response is malformed.
 pub const H3_MESSAGE_ERROR: u64 = 0x10e;
 /// A malformed HTTP datagram (RFC 9297).

@@ -13,6 +13,9 @@ pub enum QpackError {
     Decompression(String),
     /// The peer's encoder stream carried an invalid instruction (QPACK_ENCODER_STREAM_ERROR, 0x201).
     EncoderStream(String),
+    /// A field section exceeded the [`FieldLimits`] while decoding (decoding stopped there).
+    /// A server answers such a request with HTTP 431; elsewhere it maps to H3_EXCESSIVE_LOAD.
+    TooLarge(String),
 }
 
 impl QpackError {
@@ -21,6 +24,7 @@ impl QpackError {
         match self {
             QpackError::Decompression(_) => 0x200,
             QpackError::EncoderStream(_) => 0x201,
+            QpackError::TooLarge(_) => super::errors::H3_EXCESSIVE_LOAD,
         }
     }
 }
@@ -30,6 +34,7 @@ impl fmt::Display for QpackError {
         match self {
             QpackError::Decompression(m) => write!(f, "QPACK decompression failed: {m}"),
             QpackError::EncoderStream(m) => write!(f, "QPACK encoder stream error: {m}"),
+            QpackError::TooLarge(m) => write!(f, "field section too large: {m}"),
         }
     }
 }
@@ -284,11 +289,54 @@ fn to_utf8(value: Vec<u8>) -> Result<String, QpackError> {
     String::from_utf8(value).map_err(|_| dec_err("field value is not UTF-8"))
 }
 
+/// Bounds on a decoded field section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldLimits {
+    /// Largest decoded size, counted as RFC 9114 §4.2.2 does: name + value + 32 per field.
+    pub max_size: usize,
+    /// Most field lines.
+    pub max_fields: usize,
+}
+
+impl FieldLimits {
+    /// What wtd advertises (SETTINGS_MAX_FIELD_SECTION_SIZE) and enforces on every header block
+    /// it receives: [`MAX_FIELD_SECTION_SIZE`] bytes and [`MAX_FIELDS`] lines.
+    pub const WTD: FieldLimits = FieldLimits {
+        max_size: MAX_FIELD_SECTION_SIZE,
+        max_fields: MAX_FIELDS,
+    };
+    /// No practical bound (tests and tools only).
+    pub const UNLIMITED: FieldLimits = FieldLimits {
+        max_size: usize::MAX,
+        max_fields: usize::MAX,
+    };
+}
+
+/// The decoded field-section size wtd accepts and advertises (16 KiB; Chromium and wtq advertise
+/// the same, pywebtransport 64 KiB; the largest real CONNECT seen is about 250 bytes).
+pub const MAX_FIELD_SECTION_SIZE: usize = 16 * 1024;
+/// The most field lines wtd accepts in one header block (real CONNECTs carry 5 to 7).
+pub const MAX_FIELDS: usize = 64;
+
+/// Per-field overhead in the field-section size (RFC 9114 §4.2.2, RFC 9204 §3.2.1).
+const FIELD_OVERHEAD: usize = 32;
+
+/// Decodes a field section that references only the static table, with no size limit (see
+/// [`decode_field_section_limited`]).
+pub fn decode_field_section(block: &[u8]) -> Result<Vec<(String, String)>, QpackError> {
+    decode_field_section_limited(block, FieldLimits::UNLIMITED)
+}
+
 /// Decodes a field section that references only the static table. Any dynamic-table reference,
 /// a non-zero Required Insert Count, a malformed integer or string, an invalid name or a
-/// non-UTF-8 name/value is a [`QpackError::Decompression`]. Field values are returned as sent
+/// non-UTF-8 name/value is a [`QpackError::Decompression`]. Decoding stops with
+/// [`QpackError::TooLarge`] as soon as the fields decoded so far exceed `limits`, so a small
+/// block of 1-byte indexed lines cannot expand into megabytes. Field values are returned as sent
 /// (no check for CR/LF/NUL: that is an HTTP message-validity question for the caller).
-pub fn decode_field_section(block: &[u8]) -> Result<Vec<(String, String)>, QpackError> {
+pub fn decode_field_section_limited(
+    block: &[u8],
+    limits: FieldLimits,
+) -> Result<Vec<(String, String)>, QpackError> {
     let mut r = Reader { buf: block, pos: 0 };
     let ric = r.int(8)?;
     if ric != 0 {
@@ -300,7 +348,24 @@ pub fn decode_field_section(block: &[u8]) -> Result<Vec<(String, String)>, Qpack
     r.int(7)?;
 
     let mut fields = Vec::new();
+    let mut size = 0usize;
+    let mut admit = |name: &str, value: &str| -> Result<(), QpackError> {
+        size = size.saturating_add(name.len() + value.len() + FIELD_OVERHEAD);
+        if size > limits.max_size {
+            return Err(QpackError::TooLarge(format!(
+                "more than {} bytes of fields",
+                limits.max_size
+            )));
+        }
+        Ok(())
+    };
     while r.pos < block.len() {
+        if fields.len() >= limits.max_fields {
+            return Err(QpackError::TooLarge(format!(
+                "more than {} fields",
+                limits.max_fields
+            )));
+        }
         let b = r.byte()?;
         if b & 0x80 != 0 {
             // Indexed field line: 1 T index(6).
@@ -308,6 +373,7 @@ pub fn decode_field_section(block: &[u8]) -> Result<Vec<(String, String)>, Qpack
                 return Err(dec_err("indexed field line references the dynamic table"));
             }
             let (n, v) = static_entry(r.int(6)?)?;
+            admit(n, v)?;
             fields.push((n.to_string(), v.to_string()));
         } else if b & 0x40 != 0 {
             // Literal with name reference: 0 1 N T index(4).
@@ -316,11 +382,13 @@ pub fn decode_field_section(block: &[u8]) -> Result<Vec<(String, String)>, Qpack
             }
             let (n, _) = static_entry(r.int(4)?)?;
             let value = to_utf8(r.string(7)?)?;
+            admit(n, &value)?;
             fields.push((n.to_string(), value));
         } else if b & 0x20 != 0 {
             // Literal with literal name: 0 0 1 N H len(3).
             let name = check_name(r.string(3)?)?;
             let value = to_utf8(r.string(7)?)?;
+            admit(&name, &value)?;
             fields.push((name, value));
         } else {
             // 0001xxxx indexed post-base, 0000xxxx literal with post-base name reference.
@@ -725,6 +793,42 @@ mod tests {
         assert_eq!(e.h3_code(), 0x201);
         assert!(d.to_string().contains("decompression") && d.to_string().contains('x'));
         assert!(e.to_string().contains("encoder stream") && e.to_string().contains('y'));
+    }
+
+    #[test]
+    fn limits_stop_decoding_early() {
+        // 60 000 one-byte indexed lines (static 58: 69 bytes each with the overhead).
+        let mut block = vec![0x00, 0x00];
+        block.extend(std::iter::repeat(0xfa).take(60_000));
+        assert_eq!(decode_field_section(&block).unwrap().len(), 60_000);
+        let err = decode_field_section_limited(&block, FieldLimits::WTD).unwrap_err();
+        assert!(matches!(err, QpackError::TooLarge(_)), "{err}");
+        assert_eq!(err.h3_code(), crate::h3::errors::H3_EXCESSIVE_LOAD);
+        // The count cap alone: 65 tiny fields (65 × 34 bytes, far below 16 KiB).
+        let many: Vec<(String, String)> =
+            (0..65).map(|i| (format!("x{i}"), String::new())).collect();
+        let refs: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let block = encode_field_section(&refs);
+        assert!(matches!(
+            decode_field_section_limited(&block, FieldLimits::WTD),
+            Err(QpackError::TooLarge(m)) if m.contains("fields")
+        ));
+        assert_eq!(
+            decode_field_section_limited(&encode_field_section(&refs[..64]), FieldLimits::WTD)
+                .unwrap()
+                .len(),
+            64
+        );
+        // Exactly at the size limit passes, one byte over fails.
+        let value = "v".repeat(MAX_FIELD_SECTION_SIZE - 32 - 1);
+        let ok = encode_field_section(&[("a", &value)]);
+        assert!(decode_field_section_limited(&ok, FieldLimits::WTD).is_ok());
+        let value = "v".repeat(MAX_FIELD_SECTION_SIZE - 32);
+        let over = encode_field_section(&[("a", &value)]);
+        assert!(matches!(
+            decode_field_section_limited(&over, FieldLimits::WTD),
+            Err(QpackError::TooLarge(_))
+        ));
     }
 
     #[test]

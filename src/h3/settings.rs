@@ -1,6 +1,8 @@
 //! HTTP/3 SETTINGS (RFC 9114 §7.2.4) and the WebTransport settings of every draft wtd speaks.
 
-use super::errors::{H3Error, H3_SETTINGS_ERROR};
+use std::collections::HashSet;
+
+use super::errors::{H3Error, H3_EXCESSIVE_LOAD, H3_SETTINGS_ERROR};
 use super::varint;
 
 /// QPACK_MAX_TABLE_CAPACITY; wtd sends 0 so peers never use the dynamic table.
@@ -33,6 +35,10 @@ pub const WT_INITIAL_MAX_STREAMS_BIDI: u64 = 0x2b65;
 /// How many WebTransport sessions per connection wtd advertises (draft-07 and draft-13 settings).
 pub const MAX_SESSIONS_ADVERTISED: u64 = 16;
 
+/// Most id/value pairs wtd accepts in one SETTINGS frame (real peers send 5 to 12, GREASE
+/// included); more is H3_EXCESSIVE_LOAD.
+pub const MAX_SETTINGS_PAIRS: usize = 64;
+
 /// A decoded SETTINGS frame: id/value pairs in the order received.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Settings {
@@ -52,6 +58,11 @@ impl Settings {
     pub fn wtd_local() -> Self {
         Self::from_pairs(&[
             (QPACK_MAX_TABLE_CAPACITY, 0),
+            // Enforced on every header block wtd receives (16 KiB: what Chromium and wtq send).
+            (
+                MAX_FIELD_SECTION_SIZE,
+                super::qpack::MAX_FIELD_SECTION_SIZE as u64,
+            ),
             (QPACK_BLOCKED_STREAMS, 0),
             (ENABLE_CONNECT_PROTOCOL, 1),
             (H3_DATAGRAM, 1),
@@ -98,10 +109,18 @@ impl Settings {
 
     /// Decodes a SETTINGS payload. Unknown and GREASE ids are kept but never acted on; a
     /// duplicate id, an HTTP/2-only id, a truncated pair or a boolean setting with a value other
-    /// than 0/1 is H3_SETTINGS_ERROR.
+    /// than 0/1 is H3_SETTINGS_ERROR; more than [`MAX_SETTINGS_PAIRS`] pairs is
+    /// H3_EXCESSIVE_LOAD. Linear in the payload size.
     pub fn decode_payload(mut buf: &[u8]) -> Result<Self, H3Error> {
         let mut pairs: Vec<(u64, u64)> = Vec::new();
+        let mut ids = HashSet::new();
         while !buf.is_empty() {
+            if pairs.len() >= MAX_SETTINGS_PAIRS {
+                return Err(H3Error::new(
+                    H3_EXCESSIVE_LOAD,
+                    format!("more than {MAX_SETTINGS_PAIRS} settings"),
+                ));
+            }
             let (id, a) = varint::decode(buf).ok_or_else(truncated)?;
             let (value, b) = varint::decode(&buf[a..]).ok_or_else(truncated)?;
             buf = &buf[a + b..];
@@ -111,7 +130,7 @@ impl Settings {
                     format!("HTTP/2 setting 0x{id:x}"),
                 ));
             }
-            if pairs.iter().any(|(k, _)| *k == id) {
+            if !ids.insert(id) {
                 return Err(H3Error::new(
                     H3_SETTINGS_ERROR,
                     format!("duplicate setting 0x{id:x}"),
@@ -199,6 +218,7 @@ mod tests {
             local
         );
         assert_eq!(local.get(QPACK_MAX_TABLE_CAPACITY), Some(0));
+        assert_eq!(local.get(MAX_FIELD_SECTION_SIZE), Some(16384));
         // Needed for several pywebtransport 0.21 sessions on one connection.
         assert!(local.is_set(WT_INITIAL_MAX_DATA));
         let dup = hex("3301 3301");
@@ -223,5 +243,40 @@ mod tests {
             H3_SETTINGS_ERROR
         );
         assert_eq!(Settings::decode_payload(&[]).unwrap(), Settings::default());
+    }
+
+    /// `n` distinct GREASE-like ids (0x1f * k + 0x21) with value 0.
+    fn distinct(n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for k in 0..n {
+            varint::encode(0x1f * (k + 100) + 0x21, &mut out);
+            varint::encode(0, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn pair_cap_and_linear_duplicate_check() {
+        let ok = Settings::decode_payload(&distinct(MAX_SETTINGS_PAIRS as u64)).unwrap();
+        assert_eq!(ok.pairs().len(), MAX_SETTINGS_PAIRS);
+        // A duplicate as the last of the allowed pairs is still found.
+        let mut dup = distinct(MAX_SETTINGS_PAIRS as u64 - 1);
+        varint::encode(0x1f * 100 + 0x21, &mut dup);
+        varint::encode(0, &mut dup);
+        assert_eq!(
+            Settings::decode_payload(&dup).unwrap_err().code,
+            H3_SETTINGS_ERROR
+        );
+        // A 64 KiB frame of ~13 000 distinct ids: refused, and quickly.
+        let big = distinct(13_000);
+        assert!(big.len() <= 64 * 1024);
+        let t0 = std::time::Instant::now();
+        let result = Settings::decode_payload(&big).map(|s| s.pairs().len());
+        assert_eq!(result.map_err(|e| e.code), Err(H3_EXCESSIVE_LOAD));
+        assert!(
+            t0.elapsed() < std::time::Duration::from_millis(5),
+            "{:?}",
+            t0.elapsed()
+        );
     }
 }

@@ -5,6 +5,7 @@
  * ASan/UBSan (CMakeLists.txt). The happy paths are in test_session.c. */
 #include "wtd.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,6 +332,85 @@ static void test_session_errors(void) {
     wtd_session_free(srv_s);
 }
 
+/* Hardening options (appended to wtd_server_options in version 2) and protection counters:
+ * defaults, zero values refused, an older caller's shorter struct still accepted, and a
+ * per-IP connection cap that refuses and counts from C. */
+static void test_hardening_options(void) {
+    wtd_server_options so;
+    wtd_server_stats st;
+    wtd_client_options co;
+    wtd_server *srv = NULL;
+    wtd_session *a = NULL, *b = NULL;
+    uint8_t hash[32];
+    uint16_t p = 0;
+    char url[256];
+
+    printf("# hardening options\n");
+    OK(wtd_server_options_default(&so), "server options default");
+    CHECK(so.struct_size == sizeof so && so.accept_queue_capacity == 128 &&
+              so.max_connections == 4096 && so.max_connections_per_ip == 64 &&
+              so.settings_timeout_ms == 10000 && so.session_timeout_ms == 10000 &&
+              so.header_timeout_ms == 10000,
+          "hardening defaults: queue 128, 4096 connections, 64 per IP, 10 s deadlines");
+    so.port = 0;
+    so.host = "127.0.0.1";
+#define ZERO_REFUSED(field)                                                          \
+    do {                                                                             \
+        uint32_t keep_ = so.field;                                                   \
+        so.field = 0;                                                                \
+        INVALID(wtd_server_new(&so, &srv), #field " = 0");                           \
+        CHECK(strstr(last_msg, #field) != NULL, "message names " #field);            \
+        so.field = keep_;                                                            \
+    } while (0)
+    ZERO_REFUSED(accept_queue_capacity);
+    ZERO_REFUSED(max_connections);
+    ZERO_REFUSED(max_connections_per_ip);
+    ZERO_REFUSED(settings_timeout_ms);
+    ZERO_REFUSED(session_timeout_ms);
+    ZERO_REFUSED(header_timeout_ms);
+#undef ZERO_REFUSED
+    CHECK(srv == NULL, "no server handle written by a failing call");
+
+    /* A caller compiled against the version-1 struct: the new fields are not read. */
+    so.struct_size = (uint32_t)offsetof(wtd_server_options, accept_queue_capacity);
+    so.accept_queue_capacity = 0;
+    so.max_connections = 0;
+    OK(wtd_server_new(&so, &srv), "version-1 struct_size (%u bytes) still accepted",
+       so.struct_size);
+    wtd_server_free(srv);
+    srv = NULL;
+
+    INVALID(wtd_server_get_stats(NULL, &st), "wtd_server_get_stats(NULL, ...)");
+    INVALID(wtd_server_get_stats(server, NULL), "wtd_server_get_stats(server, NULL)");
+
+    /* One connection per IP: a second client from 127.0.0.1 is refused and counted. */
+    OK(wtd_server_options_default(&so), "server options default");
+    so.port = 0;
+    so.host = "127.0.0.1";
+    so.max_connections_per_ip = 1;
+    OK(wtd_server_new(&so, &srv), "server with max_connections_per_ip = 1");
+    OK(wtd_server_port(srv, &p), "its port (%u)", p);
+    OK(wtd_server_cert_hash(srv, hash), "its certificate hash");
+    OK(wtd_client_options_default(&co), "client options default");
+    co.verify = WTD_VERIFY_CERT_HASHES;
+    co.cert_hashes = hash;
+    co.cert_hash_count = 1;
+    co.connect_timeout_ms = 5000;
+    snprintf(url, sizeof url, "https://127.0.0.1:%u/a", p);
+    OK(wtd_client_connect(url, &co, &a), "first connection");
+    EXPECT(wtd_client_connect(url, &co, &b), WTD_ERR_CONNECTION,
+           "second connection from the same IP refused");
+    CHECK(b == NULL, "no session handle for the refused connection");
+    memset(&st, 0, sizeof st);
+    OK(wtd_server_get_stats(srv, &st), "server stats");
+    CHECK(st.struct_size == sizeof st && st.refused_connections_per_ip == 1 &&
+              st.refused_connections_global == 0,
+          "refused_connections_per_ip = %llu", (unsigned long long)st.refused_connections_per_ip);
+    wtd_session_free(a);
+    OK(wtd_server_close(srv), "server close");
+    wtd_server_free(srv);
+}
+
 int main(void) {
     wtd_server_options so;
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -350,6 +430,7 @@ int main(void) {
     test_bad_urls();
     test_connect_failures();
     test_session_errors();
+    test_hardening_options();
 
     OK(wtd_server_close(server), "server close");
     wtd_server_free(server);

@@ -156,6 +156,20 @@ pub struct RawPeer {
 }
 
 impl RawPeer {
+    /// Connects like [`RawPeer::connect`], returning the handshake error instead of panicking.
+    pub async fn try_connect(addr: SocketAddr) -> Result<RawPeer, quinn::ConnectionError> {
+        let tls = client_config(&Verification::DangerousNone).unwrap();
+        let crypto = QuicClientConfig::try_from(tls).unwrap();
+        let mut cfg = quinn::ClientConfig::new(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_idle_timeout(Some(Duration::from_secs(20).try_into().unwrap()));
+        cfg.transport_config(Arc::new(transport));
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(cfg);
+        let conn = endpoint.connect(addr, "localhost").unwrap().await?;
+        Ok(RawPeer { endpoint, conn })
+    }
+
     /// Connects with ALPN h3, datagrams enabled, no certificate verification.
     pub async fn connect(addr: SocketAddr) -> RawPeer {
         let tls = client_config(&Verification::DangerousNone).unwrap();

@@ -799,7 +799,7 @@ mod tests {
     fn limits_stop_decoding_early() {
         // 60 000 one-byte indexed lines (static 58: 69 bytes each with the overhead).
         let mut block = vec![0x00, 0x00];
-        block.extend(std::iter::repeat(0xfa).take(60_000));
+        block.extend(std::iter::repeat_n(0xfa, 60_000));
         assert_eq!(decode_field_section(&block).unwrap().len(), 60_000);
         let err = decode_field_section_limited(&block, FieldLimits::WTD).unwrap_err();
         assert!(matches!(err, QpackError::TooLarge(_)), "{err}");

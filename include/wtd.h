@@ -1992,6 +1992,17 @@ enum wtd_result wtd_server_new(const struct wtd_server_options *options, struct 
 enum wtd_result wtd_server_port(const struct wtd_server *server, uint16_t *out);
 
 /**
+ * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while a new session
+ * waits for `wtd_server_accept` or the server is closed — level-triggered: it stays readable
+ * until accepts have emptied the queue (wtd clears it then; do not read from it or close it).
+ * With an `on_session` callback, sessions go to the callback and the descriptor only reports
+ * the close. Created on first call (an eventfd on Linux, a pipe elsewhere); the same
+ * descriptor every time; valid until `wtd_server_free`. Thread: any. Errors: NULL arguments;
+ * WTD_ERR_INTERNAL if the OS refuses a descriptor.
+ */
+enum wtd_result wtd_server_readiness_fd(const struct wtd_server *server, int32_t *out_fd);
+
+/**
  * Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
  */
 enum wtd_result wtd_server_cert_hash(const struct wtd_server *server, uint8_t *out32);

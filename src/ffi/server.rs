@@ -283,6 +283,21 @@ pub unsafe extern "C" fn wtd_server_port(server: *const wtd_server, out: *mut u1
     guard(|| write_out(out, self::server(server)?.local_addr()?.port(), "out"))
 }
 
+/// A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while a new session
+/// waits for `wtd_server_accept` or the server is closed — level-triggered: it stays readable
+/// until accepts have emptied the queue (wtd clears it then; do not read from it or close it).
+/// With an `on_session` callback, sessions go to the callback and the descriptor only reports
+/// the close. Created on first call (an eventfd on Linux, a pipe elsewhere); the same
+/// descriptor every time; valid until `wtd_server_free`. Thread: any. Errors: NULL arguments;
+/// WTD_ERR_INTERNAL if the OS refuses a descriptor.
+#[no_mangle]
+pub unsafe extern "C" fn wtd_server_readiness_fd(
+    server: *const wtd_server,
+    out_fd: *mut i32,
+) -> wtd_result {
+    guard(|| write_out(out_fd, self::server(server)?.readiness_fd()?, "out_fd"))
+}
+
 /// Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_cert_hash(

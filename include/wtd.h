@@ -642,6 +642,12 @@ typedef struct wtd_reliability_stats {
      * Now: messages waiting for `wtd_reliability_receive`; at most `receive_window`.
      */
     uint64_t recv_ready;
+    /**
+     * ACKs not sent because the transport's outgoing queue was full (an ACK never evicts an
+     * application datagram) or the send failed; the sender retransmits and the duplicate is
+     * acknowledged when there is room.
+     */
+    uint64_t acks_not_sent;
 } wtd_reliability_stats;
 
 /**

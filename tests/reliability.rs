@@ -254,7 +254,7 @@ fn a_peer_sending_only_odd_sequence_numbers_cannot_grow_receiver_state() {
             "every odd number at or beyond floor + W is refused and counted: {s:?}"
         );
         assert_eq!(
-            s.acks_sent,
+            s.acks_sent + s.acks_not_sent,
             FRAMES - s.out_of_window,
             "refused frames are not acknowledged: {s:?}"
         );
@@ -415,4 +415,47 @@ fn closing_an_old_layer_does_not_detach_a_newer_one() {
     let r = e.tb.receive(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(&r.data[..5], b"\x04DATA");
     let _ = (&e.ta, &e.lb);
+}
+
+/// Review L5 (third bullet): ACKs go one priority above DATA; under DROP_OLDEST an ACK pushed
+/// into a full outgoing queue would evict an application datagram, so a peer sending DATA could
+/// make the receiver drop its own traffic. An ACK is not sent when the queue is full (the
+/// sender retransmits and the duplicate is acknowledged later); counted in `acks_not_sent`.
+#[test]
+fn acks_never_evict_application_datagrams() {
+    let (la, lb) = MemoryLink::pair(1200).unwrap();
+    let tb = DatagramTransport::new(
+        lb.clone(),
+        TransportConfig {
+            outgoing_high_water_mark: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let b = ReliabilityLayer::attach(&tb, fast()).unwrap();
+    lb.set_blocked(true);
+    for i in 0..4u8 {
+        tb.send(&[i; 10], 0, None, Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(tb.send_buffer_size(), 4);
+    for seq in 0..20u32 {
+        la.try_send(&encode_data(seq, b"m")).unwrap();
+    }
+    wait_until("the DATA frames", Duration::from_secs(5), || {
+        b.stats().data_received == 20
+    });
+    assert_eq!(
+        tb.stats().dropped_full,
+        0,
+        "an ACK evicted an application datagram: {:?}",
+        b.stats()
+    );
+    assert_eq!(tb.send_buffer_size(), 4);
+    let s = b.stats();
+    assert_eq!(
+        (s.delivered, s.acks_sent, s.acks_not_sent),
+        (20, 0, 20),
+        "{s:?}"
+    );
+    lb.set_blocked(false);
 }

@@ -270,6 +270,10 @@ pub struct ReliabilityStats {
     pub recv_buffered: u64,
     /// Gauge: delivered messages waiting in the receive queue now.
     pub recv_ready: u64,
+    /// ACKs not sent: the transport's outgoing queue was full (an ACK never evicts an
+    /// application datagram) or the send failed. The sender retransmits; the duplicate is
+    /// acknowledged when there is room.
+    pub acks_not_sent: u64,
 }
 
 struct Pending {
@@ -722,23 +726,39 @@ impl Inner {
                     let mut st = lock(&self.state);
                     st.stats.data_received += 1;
                     // A closed layer acknowledges nothing: it could not deliver the message.
-                    let ack = !st.closed && self.accept_data(&mut st, seq, payload);
-                    if ack {
-                        st.stats.acks_sent += 1;
-                    }
-                    ack
+                    !st.closed && self.accept_data(&mut st, seq, payload)
                 };
                 if ack {
-                    let _ = self.transport.send(
-                        &encode_ack(seq),
-                        self.config.priority.saturating_add(1),
-                        None,
-                        Some(Duration::ZERO),
-                    );
+                    self.send_ack(seq);
                 }
                 self.dispatch();
                 true
             }
+        }
+    }
+
+    /// Sends the ACK of `seq`, unless the transport's outgoing queue is full: there an ACK
+    /// (one priority above DATA) would evict an application datagram under DROP_OLDEST. A
+    /// skipped or failed ACK is counted in `acks_not_sent`; the sender retransmits and the
+    /// duplicate is acknowledged once there is room.
+    fn send_ack(&self, seq: u32) {
+        let full =
+            self.transport.send_buffer_size() >= self.transport.config().outgoing_high_water_mark;
+        let sent = !full
+            && self
+                .transport
+                .send(
+                    &encode_ack(seq),
+                    self.config.priority.saturating_add(1),
+                    None,
+                    Some(Duration::ZERO),
+                )
+                .is_ok();
+        let mut st = lock(&self.state);
+        if sent {
+            st.stats.acks_sent += 1;
+        } else {
+            st.stats.acks_not_sent += 1;
         }
     }
 

@@ -538,6 +538,10 @@ pub struct wtd_reliability_stats {
     pub recv_buffered: u64,
     /// Now: messages waiting for `wtd_reliability_receive`; at most `receive_window`.
     pub recv_ready: u64,
+    /// ACKs not sent because the transport's outgoing queue was full (an ACK never evicts an
+    /// application datagram) or the send failed; the sender retransmits and the duplicate is
+    /// acknowledged when there is room.
+    pub acks_not_sent: u64,
 }
 
 /// A reliability layer on a transport (opaque). Create with `wtd_reliability_new`, release with
@@ -806,6 +810,7 @@ pub unsafe extern "C" fn wtd_reliability_get_stats(
             late_after_skip: s.late_after_skip,
             recv_buffered: s.recv_buffered,
             recv_ready: s.recv_ready,
+            acks_not_sent: s.acks_not_sent,
         };
         write_out(out, v, "out")
     })

@@ -435,6 +435,7 @@ static void test_reliability(pair *p) {
     CHECK(st.delivered == N && st.acks_sent >= N && st.malformed == 0);
     CHECK(st.data_received >= N && st.out_of_window == 0 && st.refused_full == 0);
     CHECK(st.late_after_skip == 0 && st.recv_buffered == 0 && st.recv_ready == 0);
+    CHECK(st.acks_not_sent == 0);
     CHECK_R(wtd_reliability_get_stats(rx, NULL), INV);
 
     /* Plain datagrams still reach the transport. */

@@ -123,7 +123,7 @@ fn sessions_open_and_close_in_a_loop_without_growing_memory_or_fds() {
                     let _ = c.send_datagram(&d);
                 }
             })),
-            on_closed: None,
+            ..Default::default()
         }));
     }));
     let server = Server::bind(scfg).unwrap();

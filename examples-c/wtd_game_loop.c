@@ -15,6 +15,7 @@
  * free port; connect with that hash in serverCertificateHashes). Runs until SIGINT/SIGTERM, or
  * for S seconds.
  */
+#include "cli.h"
 #include <wtd.h>
 
 #include <signal.h>
@@ -122,8 +123,8 @@ int main(int argc, char **argv) {
     double seconds = 0; /* 0 = until SIGINT */
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--port") && next) opt.port = (uint16_t)atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--seconds") && next) seconds = atof(argv[++i]);
+        if (!strcmp(argv[i], "--port") && next) opt.port = cli_port("--port", argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && next) seconds = cli_double("--seconds", argv[++i], 0, 31536000, 0);
         else {
             fprintf(stderr, "usage: %s [--port P] [--seconds S]\n", argv[0]);
             return 2;

@@ -23,6 +23,7 @@
  * "hi", {"ack_hex":...} = the ACK a layer sends for an incoming DATA of sequence 1234 (used by the
  * interop case pywt061_reliability_wire to compare with pywebtransport 0.6.1's frames).
  */
+#include "cli.h"
 #include <wtd.h>
 
 #include <stdio.h>
@@ -98,8 +99,8 @@ int main(int argc, char **argv) {
     int ordered = 1, wire = 0;
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--loss") && next) loss = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--count") && next) count = atol(argv[++i]);
+        if (!strcmp(argv[i], "--loss") && next) loss = cli_double("--loss", argv[++i], 0, 1, 1);
+        else if (!strcmp(argv[i], "--count") && next) count = (long)cli_int("--count", argv[++i], 1, 10000000);
         else if (!strcmp(argv[i], "--unordered")) ordered = 0;
         else if (!strcmp(argv[i], "--print-wire")) wire = 1;
         else {

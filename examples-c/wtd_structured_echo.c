@@ -14,6 +14,7 @@
  * "STATS sessions=<n> echoed=<n> unknown=<n> failed=<n>".
  * One thread per session receives (blocking with a timeout) and echoes.
  */
+#include "cli.h"
 #include <wtd.h>
 
 #include <pthread.h>
@@ -154,7 +155,7 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--host") && next) opt.host = argv[++i];
-        else if (!strcmp(argv[i], "--port") && next) opt.port = (uint16_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--port") && next) opt.port = cli_port("--port", argv[++i]);
         else if (!strcmp(argv[i], "--cert") && next) opt.cert_file = argv[++i];
         else if (!strcmp(argv[i], "--key") && next) opt.key_file = argv[++i];
         else {

@@ -473,7 +473,11 @@ typedef struct wtd_reliability_options {
     uint32_t max_rto_ms;
     /**
      * A missing sequence number older than this (ms) is skipped by the receiver (the sender gave
-     * up on it) so later messages flow again; 0 (default) = 2 × ack_timeout × (max_retries + 2).
+     * up on it) so later messages flow again; 0 (default) = derived from the sender's backoff:
+     * the sum of its `max_retries + 1` retransmit timeouts (ack_timeout doubling up to
+     * max_rto) + 100 ms, i.e. 44.1 s for `_default` and 15.1 s for `_factory`. A copy that
+     * arrives after its number was skipped is not acknowledged in in-order mode (the sender
+     * reports WTD_RELIABLE_GAVE_UP) and delivered late in unordered mode.
      */
     uint32_t gap_timeout_ms;
     /**
@@ -490,6 +494,18 @@ typedef struct wtd_reliability_options {
      * link. Counted in `injected_drops`. Not for production.
      */
     double test_drop_fraction;
+    /**
+     * Receive window W, 0 (default) = 4 × max_in_flight (1024), at most 2^30: DATA with a
+     * sequence number at or beyond the oldest missing one + W is refused unacknowledged
+     * (`out_of_window`), and at most W messages are held for order or wait to be received
+     * (beyond: `refused_full`). Bounds what a peer can make this layer store. Appended after
+     * the first version: a caller whose `struct_size` ends before it gets the default.
+     */
+    uint32_t receive_window;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved2;
 } wtd_reliability_options;
 
 /**
@@ -602,6 +618,41 @@ typedef struct wtd_reliability_stats {
      * Arriving frames dropped on purpose by `test_drop_fraction`.
      */
     uint64_t injected_drops;
+    /**
+     * DATA frames that arrived. (This and the fields below were appended after the first
+     * version: check `struct_size` before reading them.)
+     */
+    uint64_t data_received;
+    /**
+     * DATA frames refused (not acknowledged) because their sequence number was at or beyond the
+     * oldest missing one + `receive_window`.
+     */
+    uint64_t out_of_window;
+    /**
+     * DATA frames refused (not acknowledged) because `receive_window` messages were already
+     * held for order or waiting to be received.
+     */
+    uint64_t refused_full;
+    /**
+     * DATA frames for a sequence number the receiver had skipped after the gap timeout:
+     * delivered late in unordered mode, refused unacknowledged in in-order mode.
+     */
+    uint64_t late_after_skip;
+    /**
+     * Now: sequence numbers tracked above the oldest missing one (held messages + seen
+     * numbers); at most `receive_window`.
+     */
+    uint64_t recv_buffered;
+    /**
+     * Now: messages waiting for `wtd_reliability_receive`; at most `receive_window`.
+     */
+    uint64_t recv_ready;
+    /**
+     * ACKs not sent because the transport's outgoing queue was full (an ACK never evicts an
+     * application datagram) or the send failed; the sender retransmits and the duplicate is
+     * acknowledged when there is room.
+     */
+    uint64_t acks_not_sent;
 } wtd_reliability_stats;
 
 /**
@@ -1609,7 +1660,7 @@ void wtd_structured_free(struct wtd_structured *structured);
 /**
  * Fills `*options` with the seed constructor's defaults: ack_timeout_ms 2000, max_retries 5,
  * in_order 0, max_in_flight 256, min_rto_ms 20, max_rto_ms 10000, gap_timeout_ms 0 (derived),
- * priority 0, test_drop_fraction 0.
+ * priority 0, test_drop_fraction 0, receive_window 0 (4 × max_in_flight).
  *
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
  */

@@ -24,6 +24,7 @@ use crate::datagram::broadcaster::Broadcaster;
 use crate::datagram::monitor::{wtd_alert_kind, Alert, Monitor, MonitorConfig, Sample};
 use crate::datagram::reliability::{
     wtd_reliable_outcome, ReliabilityCallbacks, ReliabilityConfig, ReliabilityLayer,
+    MAX_RECEIVE_WINDOW,
 };
 use crate::datagram::structured::StructuredTransport;
 use crate::datagram::transport::DatagramTransport;
@@ -357,7 +358,11 @@ pub struct wtd_reliability_options {
     /// Upper bound of the retransmit timeout (backoff included), ms. Default 10000.
     pub max_rto_ms: u32,
     /// A missing sequence number older than this (ms) is skipped by the receiver (the sender gave
-    /// up on it) so later messages flow again; 0 (default) = 2 × ack_timeout × (max_retries + 2).
+    /// up on it) so later messages flow again; 0 (default) = derived from the sender's backoff:
+    /// the sum of its `max_retries + 1` retransmit timeouts (ack_timeout doubling up to
+    /// max_rto) + 100 ms, i.e. 44.1 s for `_default` and 15.1 s for `_factory`. A copy that
+    /// arrives after its number was skipped is not acknowledged in in-order mode (the sender
+    /// reports WTD_RELIABLE_GAVE_UP) and delivered late in unordered mode.
     pub gap_timeout_ms: u32,
     /// Transport priority of DATA frames; ACKs go one above. Default 0.
     pub priority: i32,
@@ -367,13 +372,22 @@ pub struct wtd_reliability_options {
     /// layer drops before processing (deterministic pseudo-random), to simulate loss on a real
     /// link. Counted in `injected_drops`. Not for production.
     pub test_drop_fraction: f64,
+    /// Receive window W, 0 (default) = 4 × max_in_flight (1024), at most 2^30: DATA with a
+    /// sequence number at or beyond the oldest missing one + W is refused unacknowledged
+    /// (`out_of_window`), and at most W messages are held for order or wait to be received
+    /// (beyond: `refused_full`). Bounds what a peer can make this layer store. Appended after
+    /// the first version: a caller whose `struct_size` ends before it gets the default.
+    pub receive_window: u32,
+    /// Reserved, 0.
+    pub reserved2: u32,
 }
 
-const RELIABILITY_OPTIONS_V1: usize = std::mem::size_of::<wtd_reliability_options>();
+/// Size of the first version of `wtd_reliability_options` (up to `test_drop_fraction`).
+const RELIABILITY_OPTIONS_V1: usize = std::mem::offset_of!(wtd_reliability_options, receive_window);
 
 fn reliability_options_from(c: &ReliabilityConfig) -> wtd_reliability_options {
     wtd_reliability_options {
-        struct_size: RELIABILITY_OPTIONS_V1 as u32,
+        struct_size: std::mem::size_of::<wtd_reliability_options>() as u32,
         ack_timeout_ms: to_ms(c.ack_timeout),
         max_retries: c.max_retries,
         in_order: c.in_order as u32,
@@ -384,6 +398,8 @@ fn reliability_options_from(c: &ReliabilityConfig) -> wtd_reliability_options {
         priority: c.priority,
         reserved: 0,
         test_drop_fraction: c.inbound_loss,
+        receive_window: u32::try_from(c.receive_window).unwrap_or(u32::MAX),
+        reserved2: 0,
     }
 }
 
@@ -410,12 +426,14 @@ fn reliability_config(o: &wtd_reliability_options) -> Result<ReliabilityConfig> 
         max_retries: o.max_retries,
         ..ReliabilityConfig::constructor_defaults()
     };
-    let gap_timeout = match o.gap_timeout_ms {
-        0 => ack_timeout
-            .saturating_mul(o.max_retries.saturating_add(2))
-            .saturating_mul(2),
-        v => ms(v),
-    };
+    if o.receive_window as usize > MAX_RECEIVE_WINDOW {
+        return Err(Error::invalid(format!(
+            "receive_window must be at most {MAX_RECEIVE_WINDOW}, not {}",
+            o.receive_window
+        )));
+    }
+    // 0 stays 0: the layer derives it from the backoff schedule.
+    let gap_timeout = ms(o.gap_timeout_ms);
     Ok(ReliabilityConfig {
         in_order,
         max_in_flight: o.max_in_flight as usize,
@@ -424,6 +442,7 @@ fn reliability_config(o: &wtd_reliability_options) -> Result<ReliabilityConfig> 
         gap_timeout,
         priority: o.priority,
         inbound_loss: o.test_drop_fraction,
+        receive_window: o.receive_window as usize,
         ..base
     })
 }
@@ -502,6 +521,27 @@ pub struct wtd_reliability_stats {
     pub rto_us: u64,
     /// Arriving frames dropped on purpose by `test_drop_fraction`.
     pub injected_drops: u64,
+    /// DATA frames that arrived. (This and the fields below were appended after the first
+    /// version: check `struct_size` before reading them.)
+    pub data_received: u64,
+    /// DATA frames refused (not acknowledged) because their sequence number was at or beyond the
+    /// oldest missing one + `receive_window`.
+    pub out_of_window: u64,
+    /// DATA frames refused (not acknowledged) because `receive_window` messages were already
+    /// held for order or waiting to be received.
+    pub refused_full: u64,
+    /// DATA frames for a sequence number the receiver had skipped after the gap timeout:
+    /// delivered late in unordered mode, refused unacknowledged in in-order mode.
+    pub late_after_skip: u64,
+    /// Now: sequence numbers tracked above the oldest missing one (held messages + seen
+    /// numbers); at most `receive_window`.
+    pub recv_buffered: u64,
+    /// Now: messages waiting for `wtd_reliability_receive`; at most `receive_window`.
+    pub recv_ready: u64,
+    /// ACKs not sent because the transport's outgoing queue was full (an ACK never evicts an
+    /// application datagram) or the send failed; the sender retransmits and the duplicate is
+    /// acknowledged when there is room.
+    pub acks_not_sent: u64,
 }
 
 /// A reliability layer on a transport (opaque). Create with `wtd_reliability_new`, release with
@@ -517,7 +557,7 @@ unsafe fn reliability<'a>(p: *const wtd_reliability) -> Result<&'a ReliabilityLa
 
 /// Fills `*options` with the seed constructor's defaults: ack_timeout_ms 2000, max_retries 5,
 /// in_order 0, max_in_flight 256, min_rto_ms 20, max_rto_ms 10000, gap_timeout_ms 0 (derived),
-/// priority 0, test_drop_fraction 0.
+/// priority 0, test_drop_fraction 0, receive_window 0 (4 × max_in_flight).
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
@@ -764,6 +804,13 @@ pub unsafe extern "C" fn wtd_reliability_get_stats(
             srtt_us: s.srtt_us,
             rto_us: s.rto_us,
             injected_drops: s.injected_drops,
+            data_received: s.data_received,
+            out_of_window: s.out_of_window,
+            refused_full: s.refused_full,
+            late_after_skip: s.late_after_skip,
+            recv_buffered: s.recv_buffered,
+            recv_ready: s.recv_ready,
+            acks_not_sent: s.acks_not_sent,
         };
         write_out(out, v, "out")
     })
@@ -1345,7 +1392,19 @@ mod tests {
             (1000, 3, 0)
         );
         let c = reliability_config(&o).unwrap();
-        assert_eq!(c.gap_timeout, Duration::from_secs(10));
+        // 1 + 2 + 4 + 8 s of backoff + 100 ms slack (the old 10 s ignored the backoff).
+        assert_eq!(c.effective_gap_timeout(), Duration::from_millis(15_100));
+        let d = reliability_config(&reliability_options_from(
+            &ReliabilityConfig::constructor_defaults(),
+        ))
+        .unwrap();
+        assert_eq!(d.effective_gap_timeout(), Duration::from_millis(44_100));
+        assert_eq!(d.effective_receive_window(), 1024);
+        let bad = wtd_reliability_options {
+            receive_window: (1 << 30) + 1,
+            ..o
+        };
+        assert!(reliability_config(&bad).is_err());
         let bad = wtd_reliability_options { in_order: 2, ..o };
         assert!(reliability_config(&bad).is_err());
         let bad = wtd_reliability_options {

@@ -7,6 +7,7 @@
 #include "wtd.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,6 +347,7 @@ static void test_reliability(pair *p) {
     CHECK_R(wtd_reliability_options_default(&o), WTD_OK);
     CHECK(o.struct_size == sizeof o && o.ack_timeout_ms == 2000 && o.max_retries == 5);
     CHECK(o.in_order == 0 && o.max_in_flight == 256 && o.test_drop_fraction == 0.0);
+    CHECK(o.receive_window == 0 && o.gap_timeout_ms == 0);
     CHECK_R(wtd_reliability_options_factory(&f), WTD_OK);
     CHECK(f.ack_timeout_ms == 1000 && f.max_retries == 3);
     {
@@ -360,6 +362,9 @@ static void test_reliability(pair *p) {
         CHECK_R(wtd_reliability_new(p->ct, &b, &bad), INV);
         b = f;
         b.struct_size = 4;
+        CHECK_R(wtd_reliability_new(p->ct, &b, &bad), INV);
+        b = f;
+        b.receive_window = (1u << 30) + 1;
         CHECK_R(wtd_reliability_new(p->ct, &b, &bad), INV);
         CHECK_R(wtd_reliability_new(p->ct, &f, NULL), INV);
         CHECK(bad == NULL);
@@ -428,6 +433,9 @@ static void test_reliability(pair *p) {
     CHECK(st.injected_drops == 0);
     CHECK_R(wtd_reliability_get_stats(rx, &st), WTD_OK);
     CHECK(st.delivered == N && st.acks_sent >= N && st.malformed == 0);
+    CHECK(st.data_received >= N && st.out_of_window == 0 && st.refused_full == 0);
+    CHECK(st.late_after_skip == 0 && st.recv_buffered == 0 && st.recv_ready == 0);
+    CHECK(st.acks_not_sent == 0);
     CHECK_R(wtd_reliability_get_stats(rx, NULL), INV);
 
     /* Plain datagrams still reach the transport. */
@@ -485,6 +493,31 @@ static void test_reliability(pair *p) {
     wtd_reliability_free(rx);
     /* The frames that reached rx's transport after its layer closed are plain datagrams now. */
     CHECK_R(wtd_transport_clear_receive_buffer(p->st, &n), WTD_OK);
+
+    /* A second layer takes the transport over; freeing the first must not detach it (issue 9
+     * item 10). A caller built against the first version of the options struct (struct_size
+     * up to test_drop_fraction) gets the default receive window. */
+    {
+        wtd_reliability *old_rx = NULL, *new_rx = NULL;
+        wtd_reliability_options v1 = f;
+        v1.in_order = 0;
+        v1.struct_size = (uint32_t)offsetof(wtd_reliability_options, receive_window);
+        v1.receive_window = 7; /* beyond struct_size: ignored */
+        CHECK_R(wtd_reliability_new(p->ct, &f, &tx), WTD_OK);
+        CHECK_R(wtd_reliability_new(p->st, &v1, &old_rx), WTD_OK);
+        CHECK_R(wtd_reliability_new(p->st, &f, &new_rx), WTD_OK);
+        wtd_reliability_free(old_rx);
+        CHECK_R(wtd_reliability_send(tx, (const uint8_t *)"taken over", 10, NULL), WTD_OK);
+        n = 0;
+        CHECK_R(wtd_reliability_receive(new_rx, buf, sizeof buf, &n, 5000), WTD_OK);
+        CHECK(n == 10 && memcmp(buf, "taken over", 10) == 0);
+        CHECK_R(wtd_transport_get_receive_buffer_size(p->st, &n), WTD_OK);
+        CHECK(n == 0);
+        wtd_reliability_free(new_rx);
+        wtd_reliability_free(tx);
+        CHECK_R(wtd_transport_clear_receive_buffer(p->st, &n), WTD_OK);
+        CHECK_R(wtd_transport_clear_receive_buffer(p->ct, &n), WTD_OK);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -1,0 +1,53 @@
+# ctest `examples_cli_check`: every numeric flag of every C example refuses bad values with exit
+# status 2 and an "error:" (or, for a missing value, "usage:") message, before anything listens
+# (no READY line). Run with
+#   cmake -DBIN=<dir of the example binaries> -P cli_check.cmake
+if(NOT BIN)
+  message(FATAL_ERROR "pass -DBIN=<directory of the example binaries>")
+endif()
+
+set(failures 0)
+# expect(<want: bad|ok> <program> <args...>)
+function(expect want prog)
+  execute_process(COMMAND "${BIN}/${prog}" ${ARGN}
+    RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 20)
+  string(REPLACE ";" " " shown "${ARGN}")
+  set(ok TRUE)
+  if(want STREQUAL "bad")
+    if(NOT rc STREQUAL "2" OR out MATCHES "READY" OR NOT err MATCHES "(error|usage): ")
+      set(ok FALSE)
+    endif()
+  elseif(NOT rc STREQUAL "0")
+    set(ok FALSE)
+  endif()
+  if(ok)
+    message(STATUS "ok   (${want}, rc=${rc}) ${prog} ${shown}")
+  else()
+    message(SEND_ERROR "FAIL (want ${want}, rc=${rc}) ${prog} ${shown}\nstdout: ${out}\nstderr: ${err}")
+  endif()
+endfunction()
+
+foreach(server wtd_echo_server wtd_structured_echo wtd_game_loop)
+  foreach(port 99999 65536 -1 abc "" 80x 4433.5 99999999999999999999999)
+    expect(bad ${server} --port "${port}")
+  endforeach()
+endforeach()
+foreach(value -1 nan inf 1e400 2x "")
+  expect(bad wtd_game_loop --port 0 --seconds "${value}")
+endforeach()
+foreach(value 1 1.5 -0.1 nan 0.2x "")
+  expect(bad wtd_reliable_demo --loss "${value}")
+endforeach()
+foreach(value 0 -5 12abc 99999999999999999999 "")
+  expect(bad wtd_reliable_demo --count "${value}")
+endforeach()
+foreach(value 0 -1 1x 99999999999)
+  expect(bad wtd_echo_client https://127.0.0.1:9/ --count "${value}")
+endforeach()
+foreach(value 3 65536 -4 size)
+  expect(bad wtd_echo_client https://127.0.0.1:9/ --size "${value}")
+endforeach()
+
+# Valid values are still accepted.
+expect(ok wtd_reliable_demo --loss 0.5 --count 3 --print-wire)
+expect(ok wtd_game_loop --port 0 --seconds 0.1)

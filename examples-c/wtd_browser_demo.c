@@ -24,6 +24,7 @@
  */
 #define _GNU_SOURCE /* readlink, clock_nanosleep, MSG_NOSIGNAL under -std=c11 too */
 #include <wtd.h>
+#include "cli.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -364,10 +365,10 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--host") && next) host = argv[++i];
-        else if (!strcmp(argv[i], "--port") && next) opt.port = (uint16_t)atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--http-port") && next) http_port = (uint16_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--port") && next) opt.port = cli_port("--port", argv[++i]);
+        else if (!strcmp(argv[i], "--http-port") && next) http_port = cli_port("--http-port", argv[++i]);
         else if (!strcmp(argv[i], "--page") && next) page_path = argv[++i];
-        else if (!strcmp(argv[i], "--seconds") && next) seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && next) seconds = cli_double("--seconds", argv[++i], 0, 86400, 0);
         else {
             fprintf(stderr, "usage: %s [--host H] [--port P] [--http-port P] [--page FILE] [--seconds S]\n",
                     argv[0]);

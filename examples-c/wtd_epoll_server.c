@@ -21,8 +21,9 @@
 #define _GNU_SOURCE
 #include <wtd.h>
 
+#include "cli.h"
+
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,19 +50,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Parses a whole-number flag value in [lo, hi]; exits with a message otherwise. */
-static long parse_range(const char *flag, const char *text, long lo, long hi) {
-    char *end = NULL;
-    errno = 0;
-    long v = text ? strtol(text, &end, 10) : 0;
-    if (!text || errno || end == text || *end || v < lo || v > hi) {
-        fprintf(stderr, "wtd_epoll_server: %s needs a whole number in %ld..%ld (got \"%s\")\n", flag,
-                lo, hi, text ? text : "");
-        exit(2);
-    }
-    return v;
 }
 
 static int watch(int ep, wtd_session *s, int is_client, struct peer **out) {
@@ -97,9 +85,9 @@ int main(int argc, char **argv) {
     long port = 4433, seconds = 0, clients = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--port")) port = parse_range("--port", v, 0, 65535), i++;
-        else if (!strcmp(argv[i], "--seconds")) seconds = parse_range("--seconds", v, 1, 86400), i++;
-        else if (!strcmp(argv[i], "--self-test")) clients = parse_range("--self-test", v, 1, 256), i++;
+        if (!strcmp(argv[i], "--port") && v) port = cli_port("--port", v), i++;
+        else if (!strcmp(argv[i], "--seconds") && v) seconds = (long)cli_int("--seconds", v, 1, 86400), i++;
+        else if (!strcmp(argv[i], "--self-test") && v) clients = (long)cli_int("--self-test", v, 1, 256), i++;
         else {
             fprintf(stderr, "usage: wtd_epoll_server [--port N] [--seconds S] [--self-test CLIENTS]\n");
             return 2;

@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAWQ = os.path.join(ROOT, "target", "release", "rawq_bench")
 # WTD_BENCH_BIN: another wtd_bench build (e.g. of an older commit) to compare against.
 WTD = os.environ.get("WTD_BENCH_BIN") or os.path.join(ROOT, "build-release", "bench", "wtd_bench")
+WTDR = os.path.join(ROOT, "target", "release", "examples", "wtdr_bench")  # wtd's Rust API, no FFI
 PY = os.path.join(ROOT, "build", "interop-cache", "py312", "bin", "python")
 PYB = os.path.join(ROOT, "bench", "py", "pywt_bench.py")
 
@@ -78,6 +79,8 @@ class Runner:
             return [RAWQ, "server", mode]
         if impl == "py":
             return [PY, PYB, "server", mode, "--cert", self.cert, "--key", self.key]
+        if impl == "wtd_rs":
+            return [WTDR, "server", mode]
         argv = [WTD, "server", mode]
         return argv + (["--transport"] if impl == "wtd_tr" and mode == "count" else [])
 
@@ -88,6 +91,8 @@ class Runner:
         url = f"https://127.0.0.1:{port}/bench"
         if impl == "py":
             return [PY, PYB, "client", mode, url, str(size)] + rest
+        if impl == "wtd_rs":
+            return [WTDR, "client", mode, url, h, str(size)] + rest
         return [WTD, "client", mode, url, h, str(size)] + rest
 
     def one_way(self, impl, size, secs, batch):
@@ -153,9 +158,9 @@ def main():
     ap.add_argument("--fanout-secs", type=float, default=10.0)
     a = ap.parse_args()
     R = Runner(not a.no_pin)
-    impls = ["raw", "wtd_s", "wtd_tr", "py"]
+    impls = ["raw", "wtd_rs", "wtd_s", "wtd_tr", "py"]
     if a.skip_py:  # quick local checks only: the table then shows "—" for pywebtransport
-        impls = impls[:3]
+        impls = impls[:4]
     res = {"one_way": {}, "echo": {}, "ffi": {}, "broadcast": None}
     bg = Background()
 
@@ -172,7 +177,7 @@ def main():
 
     bg.stop()
     bg.start("echo")
-    for impl in ("raw", "wtd_s", "wtd_poll") + (() if a.skip_py else ("py",)):
+    for impl in ("raw", "wtd_rs", "wtd_s", "wtd_poll") + (() if a.skip_py else ("py",)):
         log(f"echo {impl}")
         if impl == "wtd_poll":
             srv, port, h = R.start_server([WTD, "server", "echopoll"])
@@ -181,7 +186,8 @@ def main():
         try:
             cimpl = "wtd_s" if impl == "wtd_poll" else impl
             ping = R.client(R.client_argv(cimpl, port, h, "ping", 64, a.pings), timeout=120)
-            er = R.client(R.client_argv(cimpl, port, h, "echorate", 64, a.secs, a.window))
+            er = (None if impl == "wtd_rs" else  # the Rust bench has no windowed client
+                  R.client(R.client_argv(cimpl, port, h, "echorate", 64, a.secs, a.window)))
         finally:
             R.finish_server(srv)
         res["echo"][impl] = dict(ping=ping, echorate=er)
@@ -195,6 +201,7 @@ def main():
     log("ffi wtd")
     srv, port, h = R.start_server([WTD, "server", "drain"])
     res["ffi"]["wtd"] = R.client(R.client_argv("wtd_s", port, h, "ffi", 64, 64, 500))
+    res["ffi"]["wtd_rs"] = R.client(R.client_argv("wtd_rs", port, h, "ffi", 64, 64, 500))
     R.finish_server(srv)
 
     log("broadcast 1000 sessions")
@@ -216,7 +223,8 @@ def main():
 
     # ---------------------------------------------------------------- table
     ow, ec, ff, bc = res["one_way"], res["echo"], res["ffi"], res["broadcast"]
-    cols = ["raw quinn", "wtd C: session_send", "wtd C: transport batch", "pywebtransport 0.21.1"]
+    cols = ["raw quinn", "wtd Rust (no FFI)", "wtd C: session_send", "wtd C: transport batch / poll echo",
+            "pywebtransport 0.21.1"]
     rows = []
 
     def row(label, vals):
@@ -234,22 +242,23 @@ def main():
     ecl = lambda i, k: ec[i]["ping"][k] if i in ec else None  # noqa: E731
     # Echo rows: column 2 = wtd server echoing from the datagram callback, column 3 = from the
     # application thread (receive_batch + send: the poll path).
-    echo_cols = ["raw", "wtd_s", "wtd_poll", "py"]
+    echo_cols = ["raw", "wtd_rs", "wtd_s", "wtd_poll", "py"]
     row("echo RTT 64 B p50 / p99 (µs) [wtd: callback | poll]",
         [f"{ecl(i, 'p50_us'):.0f} / {ecl(i, 'p99_us'):.0f}" if i in ec else None for i in echo_cols])
     row("echo ping-pong rate, 1 in flight (/s)", [fmt_rate(ecl(i, "rate")) if i in ec else None for i in echo_cols])
     row(f"echo rate, {a.window} in flight (/s)",
-        [fmt_rate(ec[i]["echorate"]["rate"]) if i in ec else None for i in echo_cols])
+        [fmt_rate(ec[i]["echorate"]["rate"]) if i in ec and ec[i]["echorate"] else None for i in echo_cols])
     w = ff["wtd"]
-    row("FFI ns/call: session_send; try_send / send_multiple per dgram",
-        [f"{ff['raw']['ns_per_call']:.0f} (send_datagram)", f"{w['session_send_ns']:.0f}",
+    row("ns/call: session_send; try_send / send_multiple per dgram",
+        [f"{ff['raw']['ns_per_call']:.0f} (send_datagram)", f"{ff['wtd_rs']['session_send_ns']:.0f}",
+         f"{w['session_send_ns']:.0f}",
          f"{w['transport_try_send_ns']:.0f} / {w['send_multiple_ns_per_dgram']:.0f}", None])
     row(f"broadcast to {bc['sessions']} sessions: µs/call (p50), ns/session",
-        [None, None, f"{bc['p50_us']:.0f} µs, {bc['per_session_ns']:.0f} ns", None])
+        [None, None, None, f"{bc['p50_us']:.0f} µs, {bc['per_session_ns']:.0f} ns", None])
     fs, fc = res["fanout"]["server"], res["fanout"]["client"]
     if fs:
         row(f"fan-out {fs['sessions']} sessions, 64 B at {fs['hz']} Hz: server CPU %, delivered, p99 call",
-            [None, None, f"{fs['cpu_pct']:.0f} % of a core, {fc['received'] / max(1, fs['accepted']) * 100:.2f} %, "
+            [None, None, None, f"{fs['cpu_pct']:.0f} % of a core, {fc['received'] / max(1, fs['accepted']) * 100:.2f} %, "
                          f"{fs['p99_us'] / 1e3:.1f} ms", None])
 
     widths = [max(len(str(r[c])) for r in rows + [["", *cols]]) for c in range(len(cols) + 1)]
@@ -262,9 +271,20 @@ def main():
     raw64, raw1k = ow[("raw", 64)]["rate"], ow[("raw", 1000)]["rate"]
     print()
     print("Ratios (SPEC §7 targets in brackets):")
-    for impl, name in (("wtd_s", "session_send"), ("wtd_tr", "transport batch")):
+    for impl, name, target in (("wtd_rs", "Rust session", 90), ("wtd_s", "C session_send", 90),
+                               ("wtd_tr", "C transport batch", 80)):
         print(f"  wtd {name} / raw throughput: 64 B {ow[(impl, 64)]['rate'] / raw64 * 100:.1f} %, "
-              f"1000 B {ow[(impl, 1000)]['rate'] / raw1k * 100:.1f} %   [>= 90 %]")
+              f"1000 B {ow[(impl, 1000)]['rate'] / raw1k * 100:.1f} %   [>= {target} %]")
+    for size in (64, 1000):
+        print(f"  delivered {size} B (recv/accepted): " + ", ".join(
+            f"{i} {ow[(i, size)]['delivered'] * 100:.2f} %" for i in impls if i != "py") + "   [wtd >= 99 %]")
+        raw_rcv = ow[("raw", size)]["cpu_rcv"]
+        print(f"  receiver CPU/datagram vs raw, {size} B: " + ", ".join(
+            f"{i} {ow[(i, size)]['cpu_rcv'] / raw_rcv:.2f}x" for i in ("wtd_rs", "wtd_s", "wtd_tr"))
+              + "   [<= 1.3x]")
+    print(f"  ns/call: session_send {w['session_send_ns']:.0f}, transport try_send "
+          f"{w['transport_try_send_ns']:.0f}   [<= 300]; send_multiple {w['send_multiple_ns_per_dgram']:.0f}"
+          f"/datagram   [<= 150]")
     for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll")):
         print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"
               f"   [<= 1.2x]   (p50: {ecl(impl, 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")
@@ -281,6 +301,7 @@ def main():
         print(f"  echo {impl:6}: ping {json.dumps(r['ping'])} window {json.dumps(r['echorate'])}")
     print(f"  ffi raw: {json.dumps(ff['raw'])}")
     print(f"  ffi wtd: {json.dumps(ff['wtd'])}")
+    print(f"  send wtd Rust: {json.dumps(ff['wtd_rs'])}")
     print(f"  broadcast: {json.dumps(bc)}")
     print(f"  fan-out: server {json.dumps(res['fanout']['server'])} client {json.dumps(res['fanout']['client'])}")
     pin = ("sender/client pinned to CPU 0, receiver/server to CPU 1 (taskset); broadcast unpinned"

@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh [run_bench.py options: --secs 2 --repeat 3 --pings 2000 --window 32 --no-pin]
 #
-# 1. cargo build --release                      → target/release/libwtd.so
+# 1. cargo build --release                      → target/release/libwtd.so, examples/wtdr_bench
 # 2. cc -O2 bench/c/wtd_bench.c against include/wtd.h and that library → build-release/bench/
 # 3. cargo build --release of bench/rust (raw quinn baseline, own workspace, shared target/)
 # 4. tests/interop/setup.sh if the pywebtransport 0.21.1 venv (build/interop-cache/py312) is missing
@@ -18,8 +18,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 log() { echo "[bench.sh] $*" >&2; }
 
-log "cargo build --release (libwtd.so)"
+log "cargo build --release (libwtd.so, and examples/wtdr_bench: wtd's Rust API without FFI)"
 cargo build --release --lib >&2
+cargo build --release --example wtdr_bench >&2
 
 OUT="$ROOT/build-release/bench"
 mkdir -p "$OUT/lib"

@@ -362,10 +362,12 @@ static int client_ffi(wtd_session *s, size_t size, int burst, int rounds) {
     wtd_datagram_view *views = calloc((size_t)burst, sizeof *views);
     for (int i = 0; i < burst; i++) views[i] = (wtd_datagram_view){p, size};
     double ns[3] = {0};
-    unsigned long long ok[3] = {0}, blocked[3] = {0};
+    unsigned long long ok[3] = {0}, blocked[3] = {0}, flushes[3] = {0};
     wtd_transport *t = NULL;
     for (int mode = 0; mode < 3; mode++) {
         if (mode == 1) CHECK(wtd_transport_new(s, NULL, &t));
+        wtd_session_stats before, after;
+        wtd_session_get_stats(s, &before);
         uint64_t total = 0;
         for (int r = 0; r < rounds; r++) {
             uint64_t t0 = now_ns();
@@ -386,13 +388,16 @@ static int client_ffi(wtd_session *s, size_t size, int burst, int rounds) {
             sleep_ms(2);
         }
         ns[mode] = (double)total / ((double)burst * rounds);
+        wtd_session_get_stats(s, &after);
+        flushes[mode] = after.connection_send_flushes - before.connection_send_flushes;
     }
     wtd_datagram_stats st;
     wtd_transport_get_stats(t, &st);
     printf("{\"session_send_ns\":%.1f,\"transport_try_send_ns\":%.1f,\"send_multiple_ns_per_dgram\":%.1f,"
-           "\"ok\":[%llu,%llu,%llu],\"blocked\":[%llu,%llu,%llu],\"transport_send_drops\":%llu,\"burst\":%d,\"rounds\":%d}\n",
+           "\"ok\":[%llu,%llu,%llu],\"blocked\":[%llu,%llu,%llu],\"flushes\":[%llu,%llu,%llu],\"transport_send_drops\":%llu,"
+           "\"burst\":%d,\"rounds\":%d}\n",
            ns[0], ns[1], ns[2], ok[0], ok[1], ok[2], blocked[0], blocked[1], blocked[2],
-           (unsigned long long)st.send_drops, burst, rounds);
+           flushes[0], flushes[1], flushes[2], (unsigned long long)st.send_drops, burst, rounds);
     fflush(stdout);
     wtd_transport_free(t);
     free(p), free(views);

@@ -1,13 +1,15 @@
 //! A bounded soak (issue 9 item 17): in rounds, 200 client sessions (25 QUIC connections × 8
 //! sessions, within the server's per-address connection cap) are open at once, exchange
-//! datagrams with an echoing server and close, for
-//! `WTD_SOAK_SECS` seconds (default 120; CI keeps the default, a longer soak sets it higher).
-//! Resident memory and open file descriptors are printed after a warm-up and after every round,
-//! and must stay flat within a margin. Each measurement waits until the round's connections are
-//! gone (fd count back to the baseline) and returns freed heap to the OS first (glibc
-//! `malloc_trim`), so allocator caching is not mistaken for growth.
+//! datagrams with an echoing server and close, for `WTD_SOAK_SECS` seconds (default 120; CI
+//! keeps the default, a longer soak sets it higher). Resident memory, live heap (counted by a
+//! wrapper around the system allocator: deterministic, unlike RSS) and open file descriptors
+//! are printed after a warm-up and after every round, and must stay flat within a margin. Each
+//! measurement waits until the round's connections are gone (fd count back to the baseline) and
+//! returns freed heap to the OS first (glibc `malloc_trim`), so allocator caching is not
+//! mistaken for growth.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,48 @@ const CONNECTIONS_PER_WORKER: usize = 5;
 const SESSIONS_PER_CONNECTION: usize = 8;
 const SESSIONS_PER_ROUND: usize = WORKERS * CONNECTIONS_PER_WORKER * SESSIONS_PER_CONNECTION;
 const DATAGRAMS_PER_SESSION: usize = 10;
+
+/// The system allocator, counting live heap bytes: unlike RSS this does not depend on what the
+/// allocator keeps cached, so a leak of a few KiB per connection shows deterministically.
+struct Counting;
+
+static LIVE_HEAP: AtomicI64 = AtomicI64::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; only a counter is updated.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = System.alloc(l);
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(l.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        let p = System.alloc_zeroed(l);
+        if !p.is_null() {
+            LIVE_HEAP.fetch_add(l.size() as i64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l);
+        LIVE_HEAP.fetch_sub(l.size() as i64, Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new_size: usize) -> *mut u8 {
+        let q = System.realloc(p, l, new_size);
+        if !q.is_null() {
+            LIVE_HEAP.fetch_add(new_size as i64 - l.size() as i64, Ordering::Relaxed);
+        }
+        q
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live_heap_kib() -> u64 {
+    (LIVE_HEAP.load(Ordering::Relaxed).max(0) / 1024) as u64
+}
 
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -148,12 +192,15 @@ fn sessions_open_and_close_in_a_loop_without_growing_memory_or_fds() {
     let idle_fds = open_fds();
     let (rss0, fds0) = quiesced(idle_fds);
     println!(
-        "after warm-up ({sessions} sessions, {:?}): RSS {rss0} KiB, {fds0} open fds",
-        start.elapsed()
+        "after warm-up ({sessions} sessions, {:?}): RSS {rss0} KiB, live heap {} KiB, \
+         {fds0} open fds",
+        start.elapsed(),
+        live_heap_kib()
     );
     let mut rounds = 0;
     let mut peak_rss = rss0;
     let mut samples = Vec::new();
+    let mut heap_samples = Vec::new();
     while Instant::now() < deadline || rounds < 2 {
         echoes += round(&url, &cfg);
         sessions += SESSIONS_PER_ROUND;
@@ -161,8 +208,11 @@ fn sessions_open_and_close_in_a_loop_without_growing_memory_or_fds() {
         let (rss, fds) = quiesced(fds0);
         peak_rss = peak_rss.max(rss);
         samples.push(rss);
+        let heap = live_heap_kib();
+        heap_samples.push(heap);
         println!(
-            "round {rounds}: {sessions} sessions, {:?}: RSS {rss} KiB, {fds} open fds",
+            "round {rounds}: {sessions} sessions, {:?}: RSS {rss} KiB, live heap {heap} KiB, \
+             {fds} open fds",
             start.elapsed()
         );
     }
@@ -190,7 +240,22 @@ fn sessions_open_and_close_in_a_loop_without_growing_memory_or_fds() {
     let k = samples.len().min(5);
     let (early, late) = (median(&samples[..k]), median(&samples[samples.len() - k..]));
     let margin = (early / 4).max(8 * 1024);
-    println!("RSS median of the first {k} rounds {early} KiB, of the last {k} {late} KiB");
+    let (heap_early, heap_late) = (
+        median(&heap_samples[..k]),
+        median(&heap_samples[heap_samples.len() - k..]),
+    );
+    // 256 KiB for caches settling, plus 4 bytes per session run: one leaked allocation per
+    // connection (e.g. a 300-byte Arc kept by a Weak) is ~37 bytes per session here.
+    let heap_margin = 256 + (rounds * SESSIONS_PER_ROUND * 4 / 1024) as u64;
+    println!(
+        "median of the first {k} rounds: RSS {early} KiB, live heap {heap_early} KiB; \
+         of the last {k}: RSS {late} KiB, live heap {heap_late} KiB"
+    );
+    assert!(
+        heap_late <= heap_early + heap_margin,
+        "live heap grew from {heap_early} KiB to {heap_late} KiB over {rounds} rounds \
+         (margin {heap_margin} KiB)"
+    );
     assert!(
         late <= early + margin,
         "RSS grew from {early} KiB to {late} KiB over {rounds} rounds (margin {margin} KiB)"

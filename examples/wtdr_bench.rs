@@ -24,7 +24,11 @@ fn cpu_us() -> u64 {
 
 fn server() -> Server {
     let srv = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap())).expect("bind");
-    let hash: String = srv.cert_sha256().iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = srv
+        .cert_sha256()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     println!("READY {} {hash}", srv.local_addr().unwrap().port());
     srv
 }
@@ -44,7 +48,11 @@ fn server_count() {
         let got = if got == 0 {
             let wait = if first.is_some() { 500 } else { 15_000 };
             let mut needed = 0;
-            match s.recv_datagram_into(&mut store[0], Some(Duration::from_millis(wait)), &mut needed) {
+            match s.recv_datagram_into(
+                &mut store[0],
+                Some(Duration::from_millis(wait)),
+                &mut needed,
+            ) {
                 Ok(len) => {
                     bytes += len as u64;
                     1

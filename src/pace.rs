@@ -39,8 +39,7 @@ impl ReaderPace {
     /// Whether the driver should wait for this queue's reader (see the module rule); when it
     /// returns true the driver is recorded as waiting.
     pub(crate) fn defer(&mut self, waiters: usize) -> bool {
-        let active =
-            waiters > 0 || self.last_take.is_some_and(|t| t.elapsed() < READER_ACTIVE);
+        let active = waiters > 0 || self.last_take.is_some_and(|t| t.elapsed() < READER_ACTIVE);
         if active {
             self.driver_waiting = true;
         }

@@ -243,7 +243,8 @@ impl SessionEvents for Incoming {
             let kept: usize = batch.iter().map(Bytes::len).sum();
             self.received
                 .fetch_sub(batch.len() as u64, Ordering::Relaxed);
-            self.received_bytes.fetch_sub(kept as u64, Ordering::Relaxed);
+            self.received_bytes
+                .fetch_sub(kept as u64, Ordering::Relaxed);
             if waiters > 0 {
                 self.ready.notify_all();
             }

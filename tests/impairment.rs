@@ -311,3 +311,53 @@ fn max_datagram_size_follows_an_mtu_drop() {
     );
     let _ = &p.server;
 }
+
+/// Under congestion (every packet lost, so quinn cannot send), a sender sees WOULD_BLOCK once
+/// wtd's outbox and quinn's buffer together hold `DATAGRAM_SEND_BUFFER` bytes — not once each
+/// holds that much in FIFOs nothing can reorder — so a transport's own priority/TTL queue keeps
+/// deciding what goes next.
+#[test]
+fn congestion_bounds_what_waits_below_the_transport() {
+    let p = path();
+    p.relay.outage(Duration::from_secs(4));
+    let payload = vec![1u8; 1000];
+    let mut accepted = 0usize;
+    let mut blocked_since: Option<Instant> = None;
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(3) {
+        match p.client.send_datagram(&payload) {
+            Ok(()) => {
+                accepted += 1;
+                blocked_since = None;
+            }
+            Err(e) if e.code == WTD_ERR_WOULD_BLOCK => {
+                if blocked_since.get_or_insert_with(Instant::now).elapsed()
+                    > Duration::from_millis(300)
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("send failed: {e}"),
+        }
+    }
+    let limit = wtd::h3::connection::DATAGRAM_SEND_BUFFER;
+    let q = p.client.connection_stats();
+    eprintln!(
+        "accepted {accepted}, DATAGRAM frames sent {}, lost packets {}, cwnd {}, unsent {}",
+        q.frame_tx.datagram,
+        q.path.lost_packets,
+        q.path.cwnd,
+        p.client.stats().send_dropped_unsent
+    );
+    // What the congestion window let onto the (dead) wire before the outage bit is on top.
+    assert!(
+        accepted * payload.len() <= limit + limit / 8,
+        "{accepted} datagrams of {} B waited below the transport (limit {limit} B)",
+        payload.len()
+    );
+    assert!(
+        accepted * payload.len() >= limit / 2,
+        "only {accepted} accepted"
+    );
+}

@@ -937,7 +937,11 @@ impl LinkSink for Inner {
         // Back-pressure (crate::pace): what does not fit waits with the driver while the
         // application is reading; decided before anything is counted.
         let mut rest = Vec::new();
-        if may_defer && lock(&self.callbacks).as_ref().is_none_or(|c| c.on_received.is_none()) {
+        if may_defer
+            && lock(&self.callbacks)
+                .as_ref()
+                .is_none_or(|c| c.on_received.is_none())
+        {
             let mut inc = lock(&self.inc);
             let free = inc.queue.high_water_mark().saturating_sub(inc.queue.len());
             let waiters = inc.waiters;

@@ -1092,7 +1092,13 @@ pub unsafe extern "C" fn wtd_transport_readiness_fd(
     transport: *const wtd_transport,
     out_fd: *mut i32,
 ) -> wtd_result {
-    guard(|| write_out(out_fd, self::transport(transport)?.readiness_fd()?, "out_fd"))
+    guard(|| {
+        write_out(
+            out_fd,
+            self::transport(transport)?.readiness_fd()?,
+            "out_fd",
+        )
+    })
 }
 
 /// Result of `wtd_transport_throughput_test` (the seed's keys plus what it could not measure).

@@ -65,9 +65,10 @@ pub struct ConnectionCounters {
     pub receive_drained: AtomicU64,
 }
 
-/// Bytes of datagrams quinn buffers for sending (set on every wtd connection); wtd's own
-/// outbox holds at most as much again, so a sender that outruns the network sees
-/// WTD_ERR_WOULD_BLOCK instead of quinn silently evicting older datagrams.
+/// Bytes of datagrams quinn buffers for sending (set on every wtd connection). wtd's outbox and
+/// quinn's buffer together hold at most this much: a sender that outruns the network sees
+/// WTD_ERR_WOULD_BLOCK (and a transport keeps its datagrams in its own priority/TTL queue)
+/// instead of a FIFO growing behind congestion or quinn silently evicting older datagrams.
 pub const DATAGRAM_SEND_BUFFER: usize = 1024 * 1024;
 
 /// Per-session send counters shared with the outbox.
@@ -89,6 +90,9 @@ struct Outbox {
     queue: std::collections::VecDeque<(Bytes, Arc<SendCounters>)>,
     /// Wire bytes (prefix included) accepted and not yet handed to quinn.
     bytes: usize,
+    /// What quinn's datagram send buffer held at the last look (its own accounting), so the
+    /// room check needs quinn's lock only when the outbox looks full.
+    quinn_used: usize,
     /// The flush task has been woken and has not yet found the queue empty.
     flushing: bool,
     /// The connection is over: nothing more is accepted.
@@ -238,7 +242,7 @@ impl Connection {
                 return Ok(());
             }
         }
-        if ob.bytes + len > DATAGRAM_SEND_BUFFER {
+        if !self.has_room(&mut ob, len) {
             return Err(Error::would_block("datagram send buffer is full"));
         }
         ob.bytes += len;
@@ -267,7 +271,7 @@ impl Connection {
         let mut n = 0;
         let mut err = None;
         for wire in wires {
-            if ob.bytes + wire.len() > DATAGRAM_SEND_BUFFER {
+            if !self.has_room(&mut ob, wire.len()) {
                 err = Some(Error::would_block("datagram send buffer is full"));
                 break;
             }
@@ -282,6 +286,17 @@ impl Connection {
             self.outbox_work.notify_one();
         }
         (n, err)
+    }
+
+    /// Whether `len` more bytes fit in the outbox + quinn's buffer; looks at quinn again (its
+    /// lock) only when the last known state says no.
+    fn has_room(&self, ob: &mut Outbox, len: usize) -> bool {
+        let fits = |ob: &Outbox| ob.quinn_used + ob.bytes + len <= DATAGRAM_SEND_BUFFER;
+        if fits(ob) {
+            return true;
+        }
+        ob.quinn_used = DATAGRAM_SEND_BUFFER.saturating_sub(self.quic.datagram_send_buffer_space());
+        fits(ob)
     }
 
     /// Client or server.
@@ -431,7 +446,10 @@ impl Connection {
                 let _ = data.split_to(n);
                 let slot = match last {
                     Some((q, i)) if q == qsid => Some(i),
-                    _ => match groups.iter().position(|(s, _)| s.quarter_stream_id() == qsid) {
+                    _ => match groups
+                        .iter()
+                        .position(|(s, _)| s.quarter_stream_id() == qsid)
+                    {
                         Some(i) => Some(i),
                         None => sessions.get(&qsid).map(|s| {
                             groups.push((s.clone(), Vec::new()));
@@ -456,10 +474,10 @@ impl Connection {
         }
         for (session, mut payloads) in groups.drain(..) {
             let deadline = tokio::time::Instant::now() + BACKPRESSURE_WAIT;
-            while let Some(room) = session.events.on_datagrams(
-                &mut payloads,
-                tokio::time::Instant::now() < deadline,
-            ) {
+            while let Some(room) = session
+                .events
+                .on_datagrams(&mut payloads, tokio::time::Instant::now() < deadline)
+            {
                 let _ = tokio::time::timeout_at(deadline, room.notified()).await;
             }
         }
@@ -545,8 +563,16 @@ async fn flush_outbox(conn: Arc<Connection>) {
                 space = space.saturating_sub(len + QUINN_DATAGRAM_OVERHEAD);
                 conn.quic.send_datagram(wire)
             } else {
-                // Release the budget of what went out so far before waiting for quinn.
-                lock(&conn.outbox).bytes -= std::mem::take(&mut handed);
+                // What went to quinn so far moves from the outbox's account to quinn's
+                // before we wait for quinn (the total stays bounded).
+                {
+                    let mut ob = lock(&conn.outbox);
+                    let moved = std::mem::take(&mut handed);
+                    ob.bytes -= moved;
+                    ob.quinn_used = DATAGRAM_SEND_BUFFER
+                        .saturating_sub(conn.quic.datagram_send_buffer_space())
+                        .max(moved);
+                }
                 let r = conn.quic.send_datagram_wait(wire).await;
                 space = conn.quic.datagram_send_buffer_space();
                 r
@@ -564,7 +590,12 @@ async fn flush_outbox(conn: Arc<Connection>) {
                 }
             }
         }
-        lock(&conn.outbox).bytes -= handed;
+        {
+            let mut ob = lock(&conn.outbox);
+            ob.bytes -= handed;
+            ob.quinn_used =
+                DATAGRAM_SEND_BUFFER.saturating_sub(conn.quic.datagram_send_buffer_space());
+        }
         conn.max_datagram_size();
         if flushed < SMALL_FLUSH {
             // A sender on another thread that woke us is often preempted by us on a shared

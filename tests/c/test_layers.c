@@ -695,8 +695,10 @@ static void test_monitor(pair *p) {
         for (size_t i = 0; i < n_after; i++)
             printf("  alert %s: %s\n", wtd_alert_kind_str(al[i].kind), al[i].message);
         /* The success rate can recover and drop again during the burst (two episodes); what must
-         * hold is that one more sample while it stays low raises nothing new. */
-        CHECK(n_after == n_before && low_before >= 1);
+         * hold is that one more sample while it stays low raises no new low-success alert
+         * (edge-triggered). Other kinds may fire in that sample when their own condition starts
+         * then (e.g. increasing send time on a loaded machine). */
+        CHECK(n_after >= n_before && low_before >= 1);
         for (size_t i = 0; i < n_after; i++) {
             CHECK(memchr(al[i].message, 0, sizeof al[i].message) != NULL && al[i].message[0] != 0);
             if (al[i].kind == WTD_ALERT_LOW_SUCCESS_RATE) low++;

@@ -2086,7 +2086,10 @@ enum wtd_result wtd_server_accept(struct wtd_server *server,
 enum wtd_result wtd_server_close(struct wtd_server *server);
 
 /**
- * Closes (as `wtd_server_close`) and releases the server. NULL is a no-op.
+ * Closes (as `wtd_server_close`) and releases the server. NULL is a no-op. A
+ * `wtd_server_accept` blocked in another thread wakes with WTD_ERR_CLOSED (the memory stays
+ * valid until it returns); no call may *start* on the handle after this. Thread: any (not from
+ * inside a wtd callback: closing waits for the peers, up to ~2 s).
  */
 void wtd_server_free(struct wtd_server *server);
 

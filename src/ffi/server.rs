@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use super::session::{new_handle, timeout_of, wtd_session};
 use super::{
-    arg_opt_str, arg_ref, copy_str_out, free_handle, guard, into_handle, read_options_or_default,
-    write_out, UserData,
+    arg_opt_str, arg_ref, copy_str_out, guard, read_options_or_default, write_out, UserData,
 };
 use crate::endpoint::server::{
     Identity, Server, ServerConfig, DEFAULT_ACCEPT_QUEUE_CAPACITY, DEFAULT_DEADLINE,
@@ -269,7 +268,8 @@ pub unsafe extern "C" fn wtd_server_new(
         }
         let o = read_options_or_default(options, server_defaults(), SERVER_OPTIONS_V1, "options")?;
         let server = Server::bind(config_from(&o)?)?;
-        write_out(out, into_handle(wtd_server { inner: server }), "out")
+        let handle = std::sync::Arc::into_raw(std::sync::Arc::new(wtd_server { inner: server }));
+        write_out(out, handle as *mut wtd_server, "out")
     })
 }
 
@@ -368,11 +368,15 @@ pub unsafe extern "C" fn wtd_server_accept(
     out: *mut *mut wtd_session,
 ) -> wtd_result {
     guard(|| {
-        let s = self::server(server)?;
+        // A reference of our own for the wait: wtd_server_free from another thread wakes this
+        // call (WTD_ERR_CLOSED) instead of freeing the server under it.
+        arg_ref(server as *const wtd_server, "server")?;
+        std::sync::Arc::increment_strong_count(server as *const wtd_server);
+        let handle = std::sync::Arc::from_raw(server as *const wtd_server);
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
         }
-        let session = s.accept(timeout_of(timeout_ms))?;
+        let session = handle.inner.accept(timeout_of(timeout_ms))?;
         write_out(out, new_handle(session), "out")
     })
 }
@@ -388,8 +392,18 @@ pub unsafe extern "C" fn wtd_server_close(server: *mut wtd_server) -> wtd_result
     })
 }
 
-/// Closes (as `wtd_server_close`) and releases the server. NULL is a no-op.
+/// Closes (as `wtd_server_close`) and releases the server. NULL is a no-op. A
+/// `wtd_server_accept` blocked in another thread wakes with WTD_ERR_CLOSED (the memory stays
+/// valid until it returns); no call may *start* on the handle after this. Thread: any (not from
+/// inside a wtd callback: closing waits for the peers, up to ~2 s).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_free(server: *mut wtd_server) {
-    super::guard_void(|| free_handle(server))
+    super::guard_void(|| {
+        if server.is_null() {
+            return;
+        }
+        let handle = std::sync::Arc::from_raw(server as *const wtd_server);
+        handle.inner.close();
+        drop(handle);
+    })
 }

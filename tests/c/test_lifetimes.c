@@ -4,6 +4,7 @@
  *    if the library returned early);
  *  - wtd_session_free while another thread blocks in wtd_session_receive(-1) or
  *    wtd_session_wait_closed(-1): the blocked calls return, no invalid access;
+ *  - wtd_server_free while another thread blocks in wtd_server_accept(-1): it returns CLOSED;
  *  - wtd_session_free before wtd_transport_free: a receive blocked on the transport returns
  *    WTD_ERR_CLOSED instead of waiting forever. */
 #define _POSIX_C_SOURCE 200809L
@@ -159,6 +160,43 @@ static void test_session_free_before_transport_free(void) {
     wtd_session_free(c);
 }
 
+/* ---- free the server while another thread blocks in accept(-1) ----------------------------- */
+
+struct blocked_accept {
+    wtd_server *srv;
+    wtd_result r;
+    atomic_int done;
+};
+
+static void *blocked_accept_thread(void *arg) {
+    struct blocked_accept *b = arg;
+    wtd_session *s = NULL;
+    b->r = wtd_server_accept(b->srv, -1, &s);
+    if (b->r == WTD_OK) wtd_session_free(s);
+    atomic_store(&b->done, 1);
+    return NULL;
+}
+
+static void test_server_free_while_accept_blocks(void) {
+    wtd_server_options so;
+    wtd_server *srv = NULL;
+    pthread_t th;
+    printf("# wtd_server_free while another thread blocks in wtd_server_accept(-1)\n");
+    wtd_server_options_default(&so);
+    so.port = 0;
+    so.host = "127.0.0.1";
+    CHECK_R(wtd_server_new(&so, &srv), WTD_OK);
+    struct blocked_accept b = {.srv = srv};
+    pthread_create(&th, NULL, blocked_accept_thread, &b);
+    sleep_ms(100);
+    wtd_server_free(srv);
+    double t0 = now_s();
+    while (!atomic_load(&b.done) && now_s() - t0 < 5) sleep_ms(5);
+    CHECK(atomic_load(&b.done));
+    pthread_join(th, NULL);
+    CHECK_R(b.r, WTD_ERR_CLOSED);
+}
+
 int main(void) {
     wtd_server_options so;
     wtd_server_options_default(&so);
@@ -173,6 +211,7 @@ int main(void) {
     test_free_while_blocked(0);
     test_free_while_blocked(1);
     test_session_free_before_transport_free();
+    test_server_free_while_accept_blocks();
 
     wtd_server_free(server);
     wtd_shutdown();

@@ -468,7 +468,6 @@ impl DatagramTransport {
         if max_count == 0 {
             return Err(Error::invalid("max_count must be > 0"));
         }
-        let inner = &self.inner;
         let (mut inc, started, now) = self.wait_incoming(timeout)?;
         let mut out = Vec::with_capacity(max_count.min(inc.queue.len()));
         while out.len() < max_count {
@@ -477,19 +476,10 @@ impl DatagramTransport {
             };
             out.push(self.received(e, now, 0.0));
         }
-        inner
-            .readiness
-            .update(!inc.queue.is_empty() || self.is_closed());
-        let wake = inc.took();
-        drop(inc);
-        inner.room.wake_driver(wake);
-        let waited = started.elapsed().as_secs_f64();
+        let waited = self.took(inc, started, out.len());
         if let Some(first) = out.first_mut() {
             first.receive_time = waited;
         }
-        let mut st = lock(&inner.stats);
-        st.datagrams_read += out.len() as u64;
-        st.record_receive_wait(waited);
         Ok(out)
     }
 
@@ -500,12 +490,24 @@ impl DatagramTransport {
         timeout: Option<Duration>,
         accept: impl Fn(&[u8]) -> Result<()>,
     ) -> Result<Received> {
-        let inner = &self.inner;
         let (mut inc, started, now) = self.wait_incoming(timeout)?;
         // A refusal leaves the datagram queued; the caller decides whether it was the
         // datagram's fault (and counts it with `record_receive_error`).
         accept(&inc.queue.peek().expect("waited for one").data)?;
         let e = inc.queue.pop(now, |_, _| {}).expect("peeked");
+        let waited = self.took(inc, started, 1);
+        Ok(self.received(e, now, waited))
+    }
+
+    /// After the application took `n` datagrams: readiness, the driver's back-pressure wake-up
+    /// and the read counters. Releases the queue lock; returns the seconds the call waited.
+    fn took(
+        &self,
+        mut inc: std::sync::MutexGuard<'_, Incoming>,
+        started: Instant,
+        n: usize,
+    ) -> f64 {
+        let inner = &self.inner;
         inner
             .readiness
             .update(!inc.queue.is_empty() || self.is_closed());
@@ -514,9 +516,9 @@ impl DatagramTransport {
         inner.room.wake_driver(wake);
         let waited = started.elapsed().as_secs_f64();
         let mut st = lock(&inner.stats);
-        st.datagrams_read += 1;
+        st.datagrams_read += n as u64;
         st.record_receive_wait(waited);
-        Ok(self.received(e, now, waited))
+        waited
     }
 
     fn received(&self, e: Entry, now: u64, waited: f64) -> Received {

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "loopback.h"
 
 enum { SLOTS = 12, THREADS = 4, MAGIC = 0x5717 };
 
@@ -36,9 +37,6 @@ struct slot {
 };
 
 static struct slot slots[SLOTS];
-static wtd_server *server;
-static uint16_t port;
-static uint8_t cert_hash[32];
 static atomic_long ops, callbacks_run, unexpected;
 static atomic_int stop;
 
@@ -71,13 +69,7 @@ static void expect_one_of(wtd_result r, const char *what) {
 }
 
 static void open_pair(struct slot *sl) {
-    wtd_client_options o;
-    char url[96];
-    wtd_client_options_default(&o);
-    o.verify = WTD_VERIFY_CERT_HASHES, o.cert_hashes = cert_hash, o.cert_hash_count = 1;
-    o.connect_timeout_ms = 3000;
-    snprintf(url, sizeof url, "https://127.0.0.1:%u/spin", port);
-    if (wtd_client_connect(url, &o, &sl->client) != WTD_OK) {
+    if (connect_client("/spin", 3000, &sl->client) != WTD_OK) {
         sl->client = NULL;
         return;
     }
@@ -195,13 +187,7 @@ int main(void) {
     uint64_t seed = seed_env ? strtoull(seed_env, NULL, 10) : (uint64_t)time(NULL);
     printf("# spin: %d threads, %d session pairs, %.0f s, seed %llu (WTD_SPIN_SEED to repeat)\n",
            THREADS, SLOTS, secs, (unsigned long long)seed);
-    wtd_server_options so;
-    wtd_server_options_default(&so);
-    so.port = 0;
-    so.host = "127.0.0.1";
-    CHECK_R(wtd_server_new(&so, &server), WTD_OK);
-    CHECK_R(wtd_server_port(server, &port), WTD_OK);
-    CHECK_R(wtd_server_cert_hash(server, cert_hash), WTD_OK);
+    start_loopback_server();
     for (int i = 0; i < SLOTS; i++) {
         pthread_rwlock_init(&slots[i].lock, NULL);
         pthread_mutex_init(&slots[i].ud_lock, NULL);

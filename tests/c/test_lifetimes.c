@@ -18,20 +18,8 @@
 #include <time.h>
 
 #include "check.h"
+#include "loopback.h"
 
-static wtd_server *server;
-static uint16_t port;
-static uint8_t cert_hash[32];
-
-static void pair(wtd_session **client, wtd_session **srv) {
-    wtd_client_options o;
-    char url[128];
-    wtd_client_options_default(&o);
-    o.verify = WTD_VERIFY_CERT_HASHES, o.cert_hashes = cert_hash, o.cert_hash_count = 1;
-    snprintf(url, sizeof url, "https://127.0.0.1:%u/life", port);
-    CHECK_R(wtd_client_connect(url, &o, client), WTD_OK);
-    CHECK_R(wtd_server_accept(server, 5000, srv), WTD_OK);
-}
 
 /* ---- set_callbacks(NULL) waits for a callback in flight ------------------------------------ */
 
@@ -48,26 +36,33 @@ static void slow_cb(void *user_data, wtd_session *s, const uint8_t *d, size_t le
     st->writes++;   /* use-after-free here if set_callbacks returned early */
 }
 
-static void test_set_callbacks_null_waits_for_running_callback(void) {
-    wtd_session *c = NULL, *s = NULL;
-    printf("# set_callbacks(NULL) returns only after a running callback returned\n");
-    pair(&c, &s);
+/* A pair whose server session is inside a 200 ms callback (with freshly allocated user_data)
+ * when this returns. */
+static struct slow_state *pair_in_slow_callback(wtd_session **c, wtd_session **s) {
+    pair("/life", c, s);
     struct slow_state *st = calloc(1, sizeof *st);
     wtd_session_callbacks cb = {sizeof cb, 0, slow_cb, NULL, st};
-    CHECK_R(wtd_session_set_callbacks(s, &cb), WTD_OK);
+    CHECK_R(wtd_session_set_callbacks(*s, &cb), WTD_OK);
     uint8_t d[8] = {1};
-    CHECK_R(wtd_session_send(c, d, sizeof d), WTD_OK);
+    CHECK_R(wtd_session_send(*c, d, sizeof d), WTD_OK);
     double t0 = now_s();
     while (!atomic_load(&st->entered) && now_s() - t0 < 5) sleep_ms(1);
     CHECK(atomic_load(&st->entered));
+    return st;
+}
+
+static void test_set_callbacks_null_waits_for_running_callback(void) {
+    wtd_session *c = NULL, *s = NULL;
+    printf("# set_callbacks(NULL) returns only after a running callback returned\n");
+    struct slow_state *st = pair_in_slow_callback(&c, &s);
     double t1 = now_s();
     CHECK_R(wtd_session_set_callbacks(s, NULL), WTD_OK);
     CHECK(now_s() - t1 > 0.1); /* it waited for the 200 ms callback */
     CHECK(st->writes == 1);
     free(st); /* no callback may touch it any more */
-    CHECK_R(wtd_session_send(c, d, sizeof d), WTD_OK); /* goes to the queue now */
-    uint8_t buf[64];
+    uint8_t d[8] = {2}, buf[64];
     size_t len = 0;
+    CHECK_R(wtd_session_send(c, d, sizeof d), WTD_OK); /* goes to the queue now */
     CHECK_R(wtd_session_receive(s, buf, sizeof buf, &len, 5000), WTD_OK);
     wtd_session_free(c);
     wtd_session_free(s);
@@ -77,14 +72,7 @@ static void test_set_callbacks_null_waits_for_running_callback(void) {
 static void test_free_waits_for_running_callback(void) {
     wtd_session *c = NULL, *s = NULL;
     printf("# wtd_session_free returns only after a running callback returned\n");
-    pair(&c, &s);
-    struct slow_state *st = calloc(1, sizeof *st);
-    wtd_session_callbacks cb = {sizeof cb, 0, slow_cb, NULL, st};
-    CHECK_R(wtd_session_set_callbacks(s, &cb), WTD_OK);
-    uint8_t d[8] = {2};
-    CHECK_R(wtd_session_send(c, d, sizeof d), WTD_OK);
-    double t0 = now_s();
-    while (!atomic_load(&st->entered) && now_s() - t0 < 5) sleep_ms(1);
+    struct slow_state *st = pair_in_slow_callback(&c, &s);
     wtd_session_free(s);
     CHECK(st->writes == 1);
     free(st);
@@ -127,7 +115,7 @@ static void test_free_while_blocked(int use_wait_closed) {
     pthread_t th;
     printf("# wtd_session_free while another thread blocks in %s(-1)\n",
            use_wait_closed ? "wtd_session_wait_closed" : "wtd_session_receive");
-    pair(&c, &s);
+    pair("/life", &c, &s);
     struct blocked b = {.s = s, .use_wait_closed = use_wait_closed};
     pthread_create(&th, NULL, blocked_receive, &b);
     sleep_ms(100); /* let it block */
@@ -143,7 +131,7 @@ static void test_session_free_before_transport_free(void) {
     wtd_transport *t = NULL;
     pthread_t th;
     printf("# wtd_session_free before wtd_transport_free: the transport sees the close\n");
-    pair(&c, &s);
+    pair("/life", &c, &s);
     CHECK_R(wtd_transport_new(s, NULL, &t), WTD_OK);
     struct blocked b = {.t = t};
     pthread_create(&th, NULL, blocked_receive, &b);
@@ -198,13 +186,7 @@ static void test_server_free_while_accept_blocks(void) {
 }
 
 int main(void) {
-    wtd_server_options so;
-    wtd_server_options_default(&so);
-    so.port = 0;
-    so.host = "127.0.0.1";
-    CHECK_R(wtd_server_new(&so, &server), WTD_OK);
-    CHECK_R(wtd_server_port(server, &port), WTD_OK);
-    CHECK_R(wtd_server_cert_hash(server, cert_hash), WTD_OK);
+    start_loopback_server();
 
     test_set_callbacks_null_waits_for_running_callback();
     test_free_waits_for_running_callback();

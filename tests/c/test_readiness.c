@@ -12,20 +12,8 @@
 #include <time.h>
 
 #include "check.h"
+#include "loopback.h"
 
-static wtd_server *server;
-static uint16_t port;
-static uint8_t cert_hash[32];
-
-static void pair(wtd_session **client, wtd_session **srv) {
-    wtd_client_options o;
-    char url[128];
-    wtd_client_options_default(&o);
-    o.verify = WTD_VERIFY_CERT_HASHES, o.cert_hashes = cert_hash, o.cert_hash_count = 1;
-    snprintf(url, sizeof url, "https://127.0.0.1:%u/ready", port);
-    CHECK_R(wtd_client_connect(url, &o, client), WTD_OK);
-    CHECK_R(wtd_server_accept(server, 5000, srv), WTD_OK);
-}
 
 static int readable(int fd, int timeout_ms) {
     struct pollfd p = {fd, POLLIN, 0};
@@ -38,7 +26,7 @@ static void test_session_fd(void) {
     uint8_t buf[64];
     size_t len = 0;
     printf("# session descriptor: datagram, drain, close\n");
-    pair(&c, &s);
+    pair("/ready", &c, &s);
     CHECK_R(wtd_session_readiness_fd(s, &fd), WTD_OK);
     CHECK(fd >= 0);
     CHECK_R(wtd_session_readiness_fd(s, &fd2), WTD_OK);
@@ -70,7 +58,7 @@ static void test_transport_fd(void) {
     uint8_t buf[64];
     size_t len = 0;
     printf("# transport descriptor: datagram, drain, close\n");
-    pair(&c, &s);
+    pair("/ready", &c, &s);
     CHECK_R(wtd_transport_new(s, NULL, &t), WTD_OK);
     CHECK_R(wtd_transport_readiness_fd(t, &fd), WTD_OK);
     CHECK(!readable(fd, 0));
@@ -108,7 +96,7 @@ static void test_no_lost_wakeup(void) {
     pthread_t th;
     long got = 0, lost_wakeups = 0, polls = 0;
     printf("# no lost wake-up: a sender thread races a poll()-driven receiver\n");
-    pair(&c, &s);
+    pair("/ready", &c, &s);
     CHECK_R(wtd_session_readiness_fd(s, &fd), WTD_OK);
     pthread_create(&th, NULL, sender, c);
     double idle_since = now_s();
@@ -147,13 +135,7 @@ static void test_no_lost_wakeup(void) {
 }
 
 int main(void) {
-    wtd_server_options so;
-    wtd_server_options_default(&so);
-    so.port = 0;
-    so.host = "127.0.0.1";
-    CHECK_R(wtd_server_new(&so, &server), WTD_OK);
-    CHECK_R(wtd_server_port(server, &port), WTD_OK);
-    CHECK_R(wtd_server_cert_hash(server, cert_hash), WTD_OK);
+    start_loopback_server();
 
     test_session_fd();
     test_transport_fd();

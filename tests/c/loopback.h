@@ -31,8 +31,8 @@ static inline wtd_result connect_client(const char *path, int32_t timeout_ms, wt
 
 /* Connects a client to `path` and accepts the server's side of it. */
 static inline void pair(const char *path, wtd_session **client, wtd_session **srv) {
-    CHECK_R(connect_client(path, 5000, client), WTD_OK);
-    CHECK_R(wtd_server_accept(server, 5000, srv), WTD_OK);
+    CHECK_R(connect_client(path, 20000, client), WTD_OK);
+    CHECK_R(wtd_server_accept(server, 20000, srv), WTD_OK);
 }
 
 #endif

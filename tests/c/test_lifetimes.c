@@ -46,7 +46,7 @@ static struct slow_state *pair_in_slow_callback(wtd_session **c, wtd_session **s
     uint8_t d[8] = {1};
     CHECK_R(wtd_session_send(*c, d, sizeof d), WTD_OK);
     double t0 = now_s();
-    while (!atomic_load(&st->entered) && now_s() - t0 < 5) sleep_ms(1);
+    while (!atomic_load(&st->entered) && now_s() - t0 < 20) sleep_ms(1);
     CHECK(atomic_load(&st->entered));
     return st;
 }
@@ -63,7 +63,7 @@ static void test_set_callbacks_null_waits_for_running_callback(void) {
     uint8_t d[8] = {2}, buf[64];
     size_t len = 0;
     CHECK_R(wtd_session_send(c, d, sizeof d), WTD_OK); /* goes to the queue now */
-    CHECK_R(wtd_session_receive(s, buf, sizeof buf, &len, 5000), WTD_OK);
+    CHECK_R(wtd_session_receive(s, buf, sizeof buf, &len, 20000), WTD_OK);
     wtd_session_free(c);
     wtd_session_free(s);
 }
@@ -120,7 +120,7 @@ static void test_free_while_blocked(int use_wait_closed) {
     pthread_create(&th, NULL, blocked_receive, &b);
     sleep_ms(100); /* let it block */
     wtd_session_free(s);
-    CHECK(wait_done(&b, 5));
+    CHECK(wait_done(&b, 20));
     pthread_join(th, NULL);
     CHECK_R(b.r, use_wait_closed ? WTD_OK : WTD_ERR_CLOSED);
     wtd_session_free(c);
@@ -137,7 +137,7 @@ static void test_session_free_before_transport_free(void) {
     pthread_create(&th, NULL, blocked_receive, &b);
     sleep_ms(100);
     wtd_session_free(s);
-    CHECK(wait_done(&b, 5)); /* before the fix this waited forever */
+    CHECK(wait_done(&b, 20)); /* before the fix this waited forever */
     if (!atomic_load(&b.done)) {
         fprintf(stderr, "transport receive still blocked: giving up on this thread\n");
         wtd_transport_close(t, 0);
@@ -179,7 +179,7 @@ static void test_server_free_while_accept_blocks(void) {
     sleep_ms(100);
     wtd_server_free(srv);
     double t0 = now_s();
-    while (!atomic_load(&b.done) && now_s() - t0 < 5) sleep_ms(5);
+    while (!atomic_load(&b.done) && now_s() - t0 < 20) sleep_ms(5);
     CHECK(atomic_load(&b.done));
     pthread_join(th, NULL);
     CHECK_R(b.r, WTD_ERR_CLOSED);

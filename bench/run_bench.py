@@ -249,10 +249,13 @@ def main():
     row(f"echo rate, {a.window} in flight (/s)",
         [fmt_rate(ec[i]["echorate"]["rate"]) if i in ec and ec[i]["echorate"] else None for i in echo_cols])
     w = ff["wtd"]
-    row("ns/call: session_send; try_send / send_multiple per dgram",
+    row("ns/call (wall): session_send; try_send / send_multiple per dgram",
         [f"{ff['raw']['ns_per_call']:.0f} (send_datagram)", f"{ff['wtd_rs']['session_send_ns']:.0f}",
          f"{w['session_send_ns']:.0f}",
          f"{w['transport_try_send_ns']:.0f} / {w['send_multiple_ns_per_dgram']:.0f}", None])
+    tc = w.get("thread_cpu_ns", [0, 0, 0])
+    row("ns/call (calling thread's CPU): same calls",
+        [None, f"{ff['wtd_rs'].get('thread_cpu_ns', 0):.0f}", f"{tc[0]:.0f}", f"{tc[1]:.0f} / {tc[2]:.0f}", None])
     row(f"broadcast to {bc['sessions']} sessions: µs/call (p50), ns/session",
         [None, None, None, f"{bc['p50_us']:.0f} µs, {bc['per_session_ns']:.0f} ns", None])
     fs, fc = res["fanout"]["server"], res["fanout"]["client"]
@@ -282,9 +285,11 @@ def main():
         print(f"  receiver CPU/datagram vs raw, {size} B: " + ", ".join(
             f"{i} {ow[(i, size)]['cpu_rcv'] / raw_rcv:.2f}x" for i in ("wtd_rs", "wtd_s", "wtd_tr"))
               + "   [<= 1.3x]")
-    print(f"  ns/call: session_send {w['session_send_ns']:.0f}, transport try_send "
+    print(f"  ns/call (wall): session_send {w['session_send_ns']:.0f}, transport try_send "
           f"{w['transport_try_send_ns']:.0f}   [<= 300]; send_multiple {w['send_multiple_ns_per_dgram']:.0f}"
           f"/datagram   [<= 150]")
+    print(f"  ns/call (calling thread's CPU): session_send {tc[0]:.0f}, try_send {tc[1]:.0f}, "
+          f"send_multiple {tc[2]:.0f}/datagram")
     for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll")):
         print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"
               f"   [<= 1.2x]   (p50: {ecl(impl, 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")

@@ -225,10 +225,15 @@ impl Connection {
     }
 
     /// Accepts one datagram (prefix included) for sending. On a wtd runtime thread with nothing
-    /// queued it goes to quinn at once; otherwise it joins the outbox and the flush task is
-    /// woken once per batch (not per datagram). WTD_ERR_WOULD_BLOCK when the outbox (or, on
+    /// queued it goes to quinn at once; otherwise it joins the outbox, and the connection is
+    /// handed to the shared flusher (`super::flusher`) once per batch — an application thread
+    /// that sends to many connections in a row wakes one runtime task, not one per connection. WTD_ERR_WOULD_BLOCK when the outbox (or, on
     /// the direct path, quinn's buffer) has no room.
-    pub(crate) fn send_datagram(&self, wire: Bytes, counters: &Arc<SendCounters>) -> Result<()> {
+    pub(crate) fn send_datagram(
+        self: &Arc<Self>,
+        wire: Bytes,
+        counters: &Arc<SendCounters>,
+    ) -> Result<()> {
         let len = wire.len();
         let mut ob = lock(&self.outbox);
         if ob.closed {
@@ -251,7 +256,7 @@ impl Connection {
         ob.flushing = true;
         drop(ob);
         if wake {
-            self.outbox_work.notify_one();
+            super::flusher::schedule(self.clone());
         }
         Ok(())
     }
@@ -260,7 +265,7 @@ impl Connection {
     /// order under one lock until the outbox is full, and wakes the flush task at most once.
     /// Returns how many were accepted and why the rest were not.
     pub(crate) fn send_datagrams(
-        &self,
+        self: &Arc<Self>,
         wires: impl Iterator<Item = Bytes>,
         counters: &Arc<SendCounters>,
     ) -> (usize, Option<Error>) {
@@ -283,9 +288,64 @@ impl Connection {
         ob.flushing |= n > 0;
         drop(ob);
         if wake {
-            self.outbox_work.notify_one();
+            super::flusher::schedule(self.clone());
         }
         (n, err)
+    }
+
+    /// The shared flusher's part: hands what the outbox holds to quinn without waiting. What
+    /// quinn has no room for goes back to the front of the outbox and the connection's own flush
+    /// task takes over (it waits for room); datagrams that arrive meanwhile get the connection
+    /// scheduled again. Returns how many datagrams it handed over.
+    pub(crate) fn flush_ready(self: &Arc<Self>) -> usize {
+        let mut batch = std::mem::take(&mut lock(&self.outbox).queue);
+        if !batch.is_empty() {
+            self.counters.send_flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut space = self.quic.datagram_send_buffer_space();
+        let (mut handed, mut handed_bytes, mut lost) = (0usize, 0usize, false);
+        while let Some((wire, _)) = batch.front() {
+            let len = wire.len();
+            if len > space {
+                break; // quinn is full: the connection's task waits for room
+            }
+            space = space.saturating_sub(len + QUINN_DATAGRAM_OVERHEAD);
+            let (wire, counters) = batch.pop_front().expect("front exists");
+            handed += 1;
+            handed_bytes += len;
+            match self.quic.send_datagram(wire) {
+                Ok(()) => {}
+                Err(e) => {
+                    counters.dropped_unsent.fetch_add(1, Ordering::Relaxed);
+                    if matches!(e, quinn::SendDatagramError::ConnectionLost(_)) {
+                        lost = true;
+                        break;
+                    }
+                    log_debug!("queued datagram not sent: {e}");
+                }
+            }
+        }
+        self.counters
+            .send_flushed
+            .fetch_add(handed as u64, Ordering::Relaxed);
+        let mut ob = lock(&self.outbox);
+        ob.bytes -= handed_bytes;
+        ob.quinn_used = DATAGRAM_SEND_BUFFER.saturating_sub(self.quic.datagram_send_buffer_space());
+        if lost || !batch.is_empty() {
+            // quinn is full (the connection's task waits for room) or the connection is over
+            // (its task counts what is left as dropped): back to the front, in order.
+            batch.append(&mut ob.queue);
+            ob.queue = batch;
+            drop(ob);
+            self.outbox_work.notify_one();
+        } else if ob.queue.is_empty() {
+            ob.flushing = false;
+        } else {
+            drop(ob);
+            super::flusher::schedule(self.clone());
+        }
+        self.max_datagram_size();
+        handed
     }
 
     /// Whether `len` more bytes fit in the outbox + quinn's buffer; looks at quinn again (its
@@ -523,13 +583,11 @@ pub(crate) fn map_send_error(e: quinn::SendDatagramError) -> Error {
 
 /// What quinn adds to a datagram's length when it accounts its send buffer (its `Datagram`
 /// struct, a `Bytes`), rounded up.
-const QUINN_DATAGRAM_OVERHEAD: usize = 64;
+pub(crate) const QUINN_DATAGRAM_OVERHEAD: usize = 64;
 
-/// A flush this small suggests the sender and the flush task alternate on one core.
-const SMALL_FLUSH: usize = 4;
-
-/// Hands the outbox to quinn, batch by batch, for the life of the connection. Waits (without
-/// evicting anything) while quinn's send buffer is full. What is left when the connection ends
+/// The connection's own flush task: takes over from the shared flusher when quinn's send buffer
+/// is full, and hands the outbox to quinn batch by batch, waiting (without evicting anything)
+/// for room. What is left when the connection ends
 /// is counted as dropped on its session.
 async fn flush_outbox(conn: Arc<Connection>) {
     let mut batch = std::collections::VecDeque::new();
@@ -597,14 +655,6 @@ async fn flush_outbox(conn: Arc<Connection>) {
                 DATAGRAM_SEND_BUFFER.saturating_sub(conn.quic.datagram_send_buffer_space());
         }
         conn.max_datagram_size();
-        if flushed < SMALL_FLUSH {
-            // A sender on another thread that woke us is often preempted by us on a shared
-            // core right after its wake-up call, so each flush would carry one datagram and
-            // each send would cost two context switches. Give the CPU back once so it can
-            // queue the rest of its burst behind this flush (no syscall-free way exists;
-            // without a runnable thread on this CPU it returns at once).
-            std::thread::yield_now();
-        }
         if conn.quic.close_reason().is_some() {
             break;
         }

@@ -5,6 +5,7 @@ pub mod capsule;
 pub mod connection;
 pub mod draft;
 pub mod errors;
+pub(crate) mod flusher;
 pub mod frame;
 pub mod huffman;
 pub mod qpack;

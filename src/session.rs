@@ -523,8 +523,27 @@ impl Session {
     /// While attached it takes every datagram (the application's `on_datagram` is not called)
     /// and gets the close notice alongside the application. Same waiting rule as
     /// [`Session::set_callbacks`].
-    pub fn set_layer_callbacks(&self, callbacks: Option<SessionCallbacks>) {
-        *lock(&self.incoming.layer) = callbacks.map(Arc::new);
+    pub fn set_layer_callbacks(
+        &self,
+        callbacks: Option<SessionCallbacks>,
+    ) -> Option<Arc<SessionCallbacks>> {
+        let installed = callbacks.map(Arc::new);
+        *lock(&self.incoming.layer) = installed.clone();
+        self.incoming.quiesce();
+        installed
+    }
+
+    /// Detaches the layer callbacks `installed` (from [`Session::set_layer_callbacks`]) if they
+    /// are still the attached ones — a newer layer attached since stays. Datagrams go to the
+    /// application's callbacks or queue again.
+    pub fn clear_layer_callbacks(&self, installed: &Arc<SessionCallbacks>) {
+        {
+            let mut layer = lock(&self.incoming.layer);
+            if !layer.as_ref().is_some_and(|l| Arc::ptr_eq(l, installed)) {
+                return;
+            }
+            *layer = None;
+        }
         self.incoming.quiesce();
     }
 

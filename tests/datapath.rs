@@ -186,3 +186,25 @@ fn several_sessions_on_several_threads_every_accepted_datagram_is_sent_or_counte
     assert_eq!(received.load(Ordering::Relaxed) as u64, delivered);
     assert_eq!(servers[0].connection_unknown_session_drops(), 0);
 }
+
+/// A closed transport hands the session's receive path back: later datagrams reach the
+/// session's own queue (counted there) instead of vanishing into the closed transport.
+#[test]
+fn closing_a_transport_gives_the_session_its_datagrams_back() {
+    use wtd::datagram::{DatagramTransport, TransportConfig};
+    let (srv, cfg, url) = pair();
+    let client = connect(&url, &cfg).unwrap();
+    let server = srv.accept(T).unwrap();
+    let t = DatagramTransport::for_session(&server, TransportConfig::default()).unwrap();
+    client.send_datagram(b"to transport").unwrap();
+    assert_eq!(&t.receive(T).unwrap().data[..], b"to transport");
+    t.close(None).unwrap();
+    client.send_datagram(b"to session").unwrap();
+    assert_eq!(&server.recv_datagram(T).unwrap()[..], b"to session");
+    // A newer transport is not detached by closing an older one.
+    let old = DatagramTransport::for_session(&server, TransportConfig::default()).unwrap();
+    let new = DatagramTransport::for_session(&server, TransportConfig::default()).unwrap();
+    old.close(None).unwrap();
+    client.send_datagram(b"to the newer one").unwrap();
+    assert_eq!(&new.receive(T).unwrap().data[..], b"to the newer one");
+}

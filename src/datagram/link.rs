@@ -52,17 +52,25 @@ pub trait Link: Send + Sync + 'static {
     fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()>;
     /// Runs `f` serialized with the delivery callbacks.
     fn post(&self, f: Box<dyn FnOnce() + Send>);
+    /// Stops routing arrivals to the sink attached last by this link (its owner closed);
+    /// arrivals then go wherever they went before the attach.
+    fn detach(&self) {}
 }
 
 /// A link over a WebTransport session.
 pub struct SessionLink {
     session: Session,
+    /// The layer callbacks this link installed on the session (to detach exactly those).
+    installed: Mutex<Option<Arc<SessionCallbacks>>>,
 }
 
 impl SessionLink {
     /// Wraps a session.
     pub fn new(session: Session) -> Arc<Self> {
-        Arc::new(SessionLink { session })
+        Arc::new(SessionLink {
+            session,
+            installed: Mutex::new(None),
+        })
     }
 }
 
@@ -85,7 +93,7 @@ impl Link for SessionLink {
     }
     fn attach(&self, sink: Weak<dyn LinkSink>) -> Result<()> {
         let (a, b, c) = (sink.clone(), sink.clone(), sink);
-        self.session.set_layer_callbacks(Some(SessionCallbacks {
+        let installed = self.session.set_layer_callbacks(Some(SessionCallbacks {
             on_datagrams: Some(Box::new(move |batch, may_defer| match a.upgrade() {
                 Some(s) => s.deliver_batch(batch, may_defer),
                 None => {
@@ -100,6 +108,7 @@ impl Link for SessionLink {
             })),
             ..Default::default()
         }));
+        *lock(&self.installed) = installed;
         // Datagrams that were queued on the session before the transport existed move over.
         if let Some(s) = c.upgrade() {
             while let Ok(d) = self.session.recv_datagram(Some(std::time::Duration::ZERO)) {
@@ -113,6 +122,11 @@ impl Link for SessionLink {
     }
     fn post(&self, f: Box<dyn FnOnce() + Send>) {
         self.session.core().post(f);
+    }
+    fn detach(&self) {
+        if let Some(installed) = lock(&self.installed).take() {
+            self.session.clear_layer_callbacks(&installed);
+        }
     }
 }
 

@@ -29,8 +29,10 @@ static FLUSHER: Lazy<Flusher> = Lazy::new(|| Flusher {
     running: AtomicBool::new(false),
 });
 
-/// A flush round this small suggests the sender and the flusher alternate on one core.
+/// A flush round this small suggests the sender and the flusher alternate on one core...
 const SMALL_ROUND: usize = 4;
+/// ...when the previous small round was this recent.
+const BURST_GAP: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// Asks the flusher to hand `conn`'s outbox to quinn. The caller has just marked the outbox as
 /// being flushed, so each connection is in the list at most once.
@@ -65,6 +67,7 @@ impl Drop for Running {
 async fn run() {
     let _running = Running;
     let mut round = Vec::new();
+    let mut last_small: Option<std::time::Instant> = None;
     loop {
         std::mem::swap(&mut *lock(&FLUSHER.pending), &mut round);
         if round.is_empty() {
@@ -78,9 +81,14 @@ async fn run() {
         if handed < SMALL_ROUND {
             // A sender on another thread that woke us is often preempted by us on a shared
             // core right after its wake-up call; each round would then carry one datagram and
-            // each send cost two context switches. Give the CPU back once so it can queue the
-            // rest of its burst (without a runnable thread on this CPU this returns at once).
-            std::thread::yield_now();
+            // each send cost two context switches. When tiny rounds follow each other closely
+            // (a burst being sent one wake-up at a time), give the CPU back once so the sender
+            // can queue the rest of its burst. A lone datagram (a ping) is not delayed.
+            let now = std::time::Instant::now();
+            if last_small.is_some_and(|t| now.duration_since(t) < BURST_GAP) {
+                std::thread::yield_now();
+            }
+            last_small = Some(now);
         }
     }
 }

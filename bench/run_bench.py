@@ -205,7 +205,7 @@ def main():
     R.finish_server(srv)
 
     log("broadcast 1000 sessions")
-    r = subprocess.run([WTD, "broadcast", "20", "50", "50"], stdout=subprocess.PIPE, stderr=sys.stderr,
+    r = subprocess.run([WTD, "broadcast", "125", "8", "50"], stdout=subprocess.PIPE, stderr=sys.stderr,
                        text=True, timeout=180)
     res["broadcast"] = json.loads([l for l in r.stdout.splitlines() if l.startswith("{")][-1])
     bg.stop()

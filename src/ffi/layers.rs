@@ -210,41 +210,27 @@ pub extern "C" fn wtd_structured_send_obj(
 ) -> wtd_result {
     guard(|| {
         let s = self::structured(structured)?;
-        if !s.inner.is_registered(type_id) {
-            return Err(serialization(format!(
-                "type id {type_id} is not registered"
-            )));
-        }
-        let t = s.inner.transport();
-        if t.is_closed() {
-            return Err(Error::closed("transport is closed"));
-        }
-        let cap = t.max_datagram_size().saturating_sub(2);
-        let mut buf = vec![0u8; cap];
-        let mut len = 0usize;
-        // SAFETY: the application's callback, called as its registration documents.
-        let rc = unsafe {
-            (s.serialize)(
-                s.user_data.get(),
-                type_id,
-                obj,
-                buf.as_mut_ptr(),
-                cap,
-                &mut len,
-            )
-        };
-        if rc != 0 {
-            return Err(serialization(format!(
-                "serializer failed ({rc}) for type id {type_id}"
-            )));
-        }
-        if len > cap {
-            return Err(serialization(format!(
-                "serializer reported {len} bytes for a {cap}-byte buffer"
-            )));
-        }
-        let ttl = opt_ms(ttl_ms);
-        s.inner.send_obj(type_id, &buf[..len], priority, ttl, None)
+        s.inner
+            .send_with(type_id, priority, opt_ms(ttl_ms), None, |body| {
+                let mut len = 0usize;
+                // SAFETY: the application's callback, called as its registration documents.
+                let rc = unsafe {
+                    (s.serialize)(
+                        s.user_data.get(),
+                        type_id,
+                        obj,
+                        body.as_mut_ptr(),
+                        body.len(),
+                        &mut len,
+                    )
+                };
+                if rc != 0 {
+                    return Err(serialization(format!(
+                        "serializer failed ({rc}) for type id {type_id}"
+                    )));
+                }
+                Ok(len)
+            })
     })
 }
 
@@ -272,18 +258,20 @@ pub extern "C" fn wtd_structured_receive_obj(
         if out_type.is_null() || out_obj.is_null() {
             return Err(Error::invalid("out_type and out_obj must not be NULL"));
         }
-        let (id, body) = s.inner.receive_obj(wait_of(timeout_ms))?;
-        let mut obj: *mut c_void = std::ptr::null_mut();
-        // SAFETY: the application's callback, called as its registration documents.
-        let rc =
-            unsafe { (s.deserialize)(s.user_data.get(), id, body.as_ptr(), body.len(), &mut obj) };
-        if rc != 0 {
-            s.inner.transport().record_receive_error();
-            return Err(serialization(format!(
-                "deserializer failed ({rc}) for type id {id} ({} bytes)",
-                body.len()
-            )));
-        }
+        let (id, obj) = s.inner.receive_with(wait_of(timeout_ms), |id, body| {
+            let mut obj: *mut c_void = std::ptr::null_mut();
+            // SAFETY: the application's callback, called as its registration documents.
+            let rc = unsafe {
+                (s.deserialize)(s.user_data.get(), id, body.as_ptr(), body.len(), &mut obj)
+            };
+            if rc != 0 {
+                return Err(serialization(format!(
+                    "deserializer failed ({rc}) for type id {id} ({} bytes)",
+                    body.len()
+                )));
+            }
+            Ok((id, obj))
+        })?;
         write_out(out_type, id, "out_type")?;
         write_out(out_obj, obj, "out_obj")
     })

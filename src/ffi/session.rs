@@ -12,6 +12,7 @@ use super::{
     arg_buffer, arg_bytes, arg_opt_str, arg_slice_mut, copy_str_out, guard,
     read_options_or_default, wait_of, write_out, write_sized, UserData,
 };
+use crate::datagram::batch;
 use crate::error::{wtd_result, Error, Result};
 use crate::h3::wtd_draft;
 use crate::session::{Session, SessionCallbacks};
@@ -249,30 +250,9 @@ pub extern "C" fn wtd_session_receive_batch(
 ) -> wtd_result {
     guard(|| {
         let handle = session_ref(session)?;
-        let s = &handle.inner;
         let slots = batch_slots(buffers, count, out_count)?;
-        let mut needed = 0;
-        let first = slot_bytes(&slots[0]);
-        match s.recv_datagram_into(first, wait_of(timeout_ms), &mut needed) {
-            Ok(n) => slots[0].len = n,
-            Err(e) => {
-                if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                    slots[0].len = needed;
-                }
-                return Err(e);
-            }
-        }
-        let rest = &mut slots[1..];
-        let more = s.recv_batch_with(rest.len(), |i, d| {
-            let dst = slot_bytes(&rest[i]);
-            if d.len() > dst.len() {
-                return false;
-            }
-            dst[..d.len()].copy_from_slice(d);
-            rest[i].len = d.len();
-            true
-        });
-        write_out(out_count, 1 + more, "out_count")
+        let n = batch::receive_into(&handle.inner, &mut CSlots(slots), wait_of(timeout_ms))?;
+        write_out(out_count, n, "out_count")
     })
 }
 
@@ -309,16 +289,22 @@ pub(crate) fn batch_slots<'a>(
     Ok(slots)
 }
 
-/// The writable bytes of one checked slot.
-///
-/// # Safety
-/// The slot passed [`batch_slots`] and its `data` stays valid and unaliased for `'a`.
-pub(crate) fn slot_bytes<'a>(slot: &wtd_datagram_buffer) -> &'a mut [u8] {
-    if slot.capacity == 0 {
-        return &mut [];
+/// Checked `wtd_datagram_buffer`s (from [`batch_slots`]) as the batch loop's slots.
+pub(crate) struct CSlots<'a>(pub(crate) &'a mut [wtd_datagram_buffer]);
+
+impl batch::Slots for CSlots<'_> {
+    fn count(&self) -> usize {
+        self.0.len()
     }
-    // SAFETY: non-NULL (checked by batch_slots when capacity > 0), length ≤ isize::MAX.
-    unsafe { std::slice::from_raw_parts_mut(slot.data, slot.capacity) }
+    fn buf(&mut self, i: usize) -> &mut [u8] {
+        let slot = &self.0[i];
+        // `batch_slots` checked data/capacity (non-NULL when capacity > 0, capacity ≤ isize::MAX);
+        // validity is the C caller's contract.
+        arg_buffer(slot.data, slot.capacity, "buffer").unwrap_or_default()
+    }
+    fn set_len(&mut self, i: usize, len: usize) {
+        self.0[i].len = len;
+    }
 }
 
 /// Installs the session's callbacks (`callbacks` NULL removes them; the struct is copied). They

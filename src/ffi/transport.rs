@@ -10,12 +10,13 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::handle::{borrow, new_arc, take_arc, weak_ref, ArcOwned, Handle};
-use super::session::{batch_slots, session, slot_bytes, wtd_datagram_buffer, wtd_session};
+use super::session::{batch_slots, session, wtd_datagram_buffer, wtd_session, CSlots};
 use super::{
     arg_buffer, arg_bytes, arg_slice, arg_slice_mut, check_sized, copy_bytes_out, copy_str_out,
     guard, guard_value, ms_of_opt, opt_ms, read_options_or_default, wait_of, write_out,
     write_sized, UserData,
 };
+use crate::datagram::batch;
 use crate::datagram::json;
 use crate::datagram::report::{self, wtd_issue};
 use crate::datagram::transport::{
@@ -478,30 +479,7 @@ pub extern "C" fn wtd_transport_receive_batch(
     guard(|| {
         let t = self::transport(transport)?;
         let slots = batch_slots(buffers, count, out_count)?;
-        let needed = Cell::new(0);
-        let mut n = 0;
-        while n < slots.len() {
-            let wait = if n == 0 {
-                wait_of(timeout_ms)
-            } else {
-                Some(Duration::ZERO)
-            };
-            match receive_fitting(t, slots[n].capacity, wait, &needed) {
-                Ok(r) => {
-                    let dst = slot_bytes(&slots[n]);
-                    dst[..r.data.len()].copy_from_slice(&r.data);
-                    slots[n].len = r.data.len();
-                    n += 1;
-                }
-                Err(e) if n == 0 => {
-                    if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                        slots[0].len = needed.get();
-                    }
-                    return Err(e);
-                }
-                Err(_) => break,
-            }
-        }
+        let n = batch::receive_into(t, &mut CSlots(slots), wait_of(timeout_ms))?;
         write_out(out_count, n, "out_count")
     })
 }
@@ -558,12 +536,9 @@ pub extern "C" fn wtd_transport_receive_with_metadata(
         // Checked before a datagram is taken, so a bad `meta` loses nothing.
         check_sized(meta, METADATA_V1, "meta")?;
         let r = receive_into(t, buf, cap, out_len, wait_of(timeout_ms))?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, &r.data);
         let mut checksum = [0 as c_char; 9];
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for (i, b) in digest.as_ref()[..4].iter().enumerate() {
-            checksum[2 * i] = HEX[(b >> 4) as usize] as c_char;
-            checksum[2 * i + 1] = HEX[(b & 15) as usize] as c_char;
+        for (dst, src) in checksum.iter_mut().zip(batch::checksum8(&r.data)) {
+            *dst = src as c_char;
         }
         let m = wtd_datagram_metadata {
             struct_size: std::mem::size_of::<wtd_datagram_metadata>() as u32,

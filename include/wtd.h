@@ -1205,7 +1205,8 @@ typedef struct wtd_datagram_stats {
      */
     double receive_success_rate;
     /**
-     * (send_drops + receive_drops) / (datagrams_sent + datagrams_received); 0 before any.
+     * (send_drops + receive_drops) / max(1, datagrams_sent + datagrams_received) (drops with no
+     * traffic yet still count, as in pywebtransport's `diagnose_issues`).
      */
     double drop_rate;
 } wtd_datagram_stats;

@@ -837,7 +837,8 @@ pub struct wtd_datagram_stats {
     /// 1 − (receive_drops + receive_errors) / (datagrams_received + receive_errors); 1 before
     /// any.
     pub receive_success_rate: f64,
-    /// (send_drops + receive_drops) / (datagrams_sent + datagrams_received); 0 before any.
+    /// (send_drops + receive_drops) / max(1, datagrams_sent + datagrams_received) (drops with no
+    /// traffic yet still count, as in pywebtransport's `diagnose_issues`).
     pub drop_rate: f64,
 }
 

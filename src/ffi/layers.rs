@@ -11,11 +11,12 @@
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::handle::{
-    borrow, free_box, new_arc, new_box, take_arc, take_box, weak_ref, ArcOwned, BoxOwned, Handle,
+    borrow, free_box, new_arc, new_box, take_arc, take_box, ArcOwned, BoxOwned, CallbackTarget,
+    Handle,
 };
 use super::transport::{transport, wtd_transport};
 use super::{
@@ -753,31 +754,24 @@ pub extern "C" fn wtd_reliability_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options(callbacks, zero, RELIABILITY_CALLBACKS_V1, "callbacks")?;
-        let weak: Weak<wtd_reliability> = weak_ref(reliability as *const wtd_reliability)?;
+        let target = CallbackTarget::new(reliability as *const wtd_reliability, cbs.user_data)?;
         let mut rust = ReliabilityCallbacks::default();
         if let Some(f) = cbs.on_message {
-            let (w, ud) = (weak.clone(), UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_message = Some(Box::new(move |data: bytes::Bytes| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe {
-                        f(
-                            ud.get(),
-                            Arc::as_ptr(&h) as *mut wtd_reliability,
-                            data.as_ptr(),
-                            data.len(),
-                        )
-                    };
-                }
+                    unsafe { f(ud, h, data.as_ptr(), data.len()) };
+                });
             }));
         }
         if let Some(f) = cbs.on_outcome {
-            let (w, ud) = (weak, UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_outcome = Some(Box::new(move |seq: u32, o: wtd_reliable_outcome| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe { f(ud.get(), Arc::as_ptr(&h) as *mut wtd_reliability, seq, o) };
-                }
+                    unsafe { f(ud, h, seq, o) };
+                });
             }));
         }
         handle.inner.set_callbacks(Some(rust));

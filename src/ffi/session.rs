@@ -4,13 +4,13 @@
 #![allow(non_camel_case_types)]
 
 use std::ffi::{c_char, c_void, CString};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::handle::{arc_ref, borrow, new_arc, take_arc, weak_ref, ArcOwned, Handle};
+use super::handle::{arc_ref, borrow, new_arc, take_arc, ArcOwned, CallbackTarget, Handle};
 use super::{
     arg_buffer, arg_bytes, arg_opt_str, arg_slice_mut, copy_str_out, guard,
-    read_options_or_default, wait_of, write_out, write_sized, UserData,
+    read_options_or_default, wait_of, write_out, write_sized,
 };
 use crate::datagram::batch;
 use crate::error::{wtd_result, Error, Result};
@@ -341,39 +341,25 @@ pub extern "C" fn wtd_session_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options_or_default(callbacks, zero, CALLBACKS_V1, "callbacks")?;
-        let weak: Weak<wtd_session> = weak_ref(session as *const wtd_session)?;
+        let target = CallbackTarget::new(session as *const wtd_session, cbs.user_data)?;
         let mut rust = SessionCallbacks::default();
         if let Some(f) = cbs.on_datagram {
-            let (w, ud) = (weak.clone(), UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_datagram = Some(Box::new(move |data: bytes::Bytes| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe {
-                        f(
-                            ud.get(),
-                            Arc::as_ptr(&h) as *mut wtd_session,
-                            data.as_ptr(),
-                            data.len(),
-                        )
-                    };
-                }
+                    unsafe { f(ud, h, data.as_ptr(), data.len()) };
+                });
             }));
         }
         if let Some(f) = cbs.on_closed {
-            let (w, ud) = (weak, UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_closed = Some(Box::new(move |info| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     let reason = CString::new(info.reason.replace('\0', " ")).unwrap_or_default();
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe {
-                        f(
-                            ud.get(),
-                            Arc::as_ptr(&h) as *mut wtd_session,
-                            info.code,
-                            reason.as_ptr(),
-                        )
-                    };
-                }
+                    unsafe { f(ud, h, info.code, reason.as_ptr()) };
+                });
             }));
         }
         handle.inner.set_callbacks(Some(rust));

@@ -6,15 +6,14 @@
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::handle::{borrow, new_arc, take_arc, weak_ref, ArcOwned, Handle};
+use super::handle::{borrow, new_arc, take_arc, ArcOwned, CallbackTarget, Handle};
 use super::session::{batch_slots, session, wtd_datagram_buffer, wtd_session, CSlots};
 use super::{
     arg_buffer, arg_bytes, arg_slice, arg_slice_mut, check_sized, copy_bytes_out, copy_str_out,
     guard, guard_value, ms_of_opt, opt_ms, read_options_or_default, wait_of, write_out,
-    write_sized, UserData,
+    write_sized,
 };
 use crate::datagram::batch;
 use crate::datagram::json;
@@ -1158,31 +1157,24 @@ pub extern "C" fn wtd_transport_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options_or_default(callbacks, zero, CALLBACKS_V1, "callbacks")?;
-        let weak: Weak<wtd_transport> = weak_ref(transport as *const wtd_transport)?;
+        let target = CallbackTarget::new(transport as *const wtd_transport, cbs.user_data)?;
         let mut rust = TransportCallbacks::default();
         if let Some(f) = cbs.on_received {
-            let (w, ud) = (weak.clone(), UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_received = Some(Box::new(move |data: bytes::Bytes| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe {
-                        f(
-                            ud.get(),
-                            Arc::as_ptr(&h) as *mut wtd_transport,
-                            data.as_ptr(),
-                            data.len(),
-                        )
-                    };
-                }
+                    unsafe { f(ud, h, data.as_ptr(), data.len()) };
+                });
             }));
         }
         if let Some(f) = cbs.on_sent {
-            let (w, ud) = (weak, UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_sent = Some(Box::new(move |size: usize| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe { f(ud.get(), Arc::as_ptr(&h) as *mut wtd_transport, size) };
-                }
+                    unsafe { f(ud, h, size) };
+                });
             }));
         }
         handle.inner.set_callbacks(Some(rust));

@@ -34,7 +34,8 @@
  *     wtd_transport_diagnose_issues), and wtd_transport_send_multiple always writes
  *     *out_accepted. wtd_result_str() and wtd_last_error_message() (per thread) explain failures.
  *   - Enums cross the boundary as uint32_t. Functions taking one from C take a plain integer
- *     (an unknown value names itself "unknown"; in an options field it is WTD_ERR_INVALID_ARGUMENT).
+ *     (an unknown value names itself "unknown"; in an options field it is
+ *     WTD_ERR_INVALID_ARGUMENT).
  *   - Versioned structs start with uint32_t struct_size. Inputs (options, callbacks): set it to
  *     sizeof the struct (the *_options_default functions do); fields beyond it get defaults.
  *     Outputs (stats, results, metadata, and the structs *_options_default fill): set it to

@@ -320,6 +320,8 @@ impl batch::Slots for CSlots<'_> {
 /// be freed. Called from inside a callback it does not wait (the change applies from the next
 /// event). A transport made from the session receives regardless.
 ///
+/// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+/// callbacks may run.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `struct_size` below the first
 /// published size).
 #[no_mangle]
@@ -371,6 +373,7 @@ pub extern "C" fn wtd_session_set_callbacks(
 /// bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake with
 /// WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any, including callbacks. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `reason` not
 /// UTF-8).
 #[no_mangle]
@@ -389,6 +392,7 @@ pub extern "C" fn wtd_session_close(
 /// Writes to `*out` whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION
 /// capsule or HTTP/3 GOAWAY): finish what you are doing and close.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_is_draining(
@@ -401,6 +405,7 @@ pub extern "C" fn wtd_session_is_draining(
 /// Writes to `*out` whether the session is closed (by either side). Cheap: meant to be called
 /// every frame.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_is_closed(session: *const wtd_session, out: *mut bool) -> wtd_result {
@@ -410,6 +415,7 @@ pub extern "C" fn wtd_session_is_closed(session: *const wtd_session, out: *mut b
 /// After close: writes the close code to `*out_code` and copies the reason NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
 /// without the NUL. `buf` NULL with `cap` 0 queries the length.
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_code, NULL reason_buf with
 /// cap > 0), WTD_ERR_INVALID_STATE (still open), WTD_ERR_BUFFER_TOO_SMALL (the needed length is
 /// written to `*out_len`).
@@ -437,6 +443,7 @@ pub extern "C" fn wtd_session_close_info(
 /// Blocks until the session has closed and its close notice was delivered (callbacks
 /// included), at most `timeout_ms` (negative = forever, 0 = check only).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any but a wtd callback thread when waiting (WTD_ERR_INVALID_STATE).
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_TIMEOUT (still open).
 #[no_mangle]
@@ -455,6 +462,7 @@ pub extern "C" fn wtd_session_wait_closed(
 
 /// Writes the session id (its CONNECT stream id; equal on both ends) to `*out`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_id(session: *const wtd_session, out: *mut u64) -> wtd_result {
@@ -463,6 +471,7 @@ pub extern "C" fn wtd_session_id(session: *const wtd_session, out: *mut u64) -> 
 
 /// Writes the negotiated WebTransport draft (a `wtd_draft` value) to `*out`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_draft(
@@ -484,6 +493,7 @@ pub extern "C" fn wtd_draft_str(draft: u32) -> *const c_char {
 /// Copies the request `:path` (with query) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
 /// without the NUL. `buf` NULL with `cap` 0 queries the length.
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL buf with cap > 0),
 /// WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
 #[no_mangle]
@@ -499,6 +509,7 @@ pub extern "C" fn wtd_session_path(
 /// Copies the request's `origin` header ("" when none was sent) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
 /// without the NUL. `buf` NULL with `cap` 0 queries the length.
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any. Errors: as `wtd_session_path`.
 #[no_mangle]
 pub extern "C" fn wtd_session_origin(
@@ -524,6 +535,7 @@ pub extern "C" fn wtd_session_origin(
 /// Writes the largest payload one datagram can carry now to `*out` (grows with path MTU
 /// discovery; 0 when the peer takes no datagrams). Cheap: meant to be called every frame.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_max_datagram_size(
@@ -539,7 +551,9 @@ pub extern "C" fn wtd_session_max_datagram_size(
 /// then (do not read from it or close it). With an `on_datagram` callback set (or a transport
 /// made from the session), datagrams bypass the queue and the descriptor only reports the close.
 /// Created on first call (an eventfd on Linux, a pipe elsewhere); the same descriptor every
-/// time; valid until `wtd_session_free`. Thread: any. Errors: NULL arguments;
+/// time; valid until `wtd_session_free`.
+/// Ownership: the descriptor stays wtd's (do not read from it or close it).
+/// Thread: any. Errors: NULL arguments;
 /// WTD_ERR_INTERNAL if the OS refuses a descriptor.
 #[no_mangle]
 pub extern "C" fn wtd_session_readiness_fd(
@@ -552,6 +566,7 @@ pub extern "C" fn wtd_session_readiness_fd(
 /// Fills `*out` with the session's counters. Set `out->struct_size = sizeof(wtd_session_stats)`
 /// first: the library writes at most that many bytes and sets `struct_size` to what it wrote.
 ///
+/// Ownership: `*out` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
 #[no_mangle]
 pub extern "C" fn wtd_session_get_stats(
@@ -595,6 +610,7 @@ pub extern "C" fn wtd_session_get_stats(
 /// `wtd_session_wait_closed`) wake with WTD_ERR_CLOSED / return, and the memory stays valid
 /// until they do. No call may *start* on the handle after this. A transport made from the
 /// session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
+/// Ownership: releases the handle; it must not be used afterwards.
 /// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]

@@ -175,6 +175,7 @@ fn receive_into(
 
 /// Fills `*options` with the defaults (and its `struct_size`).
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
 pub extern "C" fn wtd_transport_options_default(options: *mut wtd_transport_options) -> wtd_result {
@@ -227,6 +228,7 @@ pub extern "C" fn wtd_transport_new(
 /// Writes the transport's current configuration to `*options` (max ages reflect
 /// `wtd_transport_set_*_max_age`; `incoming_high_water_mark` is the effective value).
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_options(
@@ -255,6 +257,7 @@ pub extern "C" fn wtd_transport_get_options(
 /// later sends fail with WTD_ERR_CLOSED; datagrams already received stay readable. The session
 /// stays open. The handle stays valid until `wtd_transport_free`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any; a flush from a callback thread is refused (WTD_ERR_INVALID_STATE) — use 0 there.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_INVALID_STATE (see above).
 #[no_mangle]
@@ -269,6 +272,7 @@ pub extern "C" fn wtd_transport_close(
 /// releases the handle. NULL is a no-op. No other call on this handle may be running or start.
 /// Callbacks already running finish normally; none starts afterwards.
 ///
+/// Ownership: releases the handle; it must not be used afterwards.
 /// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
@@ -316,7 +320,9 @@ pub extern "C" fn wtd_transport_send(
 }
 
 /// `wtd_transport_send` that never waits (a full WTD_DROP_BLOCK queue fails with
-/// WTD_ERR_WOULD_BLOCK at once). Same errors. Thread: any, including callbacks.
+/// WTD_ERR_WOULD_BLOCK at once). Same errors.
+/// Ownership: `data` is only read during the call (copied when queued).
+/// Thread: any, including callbacks.
 /// Errors: as `wtd_transport_send`.
 #[no_mangle]
 pub extern "C" fn wtd_transport_try_send(
@@ -438,6 +444,7 @@ pub extern "C" fn wtd_transport_receive(
 }
 
 /// `wtd_transport_receive` with `timeout_ms` 0: never waits (WTD_ERR_WOULD_BLOCK when empty).
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any, including callbacks.
 /// Errors: as `wtd_transport_receive`.
 #[no_mangle]
@@ -519,6 +526,7 @@ const METADATA_V1: usize = std::mem::size_of::<wtd_datagram_metadata>();
 /// `wtd_transport_receive` that also fills `*meta` (computing the SHA-256 checksum, which only
 /// this function does). Same buffer, timeout and error rules; `*meta` is written on success only.
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: as `wtd_transport_receive`. Errors: as `wtd_transport_receive`, plus
 /// WTD_ERR_INVALID_ARGUMENT when `meta` is NULL.
 #[no_mangle]
@@ -564,6 +572,7 @@ pub extern "C" fn wtd_transport_receive_with_metadata(
 /// fit stays queued too (WTD_ERR_BUFFER_TOO_SMALL, the needed length without NUL in `*out_len`;
 /// `buf` NULL with `cap` 0 is a size query).
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: as `wtd_transport_receive`. Errors: the ones above and those of
 /// `wtd_transport_receive`.
 #[no_mangle]
@@ -610,7 +619,9 @@ pub extern "C" fn wtd_transport_receive_json(
 // ----- buffers and queues ------------------------------------------------------------------
 
 /// Empties the incoming queue; `*out_count` (optional) = datagrams dropped (counted in
-/// `cleared_incoming` and `receive_drops`). Thread: any. Errors: NULL transport.
+/// `cleared_incoming` and `receive_drops`).
+/// Ownership: nothing is handed over (`*out_count` is only written).
+/// Thread: any. Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_clear_receive_buffer(
     transport: *mut wtd_transport,
@@ -626,7 +637,9 @@ pub extern "C" fn wtd_transport_clear_receive_buffer(
 }
 
 /// Empties the outgoing queue; `*out_count` (optional) = datagrams dropped (counted in
-/// `cleared_outgoing` and `send_drops`). Wakes blocked senders. Thread: any.
+/// `cleared_outgoing` and `send_drops`). Wakes blocked senders.
+/// Ownership: nothing is handed over (`*out_count` is only written).
+/// Thread: any.
 /// Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_clear_send_buffer(
@@ -642,7 +655,9 @@ pub extern "C" fn wtd_transport_clear_send_buffer(
     })
 }
 
-/// Datagrams waiting in the incoming queue. Thread: any. Errors: NULL arguments.
+/// Datagrams waiting in the incoming queue.
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_receive_buffer_size(
     transport: *const wtd_transport,
@@ -657,7 +672,9 @@ pub extern "C" fn wtd_transport_get_receive_buffer_size(
     })
 }
 
-/// Datagrams waiting in the outgoing queue. Thread: any. Errors: NULL arguments.
+/// Datagrams waiting in the outgoing queue.
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_send_buffer_size(
     transport: *const wtd_transport,
@@ -730,6 +747,7 @@ fn queue_direction(q: &(usize, usize, Vec<(i32, usize)>)) -> wtd_queue_direction
 }
 
 /// Fills `*out` with the size, capacity and per-priority counts of both queues.
+/// Ownership: `*out` is the caller's; the library only writes it.
 /// Thread: any. Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_queue_stats(
@@ -842,7 +860,9 @@ pub struct wtd_datagram_stats {
 }
 
 /// Fills `*out` with the transport's statistics (pywebtransport's `stats` property; named `get_stats`
-/// because C cannot have a function and a struct of the same name). Thread: any.
+/// because C cannot have a function and a struct of the same name).
+/// Ownership: `*out` is the caller's; the library only writes it.
+/// Thread: any.
 /// Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_stats(
@@ -900,7 +920,9 @@ pub extern "C" fn wtd_transport_get_stats(
 /// "sequences" — pywebtransport's) NUL-terminated into `buf` (capacity `cap`, NUL included);
 /// `*out_len` (optional) = length without NUL. Too small: WTD_ERR_BUFFER_TOO_SMALL with the
 /// needed length in `*out_len` (`buf` NULL, `cap` 0 queries it; the snapshot may grow slightly
-/// between calls, so leave headroom). Thread: any.
+/// between calls, so leave headroom).
+/// Ownership: the buffers stay the caller's and are only written during the call.
+/// Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL buf with cap > 0),
 /// WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
 #[no_mangle]
@@ -921,6 +943,7 @@ pub extern "C" fn wtd_transport_debug_state(
 /// `out[0..*out_count]`. `count` = room in `out`; when more issues than that were found:
 /// WTD_ERR_BUFFER_TOO_SMALL with the count in `*out_count` (written on that failure too) and
 /// nothing written to `out` (`out` NULL with `count` 0 queries the count). Messages: `wtd_transport_diagnose_issues_json`.
+/// Ownership: the array stays the caller's and is only written during the call.
 /// Thread: any. Errors: NULL transport/out_count.
 #[no_mangle]
 pub extern "C" fn wtd_transport_diagnose_issues(
@@ -951,7 +974,9 @@ pub extern "C" fn wtd_transport_diagnose_issues(
 }
 
 /// `wtd_transport_diagnose_issues` as a JSON array `[{"code": n, "message": ".."}, ...]`
-/// (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`. Thread: any.
+/// (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`.
+/// Ownership: the buffers stay the caller's and are only written during the call.
+/// Thread: any.
 /// Errors: as `wtd_transport_debug_state`.
 #[no_mangle]
 pub extern "C" fn wtd_transport_diagnose_issues_json(
@@ -971,6 +996,7 @@ pub extern "C" fn wtd_transport_diagnose_issues_json(
 /// Sends `HEARTBEAT:<unix seconds>` (ASCII) at priority 1 every `interval_ms`, the first one at
 /// once (not waiting; a full queue skips that beat), until `wtd_transport_stop_heartbeat`,
 /// another `start_heartbeat` (which replaces it) or close. Runs on a wtd runtime thread.
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, interval 0), WTD_ERR_CLOSED.
 #[no_mangle]
 pub extern "C" fn wtd_transport_start_heartbeat(
@@ -980,7 +1006,9 @@ pub extern "C" fn wtd_transport_start_heartbeat(
     guard(|| self::transport(transport)?.start_heartbeat(Duration::from_millis(interval_ms.into())))
 }
 
-/// Stops the heartbeat (no-op when none runs). Thread: any. Errors: NULL transport.
+/// Stops the heartbeat (no-op when none runs).
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_stop_heartbeat(transport: *mut wtd_transport) -> wtd_result {
     guard(|| {
@@ -989,7 +1017,9 @@ pub extern "C" fn wtd_transport_stop_heartbeat(transport: *mut wtd_transport) ->
     })
 }
 
-/// Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has. Thread: any.
+/// Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has.
+/// Ownership: nothing is handed over.
+/// Thread: any.
 /// Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_last_heartbeat_received(
@@ -1005,7 +1035,9 @@ pub extern "C" fn wtd_transport_last_heartbeat_received(
 }
 
 /// Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
-/// takes no datagrams). Thread: any. Errors: NULL arguments.
+/// takes no datagrams).
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_max_datagram_size(
     transport: *const wtd_transport,
@@ -1020,6 +1052,7 @@ pub extern "C" fn wtd_transport_max_datagram_size(
 /// close it). With an `on_received` callback set, datagrams go to the callback and the
 /// descriptor only reports the close. Created on first call (an eventfd on Linux, a pipe
 /// elsewhere); the same descriptor every time; valid until `wtd_transport_free`.
+/// Ownership: the descriptor stays wtd's (do not read from it or close it).
 /// Thread: any. Errors: NULL arguments; WTD_ERR_INTERNAL if the OS refuses a descriptor.
 #[no_mangle]
 pub extern "C" fn wtd_transport_readiness_fd(
@@ -1066,6 +1099,7 @@ pub struct wtd_throughput_result {
 /// (≤ 1 s) for the queue to drain, and reports what really left (pywebtransport counted enqueue
 /// attempts). Blocks for about `duration_ms`; traffic counts in the normal statistics too.
 ///
+/// Ownership: `*out` is the caller's; the library only writes it.
 /// Thread: not a callback thread (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT
 /// (NULL, duration 0), WTD_ERR_TOO_LARGE (size 0 or above max_datagram_size), WTD_ERR_CLOSED.
 #[no_mangle]
@@ -1137,6 +1171,8 @@ const CALLBACKS_V1: usize = std::mem::size_of::<wtd_transport_callbacks>();
 /// blocking ones return WTD_ERR_INVALID_STATE. The `transport` pointer passed is this handle;
 /// callbacks stop once it is freed (a callback never sees a freed handle).
 ///
+/// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+/// callbacks may run.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, struct_size too small).
 #[no_mangle]
 pub extern "C" fn wtd_transport_set_callbacks(
@@ -1195,6 +1231,7 @@ fn getter<T>(
 
 /// True once closed (by `wtd_transport_close`/`_free` or because the session ended).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_is_closed(
@@ -1206,6 +1243,7 @@ pub extern "C" fn wtd_transport_is_closed(
 
 /// True while datagrams can be read (open, or closed with some still queued).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_is_readable(
@@ -1217,6 +1255,7 @@ pub extern "C" fn wtd_transport_is_readable(
 
 /// True while datagrams can be sent (transport and session open).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_is_writable(
@@ -1229,6 +1268,7 @@ pub extern "C" fn wtd_transport_is_writable(
 /// Datagrams accepted for sending so far: handed to QUIC or queued (local counter, never on the
 /// wire); refused sends do not count.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_send_sequence(
@@ -1240,6 +1280,7 @@ pub extern "C" fn wtd_transport_send_sequence(
 
 /// Datagrams that arrived so far (local counter, never on the wire).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_receive_sequence(
@@ -1251,6 +1292,7 @@ pub extern "C" fn wtd_transport_receive_sequence(
 
 /// Sets the incoming max age in ms (0 = no limit): queued datagrams older than this are dropped
 /// when read and counted in `expired_incoming`. Applies to what is already queued.
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_set_incoming_max_age(
@@ -1264,7 +1306,9 @@ pub extern "C" fn wtd_transport_set_incoming_max_age(
 }
 
 /// Sets the outgoing max age in ms (0 = no limit): queued datagrams older than this are dropped
-/// before sending and counted in `dropped_too_old`. Thread: any. Errors: NULL transport.
+/// before sending and counted in `dropped_too_old`.
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_set_outgoing_max_age(
     transport: *mut wtd_transport,
@@ -1280,7 +1324,9 @@ pub extern "C" fn wtd_transport_set_outgoing_max_age(
 
 /// Writes a heartbeat payload, `HEARTBEAT:<unix seconds>` (ASCII, no NUL), into `buf` (capacity
 /// `cap`) and its length to `*out_len` (optional). Too small: WTD_ERR_BUFFER_TOO_SMALL with the
-/// needed length in `*out_len` (32 bytes always suffice). Thread: any.
+/// needed length in `*out_len` (32 bytes always suffice).
+/// Ownership: the buffers stay the caller's and are only written during the call.
+/// Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL buf with cap > 0), WTD_ERR_BUFFER_TOO_SMALL (the
 /// needed length is written to `*out_len`).
 #[no_mangle]
@@ -1298,6 +1344,7 @@ pub extern "C" fn wtd_create_heartbeat_datagram(
 }
 
 /// True when `data[0..len]` is a heartbeat datagram (starts with `HEARTBEAT:`); false for NULL.
+/// Ownership: `data` is only read during the call.
 /// Thread: any. Errors: none.
 #[no_mangle]
 pub extern "C" fn wtd_is_heartbeat_datagram(data: *const u8, len: usize) -> bool {

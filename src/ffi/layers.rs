@@ -24,6 +24,7 @@ use super::{
     read_options, read_options_or_default, wait_of, write_elements, write_out, write_sized,
     UserData,
 };
+use crate::datagram::batch;
 use crate::datagram::broadcaster::Broadcaster;
 use crate::datagram::monitor::{wtd_alert_kind, Alert, Monitor, MonitorConfig, Sample};
 use crate::datagram::reliability::{
@@ -673,16 +674,7 @@ pub extern "C" fn wtd_reliability_receive(
         }
         let slice = arg_buffer(buf, cap, "buf")?;
         let needed = Cell::new(0usize);
-        let res = r.receive_where(wait_of(timeout_ms), |m| {
-            if m.len() > cap {
-                needed.set(m.len());
-                return Err(Error::new(
-                    wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
-                    format!("next message has {} bytes, buffer holds {cap}", m.len()),
-                ));
-            }
-            Ok(())
-        });
+        let res = r.receive_where(wait_of(timeout_ms), batch::fits(cap, &needed));
         match res {
             Ok(m) => {
                 slice[..m.len()].copy_from_slice(&m);

@@ -119,30 +119,6 @@ pub(crate) fn transport<'a>(p: *const wtd_transport) -> Result<&'a DatagramTrans
     Ok(&borrow(p)?.inner)
 }
 
-fn too_small(need: usize, cap: usize) -> Error {
-    Error::new(
-        wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
-        format!("next datagram has {need} bytes, buffer holds {cap}"),
-    )
-}
-
-/// Receives the next datagram only if it fits `cap` bytes (else it stays queued and `needed` gets
-/// its size).
-fn receive_fitting(
-    t: &DatagramTransport,
-    cap: usize,
-    timeout: Option<Duration>,
-    needed: &Cell<usize>,
-) -> Result<Received> {
-    t.receive_where(timeout, |d| {
-        if d.len() > cap {
-            needed.set(d.len());
-            return Err(too_small(d.len(), cap));
-        }
-        Ok(())
-    })
-}
-
 /// Receives into `buf`, writing the length, or the needed size on WTD_ERR_BUFFER_TOO_SMALL.
 fn receive_into(
     t: &DatagramTransport,
@@ -156,7 +132,7 @@ fn receive_into(
     }
     let slice = arg_buffer(buf, cap, "buf")?;
     let needed = Cell::new(0);
-    match receive_fitting(t, cap, timeout, &needed) {
+    match t.receive_where(timeout, batch::fits(cap, &needed)) {
         Ok(r) => {
             slice[..r.data.len()].copy_from_slice(&r.data);
             write_out(out_len, r.data.len(), "out_len")?;

@@ -2088,6 +2088,12 @@ wtd_result wtd_transport_throughput_test(struct wtd_transport *transport,
  * blocking ones return WTD_ERR_INVALID_STATE. The `transport` pointer passed is this handle;
  * callbacks stop once it is freed (a callback never sees a freed handle).
  *
+ * Replacing: events not yet dispatched go to the new set (none is replayed or dropped);
+ * datagrams already in the incoming queue stay there for the receive calls. Unlike
+ * `wtd_session_set_callbacks`, this call does not wait for a callback that is already running:
+ * it may finish with the old `user_data` after the call returns, so keep the old `user_data`
+ * valid until the transport is freed or a later event has reached the new callbacks.
+ *
  * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
  * callbacks may run.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, struct_size too small).
@@ -2686,6 +2692,8 @@ wtd_result wtd_reliability_poll_outcomes(struct wtd_reliability *reliability,
  * never in parallel for one layer. Inside them non-blocking wtd calls are allowed (e.g.
  * `wtd_reliability_send`); waiting ones return WTD_ERR_INVALID_STATE. The `reliability` pointer
  * passed is this handle; callbacks stop once it is freed (a callback never sees a freed handle).
+ * Like `wtd_transport_set_callbacks`, replacing does not wait for a callback that is already
+ * running (it may finish with the old `user_data` after the call returns).
  *
  * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
  * callbacks may run.

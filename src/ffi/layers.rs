@@ -738,6 +738,8 @@ pub extern "C" fn wtd_reliability_poll_outcomes(
 /// never in parallel for one layer. Inside them non-blocking wtd calls are allowed (e.g.
 /// `wtd_reliability_send`); waiting ones return WTD_ERR_INVALID_STATE. The `reliability` pointer
 /// passed is this handle; callbacks stop once it is freed (a callback never sees a freed handle).
+/// Like `wtd_transport_set_callbacks`, replacing does not wait for a callback that is already
+/// running (it may finish with the old `user_data` after the call returns).
 ///
 /// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
 /// callbacks may run.

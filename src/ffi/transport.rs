@@ -1147,6 +1147,12 @@ const CALLBACKS_V1: usize = std::mem::size_of::<wtd_transport_callbacks>();
 /// blocking ones return WTD_ERR_INVALID_STATE. The `transport` pointer passed is this handle;
 /// callbacks stop once it is freed (a callback never sees a freed handle).
 ///
+/// Replacing: events not yet dispatched go to the new set (none is replayed or dropped);
+/// datagrams already in the incoming queue stay there for the receive calls. Unlike
+/// `wtd_session_set_callbacks`, this call does not wait for a callback that is already running:
+/// it may finish with the old `user_data` after the call returns, so keep the old `user_data`
+/// valid until the transport is freed or a later event has reached the new callbacks.
+///
 /// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
 /// callbacks may run.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, struct_size too small).

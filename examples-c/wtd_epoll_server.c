@@ -97,6 +97,7 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
 
     wtd_server_options so;
+    so.struct_size = sizeof(so);
     wtd_server_options_default(&so);
     so.port = (uint16_t)port;
     so.host = "127.0.0.1";
@@ -129,6 +130,7 @@ int main(int argc, char **argv) {
     for (long c = 0; c < clients; c++) {
         wtd_client_options co;
         char url[64];
+        co.struct_size = sizeof(co);
         wtd_client_options_default(&co);
         co.verify = WTD_VERIFY_CERT_HASHES, co.cert_hashes = hash, co.cert_hash_count = 1;
         snprintf(url, sizeof url, "https://127.0.0.1:%u/epoll", bound);
@@ -160,7 +162,7 @@ int main(int argc, char **argv) {
             struct peer *p = evs[i].data.ptr;
             if (!p) { /* the server: accept everything that waits */
                 wtd_session *s;
-                while (peers < MAX_PEERS && wtd_server_accept(server, 0, &s) == WTD_OK) {
+                while (peers < MAX_PEERS && wtd_server_accept(server, &s, 0) == WTD_OK) {
                     if (watch(ep, s, 0, NULL) != 0) { wtd_session_free(s); continue; }
                     sessions++, peers++;
                 }

@@ -10,6 +10,7 @@ static uint8_t cert_hash[32];
 /* Starts `server` on 127.0.0.1, any free port (default options). */
 static inline void start_loopback_server(void) {
     wtd_server_options so;
+    so.struct_size = sizeof so;
     wtd_server_options_default(&so);
     so.port = 0;
     so.host = "127.0.0.1";
@@ -22,6 +23,7 @@ static inline void start_loopback_server(void) {
 static inline wtd_result connect_client(const char *path, int32_t timeout_ms, wtd_session **client) {
     wtd_client_options o;
     char url[128];
+    o.struct_size = sizeof o;
     wtd_client_options_default(&o);
     o.verify = WTD_VERIFY_CERT_HASHES, o.cert_hashes = cert_hash, o.cert_hash_count = 1;
     o.connect_timeout_ms = (uint32_t)timeout_ms;
@@ -32,7 +34,7 @@ static inline wtd_result connect_client(const char *path, int32_t timeout_ms, wt
 /* Connects a client to `path` and accepts the server's side of it. */
 static inline void pair(const char *path, wtd_session **client, wtd_session **srv) {
     CHECK_R(connect_client(path, 20000, client), WTD_OK);
-    CHECK_R(wtd_server_accept(server, 20000, srv), WTD_OK);
+    CHECK_R(wtd_server_accept(server, srv, 20000), WTD_OK);
 }
 
 #endif

@@ -75,7 +75,7 @@ static void open_pair(struct slot *sl) {
     }
     /* Another thread may accept our server session first: any accepted one will do, and
      * sessions whose client went away just close. */
-    if (wtd_server_accept(server, 3000, &sl->server) != WTD_OK) sl->server = NULL;
+    if (wtd_server_accept(server, &sl->server, 3000) != WTD_OK) sl->server = NULL;
 }
 
 static void free_pair(struct slot *sl, uint64_t *seed) {
@@ -211,7 +211,7 @@ int main(void) {
         if (slots[i].client || slots[i].server) free_pair(&slots[i], &seed);
     /* Sessions accepted by one slot whose client belonged to another may still wait. */
     wtd_session *left;
-    while (wtd_server_accept(server, 0, &left) == WTD_OK) wtd_session_free(left);
+    while (wtd_server_accept(server, &left, 0) == WTD_OK) wtd_session_free(left);
     wtd_server_free(server);
     wtd_shutdown();
     printf("# %ld operations, %ld callbacks, %ld unexpected results\n", atomic_load(&ops),

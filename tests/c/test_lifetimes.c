@@ -160,7 +160,7 @@ struct blocked_accept {
 static void *blocked_accept_thread(void *arg) {
     struct blocked_accept *b = arg;
     wtd_session *s = NULL;
-    b->r = wtd_server_accept(b->srv, -1, &s);
+    b->r = wtd_server_accept(b->srv, &s, -1);
     if (b->r == WTD_OK) wtd_session_free(s);
     atomic_store(&b->done, 1);
     return NULL;
@@ -171,6 +171,7 @@ static void test_server_free_while_accept_blocks(void) {
     wtd_server *srv = NULL;
     pthread_t th;
     printf("# wtd_server_free while another thread blocks in wtd_server_accept(-1)\n");
+    so.struct_size = sizeof so;
     wtd_server_options_default(&so);
     so.port = 0;
     so.host = "127.0.0.1";

@@ -104,6 +104,7 @@ static void test_no_lost_wakeup(void) {
         if (!readable(fd, 200)) {
             /* Not readable: the queue must really be empty. */
             wtd_session_stats st;
+            st.struct_size = sizeof(st);
             wtd_session_get_stats(s, &st);
             if (st.queued > 0) lost_wakeups++;
             if (!atomic_load(&sender_done)) idle_since = now_s(); /* stop 2 s after the sender */
@@ -116,13 +117,14 @@ static void test_no_lost_wakeup(void) {
         for (int i = 0; i < 32; i++) bufs[i] = (wtd_datagram_buffer){store[i], sizeof store[i], 0};
         for (;;) {
             size_t n = 0;
-            wtd_result r = wtd_session_receive_batch(s, bufs, 32, &n);
+            wtd_result r = wtd_session_receive_batch(s, bufs, 32, &n, 0);
             if (r != WTD_OK || n == 0) break;
             got += (long)n;
         }
     }
     pthread_join(th, NULL);
     wtd_session_stats st;
+    st.struct_size = sizeof(st);
     wtd_session_get_stats(s, &st);
     printf("#   received %ld of %d sent (%llu arrived, %llu evicted), %ld polls\n", got, TOTAL,
            (unsigned long long)st.datagrams_received, (unsigned long long)st.dropped_queue_full, polls);

@@ -1,0 +1,161 @@
+package wtd
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Go client ↔ the C echo server process (examples-c/wtd_echo_server): pinned certificate,
+// echo, stats, and the close code/reason the server reports.
+func TestEchoGoClientToWtdServer(t *testing.T) {
+	bin := filepath.Join(buildDir(t), "examples-c", "wtd_echo_server")
+	p := startPeer(t, bin, "--host", "127.0.0.1", "--port", "0")
+	hash, err := ParseCertHash(p.hash)
+	if err != nil {
+		t.Fatalf("READY hash %q: %v", p.hash, err)
+	}
+	url := fmt.Sprintf("https://127.0.0.1:%d/go-echo", p.port)
+	s, err := Dial(ctxT(t, 10*time.Second), url, &DialOptions{CertHashes: [][32]byte{hash}})
+	if err != nil {
+		t.Fatalf("Dial: %v", err)
+	}
+	defer s.Close()
+	if s.Draft() == DraftUnknown {
+		t.Errorf("draft unknown")
+	}
+	if s.MaxDatagramSize() < 1000 {
+		t.Errorf("MaxDatagramSize %d", s.MaxDatagramSize())
+	}
+	for i := 0; i < 50; i++ {
+		echoRound(t, s, []byte(fmt.Sprintf("hello %d", i)))
+	}
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DatagramsSent != 50 || st.DatagramsReceived != 50 || st.DatagramsRead != 50 || st.RTT <= 0 {
+		t.Errorf("stats after 50 echoes: %+v", st)
+	}
+	if _, ok := p.waitLine("SESSION_OPEN", 5*time.Second); !ok {
+		t.Errorf("server printed no SESSION_OPEN")
+	}
+	if err := s.CloseWithError(42, "bye from go"); err != nil {
+		t.Fatalf("CloseWithError: %v", err)
+	}
+	if l, ok := p.waitLine("SESSION_CLOSED", 5*time.Second); !ok {
+		t.Errorf("server printed no SESSION_CLOSED")
+	} else if want := "code=42 reason=bye from go"; !strings.Contains(l, want) {
+		t.Errorf("server saw %q, want %q", l, want)
+	}
+	if err := s.Send([]byte("x")); !errors.Is(err, ErrClosed) {
+		t.Errorf("Send after Close: %v, want ErrClosed", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// Go server ↔ Go client in one process: echo, batch receive into reused buffers, stats on both
+// ends, and close codes in both directions.
+func TestEchoGoServerGoClient(t *testing.T) {
+	g := startGoServer(t, true)
+	c := g.dial(t, "/room?x=1")
+	for i := 0; i < 20; i++ {
+		echoRound(t, c, []byte(fmt.Sprintf("ping %d", i)))
+	}
+	ss := <-g.sessions
+	if ss.Path() != "/room?x=1" {
+		t.Errorf("server Path %q", ss.Path())
+	}
+	if ss.ID() != c.ID() {
+		t.Errorf("session ids differ: server %d client %d", ss.ID(), c.ID())
+	}
+	if ss.Draft() != c.Draft() {
+		t.Errorf("drafts differ: %v %v", ss.Draft(), c.Draft())
+	}
+
+	// Batch: 30 datagrams echoed, read 8 at a time into the same buffers.
+	bufs := make([][]byte, 8)
+	backing := make([]*byte, len(bufs))
+	for i := range bufs {
+		bufs[i] = make([]byte, 0, 2048)
+		backing[i] = &bufs[i][:1][0]
+	}
+	for i := 0; i < 30; i++ {
+		if err := c.Send([]byte(fmt.Sprintf("batch %02d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]bool{}
+	calls := 0
+	for len(got) < 30 {
+		n, err := c.ReceiveBatch(ctxT(t, 5*time.Second), bufs)
+		if err != nil {
+			t.Fatalf("ReceiveBatch after %d datagrams: %v", len(got), err)
+		}
+		calls++
+		if n < 1 || n > len(bufs) {
+			t.Fatalf("ReceiveBatch n=%d", n)
+		}
+		for i := 0; i < n; i++ {
+			got[string(bufs[i])] = true
+			if &bufs[i][:1][0] != backing[i] {
+				t.Fatalf("buffer %d was reallocated", i)
+			}
+		}
+	}
+	for i := 0; i < 30; i++ {
+		if !got[fmt.Sprintf("batch %02d", i)] {
+			t.Errorf("batch %02d missing", i)
+		}
+	}
+	t.Logf("30 datagrams in %d ReceiveBatch calls", calls)
+
+	cst, _ := c.Stats()
+	sst, _ := ss.Stats()
+	if cst.DatagramsSent != 50 || cst.DatagramsRead != 50 || sst.DatagramsReceived != 50 || sst.DatagramsSent != 50 {
+		t.Errorf("stats: client %+v server %+v", cst, sst)
+	}
+	if sst.BytesReceived != cst.BytesSent {
+		t.Errorf("bytes: server received %d, client sent %d", sst.BytesReceived, cst.BytesSent)
+	}
+
+	// Client closes with a code: the server's receive loop ends with it.
+	if err := c.CloseWithError(7, "done here"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-g.closed:
+		var ce *CloseError
+		if !errors.As(err, &ce) || ce.Code != 7 || ce.Reason != "done here" || !errors.Is(err, ErrClosed) {
+			t.Errorf("server receive ended with %v, want CloseError{7, done here}", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not see the close")
+	}
+	code, reason, err := ss.CloseInfo()
+	if err != nil || code != 7 || reason != "done here" {
+		t.Errorf("server CloseInfo = %d %q %v", code, reason, err)
+	}
+	if !ss.IsClosed() {
+		t.Errorf("server session not closed")
+	}
+
+	// Server closes a second session with a code: the client's receive sees it.
+	g2 := startGoServer(t, false)
+	c2 := g2.dial(t, "/kick")
+	s2 := <-g2.sessions
+	if err := s2.CloseWithError(4242, "kicked"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c2.Receive(ctxT(t, 5*time.Second))
+	var ce *CloseError
+	if !errors.As(err, &ce) || ce.Code != 4242 || ce.Reason != "kicked" {
+		t.Errorf("client receive after server close: %v", err)
+	}
+}
+

@@ -158,4 +158,3 @@ func TestEchoGoServerGoClient(t *testing.T) {
 		t.Errorf("client receive after server close: %v", err)
 	}
 }
-

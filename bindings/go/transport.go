@@ -12,10 +12,13 @@ import (
 // statistics with a reason for every drop. Once a session has a transport, receive through the
 // transport, not the session. Methods may be called from any goroutine.
 type Transport struct {
-	mu    sync.RWMutex
-	h     cTransport
-	rdyMu sync.Mutex
-	rdy   *readiness
+	mu sync.RWMutex
+	h  cTransport
+	// session keeps the Go Session reachable while the transport is: otherwise the session's
+	// finalizer could free (and so close) a session whose transport is still in use.
+	session *Session
+	rdyMu   sync.Mutex
+	rdy     *readiness
 
 	rxMu sync.Mutex
 	rx   cSlab
@@ -38,7 +41,7 @@ func NewTransport(session *Session, opts *TransportOptions) (*Transport, error) 
 	if err != nil {
 		return nil, err
 	}
-	tr := &Transport{h: t}
+	tr := &Transport{h: t, session: session}
 	runtime.SetFinalizer(tr, (*Transport).finalize)
 	return tr, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -274,5 +275,31 @@ func TestTransportSendBatchAndStats(t *testing.T) {
 	}
 	if _, err := ct.Stats(); !errors.Is(err, ErrClosed) {
 		t.Errorf("Stats after Close: %v", err)
+	}
+}
+
+// A transport keeps its Go Session reachable: dropping the session variable must not let the
+// session's finalizer free (and so close) it while the transport is in use. (Found when the
+// priority flood above triggered a GC: "Transport.Send: closed: session is closed".)
+func TestTransportKeepsSessionAlive(t *testing.T) {
+	g := startGoServer(t, false)
+	tr := func() *Transport {
+		s, err := Dial(ctxT(t, 10*time.Second), g.URL("/gc"), &DialOptions{CertHashes: [][32]byte{g.CertHash()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := NewTransport(s, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}()
+	defer func() { tr.session.Close(); tr.Close() }()
+	for i := 0; i < 3; i++ {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := tr.Send([]byte("still open"), 0, 0); err != nil {
+		t.Fatalf("Send after GC: %v", err)
 	}
 }

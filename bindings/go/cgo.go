@@ -16,33 +16,44 @@ package wtd
 #include <string.h>
 #include <wtd.h>
 
-// Non-blocking receives returning code and length by value (no Go pointer escapes per call).
+// Hot paths take handles as uintptr_t: cgo boxes a pointer to an incomplete C struct into an
+// interface for its pointer check (an 8-byte allocation per call); an integer is not checked.
+// Receives return code and length by value (no out-parameter escapes to the Go heap).
 typedef struct { int32_t code; size_t n; } wtdgo_rn;
 
-static wtdgo_rn wtdgo_session_try_receive(wtd_session *s, void *buf, size_t cap) {
+static int32_t wtdgo_session_send(uintptr_t s, const uint8_t *data, size_t len) {
+	return (int32_t)wtd_session_send((wtd_session *)s, data, len);
+}
+static int32_t wtdgo_transport_send(uintptr_t t, const uint8_t *data, size_t len, int32_t prio,
+                                    uint32_t ttl, int wait) {
+	return wait ? (int32_t)wtd_transport_send((wtd_transport *)t, data, len, prio, ttl, -1)
+	            : (int32_t)wtd_transport_try_send((wtd_transport *)t, data, len, prio, ttl);
+}
+
+static wtdgo_rn wtdgo_session_try_receive(uintptr_t s, void *buf, size_t cap) {
 	wtdgo_rn r = {0, 0};
-	r.code = (int32_t)wtd_session_receive(s, (uint8_t *)buf, cap, &r.n, 0);
+	r.code = (int32_t)wtd_session_receive((wtd_session *)s, (uint8_t *)buf, cap, &r.n, 0);
 	return r;
 }
-static wtdgo_rn wtdgo_session_receive_batch(wtd_session *s, wtd_datagram_buffer *b, size_t count) {
+static wtdgo_rn wtdgo_session_receive_batch(uintptr_t s, wtd_datagram_buffer *b, size_t count) {
 	wtdgo_rn r = {0, 0};
-	r.code = (int32_t)wtd_session_receive_batch(s, b, count, &r.n);
+	r.code = (int32_t)wtd_session_receive_batch((wtd_session *)s, b, count, &r.n);
 	return r;
 }
-static wtdgo_rn wtdgo_transport_try_receive(wtd_transport *t, void *buf, size_t cap) {
+static wtdgo_rn wtdgo_transport_try_receive(uintptr_t t, void *buf, size_t cap) {
 	wtdgo_rn r = {0, 0};
-	r.code = (int32_t)wtd_transport_try_receive(t, (uint8_t *)buf, cap, &r.n);
+	r.code = (int32_t)wtd_transport_try_receive((wtd_transport *)t, (uint8_t *)buf, cap, &r.n);
 	return r;
 }
-static wtdgo_rn wtdgo_transport_receive_batch(wtd_transport *t, wtd_datagram_buffer *b, size_t count) {
+static wtdgo_rn wtdgo_transport_receive_batch(uintptr_t t, wtd_datagram_buffer *b, size_t count) {
 	wtdgo_rn r = {0, 0};
-	r.code = (int32_t)wtd_transport_receive_multiple(t, b, count, &r.n, 0);
+	r.code = (int32_t)wtd_transport_receive_multiple((wtd_transport *)t, b, count, &r.n, 0);
 	return r;
 }
-static wtdgo_rn wtdgo_transport_send_batch(wtd_transport *t, const wtd_datagram_view *v, size_t count,
+static wtdgo_rn wtdgo_transport_send_batch(uintptr_t t, const wtd_datagram_view *v, size_t count,
                                            int32_t prio, uint32_t ttl) {
 	wtdgo_rn r = {0, 0};
-	r.code = (int32_t)wtd_transport_send_multiple(t, v, count, prio, ttl, &r.n);
+	r.code = (int32_t)wtd_transport_send_multiple((wtd_transport *)t, v, count, prio, ttl, &r.n);
 	return r;
 }
 // Options structs hold pointers, so they are filled in C memory (a Go struct holding C
@@ -77,6 +88,10 @@ func failQuiet(op string, r C.int32_t) error {
 	}
 	return &Error{Op: op, Code: c, Message: C.GoString(C.wtd_last_error_message())}
 }
+
+// hs / ht pass a handle to the uintptr_t shims.
+func hs(h cSession) C.uintptr_t   { return C.uintptr_t(uintptr(unsafe.Pointer(h))) }
+func ht(h cTransport) C.uintptr_t { return C.uintptr_t(uintptr(unsafe.Pointer(h))) }
 
 func bytesPtr(p []byte) *C.uint8_t {
 	if len(p) == 0 {
@@ -307,10 +322,10 @@ func cConnect(url string, o *DialOptions, timeout time.Duration) (cSession, erro
 
 func cSessionSend(h cSession, p []byte) error {
 	runtime.LockOSThread()
-	r := C.wtd_session_send(h, bytesPtr(p), C.size_t(len(p)))
+	r := C.wtdgo_session_send(hs(h), bytesPtr(p), C.size_t(len(p)))
 	var err error
 	if r != 0 {
-		err = fail("Session.Send", r)
+		err = fail("Session.Send", C.enum_wtd_result(r))
 	}
 	runtime.UnlockOSThread()
 	return err
@@ -319,7 +334,7 @@ func cSessionSend(h cSession, p []byte) error {
 // cSessionTryReceive takes one queued datagram into buf without waiting.
 func cSessionTryReceive(h cSession, buf []byte) (int, error) {
 	runtime.LockOSThread()
-	r := C.wtdgo_session_try_receive(h, unsafe.Pointer(bytesPtr(buf)), C.size_t(len(buf)))
+	r := C.wtdgo_session_try_receive(hs(h), unsafe.Pointer(bytesPtr(buf)), C.size_t(len(buf)))
 	var err error
 	if r.code != 0 {
 		err = failQuiet("Session.Receive", r.code)
@@ -331,7 +346,7 @@ func cSessionTryReceive(h cSession, buf []byte) (int, error) {
 // cSessionReceiveBatch fills the slab's buffers without waiting; no datagram is ErrWouldBlock.
 func cSessionReceiveBatch(h cSession, s *cSlab) (int, error) {
 	runtime.LockOSThread()
-	r := C.wtdgo_session_receive_batch(h, s.bufs, C.size_t(s.count))
+	r := C.wtdgo_session_receive_batch(hs(h), s.bufs, C.size_t(s.count))
 	var err error
 	if r.code != 0 {
 		err = failQuiet("Session.ReceiveBatch", r.code)
@@ -518,16 +533,15 @@ func cTransportFree(h cTransport) { C.wtd_transport_free(h) }
 // cTransportSend queues one datagram; wait = false never waits (try_send), true lets a
 // DropBlock queue wait up to its SenderTimeout.
 func cTransportSend(h cTransport, p []byte, prio int32, ttl time.Duration, wait bool) error {
-	runtime.LockOSThread()
-	var r C.enum_wtd_result
+	w := C.int(0)
 	if wait {
-		r = C.wtd_transport_send(h, bytesPtr(p), C.size_t(len(p)), C.int32_t(prio), C.uint32_t(ms(ttl)), -1)
-	} else {
-		r = C.wtd_transport_try_send(h, bytesPtr(p), C.size_t(len(p)), C.int32_t(prio), C.uint32_t(ms(ttl)))
+		w = 1
 	}
+	runtime.LockOSThread()
+	r := C.wtdgo_transport_send(ht(h), bytesPtr(p), C.size_t(len(p)), C.int32_t(prio), C.uint32_t(ms(ttl)), w)
 	var err error
 	if r != 0 {
-		err = fail("Transport.Send", r)
+		err = fail("Transport.Send", C.enum_wtd_result(r))
 	}
 	runtime.UnlockOSThread()
 	return err
@@ -536,7 +550,7 @@ func cTransportSend(h cTransport, p []byte, prio int32, ttl time.Duration, wait 
 // cTransportSendBatch sends the slab's first s.count views; returns how many were accepted.
 func cTransportSendBatch(h cTransport, s *cSlab, prio int32, ttl time.Duration) (int, error) {
 	runtime.LockOSThread()
-	r := C.wtdgo_transport_send_batch(h, s.views, C.size_t(s.count), C.int32_t(prio), C.uint32_t(ms(ttl)))
+	r := C.wtdgo_transport_send_batch(ht(h), s.views, C.size_t(s.count), C.int32_t(prio), C.uint32_t(ms(ttl)))
 	var err error
 	if r.code != 0 {
 		err = &Error{Op: "Transport.SendBatch", Code: Code(r.code), Message: C.GoString(C.wtd_last_error_message())}
@@ -547,7 +561,7 @@ func cTransportSendBatch(h cTransport, s *cSlab, prio int32, ttl time.Duration) 
 
 func cTransportTryReceive(h cTransport, buf []byte) (int, error) {
 	runtime.LockOSThread()
-	r := C.wtdgo_transport_try_receive(h, unsafe.Pointer(bytesPtr(buf)), C.size_t(len(buf)))
+	r := C.wtdgo_transport_try_receive(ht(h), unsafe.Pointer(bytesPtr(buf)), C.size_t(len(buf)))
 	var err error
 	if r.code != 0 {
 		err = failQuiet("Transport.Receive", r.code)
@@ -558,7 +572,7 @@ func cTransportTryReceive(h cTransport, buf []byte) (int, error) {
 
 func cTransportReceiveBatch(h cTransport, s *cSlab) (int, error) {
 	runtime.LockOSThread()
-	r := C.wtdgo_transport_receive_batch(h, s.bufs, C.size_t(s.count))
+	r := C.wtdgo_transport_receive_batch(ht(h), s.bufs, C.size_t(s.count))
 	var err error
 	if r.code != 0 {
 		err = failQuiet("Transport.ReceiveBatch", r.code)
@@ -796,4 +810,29 @@ func (s *cSlab) free() {
 	C.free(unsafe.Pointer(s.views))
 	C.free(unsafe.Pointer(s.data))
 	*s = cSlab{}
+}
+
+// ---------------------------------------------------------------------------------- benchmarks
+
+// cNoop is the cheapest library call (wtd_version_number): the bare cgo cost, for benchmarks.
+func cNoop() uint32 { return uint32(C.wtd_version_number()) }
+
+// cNoopLocked is cNoop inside the LockOSThread pair every fallible wrapper uses.
+func cNoopLocked() uint32 {
+	runtime.LockOSThread()
+	v := uint32(C.wtd_version_number())
+	runtime.UnlockOSThread()
+	return v
+}
+
+// cSessionReceiveBlocking waits inside the library (holding this OS thread) — the alternative
+// to the poller that the benchmarks compare with; not used by the package itself.
+func cSessionReceiveBlocking(h cSession, buf []byte, timeoutMs int32) (int, error) {
+	var n C.size_t
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if r := C.wtd_session_receive(h, bytesPtr(buf), C.size_t(len(buf)), &n, C.int32_t(timeoutMs)); r != 0 {
+		return 0, fail("Session.Receive", r)
+	}
+	return int(n), nil
 }

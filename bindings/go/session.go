@@ -135,10 +135,18 @@ func (s *Session) ReceiveInto(ctx context.Context, buf []byte) (int, error) {
 	if err != ErrWouldBlock {
 		return n, s.closed(h, "Session.Receive", err)
 	}
+	return s.waitReceive(ctx, h, buf)
+}
+
+// waitReceive is ReceiveInto's slow path: park on the poller. (Kept apart so the variables its
+// closure captures are not heap-allocated on the fast path.)
+func (s *Session) waitReceive(ctx context.Context, h cSession, buf []byte) (int, error) {
 	rdy, rerr := s.readiness(h)
 	if rerr != nil {
 		return 0, rerr
 	}
+	var n int
+	var err error
 	werr := rdy.wait(ctx, func() bool {
 		n, err = cSessionTryReceive(h, buf)
 		return err != ErrWouldBlock
@@ -166,17 +174,7 @@ func (s *Session) ReceiveBatch(ctx context.Context, bufs [][]byte) (int, error) 
 	if h == nil {
 		return 0, errReleased("Session.ReceiveBatch")
 	}
-	try := func() (int, error) {
-		s.rxMu.Lock()
-		s.rx.prepareReceive(bufs)
-		n, err := cSessionReceiveBatch(h, &s.rx)
-		if err == nil {
-			s.rx.finishReceive(bufs, n)
-		}
-		s.rxMu.Unlock()
-		return n, err
-	}
-	n, err := try()
+	n, err := s.tryBatch(h, bufs)
 	if err != ErrWouldBlock {
 		return n, s.closed(h, "Session.ReceiveBatch", err)
 	}
@@ -184,11 +182,27 @@ func (s *Session) ReceiveBatch(ctx context.Context, bufs [][]byte) (int, error) 
 	if rerr != nil {
 		return 0, rerr
 	}
-	werr := rdy.wait(ctx, func() bool {
-		n, err = try()
+	return s.waitBatch(ctx, rdy, h, bufs)
+}
+
+func (s *Session) tryBatch(h cSession, bufs [][]byte) (int, error) {
+	s.rxMu.Lock()
+	s.rx.prepareReceive(bufs)
+	n, err := cSessionReceiveBatch(h, &s.rx)
+	if err == nil {
+		s.rx.finishReceive(bufs, n)
+	}
+	s.rxMu.Unlock()
+	return n, err
+}
+
+func (s *Session) waitBatch(ctx context.Context, rdy *readiness, h cSession, bufs [][]byte) (int, error) {
+	var n int
+	var err error
+	if werr := rdy.wait(ctx, func() bool {
+		n, err = s.tryBatch(h, bufs)
 		return err != ErrWouldBlock
-	})
-	if werr != nil {
+	}); werr != nil {
 		return 0, werr
 	}
 	return n, s.closed(h, "Session.ReceiveBatch", err)

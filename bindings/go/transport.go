@@ -131,10 +131,17 @@ func (t *Transport) ReceiveInto(ctx context.Context, buf []byte) (int, error) {
 	if err != ErrWouldBlock {
 		return n, err
 	}
+	return t.waitReceive(ctx, h, buf)
+}
+
+// waitReceive is ReceiveInto's slow path (apart, so the fast path allocates nothing).
+func (t *Transport) waitReceive(ctx context.Context, h cTransport, buf []byte) (int, error) {
 	rdy, rerr := t.readiness(h)
 	if rerr != nil {
 		return 0, rerr
 	}
+	var n int
+	var err error
 	if werr := rdy.wait(ctx, func() bool {
 		n, err = cTransportTryReceive(h, buf)
 		return err != ErrWouldBlock
@@ -159,26 +166,33 @@ func (t *Transport) ReceiveBatch(ctx context.Context, bufs [][]byte) (int, error
 	if h == nil {
 		return 0, errReleased("Transport.ReceiveBatch")
 	}
-	try := func() (int, error) {
-		t.rxMu.Lock()
-		t.rx.prepareReceive(bufs)
-		n, err := cTransportReceiveBatch(h, &t.rx)
-		if err == nil {
-			t.rx.finishReceive(bufs, n)
-		}
-		t.rxMu.Unlock()
-		return n, err
-	}
-	n, err := try()
+	n, err := t.tryBatch(h, bufs)
 	if err != ErrWouldBlock {
 		return n, err
 	}
+	return t.waitBatch(ctx, h, bufs)
+}
+
+func (t *Transport) tryBatch(h cTransport, bufs [][]byte) (int, error) {
+	t.rxMu.Lock()
+	t.rx.prepareReceive(bufs)
+	n, err := cTransportReceiveBatch(h, &t.rx)
+	if err == nil {
+		t.rx.finishReceive(bufs, n)
+	}
+	t.rxMu.Unlock()
+	return n, err
+}
+
+func (t *Transport) waitBatch(ctx context.Context, h cTransport, bufs [][]byte) (int, error) {
 	rdy, rerr := t.readiness(h)
 	if rerr != nil {
 		return 0, rerr
 	}
+	var n int
+	var err error
 	if werr := rdy.wait(ctx, func() bool {
-		n, err = try()
+		n, err = t.tryBatch(h, bufs)
 		return err != ErrWouldBlock
 	}); werr != nil {
 		return 0, werr

@@ -42,7 +42,6 @@ if [ ${#need[@]} -gt 0 ]; then
     fi
 fi
 log "$(go version)"
-export GOFLAGS="${GOFLAGS:-} -mod=mod"
 export GOTOOLCHAIN=local GOPROXY=off   # stdlib only: never fetch anything
 export GOCACHE="${GOCACHE:-$BUILD_DIR/go-cache}"
 
@@ -82,6 +81,8 @@ log "go run ./examples/echo"
 timeout 60 go run ./examples/echo
 log "go test ./..."
 go test -count=1 -timeout 300s -v ./...
+log "go test -race ./... (the Go side's locking under the race detector)"
+go test -race -count=1 -timeout 300s ./...
 
 if [ "$BENCH" = 1 ]; then
     REL="${WTD_RELEASE_LIB:-$ROOT/target/release/libwtd.so}"

@@ -44,6 +44,7 @@ fi
 log "$(go version)"
 export GOTOOLCHAIN=local GOPROXY=off   # stdlib only: never fetch anything
 export GOCACHE="${GOCACHE:-$BUILD_DIR/go-cache}"
+[ -n "${HOME:-}" ] || export GOPATH="${GOPATH:-$BUILD_DIR/go-path}"   # go needs one; CI may have no HOME
 
 # --- the library, through pkg-config -------------------------------------------------------
 if ! command -v cmake >/dev/null 2>&1; then

@@ -418,14 +418,18 @@ func cSessionString(h cSession, which int) (string, error) {
 			return C.GoStringN(&buf[0], C.int(n)), nil
 		}
 		if Code(r) != ErrBufferTooSmall {
-			err := fail("Session.Path", r)
+			op := "Session.Path"
+			if which != 0 {
+				op = "Session.Origin"
+			}
+			err := fail(op, r)
 			runtime.UnlockOSThread()
 			return "", err
 		}
 		runtime.UnlockOSThread()
 		buf = make([]C.char, int(n)+1)
 	}
-	return "", &Error{Op: "Session.Path", Code: ErrBufferTooSmall}
+	return "", &Error{Op: "Session.Path", Code: ErrBufferTooSmall, Message: "the string kept growing"}
 }
 
 func cSessionMaxDatagramSize(h cSession) int {

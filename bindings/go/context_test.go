@@ -134,6 +134,30 @@ func TestCloseWakesReceiver(t *testing.T) {
 	}
 }
 
+// Server.Close ends an Accept that waits without a deadline.
+func TestCloseEndsAccept(t *testing.T) {
+	srv, err := Listen("127.0.0.1:0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { _, err := srv.Accept(context.Background()); errc <- err }()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Accept after Close = %v", err)
+		}
+		t.Logf("Close → Accept returned after %v", time.Since(start))
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end Accept")
+	}
+}
+
 // Waiting receives park on Go's poller: 16 sessions each with a goroutine blocked in Receive
 // must not cost 16 OS threads (a blocking C receive would).
 func TestWaitingHoldsNoOSThread(t *testing.T) {

@@ -320,6 +320,18 @@ func cConnect(url string, o *DialOptions, timeout time.Duration) (cSession, erro
 
 // ---------------------------------------------------------------------------------- session
 
+func cSessionOpenSibling(h cSession, path string) (cSession, error) {
+	cp := C.CString(path)
+	defer C.free(unsafe.Pointer(cp))
+	var out cSession
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if r := C.wtd_session_open_sibling(h, cp, &out); r != 0 {
+		return nil, fail("Session.OpenSibling", r)
+	}
+	return out, nil
+}
+
 func cSessionSend(h cSession, p []byte) error {
 	runtime.LockOSThread()
 	r := C.wtdgo_session_send(hs(h), bytesPtr(p), C.size_t(len(p)))

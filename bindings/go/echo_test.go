@@ -181,3 +181,36 @@ func TestEchoGoServerGoClient(t *testing.T) {
 		t.Errorf("client receive after server close: %v", err)
 	}
 }
+
+// Two sessions on one connection (OpenSibling): each has its own id, path and datagrams.
+func TestOpenSibling(t *testing.T) {
+	g := startGoServer(t, true)
+	a := g.dial(t, "/a")
+	b, err := a.OpenSibling(ctxT(t, 10*time.Second), "/b")
+	if err != nil {
+		t.Fatalf("OpenSibling: %v", err)
+	}
+	defer b.Close()
+	if a.ID() == b.ID() {
+		t.Errorf("siblings share id %d", a.ID())
+	}
+	echoRound(t, a, []byte("to a"))
+	echoRound(t, b, []byte("to b"))
+	// Both sessions were accepted before their echoes came back.
+	paths := map[string]bool{}
+	var got []*Session
+	for i := 0; i < 2; i++ {
+		s := <-g.sessions
+		paths[s.Path()] = true
+		got = append(got, s)
+	}
+	for _, s := range got {
+		g.sessions <- s // closed by the server's cleanup
+	}
+	if !paths["/a"] || !paths["/b"] {
+		t.Errorf("server paths %v", paths)
+	}
+	if st, _ := b.Stats(); st.DatagramsSent != 1 || st.DatagramsRead != 1 {
+		t.Errorf("sibling stats %+v", st)
+	}
+}

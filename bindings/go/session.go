@@ -88,6 +88,46 @@ func Dial(ctx context.Context, url string, opts *DialOptions) (*Session, error) 
 	}
 }
 
+// OpenSibling opens another session to path on this client session's QUIC connection (several
+// sessions share one connection; datagrams are routed per session), with the options this
+// session was dialled with. Like Dial, a cancelled ctx returns at once; the attempt still
+// running keeps this session's handle in use (a Close waits for it) and is released when it
+// ends.
+func (s *Session) OpenSibling(ctx context.Context, path string) (*Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	type result struct {
+		h   cSession
+		err error
+	}
+	ch := make(chan result, 1)
+	s.mu.RLock()
+	if s.h == nil {
+		s.mu.RUnlock()
+		return nil, errReleased("Session.OpenSibling")
+	}
+	go func() {
+		defer s.mu.RUnlock()
+		h, err := cSessionOpenSibling(s.h, path)
+		ch <- result{h, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, r.err
+		}
+		return newSession(r.h), nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.h != nil {
+				cSessionFree(r.h)
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
 // Send sends one datagram now without blocking. Errors: ErrTooLarge above MaxDatagramSize,
 // ErrWouldBlock when QUIC's send buffer is full (nothing was queued or dropped), ErrClosed,
 // ErrInvalidArgument for an empty datagram, ErrNotSupported when the peer takes no datagrams.

@@ -7,6 +7,7 @@
  * Prints {"sent":N,"received":M,"rtt_p50_us":..,"rtt_p99_us":..,"draft":".."} and exits 0 when
  * every echo arrived.
  */
+#include "cli.h"
 #include <wtd.h>
 
 #include <stdio.h>
@@ -40,11 +41,12 @@ int main(int argc, char **argv) {
     long count = 100, size = 100;
     uint8_t pin[32];
     wtd_client_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_client_options_default(&opt);
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--count") && next) count = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--size") && next) size = atol(argv[++i]);
+        if (!strcmp(argv[i], "--count") && next) count = (long)cli_int("--count", argv[++i], 1, 10000000);
+        else if (!strcmp(argv[i], "--size") && next) size = (long)cli_int("--size", argv[++i], 4, 65535);
         else if (!strcmp(argv[i], "--cert-hash") && next) {
             if (parse_hash(argv[++i], pin)) { fprintf(stderr, "bad --cert-hash\n"); return 2; }
             opt.verify = WTD_VERIFY_CERT_HASHES, opt.cert_hashes = pin, opt.cert_hash_count = 1;

@@ -8,6 +8,7 @@
  * serverCertificateHashes), one line per session event, and its totals on SIGINT/SIGTERM.
  * Uses the callback path: datagrams are echoed from inside the datagram callback.
  */
+#include "cli.h"
 #include <wtd.h>
 
 #include <pthread.h>
@@ -63,12 +64,13 @@ static void on_session(void *user, wtd_session *s) {
 
 int main(int argc, char **argv) {
     wtd_server_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_server_options_default(&opt);
     opt.port = 4433;
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--host") && next) opt.host = argv[++i];
-        else if (!strcmp(argv[i], "--port") && next) opt.port = (uint16_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--port") && next) opt.port = cli_port("--port", argv[++i]);
         else if (!strcmp(argv[i], "--cert") && next) opt.cert_file = argv[++i];
         else if (!strcmp(argv[i], "--key") && next) opt.key_file = argv[++i];
         else {

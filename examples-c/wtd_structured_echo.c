@@ -14,6 +14,7 @@
  * "STATS sessions=<n> echoed=<n> unknown=<n> failed=<n>".
  * One thread per session receives (blocking with a timeout) and echoes.
  */
+#include "cli.h"
 #include <wtd.h>
 
 #include <pthread.h>
@@ -87,7 +88,7 @@ static void *session_loop(void *arg) {
     while (running) {
         uint16_t type = 0;
         void *obj = NULL;
-        wtd_result r = wtd_structured_receive_obj(s->structured, 200, &type, &obj);
+        wtd_result r = wtd_structured_receive_obj(s->structured, &type, &obj, 200);
         if (r == WTD_OK) {
             if (wtd_structured_send_obj(s->structured, type, obj, 0, 0) == WTD_OK) count(&echoed);
             else count(&failed);
@@ -133,6 +134,7 @@ static void setup_slot(slot *s) {
     printf("SESSION_OPEN id=%llu path=%s draft=%s\n", (unsigned long long)id, path,
            wtd_draft_str(draft));
     fflush(stdout);
+    so.struct_size = sizeof(so);
     wtd_structured_options_default(&so);
     so.serialize = blob_serialize;
     so.deserialize = blob_deserialize;
@@ -149,12 +151,13 @@ static void setup_slot(slot *s) {
 
 int main(int argc, char **argv) {
     wtd_server_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_server_options_default(&opt);
     opt.port = 4433;
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--host") && next) opt.host = argv[++i];
-        else if (!strcmp(argv[i], "--port") && next) opt.port = (uint16_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--port") && next) opt.port = cli_port("--port", argv[++i]);
         else if (!strcmp(argv[i], "--cert") && next) opt.cert_file = argv[++i];
         else if (!strcmp(argv[i], "--key") && next) opt.key_file = argv[++i];
         else {

@@ -4,9 +4,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wtd::datagram::link::MemoryLink;
+use wtd::datagram::link::{Link, MemoryLink};
 use wtd::datagram::reliability::{
-    wtd_reliable_outcome, ReliabilityCallbacks, ReliabilityConfig, ReliabilityLayer,
+    encode_data, wtd_reliable_outcome, ReliabilityCallbacks, ReliabilityConfig, ReliabilityLayer,
 };
 use wtd::datagram::{DatagramTransport, TransportConfig};
 use wtd::wtd_result::*;
@@ -207,4 +207,255 @@ fn plain_datagrams_still_reach_the_transport_and_malformed_frames_are_counted() 
     assert_eq!(e.b.stats().malformed, 2);
     assert_eq!(e.tb.receive_buffer_size(), 0);
     let _ = (&e.lb, &e.tb);
+}
+
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Issue 9 item 8 (review H3): a peer that sends only odd sequence numbers, never the floor,
+/// must not grow the receiver's state; frames beyond floor + W are refused (not acknowledged)
+/// and counted.
+#[test]
+fn a_peer_sending_only_odd_sequence_numbers_cannot_grow_receiver_state() {
+    for in_order in [false, true] {
+        let (la, lb) = MemoryLink::pair(1200).unwrap();
+        let tb = DatagramTransport::new(lb.clone(), TransportConfig::default()).unwrap();
+        let cfg = ReliabilityConfig {
+            in_order,
+            ..ReliabilityConfig::constructor_defaults()
+        };
+        let w = cfg.effective_receive_window() as u64;
+        assert_eq!(w, 4 * 256, "default W = 4 × max_in_flight");
+        let b = ReliabilityLayer::attach(&tb, cfg).unwrap();
+        const FRAMES: u64 = 100_000;
+        for seq in (1..200_000u32).step_by(2) {
+            la.try_send(&encode_data(seq, b"odd")).unwrap();
+        }
+        wait_until(
+            "the receiver to see every frame",
+            Duration::from_secs(60),
+            || b.stats().data_received == FRAMES,
+        );
+        let s = b.stats();
+        println!("in_order={in_order}: {s:?}");
+        assert!(
+            s.recv_buffered <= w && s.recv_ready <= w,
+            "receiver state must stay within W = {w}: {s:?}"
+        );
+        assert!(s.delivered <= w, "{s:?}");
+        assert_eq!(
+            s.out_of_window,
+            FRAMES - w / 2,
+            "every odd number at or beyond floor + W is refused and counted: {s:?}"
+        );
+        assert_eq!(
+            s.acks_sent + s.acks_not_sent,
+            FRAMES - s.out_of_window,
+            "refused frames are not acknowledged: {s:?}"
+        );
+        drop(b);
+        drop(tb);
+    }
+}
+
+/// Copies of one DATA sequence number as they leave `link`, with their send times.
+fn record_and_drop_copies(
+    link: &MemoryLink,
+    seq: u32,
+    drop_first: usize,
+) -> Arc<Mutex<Vec<Instant>>> {
+    let times = Arc::new(Mutex::new(Vec::new()));
+    let t = times.clone();
+    link.set_drop_filter(Some(Box::new(move |d: &[u8]| {
+        if d.len() >= 9 && &d[..5] == b"\x04DATA" && d[5..9] == seq.to_be_bytes() {
+            let mut t = t.lock().unwrap();
+            t.push(Instant::now());
+            return t.len() <= drop_first;
+        }
+        false
+    })));
+    times
+}
+
+/// Issue 9 item 9 (seed-conformance §2.9 bug A). The constructor defaults scaled down 10×
+/// (ack_timeout : max_rto = 2 s : 10 s, 5 retries): the sender retransmits at 0.2, 0.6, 1.4,
+/// 2.4 and 3.4 s. The first five copies of message 0 are lost, the last one arrives. With the
+/// derived gap timeout the receiver still waits for it and delivers it in order; with a gap
+/// timeout that is too short (the old default 2·ack_timeout·(retries+2) = 2.8 s, which ignores
+/// the backoff) the late copy must not be acknowledged: whatever is reported DELIVERED was
+/// delivered.
+#[test]
+fn a_message_reported_delivered_is_never_lost() {
+    let t = Duration::from_millis(200);
+    for old_gap in [false, true] {
+        let cfg = ReliabilityConfig {
+            ack_timeout: t,
+            max_rto: t * 5,
+            max_retries: 5,
+            in_order: true,
+            gap_timeout: if old_gap {
+                t * (5 + 2) * 2
+            } else {
+                ReliabilityConfig::constructor_defaults().gap_timeout
+            },
+            ..ReliabilityConfig::constructor_defaults()
+        };
+        let e = ends(cfg);
+        let copies = record_and_drop_copies(&e.la, 0, 5);
+        let s0 = e.a.send(b"zero").unwrap();
+        let s1 = e.a.send(b"one").unwrap();
+        wait_until("message 0's fate", Duration::from_secs(15), || {
+            e.a.stats().in_flight == 0
+        });
+        let outcomes = e.a.poll_outcomes(10);
+        let got: Vec<Vec<u8>> = std::iter::from_fn(|| {
+            e.b.receive(Some(Duration::from_millis(300)))
+                .ok()
+                .map(|m| m.to_vec())
+        })
+        .collect();
+        let (sa, sb) = (e.a.stats(), e.b.stats());
+        println!("old_gap={old_gap}: {outcomes:?} {got:?}\n{sa:?}\n{sb:?}");
+        assert_eq!(copies.lock().unwrap().len(), 6, "sent once + 5 retransmits");
+        assert!(outcomes.contains(&(s1, wtd_reliable_outcome::WTD_RELIABLE_DELIVERED)));
+        let zero = outcomes
+            .iter()
+            .find(|(s, _)| *s == s0)
+            .expect("outcome of 0")
+            .1;
+        if zero == wtd_reliable_outcome::WTD_RELIABLE_DELIVERED {
+            assert!(
+                got.contains(&b"zero".to_vec()),
+                "message 0 was reported DELIVERED but never delivered: {sb:?}"
+            );
+        }
+        if old_gap {
+            assert_eq!(sb.gaps_skipped, 1, "{sb:?}");
+            assert_eq!(zero, wtd_reliable_outcome::WTD_RELIABLE_GAVE_UP);
+            assert_eq!(got, vec![b"one".to_vec()]);
+            assert_eq!(sb.late_after_skip, 1, "{sb:?}");
+        } else {
+            assert_eq!(sb.gaps_skipped, 0, "{sb:?}");
+            assert_eq!(zero, wtd_reliable_outcome::WTD_RELIABLE_DELIVERED);
+            assert_eq!(got, vec![b"zero".to_vec(), b"one".to_vec()], "in order");
+        }
+    }
+}
+
+/// The retransmit timeout doubles with every retransmission, up to max_rto (would fail if the
+/// backoff were removed: the intervals would stay at ack_timeout).
+#[test]
+fn retransmissions_back_off_exponentially_up_to_max_rto() {
+    let t = Duration::from_millis(100);
+    let e = ends(ReliabilityConfig {
+        ack_timeout: t,
+        max_rto: t * 4,
+        max_retries: 5,
+        ..ReliabilityConfig::constructor_defaults()
+    });
+    let copies = record_and_drop_copies(&e.la, 0, usize::MAX);
+    e.a.send(b"never arrives").unwrap();
+    wait_until("the give-up", Duration::from_secs(10), || {
+        e.a.stats().gave_up == 1
+    });
+    let times = copies.lock().unwrap().clone();
+    assert_eq!(times.len(), 6);
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    println!("retransmit intervals: {gaps:?}");
+    let expected = [t, t * 2, t * 4, t * 4, t * 4];
+    for (got, want) in gaps.iter().zip(expected) {
+        // Timers never fire early; a loaded machine may fire them late.
+        assert!(
+            *got >= want.mul_f64(0.95) && *got < want + Duration::from_millis(400),
+            "intervals {gaps:?}, expected {expected:?}"
+        );
+    }
+}
+
+/// Issue 9 item 10 (seed-conformance §2.9 bug B): a second layer takes the transport over;
+/// closing (or dropping) the first must not detach the second.
+#[test]
+fn closing_an_old_layer_does_not_detach_a_newer_one() {
+    let e = ends(fast());
+    // The first layer has received more than a receive window's worth already.
+    const EARLIER: u32 = 1500;
+    for i in 0..EARLIER {
+        while e.a.send(&i.to_be_bytes()).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        e.b.receive(Some(Duration::from_secs(5))).unwrap();
+    }
+    wait_until("the earlier ACKs", Duration::from_secs(10), || {
+        e.a.stats().in_flight == 0
+    });
+    let b2 = ReliabilityLayer::attach(&e.tb, fast()).unwrap();
+    e.b.close();
+    drop(e.b);
+    e.a.send(b"after takeover").unwrap();
+    assert_eq!(
+        &b2.receive(Some(Duration::from_secs(5))).unwrap()[..],
+        b"after takeover"
+    );
+    assert_eq!(
+        e.tb.receive_buffer_size(),
+        0,
+        "nothing fell into plain receive"
+    );
+    wait_until("the ACK", Duration::from_secs(5), || {
+        e.a.stats().acked == EARLIER as u64 + 1
+    });
+    // Closing the layer that is attached does detach it.
+    b2.close();
+    e.a.send(b"plain").unwrap();
+    let r = e.tb.receive(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(&r.data[..5], b"\x04DATA");
+    let _ = (&e.ta, &e.lb);
+}
+
+/// Review L5 (third bullet): ACKs go one priority above DATA; under DROP_OLDEST an ACK pushed
+/// into a full outgoing queue would evict an application datagram, so a peer sending DATA could
+/// make the receiver drop its own traffic. An ACK is not sent when the queue is full (the
+/// sender retransmits and the duplicate is acknowledged later); counted in `acks_not_sent`.
+#[test]
+fn acks_never_evict_application_datagrams() {
+    let (la, lb) = MemoryLink::pair(1200).unwrap();
+    let tb = DatagramTransport::new(
+        lb.clone(),
+        TransportConfig {
+            outgoing_high_water_mark: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let b = ReliabilityLayer::attach(&tb, fast()).unwrap();
+    lb.set_blocked(true);
+    for i in 0..4u8 {
+        tb.send(&[i; 10], 0, None, Some(Duration::ZERO)).unwrap();
+    }
+    assert_eq!(tb.send_buffer_size(), 4);
+    for seq in 0..20u32 {
+        la.try_send(&encode_data(seq, b"m")).unwrap();
+    }
+    wait_until("the DATA frames", Duration::from_secs(5), || {
+        b.stats().data_received == 20
+    });
+    assert_eq!(
+        tb.stats().dropped_full,
+        0,
+        "an ACK evicted an application datagram: {:?}",
+        b.stats()
+    );
+    assert_eq!(tb.send_buffer_size(), 4);
+    let s = b.stats();
+    assert_eq!(
+        (s.delivered, s.acks_sent, s.acks_not_sent),
+        (20, 0, 20),
+        "{s:?}"
+    );
+    lb.set_blocked(false);
 }

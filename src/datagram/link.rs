@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, Weak};
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::lock::lock;
 use crate::session::{Session, SessionCallbacks};
 
 /// Where arriving datagrams and the end of the link are reported.
@@ -130,7 +131,11 @@ pub struct MemoryLink {
     /// Datagrams this end's sends lost on purpose.
     pub lost: AtomicU64,
     blocked: AtomicBool,
+    drop_filter: Mutex<Option<DropFilter>>,
 }
+
+/// A test hook deciding, per datagram this end sends, whether to drop it (true = drop).
+pub type DropFilter = Box<dyn FnMut(&[u8]) -> bool + Send>;
 
 impl MemoryLink {
     /// A connected pair with a maximum payload of `max_size` bytes.
@@ -149,6 +154,7 @@ impl MemoryLink {
                 rng: AtomicU64::new(seed),
                 lost: AtomicU64::new(0),
                 blocked: AtomicBool::new(false),
+                drop_filter: Mutex::new(None),
             })
         };
         let (a, b) = (
@@ -174,6 +180,13 @@ impl MemoryLink {
     /// (like a full QUIC send buffer).
     pub fn set_blocked(&self, blocked: bool) {
         self.blocked.store(blocked, Ordering::SeqCst);
+    }
+
+    /// Installs (None: removes) a filter run on every datagram this end sends, before the random
+    /// loss: when it returns true the datagram is dropped (counted in `lost`). Lets a test lose
+    /// chosen datagrams, e.g. the first five copies of one sequence number.
+    pub fn set_drop_filter(&self, filter: Option<DropFilter>) {
+        *lock(&self.drop_filter) = filter;
     }
 
     /// Closes both ends.
@@ -228,7 +241,8 @@ impl Link for MemoryLink {
                 "too large",
             ));
         }
-        if self.lose() {
+        let filtered = lock(&self.drop_filter).as_mut().is_some_and(|f| f(data));
+        if filtered || self.lose() {
             self.lost.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }

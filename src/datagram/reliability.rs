@@ -97,9 +97,9 @@ pub fn parse(d: &[u8]) -> Parsed<'_> {
 /// Reliability settings.
 #[derive(Debug, Clone)]
 pub struct ReliabilityConfig {
-    /// Retransmit timeout before any RTT sample (the seed's `ack_timeout`).
+    /// Retransmit timeout before any RTT sample (pywebtransport's `ack_timeout`).
     pub ack_timeout: Duration,
-    /// Retransmissions before giving up (the seed's `max_retries`).
+    /// Retransmissions before giving up (pywebtransport's `max_retries`).
     pub max_retries: u32,
     /// Deliver in sequence order (a gap waits up to `gap_timeout`).
     pub in_order: bool,
@@ -110,7 +110,10 @@ pub struct ReliabilityConfig {
     /// Upper bound of the retransmit timeout (backoff included).
     pub max_rto: Duration,
     /// A missing sequence number older than this is skipped by the receiver (the sender
-    /// gave up on it); later messages are then delivered.
+    /// gave up on it); later messages are then delivered. `Duration::ZERO` (the default) derives
+    /// it from the other settings, see [`ReliabilityConfig::effective_gap_timeout`]. A copy that
+    /// arrives after its number was skipped is never acknowledged in in-order mode (so the sender
+    /// reports it given up, not delivered) and is delivered late in unordered mode.
     pub gap_timeout: Duration,
     /// Transport priority of DATA frames (ACKs go one above).
     pub priority: i32,
@@ -118,6 +121,15 @@ pub struct ReliabilityConfig {
     /// before processing, chosen by a deterministic xorshift generator. Simulates datagram loss
     /// on a real link (the C demo's `--loss`); counted in `injected_drops`.
     pub inbound_loss: f64,
+    /// Receive window W (0 = 4 × `max_in_flight`): a DATA frame with a sequence number at or
+    /// beyond the oldest missing one + W is refused (not acknowledged; counted in
+    /// `out_of_window`). Also the most messages held for in-order delivery plus those waiting to
+    /// be received; beyond it DATA is refused too (`refused_full`). So a peer cannot grow this
+    /// layer's state beyond about 2 × W entries. At most 2^30. The window starts at sequence
+    /// number 0, except when the layer's first DATA frame carries a number ≥ W (the peer's layer
+    /// was already sending, e.g. this layer took over a transport): the window then starts at
+    /// that number, and older ones are refused unacknowledged (`late_after_skip`).
+    pub receive_window: usize,
 }
 
 impl ReliabilityConfig {
@@ -137,16 +149,68 @@ impl ReliabilityConfig {
             max_in_flight: 256,
             min_rto: Duration::from_millis(20),
             max_rto: Duration::from_secs(10),
-            gap_timeout: ack_timeout * (max_retries + 2) * 2,
+            gap_timeout: Duration::ZERO,
             priority: 0,
             inbound_loss: 0.0,
+            receive_window: 0,
+        }
+    }
+
+    /// How long a sender with these settings keeps a message alive before giving up when no
+    /// RTT was measured yet: the retransmit timeout starts at `ack_timeout` and doubles with every
+    /// retransmission (capped at `max_rto`), so this is the sum of the `max_retries + 1`
+    /// intervals — e.g. 2+4+8+10+10+10 = 44 s for the constructor defaults, 1+2+4+8 = 15 s for
+    /// the factory defaults. Saturates instead of overflowing.
+    pub fn sender_give_up_span(&self) -> Duration {
+        let mut rto = self.ack_timeout;
+        let mut span = rto;
+        for _ in 0..self.max_retries {
+            rto = rto.saturating_mul(2).min(self.max_rto);
+            span = span.saturating_add(rto);
+            if span >= MAX_DERIVED_GAP {
+                return MAX_DERIVED_GAP;
+            }
+        }
+        span
+    }
+
+    /// The gap timeout in effect: `gap_timeout`, or when it is zero the sender's give-up span
+    /// ([`ReliabilityConfig::sender_give_up_span`]) plus 100 ms of timer slack. The last
+    /// retransmission of a missing message leaves one final timeout before that span ends, so
+    /// it arrives before the receiver skips its number (the old default,
+    /// 2 × ack_timeout × (max_retries + 2), ignored the backoff: 28 s against a last
+    /// retransmission at 34 s with the constructor defaults).
+    pub fn effective_gap_timeout(&self) -> Duration {
+        if !self.gap_timeout.is_zero() {
+            return self.gap_timeout;
+        }
+        self.sender_give_up_span()
+            .saturating_add(Duration::from_millis(100))
+            .min(MAX_DERIVED_GAP)
+    }
+
+    /// The receive window W in effect: `receive_window`, or 4 × `max_in_flight` when it is 0.
+    pub fn effective_receive_window(&self) -> usize {
+        match self.receive_window {
+            0 => self.max_in_flight.saturating_mul(4).min(MAX_RECEIVE_WINDOW),
+            w => w,
         }
     }
 }
 
+/// Upper bound of a derived gap timeout (one day).
+const MAX_DERIVED_GAP: Duration = Duration::from_secs(86_400);
+
+/// Most skipped sequence numbers remembered (to refuse or late-deliver their copies); older ones
+/// are forgotten and a copy older than all remembered ones is refused unacknowledged.
+const MAX_SKIPPED_REMEMBERED: usize = 1 << 16;
+
+/// Largest allowed receive window (sequence numbers are compared modulo 2^32).
+pub const MAX_RECEIVE_WINDOW: usize = 1 << 30;
+
 /// How a reliable message ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
+#[repr(u32)]
 #[allow(non_camel_case_types)]
 pub enum wtd_reliable_outcome {
     /// The peer acknowledged it.
@@ -154,6 +218,11 @@ pub enum wtd_reliable_outcome {
     /// No ACK after `max_retries` retransmissions (or the layer closed first).
     WTD_RELIABLE_GAVE_UP = 1,
 }
+
+crate::error::c_enum!(wtd_reliable_outcome {
+    WTD_RELIABLE_DELIVERED => c"delivered",
+    WTD_RELIABLE_GAVE_UP => c"gave_up",
+});
 
 /// Counters of a reliability layer.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -190,6 +259,26 @@ pub struct ReliabilityStats {
     pub rto_us: u64,
     /// Arriving frames dropped on purpose by the `inbound_loss` test knob.
     pub injected_drops: u64,
+    /// DATA frames that arrived (before any filtering below).
+    pub data_received: u64,
+    /// DATA frames refused because their sequence number was at or beyond floor + W (the
+    /// oldest missing sequence number plus the receive window); not acknowledged.
+    pub out_of_window: u64,
+    /// DATA frames refused because W messages were already held or waiting to be received;
+    /// not acknowledged (the sender retransmits).
+    pub refused_full: u64,
+    /// DATA frames for a sequence number the receiver had skipped (gap timeout): delivered late
+    /// in unordered mode, refused and not acknowledged in in-order mode (the sender then reports
+    /// it given up, never delivered). Also frames too old to tell (neither acknowledged).
+    pub late_after_skip: u64,
+    /// Gauge: sequence numbers above the floor tracked now (held messages + seen numbers).
+    pub recv_buffered: u64,
+    /// Gauge: delivered messages waiting in the receive queue now.
+    pub recv_ready: u64,
+    /// ACKs not sent: the transport's outgoing queue was full (an ACK never evicts an
+    /// application datagram) or the send failed. The sender retransmits; the duplicate is
+    /// acknowledged when there is room.
+    pub acks_not_sent: u64,
 }
 
 struct Pending {
@@ -214,6 +303,12 @@ struct State {
     floor_missing_since: Option<Instant>,
     seen: BTreeSet<u64>,
     held: BTreeMap<u64, Bytes>,
+    /// Sequence numbers below the floor that were skipped (never received), newest remembered.
+    skipped: BTreeSet<u64>,
+    /// Below this every skipped number has been forgotten: a copy there is ambiguous.
+    skip_horizon: u64,
+    /// A DATA frame has arrived (the window's start is settled).
+    synced: bool,
     ready: VecDeque<Bytes>,
     outcomes: VecDeque<(u32, wtd_reliable_outcome)>,
     events: VecDeque<Event>,
@@ -221,6 +316,8 @@ struct State {
     closed: bool,
     /// xorshift64 state of the `inbound_loss` test knob.
     loss_rng: u64,
+    /// The `inbound_loss` test knob now (starts at `config.inbound_loss`).
+    inbound_loss: f64,
 }
 
 /// Callbacks of a reliability layer: called one at a time (never in parallel), on the thread
@@ -236,6 +333,10 @@ pub struct ReliabilityCallbacks {
 struct Inner {
     transport: DatagramTransport,
     config: ReliabilityConfig,
+    /// `config.effective_receive_window()`.
+    window: u64,
+    /// `config.effective_gap_timeout()`.
+    gap_timeout: Duration,
     state: Mutex<State>,
     ready: Condvar,
     wake: Notify,
@@ -260,6 +361,11 @@ impl ReliabilityLayer {
         if !(0.0..=1.0).contains(&config.inbound_loss) {
             return Err(Error::invalid("inbound_loss must be within 0..=1"));
         }
+        if config.receive_window > MAX_RECEIVE_WINDOW {
+            return Err(Error::invalid(format!(
+                "receive_window must be at most {MAX_RECEIVE_WINDOW}"
+            )));
+        }
         let inner = Arc::new(Inner {
             transport: transport.clone(),
             state: Mutex::new(State {
@@ -270,6 +376,9 @@ impl ReliabilityLayer {
                 floor_missing_since: None,
                 seen: BTreeSet::new(),
                 held: BTreeMap::new(),
+                skipped: BTreeSet::new(),
+                skip_horizon: 0,
+                synced: false,
                 ready: VecDeque::new(),
                 outcomes: VecDeque::new(),
                 events: VecDeque::new(),
@@ -279,7 +388,10 @@ impl ReliabilityLayer {
                 },
                 closed: false,
                 loss_rng: 0x9E37_79B9_7F4A_7C15,
+                inbound_loss: config.inbound_loss,
             }),
+            window: config.effective_receive_window() as u64,
+            gap_timeout: config.effective_gap_timeout(),
             config,
             ready: Condvar::new(),
             wake: Notify::new(),
@@ -287,10 +399,20 @@ impl ReliabilityLayer {
             dispatching: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&inner);
-        transport.set_interceptor(Some(Arc::new(move |d: &Bytes| match weak.upgrade() {
-            Some(inner) => inner.on_datagram(d),
-            None => false,
-        })));
+        {
+            // Registered and installed under one lock, so a concurrent close of an older layer
+            // cannot clear this one's interceptor.
+            let mut owners = lock(&OWNERS);
+            owners.retain(|w| {
+                w.upgrade()
+                    .is_some_and(|o| !o.transport.same(transport) && !o.transport.is_closed())
+            });
+            owners.push(weak.clone());
+            transport.set_interceptor(Some(Arc::new(move |d: &Bytes| match weak.upgrade() {
+                Some(inner) => inner.on_datagram(d),
+                None => false,
+            })));
+        }
         runtime::handle()?.spawn(timer_task(Arc::downgrade(&inner)));
         Ok(ReliabilityLayer { inner })
     }
@@ -411,6 +533,17 @@ impl ReliabilityLayer {
         st.outcomes.drain(..n).collect()
     }
 
+    /// Changes the `inbound_loss` test knob (the fraction of arriving frames dropped, 0..=1).
+    pub fn set_inbound_loss(&self, fraction: f64) -> Result<()> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(Error::invalid(format!(
+                "the drop fraction must be within 0..1, not {fraction}"
+            )));
+        }
+        lock(&self.inner.state).inbound_loss = fraction;
+        Ok(())
+    }
+
     /// Installs (None: removes) callbacks.
     pub fn set_callbacks(&self, callbacks: Option<ReliabilityCallbacks>) {
         *lock(&self.inner.callbacks) = callbacks.map(Arc::new);
@@ -423,13 +556,15 @@ impl ReliabilityLayer {
         s.in_flight = st.pending.len() as u64;
         s.srtt_us = st.srtt.map_or(0, |(srtt, _)| srtt as u64);
         s.rto_us = self.inner.current_rto(&st).as_micros() as u64;
+        s.recv_buffered = (st.held.len() + st.seen.len()) as u64;
+        s.recv_ready = st.ready.len() as u64;
         s
     }
 
     /// Detaches from the transport; messages still awaiting ACKs are reported as given up, and
     /// blocked receivers wake with WTD_ERR_CLOSED. Idempotent.
     pub fn close(&self) {
-        self.inner.transport.set_interceptor(None);
+        self.inner.detach();
         let mut st = lock(&self.inner.state);
         if st.closed {
             return;
@@ -448,7 +583,28 @@ impl ReliabilityLayer {
     }
 }
 
+/// The layer attached to each transport now (at most one entry per transport): `close` only
+/// clears a transport's interceptor when that transport is still attached to the closing layer,
+/// so closing (or freeing) a layer that another one took over from leaves the newer attached.
+static OWNERS: Mutex<Vec<Weak<Inner>>> = Mutex::new(Vec::new());
+
 impl Inner {
+    /// Removes this layer's interceptor from the transport, unless a newer layer replaced it.
+    fn detach(self: &Arc<Self>) {
+        let mut owners = lock(&OWNERS);
+        let me = Arc::as_ptr(self);
+        let before = owners.len();
+        owners.retain(|w| !std::ptr::eq(w.as_ptr(), me) && w.strong_count() > 0);
+        let was_attached = owners.len() < before
+            && !owners
+                .iter()
+                .filter_map(Weak::upgrade)
+                .any(|o| o.transport.same(&self.transport));
+        if was_attached {
+            self.transport.set_interceptor(None);
+        }
+    }
+
     fn current_rto(&self, st: &State) -> Duration {
         match st.srtt {
             None => self.config.ack_timeout,
@@ -524,11 +680,11 @@ impl Inner {
 
     /// The `inbound_loss` test knob: true when this arriving frame is to be dropped.
     fn inject_loss(&self) -> bool {
-        let p = self.config.inbound_loss;
+        let mut st = lock(&self.state);
+        let p = st.inbound_loss;
         if p <= 0.0 {
             return false;
         }
-        let mut st = lock(&self.state);
         let mut x = st.loss_rng;
         x ^= x << 13;
         x ^= x >> 7;
@@ -585,34 +741,95 @@ impl Inner {
             }
             Parsed::Frame(Frame::Data { seq, payload }) => {
                 let payload = d.slice_ref(payload);
-                {
+                let ack = {
                     let mut st = lock(&self.state);
-                    if !st.closed {
-                        self.accept_data(&mut st, seq, payload);
-                    }
-                    st.stats.acks_sent += 1;
+                    st.stats.data_received += 1;
+                    // A closed layer acknowledges nothing: it could not deliver the message.
+                    !st.closed && self.accept_data(&mut st, seq, payload)
+                };
+                if ack {
+                    self.send_ack(seq);
                 }
-                let _ = self.transport.send(
-                    &encode_ack(seq),
-                    self.config.priority.saturating_add(1),
-                    None,
-                    Some(Duration::ZERO),
-                );
                 self.dispatch();
                 true
             }
         }
     }
 
-    fn accept_data(&self, st: &mut State, seq: u32, payload: Bytes) {
+    /// Sends the ACK of `seq`, unless the transport's outgoing queue is full: there an ACK
+    /// (one priority above DATA) would evict an application datagram under DROP_OLDEST. A
+    /// skipped or failed ACK is counted in `acks_not_sent`; the sender retransmits and the
+    /// duplicate is acknowledged once there is room.
+    fn send_ack(&self, seq: u32) {
+        let full =
+            self.transport.send_buffer_size() >= self.transport.config().outgoing_high_water_mark;
+        let sent = !full
+            && self
+                .transport
+                .send(
+                    &encode_ack(seq),
+                    self.config.priority.saturating_add(1),
+                    None,
+                    Some(Duration::ZERO),
+                )
+                .is_ok();
+        let mut st = lock(&self.state);
+        if sent {
+            st.stats.acks_sent += 1;
+        } else {
+            st.stats.acks_not_sent += 1;
+        }
+    }
+
+    /// Takes an arriving DATA frame; returns whether to acknowledge it. Only a message this
+    /// layer has (delivered, held or queued) is acknowledged, so an ACK always means delivered.
+    fn accept_data(&self, st: &mut State, seq: u32, payload: Bytes) -> bool {
+        if !st.synced {
+            st.synced = true;
+            if u64::from(seq) >= st.floor + self.window {
+                // The peer was already sending before this layer attached: start there.
+                st.floor = u64::from(seq);
+                st.skip_horizon = st.floor;
+            }
+        }
         let diff = seq.wrapping_sub(st.floor as u32) as i32;
         let u = st.floor as i64 + diff as i64;
-        if u < st.floor as i64 || st.seen.contains(&(u as u64)) || st.held.contains_key(&(u as u64))
-        {
+        if u < st.floor as i64 {
+            if u < 0 {
+                // Below sequence number 0 of this session: never sent; a peer's bug.
+                st.stats.out_of_window += 1;
+                return false;
+            }
+            let u = u as u64;
+            if st.skipped.contains(&u) {
+                st.stats.late_after_skip += 1;
+                if self.config.in_order || self.receive_full(st) {
+                    return false;
+                }
+                st.skipped.remove(&u);
+                self.deliver(st, payload);
+                return true;
+            }
+            if u < st.skip_horizon {
+                st.stats.late_after_skip += 1;
+                return false;
+            }
             st.stats.duplicates += 1;
-            return;
+            return true;
         }
         let u = u as u64;
+        if u >= st.floor + self.window {
+            st.stats.out_of_window += 1;
+            return false;
+        }
+        if st.seen.contains(&u) || st.held.contains_key(&u) {
+            st.stats.duplicates += 1;
+            return true;
+        }
+        if self.receive_full(st) {
+            st.stats.refused_full += 1;
+            return false;
+        }
         if self.config.in_order {
             st.held.insert(u, payload);
         } else {
@@ -620,6 +837,12 @@ impl Inner {
             self.deliver(st, payload);
         }
         self.advance(st);
+        true
+    }
+
+    /// True when W messages are already held for order or waiting to be received.
+    fn receive_full(&self, st: &State) -> bool {
+        (st.held.len() + st.ready.len()) as u64 >= self.window
     }
 
     /// Moves the floor over every sequence number now complete, releasing held messages.
@@ -674,7 +897,7 @@ impl Inner {
                 self.record_outcome(&mut st, seq, wtd_reliable_outcome::WTD_RELIABLE_GAVE_UP);
             }
             if let Some(since) = st.floor_missing_since {
-                if now.duration_since(since) >= self.config.gap_timeout {
+                if now.duration_since(since) >= self.gap_timeout {
                     let first = st
                         .seen
                         .iter()
@@ -685,6 +908,15 @@ impl Inner {
                         .min();
                     if let Some(first) = first {
                         st.stats.gaps_skipped += 1;
+                        // Remember what was skipped (first < floor + W): a late copy is then
+                        // refused or delivered late, never acknowledged as a duplicate.
+                        for u in st.floor..first {
+                            st.skipped.insert(u);
+                        }
+                        while st.skipped.len() > MAX_SKIPPED_REMEMBERED {
+                            let oldest = st.skipped.pop_first().expect("non-empty");
+                            st.skip_horizon = oldest + 1;
+                        }
                         st.floor = first;
                         st.floor_missing_since = None;
                         self.advance(&mut st);

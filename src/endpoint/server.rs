@@ -214,6 +214,9 @@ struct Shared {
     queue_capacity: usize,
     queue: Mutex<Queue>,
     ready: Condvar,
+    /// Readable while a session waits in the queue or the server is closed (updated under
+    /// `queue`'s lock).
+    readiness: crate::ready::Readiness,
     closed: AtomicBool,
     conns: Mutex<ConnTable>,
     limits: Limits,
@@ -275,6 +278,9 @@ impl Acceptor for Shared {
         if self.on_session.is_none() {
             let mut q = lock(&self.queue);
             let pruned = q.prune_closed();
+            if pruned > 0 {
+                self.readiness.update(!q.sessions.is_empty());
+            }
             self.counters
                 .queue_closed_dropped
                 .fetch_add(pruned, Ordering::Relaxed);
@@ -325,6 +331,7 @@ impl Acceptor for Shared {
                 let mut q = lock(&self.queue);
                 q.reserved = q.reserved.saturating_sub(1);
                 q.sessions.push_back(session);
+                self.readiness.update(true);
                 drop(q);
                 self.ready.notify_one();
             }
@@ -375,6 +382,7 @@ impl Server {
             queue_capacity: config.accept_queue_capacity.max(1),
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
+            readiness: Default::default(),
             closed: AtomicBool::new(false),
             conns: Mutex::new(ConnTable::default()),
             limits: Limits {
@@ -430,6 +438,8 @@ impl Server {
         let mut q = lock(&self.shared.queue);
         loop {
             if let Some(s) = q.sessions.pop_front() {
+                let more = !q.sessions.is_empty() || self.shared.closed.load(Ordering::Relaxed);
+                self.shared.readiness.update(more);
                 return Ok(s);
             }
             if self.shared.closed.load(Ordering::Relaxed) {
@@ -455,6 +465,13 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// A descriptor that is readable while a session waits to be accepted or the server is
+    /// closed (`crate::ready`); created on first call, owned by the server.
+    pub fn readiness_fd(&self) -> Result<i32> {
+        let _q = lock(&self.shared.queue);
+        self.shared.readiness.fd()
     }
 
     /// Counters of what the server refused or dropped to protect itself.
@@ -500,6 +517,10 @@ impl Server {
     pub fn close(&self) {
         if self.shared.closed.swap(true, Ordering::SeqCst) {
             return;
+        }
+        {
+            let _q = lock(&self.shared.queue);
+            self.shared.readiness.update(true);
         }
         self.shared.ready.notify_all();
         let conns = self.live_connections();

@@ -37,7 +37,7 @@ static wtdgo_rn wtdgo_session_try_receive(uintptr_t s, void *buf, size_t cap) {
 }
 static wtdgo_rn wtdgo_session_receive_batch(uintptr_t s, wtd_datagram_buffer *b, size_t count) {
 	wtdgo_rn r = {0, 0};
-	r.code = (int32_t)wtd_session_receive_batch((wtd_session *)s, b, count, &r.n);
+	r.code = (int32_t)wtd_session_receive_batch((wtd_session *)s, b, count, &r.n, 0);
 	return r;
 }
 static wtdgo_rn wtdgo_transport_try_receive(uintptr_t t, void *buf, size_t cap) {
@@ -47,7 +47,7 @@ static wtdgo_rn wtdgo_transport_try_receive(uintptr_t t, void *buf, size_t cap) 
 }
 static wtdgo_rn wtdgo_transport_receive_batch(uintptr_t t, wtd_datagram_buffer *b, size_t count) {
 	wtdgo_rn r = {0, 0};
-	r.code = (int32_t)wtd_transport_receive_multiple((wtd_transport *)t, b, count, &r.n, 0);
+	r.code = (int32_t)wtd_transport_receive_batch((wtd_transport *)t, b, count, &r.n, 0);
 	return r;
 }
 static wtdgo_rn wtdgo_transport_send_batch(uintptr_t t, const wtd_datagram_view *v, size_t count,
@@ -75,7 +75,7 @@ type (
 )
 
 // fail builds the *Error of a failed call. The caller holds runtime.LockOSThread since the call.
-func fail(op string, r C.enum_wtd_result) error {
+func fail(op string, r C.wtd_result) error {
 	return &Error{Op: op, Code: Code(r), Message: C.GoString(C.wtd_last_error_message())}
 }
 
@@ -102,7 +102,7 @@ func bytesPtr(p []byte) *C.uint8_t {
 
 // ---------------------------------------------------------------------------------- library
 
-// Version returns the library version string, e.g. "0.1.0".
+// Version returns the library version string, e.g. "0.2.0".
 func Version() string { return C.GoString(C.wtd_version()) }
 
 // Shutdown stops wtd's internal runtime (closes still in flight get up to 2 s to reach their
@@ -136,7 +136,10 @@ func cstr(s string) *C.char {
 
 func cServerNew(host string, port uint16, o *ServerOptions) (cServer, error) {
 	var opt C.wtd_server_options
-	C.wtd_server_options_default(&opt)
+	opt.struct_size = C.uint32_t(unsafe.Sizeof(opt)) // API 0.2: the caller sets it first
+	if r := C.wtd_server_options_default(&opt); r != 0 {
+		return nil, &Error{Op: "Listen", Code: Code(r), Message: "wtd_server_options_default failed"}
+	}
 	opt.port = C.uint16_t(port)
 	opt.host = cstr(host)
 	defer C.free(unsafe.Pointer(opt.host))
@@ -236,10 +239,20 @@ func cServerAccept(h cServer, timeoutMs int32) (cSession, error) {
 	var s cSession
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if r := C.wtd_server_accept(h, C.int32_t(timeoutMs), &s); r != 0 {
+	if r := C.wtd_server_accept(h, &s, C.int32_t(timeoutMs)); r != 0 {
 		return nil, failQuiet("Server.Accept", C.int32_t(r))
 	}
 	return s, nil
+}
+
+func cServerReadinessFd(h cServer) (int, error) {
+	var fd C.int32_t
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if r := C.wtd_server_readiness_fd(h, &fd); r != 0 {
+		return -1, fail("Server.readiness", r)
+	}
+	return int(fd), nil
 }
 
 func cServerClose(h cServer) error {
@@ -257,7 +270,10 @@ func cServerFree(h cServer) { C.wtd_server_free(h) }
 
 func cConnect(url string, o *DialOptions, timeout time.Duration) (cSession, error) {
 	var opt C.wtd_client_options
-	C.wtd_client_options_default(&opt)
+	opt.struct_size = C.uint32_t(unsafe.Sizeof(opt)) // API 0.2: the caller sets it first
+	if r := C.wtd_client_options_default(&opt); r != 0 {
+		return nil, &Error{Op: "Dial", Code: Code(r), Message: "wtd_client_options_default failed"}
+	}
 	if o != nil {
 		n := 0
 		if len(o.CertHashes) > 0 {
@@ -337,7 +353,7 @@ func cSessionSend(h cSession, p []byte) error {
 	r := C.wtdgo_session_send(hs(h), bytesPtr(p), C.size_t(len(p)))
 	var err error
 	if r != 0 {
-		err = fail("Session.Send", C.enum_wtd_result(r))
+		err = fail("Session.Send", C.wtd_result(r))
 	}
 	runtime.UnlockOSThread()
 	return err
@@ -406,7 +422,7 @@ func cSessionID(h cSession) (uint64, error) {
 }
 
 func cSessionDraft(h cSession) Draft {
-	var d C.enum_wtd_draft
+	var d C.wtd_draft
 	if C.wtd_session_draft(h, &d) != 0 {
 		return DraftUnknown
 	}
@@ -419,7 +435,7 @@ func cSessionString(h cSession, which int) (string, error) {
 	buf := make([]C.char, 512)
 	for attempt := 0; attempt < 3; attempt++ {
 		runtime.LockOSThread()
-		var r C.enum_wtd_result
+		var r C.wtd_result
 		if which == 0 {
 			r = C.wtd_session_path(h, &buf[0], C.size_t(len(buf)), &n)
 		} else {
@@ -508,7 +524,10 @@ func cSessionStats(h cSession) (SessionStats, error) {
 
 func cTransportNew(s cSession, o *TransportOptions) (cTransport, error) {
 	var opt C.wtd_transport_options
-	C.wtd_transport_options_default(&opt)
+	opt.struct_size = C.uint32_t(unsafe.Sizeof(opt)) // API 0.2: the caller sets it first
+	if r := C.wtd_transport_options_default(&opt); r != 0 {
+		return nil, &Error{Op: "NewTransport", Code: Code(r), Message: "wtd_transport_options_default failed"}
+	}
 	if o != nil {
 		if o.OutgoingHighWaterMark > 0 {
 			opt.outgoing_high_water_mark = C.uint32_t(o.OutgoingHighWaterMark)
@@ -557,7 +576,7 @@ func cTransportSend(h cTransport, p []byte, prio int32, ttl time.Duration, wait 
 	r := C.wtdgo_transport_send(ht(h), bytesPtr(p), C.size_t(len(p)), C.int32_t(prio), C.uint32_t(ms(ttl)), w)
 	var err error
 	if r != 0 {
-		err = fail("Transport.Send", C.enum_wtd_result(r))
+		err = fail("Transport.Send", C.wtd_result(r))
 	}
 	runtime.UnlockOSThread()
 	return err
@@ -618,7 +637,7 @@ func cTransportMaxDatagramSize(h cTransport) int {
 // cTransportBufferSize: which 0 = send queue, 1 = receive queue.
 func cTransportBufferSize(h cTransport, which int) int {
 	var v C.size_t
-	var r C.enum_wtd_result
+	var r C.wtd_result
 	if which == 0 {
 		r = C.wtd_transport_get_send_buffer_size(h, &v)
 	} else {
@@ -635,7 +654,7 @@ func cTransportClear(h cTransport, which int) (int, error) {
 	var v C.size_t
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var r C.enum_wtd_result
+	var r C.wtd_result
 	if which == 0 {
 		r = C.wtd_transport_clear_send_buffer(h, &v)
 	} else {
@@ -651,7 +670,7 @@ func cTransportClear(h cTransport, which int) (int, error) {
 func cTransportSetMaxAge(h cTransport, which int, d time.Duration) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	var r C.enum_wtd_result
+	var r C.wtd_result
 	if which == 0 {
 		r = C.wtd_transport_set_outgoing_max_age(h, C.uint32_t(ms(d)))
 	} else {
@@ -829,6 +848,11 @@ func (s *cSlab) free() {
 }
 
 // ---------------------------------------------------------------------------------- benchmarks
+
+// headerVersion is the version of the wtd.h this package was compiled against.
+func headerVersion() (major, minor, patch int) {
+	return int(C.WTD_VERSION_MAJOR), int(C.WTD_VERSION_MINOR), int(C.WTD_VERSION_PATCH)
+}
 
 // cNoop is the cheapest library call (wtd_version_number): the bare cgo cost, for benchmarks.
 func cNoop() uint32 { return uint32(C.wtd_version_number()) }

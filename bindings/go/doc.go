@@ -13,7 +13,6 @@
 // the library's message and *CloseError a session's close code and reason.
 //
 // The library runs its own network threads; every method here may be called from any
-// goroutine. Waiting receives park on Go's network poller through wtd's readiness descriptors,
-// so thousands of idle sessions cost no OS threads. Accept still waits inside the library in
-// 25 ms slices (today's C API has no server readiness descriptor).
+// goroutine. Waiting receives and accepts park on Go's network poller through wtd's readiness
+// descriptors, so thousands of idle sessions cost no OS threads.
 package wtd

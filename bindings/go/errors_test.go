@@ -177,3 +177,11 @@ func TestFastPathsDoNotAllocate(t *testing.T) {
 		t.Errorf("Session.ReceiveBatch: %v allocations per call", a)
 	}
 }
+
+// The library loaded at run time is the one the header was compiled for.
+func TestVersionMatchesHeader(t *testing.T) {
+	ma, mi, pa := headerVersion()
+	if want := fmt.Sprintf("%d.%d.%d", ma, mi, pa); Version() != want {
+		t.Errorf("library %s, header %s", Version(), want)
+	}
+}

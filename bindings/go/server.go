@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
-	"time"
 )
 
 // Server is a listening WebTransport server. Methods may be called from any goroutine.
@@ -18,6 +17,8 @@ type Server struct {
 	host      string
 	port      int
 	hash      [32]byte
+	rdyMu     sync.Mutex
+	rdy       *readiness
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -50,41 +51,58 @@ func Listen(addr string, opts *ServerOptions) (*Server, error) {
 	return s, nil
 }
 
-// acceptSlice is how long one library-side accept wait lasts before ctx is checked again.
-// Today's C API has no server readiness descriptor, so a waiting Accept holds an OS thread in
-// slices of this length; cancelling ctx takes effect within one slice.
-const acceptSlice = 25 * time.Millisecond
-
-// Accept waits for the next session. It returns ctx.Err() when ctx ends first (within ~25 ms)
-// and an error matching ErrClosed after Close.
+// Accept waits for the next session, parked on Go's poller through the server's readiness
+// descriptor (no OS thread is held). It returns ctx.Err() when ctx ends first and an error
+// matching ErrClosed after Close.
 func (s *Server) Accept(ctx context.Context) (*Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.h == nil {
 		return nil, errReleased("Server.Accept")
 	}
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		wait := acceptSlice
-		if dl, ok := ctx.Deadline(); ok {
-			if left := time.Until(dl); left < wait {
-				wait = left
-			}
-		}
-		t := int32(wait / time.Millisecond)
-		if t < 0 {
-			t = 0
-		}
-		h, err := cServerAccept(s.h, t)
-		if err == nil {
-			return newSession(h), nil
-		}
-		if err != ErrTimeout && err != ErrWouldBlock {
-			return nil, err
-		}
+	h, err := cServerAccept(s.h, 0)
+	if err == nil {
+		return newSession(h), nil
 	}
+	if err != ErrWouldBlock {
+		return nil, err
+	}
+	rdy, err := s.readiness()
+	if err != nil {
+		return nil, err
+	}
+	if werr := rdy.wait(ctx, func() bool {
+		h, err = cServerAccept(s.h, 0)
+		return err != ErrWouldBlock
+	}); werr != nil {
+		return nil, werr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return newSession(h), nil
+}
+
+// readiness returns the server's poller waiter, creating it on first use (caller holds mu.R).
+func (s *Server) readiness() (*readiness, error) {
+	s.rdyMu.Lock()
+	defer s.rdyMu.Unlock()
+	if s.rdy != nil {
+		return s.rdy, nil
+	}
+	fd, err := cServerReadinessFd(s.h)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newReadiness(fd)
+	if err != nil {
+		return nil, err
+	}
+	s.rdy = r
+	return r, nil
 }
 
 // Port is the UDP port the server listens on.
@@ -148,5 +166,9 @@ func (s *Server) finalize() {
 	if s.h != nil {
 		cServerFree(s.h)
 		s.h = nil
+	}
+	if s.rdy != nil {
+		s.rdy.close()
+		s.rdy = nil
 	}
 }

@@ -4,8 +4,8 @@
 #
 #   scripts/test-go.sh           vet + tests + example
 #   scripts/test-go.sh --bench   also `go test -bench` (the cgo figures in bindings/go/README.md),
-#                                linked at run time against the release library target/release/libwtd.so
-#                                (built with `cargo build --release --lib` when missing)
+#                                run against the release library (`cargo build --release --lib`, or
+#                                WTD_RELEASE_LIB=<path to libwtd.so>) through LD_LIBRARY_PATH
 #
 # What it sets up when missing: the Go toolchain and pkg-config (apt-get install golang-go
 # pkg-config, as root only; otherwise it says what to install), CMake via scripts/lib/tools.sh,
@@ -86,10 +86,11 @@ log "go test -race ./... (the Go side's locking under the race detector)"
 go test -race -count=1 -timeout 300s ./...
 
 if [ "$BENCH" = 1 ]; then
-    REL="${WTD_RELEASE_LIB:-$ROOT/target/release/libwtd.so}"
-    if [ ! -e "$REL" ]; then
-        log "building the release library (cargo build --release --lib)"
+    REL="${WTD_RELEASE_LIB:-}"
+    if [ -z "$REL" ]; then
+        log "release library: cargo build --release --lib (a no-op when up to date)"
         (cd "$ROOT" && cargo build --release --lib)
+        REL="$ROOT/target/release/libwtd.so"
     fi
     mkdir -p "$BUILD_DIR/go-release/lib"
     cp "$REL" "$BUILD_DIR/go-release/lib/libwtd.so.0"

@@ -168,13 +168,37 @@ func TestFastPathsDoNotAllocate(t *testing.T) {
 		}
 	}
 	buf := make([]byte, 2048)
-	ctx := context.Background()
+	ctx := ctxT(t, 20*time.Second) // bounds every call should a datagram be missing
 	if a := testing.AllocsPerRun(100, func() { ss.ReceiveInto(ctx, buf) }); a != 0 {
 		t.Errorf("Session.ReceiveInto: %v allocations per call", a)
 	}
 	bufs := [][]byte{make([]byte, 0, 2048), make([]byte, 0, 2048)}
 	if a := testing.AllocsPerRun(50, func() { ss.ReceiveBatch(ctx, bufs) }); a != 0 {
 		t.Errorf("Session.ReceiveBatch: %v allocations per call", a)
+	}
+
+	// The same on transports.
+	ct, err := NewTransport(c, &TransportOptions{OutgoingHighWaterMark: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ct.Close()
+	st, err := NewTransport(ss, &TransportOptions{IncomingHighWaterMark: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if a := testing.AllocsPerRun(200, func() { ct.TrySend(p, 1, time.Second) }); a != 0 {
+		t.Errorf("Transport.TrySend: %v allocations per call", a)
+	}
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && st.ReceiveBufferSize() < 150; {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a := testing.AllocsPerRun(50, func() { st.ReceiveInto(ctx, buf) }); a != 0 {
+		t.Errorf("Transport.ReceiveInto: %v allocations per call", a)
+	}
+	if a := testing.AllocsPerRun(20, func() { st.ReceiveBatch(ctx, bufs) }); a != 0 {
+		t.Errorf("Transport.ReceiveBatch: %v allocations per call", a)
 	}
 }
 

@@ -56,6 +56,13 @@ static wtdgo_rn wtdgo_transport_send_batch(uintptr_t t, const wtd_datagram_view 
 	r.code = (int32_t)wtd_transport_send_multiple((wtd_transport *)t, v, count, prio, ttl, &r.n);
 	return r;
 }
+// The request hook: wtdgoOnRequest is exported by callbacks.go (cgo generates it with a
+// non-const parameter; the cast only drops the const the library promises to honour).
+extern uint16_t wtdgoOnRequest(void *ud, struct wtd_session_request *req);
+static void wtdgo_set_on_request(wtd_server_options *o, uintptr_t handle) {
+	o->on_request = (wtd_server_request_cb)wtdgoOnRequest;
+	o->user_data = (void *)handle;
+}
 // Options structs hold pointers, so they are filled in C memory (a Go struct holding C
 // pointers would be fine too, but this keeps the strings' lifetime in one place).
 static void wtdgo_set_hash(uint8_t *dst, size_t i, const void *src) { memcpy(dst + 32 * i, src, 32); }
@@ -134,13 +141,18 @@ func cstr(s string) *C.char {
 
 // ---------------------------------------------------------------------------------- server
 
-func cServerNew(host string, port uint16, o *ServerOptions) (cServer, error) {
+// cServerNew creates the server; hook (0 = none) is a cgo.Handle of the OnRequest function,
+// which must stay valid until cServerFree.
+func cServerNew(host string, port uint16, o *ServerOptions, hook uintptr) (cServer, error) {
 	var opt C.wtd_server_options
 	opt.struct_size = C.uint32_t(unsafe.Sizeof(opt)) // API 0.2: the caller sets it first
 	if r := C.wtd_server_options_default(&opt); r != 0 {
 		return nil, &Error{Op: "Listen", Code: Code(r), Message: "wtd_server_options_default failed"}
 	}
 	opt.port = C.uint16_t(port)
+	if hook != 0 {
+		C.wtdgo_set_on_request(&opt, C.uintptr_t(hook))
+	}
 	opt.host = cstr(host)
 	defer C.free(unsafe.Pointer(opt.host))
 	if o != nil {

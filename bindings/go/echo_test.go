@@ -214,3 +214,61 @@ func TestOpenSibling(t *testing.T) {
 		t.Errorf("sibling stats %+v", st)
 	}
 }
+
+// ServerOptions.OnRequest accepts or refuses session requests (a Go callback called from a
+// wtd network thread); a refused Dial fails with ErrRejected, a panicking hook refuses with 500.
+func TestServerOnRequest(t *testing.T) {
+	seen := make(chan Request, 16)
+	srv, err := Listen("127.0.0.1:0", &ServerOptions{OnRequest: func(r *Request) int {
+		seen <- *r
+		switch r.Path {
+		case "/ok":
+			return 200
+		case "/panic":
+			panic("hook panics")
+		}
+		return 403
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	opts := &DialOptions{CertHashes: [][32]byte{srv.CertHash()}, Origin: "https://game.example"}
+
+	_, err = Dial(ctxT(t, 10*time.Second), srv.URL("/forbidden"), opts)
+	if !errors.Is(err, ErrRejected) {
+		t.Errorf("Dial /forbidden: %v, want ErrRejected", err)
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	if _, err = Dial(ctxT(t, 10*time.Second), srv.URL("/panic"), opts); !errors.Is(err, ErrRejected) {
+		t.Errorf("Dial /panic: %v, want ErrRejected", err)
+	}
+	c, err := Dial(ctxT(t, 10*time.Second), srv.URL("/ok"), opts)
+	if err != nil {
+		t.Fatalf("Dial /ok: %v", err)
+	}
+	defer c.Close()
+	s, err := srv.Accept(ctxT(t, 5*time.Second))
+	if err != nil {
+		t.Fatalf("Accept: %v", err)
+	}
+	defer s.Close()
+	if s.Path() != "/ok" || s.Origin() != "https://game.example" {
+		t.Errorf("accepted session path %q origin %q", s.Path(), s.Origin())
+	}
+	var reqs []Request
+	for len(seen) > 0 {
+		reqs = append(reqs, <-seen)
+	}
+	if len(reqs) != 3 || reqs[2].Path != "/ok" || reqs[2].Origin != "https://game.example" ||
+		reqs[2].Draft == DraftUnknown || reqs[2].Authority == "" {
+		t.Errorf("hook saw %+v", reqs)
+	}
+	// Only the accepted request reached the accept queue.
+	actx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := srv.Accept(actx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a refused request was queued: %v", err)
+	}
+}

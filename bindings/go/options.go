@@ -33,6 +33,11 @@ type ServerOptions struct {
 	SessionTimeout time.Duration
 	// HeaderTimeout resets a request stream whose HEADERS are incomplete (default 10 s).
 	HeaderTimeout time.Duration
+	// OnRequest, when set, decides on every session request before it is accepted: return 200
+	// to accept or an HTTP status (403, 404, ...) to refuse (the client's Dial fails with
+	// ErrRejected). It runs on a wtd network thread: keep it short and never block. A panic
+	// or a status outside 100..599 refuses with 500. nil accepts every request.
+	OnRequest func(*Request) int
 }
 
 // DialOptions configure Dial. The zero value (or nil) verifies the server against the system's

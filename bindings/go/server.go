@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"runtime/cgo"
 	"strconv"
 	"sync"
 )
@@ -17,6 +18,7 @@ type Server struct {
 	host      string
 	port      int
 	hash      [32]byte
+	hook      cgo.Handle // OnRequest, deleted after the server is freed (0 = none)
 	rdyMu     sync.Mutex
 	rdy       *readiness
 	closeOnce sync.Once
@@ -35,16 +37,23 @@ func Listen(addr string, opts *ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, &Error{Op: "Listen", Code: ErrInvalidArgument, Message: "bad port " + strconv.Quote(portStr)}
 	}
-	h, err := cServerNew(host, uint16(port), opts)
+	var hook cgo.Handle
+	if opts != nil && opts.OnRequest != nil {
+		hook = cgo.NewHandle(opts.OnRequest)
+	}
+	h, err := cServerNew(host, uint16(port), opts, uintptr(hook))
 	if err != nil {
+		if hook != 0 {
+			hook.Delete()
+		}
 		return nil, err
 	}
-	s := &Server{h: h, host: host}
+	s := &Server{h: h, host: host, hook: hook}
 	if s.port, err = cServerPort(h); err == nil {
 		s.hash, err = cServerCertHash(h)
 	}
 	if err != nil {
-		cServerFree(h)
+		s.finalize()
 		return nil, err
 	}
 	runtime.SetFinalizer(s, (*Server).finalize)
@@ -164,8 +173,12 @@ func (s *Server) finalize() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.h != nil {
-		cServerFree(s.h)
+		cServerFree(s.h) // no request hook runs after this returns
 		s.h = nil
+	}
+	if s.hook != 0 {
+		s.hook.Delete()
+		s.hook = 0
 	}
 	if s.rdy != nil {
 		s.rdy.close()

@@ -78,6 +78,9 @@ bad="$(gofmt -l .)"
 [ -z "$bad" ] || { echo "[go] not gofmt-formatted: $bad" >&2; exit 1; }
 log "go vet ./..."
 go vet ./...
+log "go build -tags wtd_no_pkgconfig ./... (the documented path without pkg-config)"
+env -u PKG_CONFIG_PATH CGO_CFLAGS="-I$PREFIX/include" CGO_LDFLAGS="-L$PREFIX/lib -Wl,-rpath,$PREFIX/lib" \
+    go build -tags wtd_no_pkgconfig ./...
 log "go run ./examples/echo"
 timeout 60 go run ./examples/echo
 log "go test ./..."

@@ -34,7 +34,8 @@
  *     wtd_transport_diagnose_issues), and wtd_transport_send_multiple always writes
  *     *out_accepted. wtd_result_str() and wtd_last_error_message() (per thread) explain failures.
  *   - Enums cross the boundary as uint32_t. Functions taking one from C take a plain integer
- *     (an unknown value names itself "unknown"; in an options field it is WTD_ERR_INVALID_ARGUMENT).
+ *     (an unknown value names itself "unknown"; in an options field it is
+ *     WTD_ERR_INVALID_ARGUMENT).
  *   - Versioned structs start with uint32_t struct_size. Inputs (options, callbacks): set it to
  *     sizeof the struct (the *_options_default functions do); fields beyond it get defaults.
  *     Outputs (stats, results, metadata, and the structs *_options_default fill): set it to
@@ -63,6 +64,13 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/* ============================================================================================== */
+/* Results, versions and the runtime */
+
 /**
  * Major version of the library this header belongs to.
  */
@@ -77,16 +85,6 @@
  * Patch version of the library this header belongs to.
  */
 #define WTD_VERSION_PATCH 0
-
-/**
- * Number of priority classes `wtd_queue_direction_stats` lists one by one.
- */
-#define WTD_QUEUE_STATS_CLASSES 8
-
-/**
- * Capacity of `wtd_monitor_alert.message`, NUL included.
- */
-#define WTD_ALERT_MESSAGE_MAX 128
 
 /**
  * Fixed result codes shared by the Rust API and the C ABI (`wtd_result`). Values never change;
@@ -176,6 +174,70 @@ typedef uint32_t wtd_result;
 #endif // __cplusplus
 
 /**
+ * Returns a short static description of a result code, e.g. "closed" for `WTD_ERR_CLOSED`, or
+ * "unknown" for a value that is not a `wtd_result`. Takes the code as a plain integer so any
+ * value is safe to pass.
+ *
+ * Ownership: the string is static; never free it. Thread: any. Errors: none; does not change
+ * `wtd_last_error_message()`.
+ */
+const char *wtd_result_str(uint32_t result);
+
+/**
+ * Returns the message of the most recent failed wtd call on the calling thread (NUL-terminated
+ * UTF-8), or "" when the most recent call succeeded or there was none.
+ *
+ * Ownership: owned by wtd; valid until the next wtd call on this thread (other than
+ * `wtd_last_error_message`, `wtd_result_str` and the version functions); copy it to keep it.
+ * Thread: per thread — each thread sees its own last error. Errors: none.
+ */
+const char *wtd_last_error_message(void);
+
+/**
+ * Returns the library version as a static string, e.g. "0.2.0". Compare with the
+ * `WTD_VERSION_*` macros to detect a header/library mismatch.
+ *
+ * Ownership: static; never free it. Thread: any. Errors: none.
+ */
+const char *wtd_version(void);
+
+/**
+ * Returns the library version as `(major << 16) | (minor << 8) | patch`.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: none.
+ */
+uint32_t wtd_version_number(void);
+
+/**
+ * Sets the number of worker threads of wtd's internal runtime (default 2). All network I/O,
+ * timers and callbacks run on these threads (named "wtd-rt").
+ *
+ * Call it before the first wtd call that creates a server, client or session (or after
+ * `wtd_shutdown()`).
+ * Ownership: nothing is handed over.
+ * Thread: any.
+ * Errors: `WTD_ERR_INVALID_ARGUMENT` if `threads` is 0 or above 1024; `WTD_ERR_INVALID_STATE` if
+ * the runtime is already running.
+ */
+wtd_result wtd_set_runtime_threads(uint32_t threads);
+
+/**
+ * Stops wtd's internal runtime: session closes still in flight get up to 2 s to reach their
+ * peers, then background tasks are cancelled and the call waits up to 2
+ * seconds for the runtime threads to exit. Close and free your handles first; handles still open
+ * become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
+ * calling it twice, or before anything was started, is harmless.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.
+ */
+void wtd_shutdown(void);
+
+/* ============================================================================================== */
+/* Log */
+
+/**
  * Severity of a log message; a callback registered with a maximum level receives every message
  * whose level is numerically less than or equal to it.
  */
@@ -215,205 +277,67 @@ typedef uint32_t wtd_log_level;
 #endif // __cplusplus
 
 /**
- * The WebTransport-over-HTTP/3 draft negotiated for a session.
+ * Log callback: `user_data` (from `wtd_log_callbacks`), the message's `level` (a
+ * `wtd_log_level` value) and `message`, a NUL-terminated UTF-8 string without a trailing newline,
+ * valid only during the call (copy it to keep it). Called from any thread that logs (usually a
+ * wtd runtime thread, sometimes the caller's own thread inside a wtd call), never concurrently
+ * with itself. It must not block for long and must not unwind (throw a C++ exception) into wtd.
  */
-enum wtd_draft
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * Not known (no session yet).
-     */
-    WTD_DRAFT_UNKNOWN = 0,
-    /**
-     * draft-ietf-webtrans-http3-02: Chromium's default, aioquic, web-transport-quinn, wtransport.
-     */
-    WTD_DRAFT_02 = 2,
-    /**
-     * draft-07: SETTINGS_WEBTRANSPORT_MAX_SESSIONS (Chromium behind a flag, Rust crates).
-     */
-    WTD_DRAFT_07 = 7,
-    /**
-     * draft-13: SETTINGS_WT_MAX_SESSIONS (pywebtransport 0.6–0.8).
-     */
-    WTD_DRAFT_13 = 13,
-    /**
-     * draft-15: SETTINGS_WT_ENABLED, `:protocol webtransport-h3` (pywebtransport ≥ 0.15).
-     */
-    WTD_DRAFT_15 = 15,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_draft wtd_draft;
-#else
-typedef uint32_t wtd_draft;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+typedef void (*wtd_log_cb)(void *user_data, wtd_log_level level, const char *message);
 
 /**
- * A problem `diagnose_issues` found.
+ * The log callback and its filter (versioned: set `struct_size = sizeof(wtd_log_callbacks)`).
  */
-enum wtd_issue
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
+typedef struct wtd_log_callbacks {
     /**
-     * Send success rate below 0.9.
+     * `sizeof(wtd_log_callbacks)`.
      */
-    WTD_ISSUE_LOW_SEND_SUCCESS_RATE = 1,
+    uint32_t struct_size;
     /**
-     * (send + receive drops) / (sent + received) above 0.1.
+     * Highest `wtd_log_level` delivered (`WTD_LOG_ERROR` 1 .. `WTD_LOG_TRACE` 5): messages of a
+     * numerically greater level are filtered out before they are even formatted.
      */
-    WTD_ISSUE_HIGH_DROP_RATE = 2,
+    uint32_t max_level;
     /**
-     * Outgoing queue above 90 % of its high water mark.
+     * Called for each message (NULL: logging off, the default).
      */
-    WTD_ISSUE_OUTGOING_QUEUE_NEARLY_FULL = 3,
+    wtd_log_cb on_log;
     /**
-     * Incoming queue above 90 % of its high water mark.
+     * Passed to `on_log`.
      */
-    WTD_ISSUE_INCOMING_QUEUE_NEARLY_FULL = 4,
-    /**
-     * Average send (queueing) time above 100 ms.
-     */
-    WTD_ISSUE_HIGH_SEND_LATENCY = 5,
-    /**
-     * The transport is closed.
-     */
-    WTD_ISSUE_CLOSED = 6,
-    /**
-     * The session is not open.
-     */
-    WTD_ISSUE_SESSION_NOT_READY = 7,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_issue wtd_issue;
-#else
-typedef uint32_t wtd_issue;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+    void *user_data;
+} wtd_log_callbacks;
 
 /**
- * How a reliable message ended.
+ * Installs the process-wide log callback, replacing any previous one (`callbacks` NULL, or
+ * `on_log` NULL, turns logging off — the default; the struct is copied).
+ *
+ * The callback is called from whichever wtd thread logs (usually a "wtd-rt" runtime thread,
+ * sometimes your own thread inside a wtd call), never concurrently with itself; `message` is
+ * valid only during the call; `user_data` is passed back unchanged and must stay valid until the
+ * callback is replaced or removed. Messages are not queued: once this function returns, the
+ * previous callback is not running and will not be called again. Logging from inside the
+ * callback is dropped.
+ *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
+ * Thread: any, but not from inside the log callback itself.
+ * Errors: `WTD_ERR_INVALID_ARGUMENT` (`struct_size` too small, `max_level` outside
+ * `WTD_LOG_ERROR`..`WTD_LOG_TRACE` while `on_log` is set); `WTD_ERR_INVALID_STATE` when called
+ * from the log callback.
  */
-enum wtd_reliable_outcome
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * The peer acknowledged it.
-     */
-    WTD_RELIABLE_DELIVERED = 0,
-    /**
-     * No ACK after `max_retries` retransmissions (or the layer closed first).
-     */
-    WTD_RELIABLE_GAVE_UP = 1,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_reliable_outcome wtd_reliable_outcome;
-#else
-typedef uint32_t wtd_reliable_outcome;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+wtd_result wtd_log_set_callbacks(const struct wtd_log_callbacks *callbacks);
 
 /**
- * The alert kinds.
+ * "ERROR", "WARN", "INFO", "DEBUG", "TRACE", or "unknown" for any other value (a plain integer,
+ * so any value is safe to pass).
+ *
+ * Ownership: static; never free it. Thread: any. Errors: none.
  */
-enum wtd_alert_kind
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * Outgoing queue above `queue_threshold` × high water mark.
-     */
-    WTD_ALERT_HIGH_QUEUE_SIZE = 0,
-    /**
-     * Send success rate below `success_rate_threshold`.
-     */
-    WTD_ALERT_LOW_SUCCESS_RATE = 1,
-    /**
-     * Mean send time of the newer half of the trend window > 1.25 × the older half's (and ≥ 1 ms).
-     */
-    WTD_ALERT_INCREASING_SEND_TIME = 2,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_alert_kind wtd_alert_kind;
-#else
-typedef uint32_t wtd_alert_kind;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+const char *wtd_log_level_str(uint32_t level);
 
-/**
- * How the client checks the server's certificate (`wtd_client_options.verify`).
- */
-enum wtd_verify_mode
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * Trust the operating system's root certificates (default).
-     */
-    WTD_VERIFY_SYSTEM_ROOTS = 0,
-    /**
-     * Trust only the CAs in `ca_file` (PEM).
-     */
-    WTD_VERIFY_CA_FILE = 1,
-    /**
-     * Accept only a certificate whose SHA-256 is in `cert_hashes` (like the browser's
-     * `serverCertificateHashes`).
-     */
-    WTD_VERIFY_CERT_HASHES = 2,
-    /**
-     * No verification at all. Anyone on the path can impersonate the server: tests only.
-     */
-    WTD_VERIFY_NONE_DANGEROUS = 3,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_verify_mode wtd_verify_mode;
-#else
-typedef uint32_t wtd_verify_mode;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * What a full queue does with a new datagram.
- */
-enum wtd_drop_policy
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * Evict the oldest datagram of the lowest priority that is ≤ the new one's; if every queued
-     * datagram has a higher priority, reject the new one. (Default; pywebtransport's behaviour, but
-     * counted.)
-     */
-    WTD_DROP_OLDEST = 0,
-    /**
-     * Reject the new datagram (`WTD_ERR_WOULD_BLOCK`).
-     */
-    WTD_DROP_REJECT_NEW = 1,
-    /**
-     * Make the sender wait for room, up to its timeout (back-pressure).
-     */
-    WTD_DROP_BLOCK = 2,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_drop_policy wtd_drop_policy;
-#else
-typedef uint32_t wtd_drop_policy;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+/* ============================================================================================== */
+/* Handles (opaque; see each object's section) */
 
 /**
  * A set of transports to send one datagram to (opaque). Create with `wtd_broadcaster_new`,
@@ -462,37 +386,45 @@ typedef struct wtd_structured wtd_structured;
  */
 typedef struct wtd_transport wtd_transport;
 
-/**
- * Log callback: `user_data` (from `wtd_log_callbacks`), the message's `level` (a
- * `wtd_log_level` value) and `message`, a NUL-terminated UTF-8 string without a trailing newline,
- * valid only during the call (copy it to keep it). Called from any thread that logs (usually a
- * wtd runtime thread, sometimes the caller's own thread inside a wtd call), never concurrently
- * with itself. It must not block for long and must not unwind (throw a C++ exception) into wtd.
- */
-typedef void (*wtd_log_cb)(void *user_data, wtd_log_level level, const char *message);
+/* ============================================================================================== */
+/* Server */
 
 /**
- * The log callback and its filter (versioned: set `struct_size = sizeof(wtd_log_callbacks)`).
+ * The WebTransport-over-HTTP/3 draft negotiated for a session.
  */
-typedef struct wtd_log_callbacks {
+enum wtd_draft
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
     /**
-     * `sizeof(wtd_log_callbacks)`.
+     * Not known (no session yet).
      */
-    uint32_t struct_size;
+    WTD_DRAFT_UNKNOWN = 0,
     /**
-     * Highest `wtd_log_level` delivered (`WTD_LOG_ERROR` 1 .. `WTD_LOG_TRACE` 5): messages of a
-     * numerically greater level are filtered out before they are even formatted.
+     * draft-ietf-webtrans-http3-02: Chromium's default, aioquic, web-transport-quinn, wtransport.
      */
-    uint32_t max_level;
+    WTD_DRAFT_02 = 2,
     /**
-     * Called for each message (NULL: logging off, the default).
+     * draft-07: SETTINGS_WEBTRANSPORT_MAX_SESSIONS (Chromium behind a flag, Rust crates).
      */
-    wtd_log_cb on_log;
+    WTD_DRAFT_07 = 7,
     /**
-     * Passed to `on_log`.
+     * draft-13: SETTINGS_WT_MAX_SESSIONS (pywebtransport 0.6–0.8).
      */
-    void *user_data;
-} wtd_log_callbacks;
+    WTD_DRAFT_13 = 13,
+    /**
+     * draft-15: SETTINGS_WT_ENABLED, `:protocol webtransport-h3` (pywebtransport ≥ 0.15).
+     */
+    WTD_DRAFT_15 = 15,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_draft wtd_draft;
+#else
+typedef uint32_t wtd_draft;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * A session request shown to `on_request`. Strings are NUL-terminated UTF-8, valid only during
@@ -672,6 +604,152 @@ typedef struct wtd_server_stats {
 } wtd_server_stats;
 
 /**
+ * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_server_options)`
+ * first: the library writes at most that many bytes and sets it to what it wrote.
+ *
+ * Ownership: `*options` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
+ */
+wtd_result wtd_server_options_default(struct wtd_server_options *options);
+
+/**
+ * Creates a server and starts listening (`options` NULL = defaults).
+ *
+ * Ownership: on success `*out` owns the server; free it with `wtd_server_free`. The option
+ * strings are copied. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL `out`, bad host or options, `struct_size` too small),
+ * WTD_ERR_TLS (unreadable or mismatched certificate/key), WTD_ERR_IO (port in use).
+ */
+wtd_result wtd_server_new(const struct wtd_server_options *options, struct wtd_server **out);
+
+/**
+ * Writes the UDP port the server listens on to `*out`.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_IO.
+ */
+wtd_result wtd_server_port(const struct wtd_server *server, uint16_t *out);
+
+/**
+ * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while a new session
+ * waits for `wtd_server_accept` or the server is closed — level-triggered: it stays readable
+ * until accepts have emptied the queue (wtd clears it then; do not read from it or close it).
+ * With an `on_session` callback, sessions go to the callback and the descriptor only reports
+ * the close. Created on first call (an eventfd on Linux, a pipe elsewhere); the same
+ * descriptor every time; valid until `wtd_server_free`.
+ * Ownership: the descriptor stays wtd's (do not read from it or close it).
+ * Thread: any. Errors: NULL arguments;
+ * WTD_ERR_INTERNAL if the OS refuses a descriptor.
+ */
+wtd_result wtd_server_readiness_fd(const struct wtd_server *server, int32_t *out_fd);
+
+/**
+ * Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
+ *
+ * Ownership: `out32` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_server_cert_hash(const struct wtd_server *server, uint8_t *out32);
+
+/**
+ * Copies the certificate's SHA-256 as 64 lowercase hex characters plus a NUL into `buf`
+ * (`cap` ≥ 65).
+ *
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL server, NULL buf with cap > 0),
+ * WTD_ERR_BUFFER_TOO_SMALL (`cap` < 65; nothing written).
+ */
+wtd_result wtd_server_cert_hash_hex(const struct wtd_server *server, char *buf, size_t cap);
+
+/**
+ * Fills `*out` with the server's protection counters: what it refused or closed to protect
+ * itself, by reason. Set `out->struct_size = sizeof(wtd_server_stats)` first: the library writes
+ * at most that many bytes and sets it to what it wrote.
+ *
+ * Ownership: `*out` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
+ */
+wtd_result wtd_server_get_stats(const struct wtd_server *server, struct wtd_server_stats *out);
+
+/**
+ * Takes the next new session into `*out`: `timeout_ms` 0 = poll, negative = wait forever,
+ * n > 0 = at most n ms.
+ *
+ * Ownership: `*out` owns the new session handle; free it with `wtd_session_free`.
+ * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
+ * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments),
+ * WTD_ERR_WOULD_BLOCK (none waiting, `timeout_ms` 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (after
+ * `wtd_server_close`; also wakes a waiting call).
+ */
+wtd_result wtd_server_accept(struct wtd_server *server,
+                             struct wtd_session **out,
+                             int32_t timeout_ms);
+
+/**
+ * Stops accepting, sends GOAWAY, closes every session (code 0, "server shutting down") and
+ * waits up to ~2 s for that to reach the peers. Idempotent. Session handles stay valid (closed)
+ * until freed.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any; from a wtd callback it does not wait. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+wtd_result wtd_server_close(struct wtd_server *server);
+
+/**
+ * Closes (as `wtd_server_close`) and releases the server. NULL is a no-op. Sessions it handed
+ * out stay valid (closed) until freed. No call may start on the handle afterwards.
+ *
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any. Errors: none (a caught panic is logged and recorded as the last error).
+ */
+void wtd_server_free(struct wtd_server *server);
+
+/**
+ * "draft-02", "draft-07", "draft-13", "draft-15", or "unknown" for any other value (a plain
+ * integer, so any value is safe to pass).
+ *
+ * Ownership: static; never free it. Thread: any. Errors: none.
+ */
+const char *wtd_draft_str(uint32_t draft);
+
+/* ============================================================================================== */
+/* Client */
+
+/**
+ * How the client checks the server's certificate (`wtd_client_options.verify`).
+ */
+enum wtd_verify_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Trust the operating system's root certificates (default).
+     */
+    WTD_VERIFY_SYSTEM_ROOTS = 0,
+    /**
+     * Trust only the CAs in `ca_file` (PEM).
+     */
+    WTD_VERIFY_CA_FILE = 1,
+    /**
+     * Accept only a certificate whose SHA-256 is in `cert_hashes` (like the browser's
+     * `serverCertificateHashes`).
+     */
+    WTD_VERIFY_CERT_HASHES = 2,
+    /**
+     * No verification at all. Anyone on the path can impersonate the server: tests only.
+     */
+    WTD_VERIFY_NONE_DANGEROUS = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_verify_mode wtd_verify_mode;
+#else
+typedef uint32_t wtd_verify_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Client options. Fill with `wtd_client_options_default`, then change fields.
  */
 typedef struct wtd_client_options {
@@ -716,6 +794,46 @@ typedef struct wtd_client_options {
      */
     const char *origin;
 } wtd_client_options;
+
+/**
+ * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_client_options)`
+ * first: the library writes at most that many bytes and sets it to what it wrote.
+ *
+ * Ownership: `*options` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
+ */
+wtd_result wtd_client_options_default(struct wtd_client_options *options);
+
+/**
+ * Connects to `url` (`https://host:port/path`) and opens a WebTransport session, speaking the
+ * draft the server announces (`options` NULL = defaults). Blocks up to `connect_timeout_ms`.
+ *
+ * Ownership: on success `*out` owns the session (free it with `wtd_session_free`); the
+ * connection closes when its last session closes. The option strings and hashes are copied.
+ * Thread: any but a wtd callback thread (WTD_ERR_INVALID_STATE).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (bad URL or options, `cert_hash_count × 32` overflowing),
+ * WTD_ERR_TLS (certificate rejected), WTD_ERR_TIMEOUT, WTD_ERR_CONNECTION, WTD_ERR_REJECTED
+ * (server refused, e.g. 404), WTD_ERR_NOT_SUPPORTED (server has no WebTransport).
+ */
+wtd_result wtd_client_connect(const char *url,
+                              const struct wtd_client_options *options,
+                              struct wtd_session **out);
+
+/**
+ * Opens another session to `path` on the same connection as the client session `session`
+ * (several sessions share one QUIC connection; datagrams are routed per session). Blocks like
+ * `wtd_client_connect` and uses the options `session` was connected with (timeouts, queue
+ * capacity, origin).
+ *
+ * Ownership: on success `*out` owns the new session. Thread: as `wtd_client_connect`.
+ * Errors: as `wtd_client_connect`; WTD_ERR_CLOSED when the connection is gone.
+ */
+wtd_result wtd_session_open_sibling(struct wtd_session *session,
+                                    const char *path,
+                                    struct wtd_session **out);
+
+/* ============================================================================================== */
+/* Session */
 
 /**
  * One caller-owned buffer of a batch receive (`wtd_session_receive_batch`,
@@ -871,6 +989,304 @@ typedef struct wtd_session_stats {
      */
     uint64_t connection_send_flushed;
 } wtd_session_stats;
+
+/**
+ * Sends one datagram of `len` bytes now, without blocking or queueing in wtd.
+ *
+ * Ownership: `data` is only read during the call. Thread: any, including callbacks.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL data, `len` 0), WTD_ERR_TOO_LARGE (above
+ * `wtd_session_max_datagram_size`), WTD_ERR_WOULD_BLOCK (QUIC's send buffer is full; nothing is
+ * dropped silently), WTD_ERR_CLOSED (after close), WTD_ERR_NOT_SUPPORTED (the peer takes no
+ * datagrams).
+ */
+wtd_result wtd_session_send(struct wtd_session *session, const uint8_t *data, size_t len);
+
+/**
+ * Receives the oldest queued datagram into `buf` (capacity `cap`) and writes its length to
+ * `*out_len`. `timeout_ms`: 0 = don't wait, negative = forever, n > 0 = at most n ms. A datagram
+ * larger than `cap` stays queued (`buf` NULL with `cap` 0 is a size query).
+ *
+ * Ownership: `buf` is only written during the call. Thread: any; waiting on a wtd callback thread
+ * is refused (WTD_ERR_INVALID_STATE). A `wtd_session_free` from another thread wakes the call
+ * (WTD_ERR_CLOSED) and the handle stays valid until it returns.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_len, NULL buf with cap > 0),
+ * WTD_ERR_WOULD_BLOCK (empty, timeout 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and empty; also
+ * wakes a waiting call), WTD_ERR_BUFFER_TOO_SMALL (its size is written to `*out_len`).
+ */
+wtd_result wtd_session_receive(struct wtd_session *session,
+                               uint8_t *buf,
+                               size_t cap,
+                               size_t *out_len,
+                               int32_t timeout_ms);
+
+/**
+ * Batch receive (the same shape as `wtd_transport_receive_batch`): waits up to `timeout_ms` for
+ * the first datagram (0 = don't wait, negative = forever), then takes what is already queued,
+ * up to `count` in all, each into the next of `buffers[0..count]` (its `len` set), in order.
+ * Stops early at a datagram larger than the next buffer (it stays queued). On success
+ * `*out_count` = buffers filled, at least 1. The game-loop poll: `timeout_ms` 0 drains everything
+ * queued in one call.
+ *
+ * Ownership: the buffers stay the caller's; only `data[0..len]` of the filled ones is written.
+ * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
+ * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_WOULD_BLOCK (nothing queued, `timeout_ms` 0),
+ * WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and nothing queued; also wakes a waiting call),
+ * WTD_ERR_BUFFER_TOO_SMALL (the first datagram does not fit `buffers[0]`: its size is written
+ * to `buffers[0].len` and it stays queued — the one output written on failure),
+ * WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
+ */
+wtd_result wtd_session_receive_batch(struct wtd_session *session,
+                                     struct wtd_datagram_buffer *buffers,
+                                     size_t count,
+                                     size_t *out_count,
+                                     int32_t timeout_ms);
+
+/**
+ * Installs the session's callbacks (`callbacks` NULL removes them; the struct is copied). They
+ * run on a wtd runtime thread, never two at once for one connection; inside them any
+ * non-blocking wtd call is allowed (send, close, receive with timeout 0); waiting calls return
+ * WTD_ERR_INVALID_STATE. With `on_datagram` set, arriving datagrams go to it instead of the
+ * receive queue; datagrams already queued stay queued for the receive calls. The `session`
+ * pointer passed to callbacks is this handle; callbacks stop once it is freed.
+ *
+ * Replacing: events not yet dispatched (queued behind a running callback) go to the new set;
+ * none is replayed or dropped. Called outside a callback it returns only after an old callback
+ * that is running has returned, so afterwards no old callback runs and the old `user_data` may
+ * be freed. Called from inside a callback it does not wait (the change applies from the next
+ * event). A transport made from the session receives regardless.
+ *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `struct_size` below the first
+ * published size).
+ */
+wtd_result wtd_session_set_callbacks(struct wtd_session *session,
+                                     const struct wtd_session_callbacks *callbacks);
+
+/**
+ * Closes the session with an application `code` and UTF-8 `reason` (NULL = ""; cut to 1024
+ * bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake with
+ * WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any, including callbacks. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `reason` not
+ * UTF-8).
+ */
+wtd_result wtd_session_close(struct wtd_session *session, uint32_t code, const char *reason);
+
+/**
+ * Writes to `*out` whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION
+ * capsule or HTTP/3 GOAWAY): finish what you are doing and close.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_is_draining(const struct wtd_session *session, bool *out);
+
+/**
+ * Writes to `*out` whether the session is closed (by either side). Cheap: meant to be called
+ * every frame.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_is_closed(const struct wtd_session *session, bool *out);
+
+/**
+ * After close: writes the close code to `*out_code` and copies the reason NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
+ * without the NUL. `buf` NULL with `cap` 0 queries the length.
+ *
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_code, NULL reason_buf with
+ * cap > 0), WTD_ERR_INVALID_STATE (still open), WTD_ERR_BUFFER_TOO_SMALL (the needed length is
+ * written to `*out_len`).
+ */
+wtd_result wtd_session_close_info(const struct wtd_session *session,
+                                  uint32_t *out_code,
+                                  char *reason_buf,
+                                  size_t cap,
+                                  size_t *out_len);
+
+/**
+ * Blocks until the session has closed and its close notice was delivered (callbacks
+ * included), at most `timeout_ms` (negative = forever, 0 = check only).
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any but a wtd callback thread when waiting (WTD_ERR_INVALID_STATE).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_TIMEOUT (still open).
+ */
+wtd_result wtd_session_wait_closed(const struct wtd_session *session, int32_t timeout_ms);
+
+/**
+ * Writes the session id (its CONNECT stream id; equal on both ends) to `*out`.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_id(const struct wtd_session *session, uint64_t *out);
+
+/**
+ * Writes the negotiated WebTransport draft (a `wtd_draft` value) to `*out`.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_draft(const struct wtd_session *session, wtd_draft *out);
+
+/**
+ * Copies the request `:path` (with query) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
+ * without the NUL. `buf` NULL with `cap` 0 queries the length.
+ *
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL buf with cap > 0),
+ * WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
+ */
+wtd_result wtd_session_path(const struct wtd_session *session,
+                            char *buf,
+                            size_t cap,
+                            size_t *out_len);
+
+/**
+ * Copies the request's `origin` header ("" when none was sent) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
+ * without the NUL. `buf` NULL with `cap` 0 queries the length.
+ *
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any. Errors: as `wtd_session_path`.
+ */
+wtd_result wtd_session_origin(const struct wtd_session *session,
+                              char *buf,
+                              size_t cap,
+                              size_t *out_len);
+
+/**
+ * Writes the largest payload one datagram can carry now to `*out` (grows with path MTU
+ * discovery; 0 when the peer takes no datagrams). Cheap: meant to be called every frame.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_max_datagram_size(const struct wtd_session *session, size_t *out);
+
+/**
+ * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the session's
+ * receive queue holds a datagram or the session is closed — level-triggered: it stays readable
+ * until receives (`wtd_session_receive`/`_receive_batch`) have emptied the queue; wtd clears it
+ * then (do not read from it or close it). With an `on_datagram` callback set (or a transport
+ * made from the session), datagrams bypass the queue and the descriptor only reports the close.
+ * Created on first call (an eventfd on Linux, a pipe elsewhere); the same descriptor every
+ * time; valid until `wtd_session_free`.
+ * Ownership: the descriptor stays wtd's (do not read from it or close it).
+ * Thread: any. Errors: NULL arguments;
+ * WTD_ERR_INTERNAL if the OS refuses a descriptor.
+ */
+wtd_result wtd_session_readiness_fd(const struct wtd_session *session, int32_t *out_fd);
+
+/**
+ * Fills `*out` with the session's counters. Set `out->struct_size = sizeof(wtd_session_stats)`
+ * first: the library writes at most that many bytes and sets `struct_size` to what it wrote.
+ *
+ * Ownership: `*out` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
+ */
+wtd_result wtd_session_get_stats(const struct wtd_session *session, struct wtd_session_stats *out);
+
+/**
+ * Closes the session if still open (code 0, no reason) and releases the handle. NULL is a
+ * no-op. Callbacks stop: called outside a wtd callback, it returns only after any callback of
+ * this session that is running has returned, and none runs afterwards (so `user_data` may be
+ * freed next). Calls already blocked on this handle in other threads (`wtd_session_receive`,
+ * `wtd_session_wait_closed`) wake with WTD_ERR_CLOSED / return, and the memory stays valid
+ * until they do. No call may *start* on the handle after this. A transport made from the
+ * session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
+ * Errors: none (a caught panic is logged and recorded as the last error).
+ */
+void wtd_session_free(struct wtd_session *session);
+
+/* ============================================================================================== */
+/* Transport */
+
+/**
+ * Number of priority classes `wtd_queue_direction_stats` lists one by one.
+ */
+#define WTD_QUEUE_STATS_CLASSES 8
+
+/**
+ * A problem `diagnose_issues` found.
+ */
+enum wtd_issue
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Send success rate below 0.9.
+     */
+    WTD_ISSUE_LOW_SEND_SUCCESS_RATE = 1,
+    /**
+     * (send + receive drops) / (sent + received) above 0.1.
+     */
+    WTD_ISSUE_HIGH_DROP_RATE = 2,
+    /**
+     * Outgoing queue above 90 % of its high water mark.
+     */
+    WTD_ISSUE_OUTGOING_QUEUE_NEARLY_FULL = 3,
+    /**
+     * Incoming queue above 90 % of its high water mark.
+     */
+    WTD_ISSUE_INCOMING_QUEUE_NEARLY_FULL = 4,
+    /**
+     * Average send (queueing) time above 100 ms.
+     */
+    WTD_ISSUE_HIGH_SEND_LATENCY = 5,
+    /**
+     * The transport is closed.
+     */
+    WTD_ISSUE_CLOSED = 6,
+    /**
+     * The session is not open.
+     */
+    WTD_ISSUE_SESSION_NOT_READY = 7,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_issue wtd_issue;
+#else
+typedef uint32_t wtd_issue;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What a full queue does with a new datagram.
+ */
+enum wtd_drop_policy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Evict the oldest datagram of the lowest priority that is ≤ the new one's; if every queued
+     * datagram has a higher priority, reject the new one. (Default; pywebtransport's behaviour, but
+     * counted.)
+     */
+    WTD_DROP_OLDEST = 0,
+    /**
+     * Reject the new datagram (`WTD_ERR_WOULD_BLOCK`).
+     */
+    WTD_DROP_REJECT_NEW = 1,
+    /**
+     * Make the sender wait for room, up to its timeout (back-pressure).
+     */
+    WTD_DROP_BLOCK = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_drop_policy wtd_drop_policy;
+#else
+typedef uint32_t wtd_drop_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * Transport options. Fill with `wtd_transport_options_default`, then change fields.
@@ -1299,6 +1715,471 @@ typedef struct wtd_transport_callbacks {
 } wtd_transport_callbacks;
 
 /**
+ * Fills `*options` with the defaults (and its `struct_size`).
+ *
+ * Ownership: `*options` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
+ */
+wtd_result wtd_transport_options_default(struct wtd_transport_options *options);
+
+/**
+ * Creates the datagram transport of `session` (`options` NULL = defaults). From now on the
+ * session's datagrams arrive through the transport: don't use `wtd_session_receive*` or the
+ * session's datagram callback on that session any more (the transport replaces them; a second
+ * transport on the same session takes the path over from the first). Datagrams already queued
+ * on the session move into the transport.
+ *
+ * Ownership: `*out` owns the new transport; free it with `wtd_transport_free`. The transport
+ * keeps its own reference to the session, so freeing the session handle first is allowed (it
+ * closes the session, which closes the transport). Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out, bad options: unknown drop_policy,
+ * outgoing_high_water_mark 0, filter_heartbeats not 0/1, struct_size too small),
+ * WTD_ERR_CLOSED (the session is already closed).
+ */
+wtd_result wtd_transport_new(struct wtd_session *session,
+                             const struct wtd_transport_options *options,
+                             struct wtd_transport **out);
+
+/**
+ * Writes the transport's current configuration to `*options` (max ages reflect
+ * `wtd_transport_set_*_max_age`; `incoming_high_water_mark` is the effective value).
+ *
+ * Ownership: `*options` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+wtd_result wtd_transport_get_options(const struct wtd_transport *transport,
+                                     struct wtd_transport_options *options);
+
+/**
+ * Closes the transport (idempotent). `flush_timeout_ms` > 0 first waits up to that long for the
+ * outgoing queue to drain into QUIC; 0 = no flush. Whatever is still queued is then dropped and
+ * counted (`cleared_outgoing`). Every blocked sender and receiver wakes with WTD_ERR_CLOSED;
+ * later sends fail with WTD_ERR_CLOSED; datagrams already received stay readable. The session
+ * stays open. The handle stays valid until `wtd_transport_free`.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any; a flush from a callback thread is refused (WTD_ERR_INVALID_STATE) — use 0 there.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_INVALID_STATE (see above).
+ */
+wtd_result wtd_transport_close(struct wtd_transport *transport, uint32_t flush_timeout_ms);
+
+/**
+ * Closes the transport without flushing (see `wtd_transport_close`), stops its callbacks and
+ * releases the handle. NULL is a no-op. No other call on this handle may be running or start.
+ * Callbacks already running finish normally; none starts afterwards.
+ *
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
+ * Errors: none (a caught panic is logged and recorded as the last error).
+ */
+void wtd_transport_free(struct wtd_transport *transport);
+
+/**
+ * Queues one datagram of `len` bytes (copied) for sending: higher `priority` first (any int32),
+ * FIFO among equals; `ttl_ms` > 0 drops it (counted in `dropped_expired`) if still queued when
+ * it runs out, 0 = no TTL. When QUIC has room and nothing is queued it is handed over at once.
+ * A full queue applies the drop policy: WTD_DROP_OLDEST evicts (counted in `dropped_full`),
+ * WTD_DROP_REJECT_NEW fails with WTD_ERR_WOULD_BLOCK, WTD_DROP_BLOCK waits for room:
+ * `timeout_ms` < 0 = the transport's `sender_timeout_ms`, 0 = don't wait (WTD_ERR_WOULD_BLOCK),
+ * > 0 = that many ms (then WTD_ERR_TIMEOUT). `timeout_ms` only matters for WTD_DROP_BLOCK.
+ *
+ * Ownership: `data` is only read during the call. Thread: any; a BLOCK wait from a callback
+ * thread is refused with WTD_ERR_INVALID_STATE.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL data with len > 0, `len == 0`),
+ * WTD_ERR_TOO_LARGE (above `wtd_transport_max_datagram_size`; counted in `dropped_too_large`),
+ * WTD_ERR_WOULD_BLOCK / WTD_ERR_TIMEOUT (queue full, counted in `rejected_full`),
+ * WTD_ERR_CLOSED (transport closed). Every failure is counted in `send_failures`.
+ */
+wtd_result wtd_transport_send(struct wtd_transport *transport,
+                              const uint8_t *data,
+                              size_t len,
+                              int32_t priority,
+                              uint32_t ttl_ms,
+                              int32_t timeout_ms);
+
+/**
+ * `wtd_transport_send` that never waits (a full WTD_DROP_BLOCK queue fails with
+ * WTD_ERR_WOULD_BLOCK at once). Same errors.
+ * Ownership: `data` is only read during the call (copied when queued).
+ * Thread: any, including callbacks.
+ * Errors: as `wtd_transport_send`.
+ */
+wtd_result wtd_transport_try_send(struct wtd_transport *transport,
+                                  const uint8_t *data,
+                                  size_t len,
+                                  int32_t priority,
+                                  uint32_t ttl_ms);
+
+/**
+ * Sends `count` datagrams in order, each like `wtd_transport_send` with the same `priority` and
+ * `ttl_ms` (a WTD_DROP_BLOCK queue waits up to `sender_timeout_ms` per datagram); stops at the
+ * first failure and returns its code. `*out_accepted` is always written (when not NULL), also on
+ * failure: how many datagrams were accepted (the first `*out_accepted` items).
+ *
+ * Ownership: `items` and their payloads are only read during the call. Thread: any.
+ * Errors: those of `wtd_transport_send`; WTD_ERR_INVALID_ARGUMENT for NULL transport /
+ * out_accepted, NULL `items` with `count > 0`, or an item with NULL data and len > 0 (checked
+ * before anything is sent).
+ */
+wtd_result wtd_transport_send_multiple(struct wtd_transport *transport,
+                                       const struct wtd_datagram_view *items,
+                                       size_t count,
+                                       int32_t priority,
+                                       uint32_t ttl_ms,
+                                       size_t *out_accepted);
+
+/**
+ * Validates the JSON text `json[0..len]` (UTF-8, need not be NUL-terminated), compacts it and
+ * sends it like `wtd_transport_send`. Invalid JSON or invalid UTF-8 → WTD_ERR_SERIALIZATION and
+ * nothing is sent (nor counted as a send failure).
+ *
+ * Ownership: `json` is only read during the call. Thread: as `wtd_transport_send`.
+ * Errors: WTD_ERR_SERIALIZATION, plus those of `wtd_transport_send`.
+ */
+wtd_result wtd_transport_send_json(struct wtd_transport *transport,
+                                   const char *json,
+                                   size_t len,
+                                   int32_t priority,
+                                   uint32_t ttl_ms,
+                                   int32_t timeout_ms);
+
+/**
+ * Takes the next datagram into `buf` (capacity `cap`) and writes its length to `*out_len`.
+ * `timeout_ms`: 0 = don't wait (WTD_ERR_WOULD_BLOCK when empty), -1 (any negative) = forever,
+ * else WTD_ERR_TIMEOUT after that long. A datagram larger than `cap` stays queued:
+ * WTD_ERR_BUFFER_TOO_SMALL with its size in `*out_len` (`buf` NULL with `cap` 0 peeks the size).
+ * Once the transport is closed, what is queued can still be read, then WTD_ERR_CLOSED; a close
+ * wakes every waiting receiver with WTD_ERR_CLOSED.
+ *
+ * Ownership: `buf` is written during the call only. Thread: any; waiting on a callback thread
+ * is refused with WTD_ERR_INVALID_STATE (use `timeout_ms` 0 there).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out_len, NULL buf with cap > 0), and the
+ * ones above.
+ */
+wtd_result wtd_transport_receive(struct wtd_transport *transport,
+                                 uint8_t *buf,
+                                 size_t cap,
+                                 size_t *out_len,
+                                 int32_t timeout_ms);
+
+/**
+ * `wtd_transport_receive` with `timeout_ms` 0: never waits (WTD_ERR_WOULD_BLOCK when empty).
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any, including callbacks.
+ * Errors: as `wtd_transport_receive`.
+ */
+wtd_result wtd_transport_try_receive(struct wtd_transport *transport,
+                                     uint8_t *buf,
+                                     size_t cap,
+                                     size_t *out_len);
+
+/**
+ * Batch receive (the same shape as `wtd_session_receive_batch`): waits up to `timeout_ms` for
+ * the first datagram (0 = don't wait, negative = forever), then takes what is already queued,
+ * up to `count` in all, each into the next of `buffers[0..count]` (its `len` set), in order.
+ * Stops early at a datagram larger than the next buffer (it stays queued). On success
+ * `*out_count` = buffers filled, at least 1. The game-loop poll: `timeout_ms` 0 drains everything
+ * queued in one call.
+ *
+ * Ownership: the buffers stay the caller's; only `data[0..len]` of the filled ones is written.
+ * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
+ * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_WOULD_BLOCK (nothing queued, `timeout_ms` 0),
+ * WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and nothing queued; also wakes a waiting call),
+ * WTD_ERR_BUFFER_TOO_SMALL (the first datagram does not fit `buffers[0]`: its size is written
+ * to `buffers[0].len` and it stays queued — the one output written on failure),
+ * WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
+ */
+wtd_result wtd_transport_receive_batch(struct wtd_transport *transport,
+                                       struct wtd_datagram_buffer *buffers,
+                                       size_t count,
+                                       size_t *out_count,
+                                       int32_t timeout_ms);
+
+/**
+ * `wtd_transport_receive` that also fills `*meta` (computing the SHA-256 checksum, which only
+ * this function does). Same buffer, timeout and error rules; `*meta` is written on success only.
+ *
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: as `wtd_transport_receive`. Errors: as `wtd_transport_receive`, plus
+ * WTD_ERR_INVALID_ARGUMENT when `meta` is NULL.
+ */
+wtd_result wtd_transport_receive_with_metadata(struct wtd_transport *transport,
+                                               uint8_t *buf,
+                                               size_t cap,
+                                               size_t *out_len,
+                                               struct wtd_datagram_metadata *meta,
+                                               int32_t timeout_ms);
+
+/**
+ * Receives the next datagram as compact JSON text, NUL-terminated, into `buf` (capacity `cap`,
+ * NUL included); `*out_len` (optional) = text length without the NUL. Timeout as
+ * `wtd_transport_receive`. Nothing is lost on failure: a datagram that is not valid UTF-8 JSON
+ * stays queued (WTD_ERR_SERIALIZATION, counted in `receive_errors`; read it with plain receive
+ * or drop it with `wtd_transport_clear_receive_buffer`), and one whose compact text does not
+ * fit stays queued too (WTD_ERR_BUFFER_TOO_SMALL, the needed length without NUL in `*out_len`;
+ * `buf` NULL with `cap` 0 is a size query).
+ *
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: as `wtd_transport_receive`. Errors: the ones above and those of
+ * `wtd_transport_receive`.
+ */
+wtd_result wtd_transport_receive_json(struct wtd_transport *transport,
+                                      char *buf,
+                                      size_t cap,
+                                      size_t *out_len,
+                                      int32_t timeout_ms);
+
+/**
+ * Empties the incoming queue; `*out_count` (optional) = datagrams dropped (counted in
+ * `cleared_incoming` and `receive_drops`).
+ * Ownership: nothing is handed over (`*out_count` is only written).
+ * Thread: any. Errors: NULL transport.
+ */
+wtd_result wtd_transport_clear_receive_buffer(struct wtd_transport *transport, size_t *out_count);
+
+/**
+ * Empties the outgoing queue; `*out_count` (optional) = datagrams dropped (counted in
+ * `cleared_outgoing` and `send_drops`). Wakes blocked senders.
+ * Ownership: nothing is handed over (`*out_count` is only written).
+ * Thread: any.
+ * Errors: NULL transport.
+ */
+wtd_result wtd_transport_clear_send_buffer(struct wtd_transport *transport, size_t *out_count);
+
+/**
+ * Datagrams waiting in the incoming queue.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL arguments.
+ */
+wtd_result wtd_transport_get_receive_buffer_size(const struct wtd_transport *transport,
+                                                 size_t *out);
+
+/**
+ * Datagrams waiting in the outgoing queue.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL arguments.
+ */
+wtd_result wtd_transport_get_send_buffer_size(const struct wtd_transport *transport, size_t *out);
+
+/**
+ * Fills `*out` with the size, capacity and per-priority counts of both queues.
+ * Ownership: `*out` is the caller's; the library only writes it.
+ * Thread: any. Errors: NULL arguments.
+ */
+wtd_result wtd_transport_get_queue_stats(const struct wtd_transport *transport,
+                                         struct wtd_queue_stats *out);
+
+/**
+ * Fills `*out` with the transport's statistics (pywebtransport's `stats` property; named `get_stats`
+ * because C cannot have a function and a struct of the same name).
+ * Ownership: `*out` is the caller's; the library only writes it.
+ * Thread: any.
+ * Errors: NULL arguments.
+ */
+wtd_result wtd_transport_get_stats(const struct wtd_transport *transport,
+                                   struct wtd_datagram_stats *out);
+
+/**
+ * Copies a JSON snapshot (keys "transport", "statistics", "queues", "configuration",
+ * "sequences" — pywebtransport's) NUL-terminated into `buf` (capacity `cap`, NUL included);
+ * `*out_len` (optional) = length without NUL. Too small: WTD_ERR_BUFFER_TOO_SMALL with the
+ * needed length in `*out_len` (`buf` NULL, `cap` 0 queries it; the snapshot may grow slightly
+ * between calls, so leave headroom).
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL buf with cap > 0),
+ * WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
+ */
+wtd_result wtd_transport_debug_state(const struct wtd_transport *transport,
+                                     char *buf,
+                                     size_t cap,
+                                     size_t *out_len);
+
+/**
+ * Runs pywebtransport's checks (send success < 0.9, drop rate > 0.1, a queue > 90 % full, average
+ * send time > 100 ms, closed, session not open) and writes the codes found to
+ * `out[0..*out_count]`. `count` = room in `out`; when more issues than that were found:
+ * WTD_ERR_BUFFER_TOO_SMALL with the count in `*out_count` (written on that failure too) and
+ * nothing written to `out` (`out` NULL with `count` 0 queries the count). Messages: `wtd_transport_diagnose_issues_json`.
+ * Ownership: the array stays the caller's and is only written during the call.
+ * Thread: any. Errors: NULL transport/out_count.
+ */
+wtd_result wtd_transport_diagnose_issues(const struct wtd_transport *transport,
+                                         wtd_issue *out,
+                                         size_t count,
+                                         size_t *out_count);
+
+/**
+ * `wtd_transport_diagnose_issues` as a JSON array `[{"code": n, "message": ".."}, ...]`
+ * (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`.
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any.
+ * Errors: as `wtd_transport_debug_state`.
+ */
+wtd_result wtd_transport_diagnose_issues_json(const struct wtd_transport *transport,
+                                              char *buf,
+                                              size_t cap,
+                                              size_t *out_len);
+
+/**
+ * Sends `HEARTBEAT:<unix seconds>` (ASCII) at priority 1 every `interval_ms`, the first one at
+ * once (not waiting; a full queue skips that beat), until `wtd_transport_stop_heartbeat`,
+ * another `start_heartbeat` (which replaces it) or close. Runs on a wtd runtime thread.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, interval 0), WTD_ERR_CLOSED.
+ */
+wtd_result wtd_transport_start_heartbeat(struct wtd_transport *transport, uint32_t interval_ms);
+
+/**
+ * Stops the heartbeat (no-op when none runs).
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL transport.
+ */
+wtd_result wtd_transport_stop_heartbeat(struct wtd_transport *transport);
+
+/**
+ * Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has.
+ * Ownership: nothing is handed over.
+ * Thread: any.
+ * Errors: NULL arguments.
+ */
+wtd_result wtd_transport_last_heartbeat_received(const struct wtd_transport *transport,
+                                                 double *out);
+
+/**
+ * Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
+ * takes no datagrams).
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL arguments.
+ */
+wtd_result wtd_transport_max_datagram_size(const struct wtd_transport *transport, size_t *out);
+
+/**
+ * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the transport's
+ * incoming queue holds a datagram or the transport is closed — level-triggered: it stays
+ * readable until receives have emptied the queue (wtd clears it then; do not read from it or
+ * close it). With an `on_received` callback set, datagrams go to the callback and the
+ * descriptor only reports the close. Created on first call (an eventfd on Linux, a pipe
+ * elsewhere); the same descriptor every time; valid until `wtd_transport_free`.
+ * Ownership: the descriptor stays wtd's (do not read from it or close it).
+ * Thread: any. Errors: NULL arguments; WTD_ERR_INTERNAL if the OS refuses a descriptor.
+ */
+wtd_result wtd_transport_readiness_fd(const struct wtd_transport *transport, int32_t *out_fd);
+
+/**
+ * Sends `size`-byte datagrams as fast as the outgoing queue has room for `duration_ms`, waits
+ * (≤ 1 s) for the queue to drain, and reports what really left (pywebtransport counted enqueue
+ * attempts). Blocks for about `duration_ms`; traffic counts in the normal statistics too.
+ *
+ * Ownership: `*out` is the caller's; the library only writes it.
+ * Thread: not a callback thread (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT
+ * (NULL, duration 0), WTD_ERR_TOO_LARGE (size 0 or above max_datagram_size), WTD_ERR_CLOSED.
+ */
+wtd_result wtd_transport_throughput_test(struct wtd_transport *transport,
+                                         uint32_t duration_ms,
+                                         size_t size,
+                                         struct wtd_throughput_result *out);
+
+/**
+ * Installs the event callbacks (pywebtransport's datagram sent / received events); NULL `callbacks`
+ * removes them. They run on a wtd runtime thread (the session's connection task), never two at
+ * once for one connection, so never in parallel for one transport. Inside them non-blocking wtd
+ * calls are allowed (try_send, try_receive, send with timeout 0, getters, close with flush 0);
+ * blocking ones return WTD_ERR_INVALID_STATE. The `transport` pointer passed is this handle;
+ * callbacks stop once it is freed (a callback never sees a freed handle).
+ *
+ * Replacing: events not yet dispatched go to the new set (none is replayed or dropped);
+ * datagrams already in the incoming queue stay there for the receive calls. Unlike
+ * `wtd_session_set_callbacks`, this call does not wait for a callback that is already running:
+ * it may finish with the old `user_data` after the call returns, so keep the old `user_data`
+ * valid until the transport is freed or a later event has reached the new callbacks.
+ *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, struct_size too small).
+ */
+wtd_result wtd_transport_set_callbacks(struct wtd_transport *transport,
+                                       const struct wtd_transport_callbacks *callbacks);
+
+/**
+ * True once closed (by `wtd_transport_close`/`_free` or because the session ended).
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+wtd_result wtd_transport_is_closed(const struct wtd_transport *transport, bool *out);
+
+/**
+ * True while datagrams can be read (open, or closed with some still queued).
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+wtd_result wtd_transport_is_readable(const struct wtd_transport *transport, bool *out);
+
+/**
+ * True while datagrams can be sent (transport and session open).
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+wtd_result wtd_transport_is_writable(const struct wtd_transport *transport, bool *out);
+
+/**
+ * Datagrams accepted for sending so far: handed to QUIC or queued (local counter, never on the
+ * wire); refused sends do not count.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+wtd_result wtd_transport_send_sequence(const struct wtd_transport *transport, uint64_t *out);
+
+/**
+ * Datagrams that arrived so far (local counter, never on the wire).
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
+ */
+wtd_result wtd_transport_receive_sequence(const struct wtd_transport *transport, uint64_t *out);
+
+/**
+ * Sets the incoming max age in ms (0 = no limit): queued datagrams older than this are dropped
+ * when read and counted in `expired_incoming`. Applies to what is already queued.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL transport.
+ */
+wtd_result wtd_transport_set_incoming_max_age(struct wtd_transport *transport, uint32_t max_age_ms);
+
+/**
+ * Sets the outgoing max age in ms (0 = no limit): queued datagrams older than this are dropped
+ * before sending and counted in `dropped_too_old`.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL transport.
+ */
+wtd_result wtd_transport_set_outgoing_max_age(struct wtd_transport *transport, uint32_t max_age_ms);
+
+/**
+ * Writes a heartbeat payload, `HEARTBEAT:<unix seconds>` (ASCII, no NUL), into `buf` (capacity
+ * `cap`) and its length to `*out_len` (optional). Too small: WTD_ERR_BUFFER_TOO_SMALL with the
+ * needed length in `*out_len` (32 bytes always suffice).
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL buf with cap > 0), WTD_ERR_BUFFER_TOO_SMALL (the
+ * needed length is written to `*out_len`).
+ */
+wtd_result wtd_create_heartbeat_datagram(uint8_t *buf, size_t cap, size_t *out_len);
+
+/**
+ * True when `data[0..len]` is a heartbeat datagram (starts with `HEARTBEAT:`); false for NULL.
+ * Ownership: `data` is only read during the call.
+ * Thread: any. Errors: none.
+ */
+bool wtd_is_heartbeat_datagram(const uint8_t *data, size_t len);
+
+/* ============================================================================================== */
+/* Layer: structured datagrams */
+
+/**
  * Serializer callback: writes the bytes of object `obj` of type `type_id` into `buf` (capacity
  * `cap` = the largest body that fits one datagram) and their count to `*out_len`. Returns 0 on
  * success, anything else on failure (the send then fails with WTD_ERR_SERIALIZATION and nothing
@@ -1349,6 +2230,130 @@ typedef struct wtd_structured_options {
      */
     void *user_data;
 } wtd_structured_options;
+
+/**
+ * Fills `*options` with the defaults: `struct_size` set, no callbacks, `user_data` NULL.
+ *
+ * Ownership: `*options` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
+ */
+wtd_result wtd_structured_options_default(struct wtd_structured_options *options);
+
+/**
+ * Creates a structured transport over `transport` with the serializer in `options` and an empty
+ * registry (register type ids with `wtd_structured_register`). It reads and sends through the
+ * transport's queues: don't also read plain datagrams from that transport (a structured receive
+ * consumes whatever comes first).
+ *
+ * Ownership: `*out` owns the new handle; free it with `wtd_structured_free`. It keeps its own
+ * reference to the transport (freeing the transport handle first closes it: calls then fail
+ * with WTD_ERR_CLOSED). Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/options/out, a NULL callback, struct_size too
+ * small).
+ */
+wtd_result wtd_structured_new(struct wtd_transport *transport,
+                              const struct wtd_structured_options *options,
+                              struct wtd_structured **out);
+
+/**
+ * Registers `type_id` (pywebtransport's registry entry): objects of this type may be sent and
+ * received.
+ * Ownership: nothing is handed over.
+ * Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `type_id` already registered).
+ */
+wtd_result wtd_structured_register(struct wtd_structured *structured, uint16_t type_id);
+
+/**
+ * Serializes `obj` with the serialize callback and queues `type_id (u16 BE) || bytes` on the
+ * transport with `priority` (any int32, higher first) and `ttl_ms` (0 = none), like
+ * `wtd_transport_send` with `timeout_ms` -1.
+ *
+ * Ownership: `obj` is only passed to the serializer during the call. Thread: any (the
+ * serializer runs on this thread; calls from several threads may run it concurrently).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle), WTD_ERR_SERIALIZATION (type id not
+ * registered, serializer returned non-zero or claimed more than `cap` bytes — nothing is sent),
+ * and the send errors of `wtd_transport_send` (WTD_ERR_TOO_LARGE, WTD_ERR_WOULD_BLOCK,
+ * WTD_ERR_TIMEOUT, WTD_ERR_CLOSED).
+ */
+wtd_result wtd_structured_send_obj(struct wtd_structured *structured,
+                                   uint16_t type_id,
+                                   const void *obj,
+                                   int32_t priority,
+                                   uint32_t ttl_ms);
+
+/**
+ * Receives the next structured datagram, waiting up to `timeout_ms` (-1 = forever, 0 = don't
+ * wait → WTD_ERR_WOULD_BLOCK), and turns it into an object with the deserialize callback:
+ * `*out_type` = its type id, `*out_obj` = what the deserializer produced.
+ *
+ * A datagram shorter than 2 bytes, of an unregistered type id, or that the deserializer refuses
+ * is consumed (it can never become valid), counted in the transport's `receive_errors` and
+ * reported as WTD_ERR_SERIALIZATION; the next call moves on to the next datagram.
+ *
+ * Ownership: the caller owns `*out_obj` (as the deserializer defines). Thread: any; a waiting
+ * receive from a callback thread is refused (WTD_ERR_INVALID_STATE).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_SERIALIZATION (see above),
+ * WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and drained).
+ */
+wtd_result wtd_structured_receive_obj(struct wtd_structured *structured,
+                                      uint16_t *out_type,
+                                      void **out_obj,
+                                      int32_t timeout_ms);
+
+/**
+ * Writes to `*out` whether the underlying transport is closed (pywebtransport's `is_closed`).
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_structured_is_closed(const struct wtd_structured *structured, bool *out);
+
+/**
+ * Closes the underlying transport without flushing (pywebtransport's `close`; same as
+ * `wtd_transport_close(transport, 0)`). Idempotent. The handle stays valid until
+ * `wtd_structured_free`.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+wtd_result wtd_structured_close(struct wtd_structured *structured);
+
+/**
+ * Releases the handle (the transport stays open: it belongs to its own handle). NULL is a
+ * no-op. No other call on this handle may be running or start.
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
+ * Errors: none (a caught panic is logged and recorded as the last error).
+ */
+void wtd_structured_free(struct wtd_structured *structured);
+
+/* ============================================================================================== */
+/* Layer: reliability */
+
+/**
+ * How a reliable message ended.
+ */
+enum wtd_reliable_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The peer acknowledged it.
+     */
+    WTD_RELIABLE_DELIVERED = 0,
+    /**
+     * No ACK after `max_retries` retransmissions (or the layer closed first).
+     */
+    WTD_RELIABLE_GAVE_UP = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_reliable_outcome wtd_reliable_outcome;
+#else
+typedef uint32_t wtd_reliable_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * Reliability options. Fill with `wtd_reliability_options_default` (pywebtransport's constructor
@@ -1585,6 +2590,165 @@ typedef struct wtd_reliability_stats {
 } wtd_reliability_stats;
 
 /**
+ * Fills `*options` with the defaults: ack_timeout_ms 2000, max_retries 5,
+ * in_order 0, max_in_flight 256, min_rto_ms 20, max_rto_ms 10000, gap_timeout_ms 0 (derived),
+ * priority 0, receive_window 0 (4 × max_in_flight). Set `options->struct_size =
+ * sizeof(wtd_reliability_options)` first (the library writes at most that many bytes and sets it
+ * to what it wrote).
+ *
+ * Ownership: `*options` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
+ */
+wtd_result wtd_reliability_options_default(struct wtd_reliability_options *options);
+
+/**
+ * Fills `*options` with defaults that give up sooner: ack_timeout_ms 1000, max_retries 3, the
+ * rest as `wtd_reliability_options_default` (pywebtransport's `DatagramReliabilityLayer.create`).
+ * `struct_size` as for `wtd_reliability_options_default`.
+ *
+ * Ownership: `*options` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
+ */
+wtd_result wtd_reliability_options_low_latency(struct wtd_reliability_options *options);
+
+/**
+ * Attaches a reliability layer to `transport` (`options` NULL = `wtd_reliability_options_default`).
+ * From now on the transport's arriving reliability frames (DATA `0x04 "DATA" u32-BE-seq payload`,
+ * ACK `0x03 "ACK" decimal-seq` — pywebtransport's wire format) go to the layer, not to the plain
+ * receive queue; other datagrams still reach the transport's receive functions. One layer per
+ * transport (a second one takes the frames over).
+ *
+ * Ownership: `*out` owns the new handle; free it with `wtd_reliability_free`. The layer keeps its
+ * own reference to the transport. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out, bad options: ack_timeout_ms or
+ * max_in_flight 0, in_order not 0/1, min_rto_ms > max_rto_ms, receive_window above 2^30,
+ * struct_size too small).
+ */
+wtd_result wtd_reliability_new(struct wtd_transport *transport,
+                               const struct wtd_reliability_options *options,
+                               struct wtd_reliability **out);
+
+/**
+ * Sends `data[0..len]` (copied) reliably: it is retransmitted until the peer's layer
+ * acknowledges it or `max_retries` retransmissions went unanswered. `*out_seq` (optional)
+ * receives its sequence number, which `wtd_reliability_poll_outcomes` / the outcome callback
+ * report later. Never blocks.
+ *
+ * Ownership: `data` is only read during the call (copied when queued).
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data with len > 0),
+ * WTD_ERR_TOO_LARGE (len + 9 framing bytes above the transport's max_datagram_size),
+ * WTD_ERR_WOULD_BLOCK (`max_in_flight` messages await ACKs), WTD_ERR_CLOSED (layer or transport
+ * closed).
+ */
+wtd_result wtd_reliability_send(struct wtd_reliability *reliability,
+                                const uint8_t *data,
+                                size_t len,
+                                uint32_t *out_seq);
+
+/**
+ * Receives the next delivered message into `buf` (capacity `cap`), its length to `*out_len`,
+ * waiting up to `timeout_ms` (-1 = forever, 0 = don't wait → WTD_ERR_WOULD_BLOCK). Messages
+ * come here only while no `on_message` callback is set.
+ *
+ * If the message is larger than `cap`: WTD_ERR_BUFFER_TOO_SMALL, its size in `*out_len`, and the
+ * message stays first in line (nothing is lost; `buf` NULL with `cap` 0 is a size query).
+ *
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any; a waiting receive from a callback thread is refused (WTD_ERR_INVALID_STATE).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_len, NULL buf with cap > 0),
+ * WTD_ERR_BUFFER_TOO_SMALL, WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (layer closed
+ * and drained; a close wakes blocked receivers).
+ */
+wtd_result wtd_reliability_receive(struct wtd_reliability *reliability,
+                                   uint8_t *buf,
+                                   size_t cap,
+                                   size_t *out_len,
+                                   int32_t timeout_ms);
+
+/**
+ * Takes up to `count` finished sends, oldest first, into `results` (an array of `count`
+ * elements of `result_size` bytes — pass `sizeof(wtd_reliable_result)`); `*out_count` = how
+ * many (0 when none: not an error). Outcomes come here only while no `on_outcome` callback is
+ * set (the queue keeps the newest 65,536; older ones are counted in `outcomes_dropped`). Never
+ * blocks.
+ *
+ * Ownership: the array stays the caller's and is only written during the call.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL results with
+ * count > 0, `result_size` below the first published size, `count × result_size` overflowing).
+ */
+wtd_result wtd_reliability_poll_outcomes(struct wtd_reliability *reliability,
+                                         struct wtd_reliable_result *results,
+                                         size_t result_size,
+                                         size_t count,
+                                         size_t *out_count);
+
+/**
+ * Installs the layer's callbacks (`callbacks` NULL removes them; the struct is copied). With
+ * `on_message` set, delivered messages go to it instead of `wtd_reliability_receive`; with
+ * `on_outcome` set, outcomes go to it instead of `wtd_reliability_poll_outcomes`. What is already
+ * queued (messages, outcomes) stays queued for the poll calls; events not yet dispatched go to
+ * the new set. Callbacks run on a wtd runtime thread (the connection task or the layer's timer;
+ * give-ups reported by `wtd_reliability_close` run on the closing thread), one at a time —
+ * never in parallel for one layer. Inside them non-blocking wtd calls are allowed (e.g.
+ * `wtd_reliability_send`); waiting ones return WTD_ERR_INVALID_STATE. The `reliability` pointer
+ * passed is this handle; callbacks stop once it is freed (a callback never sees a freed handle).
+ * Like `wtd_transport_set_callbacks`, replacing does not wait for a callback that is already
+ * running (it may finish with the old `user_data` after the call returns).
+ *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `struct_size` too small).
+ */
+wtd_result wtd_reliability_set_callbacks(struct wtd_reliability *reliability,
+                                         const struct wtd_reliability_callbacks *callbacks);
+
+/**
+ * TEST KNOB (not for production): from now on this layer drops the fraction `fraction` (0..1,
+ * 0 = off, the default) of arriving DATA and ACK frames before processing them (deterministic
+ * pseudo-random), to simulate loss on a real link. Counted in `injected_drops`.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `fraction` outside 0..1 or NaN).
+ */
+wtd_result wtd_reliability_set_test_drop_fraction(struct wtd_reliability *reliability,
+                                                  double fraction);
+
+/**
+ * Fills `*out` with the layer's counters (see `wtd_reliability_stats`).
+ *
+ * Ownership: `*out` is the caller's; the library only writes it.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_reliability_get_stats(const struct wtd_reliability *reliability,
+                                     struct wtd_reliability_stats *out);
+
+/**
+ * Detaches the layer from its transport (reliability frames then reach the plain receive queue
+ * again); messages still awaiting an ACK are reported as WTD_RELIABLE_GAVE_UP (outcome queue or
+ * callback), blocked receivers wake with WTD_ERR_CLOSED, later sends fail with WTD_ERR_CLOSED;
+ * messages already delivered stay readable. The transport stays open. Idempotent; the handle
+ * stays valid until `wtd_reliability_free`.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+wtd_result wtd_reliability_close(struct wtd_reliability *reliability);
+
+/**
+ * Removes the callbacks, closes the layer (see `wtd_reliability_close`; give-ups then only go to
+ * the outcome queue, which is freed too) and releases the handle. NULL is a no-op. No other call
+ * on this handle may be running or start; callbacks already running finish normally and none
+ * starts afterwards.
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
+ * Errors: none (a caught panic is logged and recorded as the last error).
+ */
+void wtd_reliability_free(struct wtd_reliability *reliability);
+
+/* ============================================================================================== */
+/* Layer: broadcaster */
+
+/**
  * Outcome of one broadcast (`wtd_broadcaster_broadcast`).
  */
 typedef struct wtd_broadcast_result {
@@ -1609,6 +2773,107 @@ typedef struct wtd_broadcast_result {
      */
     size_t pruned;
 } wtd_broadcast_result;
+
+/**
+ * Creates an empty broadcaster (pywebtransport's `DatagramBroadcaster()` / `create()`).
+ *
+ * Ownership: `*out` owns it; free with `wtd_broadcaster_free`. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL out).
+ */
+wtd_result wtd_broadcaster_new(struct wtd_broadcaster **out);
+
+/**
+ * Adds `transport` to the set (adding it twice is a no-op). The broadcaster keeps its own
+ * reference to the transport, so freeing the transport handle is safe: the closed transport is
+ * then pruned by the next broadcast or count.
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_CLOSED (transport closed).
+ */
+wtd_result wtd_broadcaster_add(struct wtd_broadcaster *broadcaster,
+                               struct wtd_transport *transport);
+
+/**
+ * Removes `transport` from the set (not in it: a no-op, WTD_OK).
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+wtd_result wtd_broadcaster_remove(struct wtd_broadcaster *broadcaster,
+                                  struct wtd_transport *transport);
+
+/**
+ * Writes the number of transports in the set to `*out` (closed ones are pruned first; the
+ * pywebtransport's `get_transport_count`).
+ *
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_broadcaster_count(const struct wtd_broadcaster *broadcaster, size_t *out);
+
+/**
+ * Queues `data[0..len]` on every transport in the set without waiting (`priority` any int32,
+ * `ttl_ms` 0 = none). The payload is copied once and shared by all transports. A transport whose
+ * queue refuses it (full, too large) stays in the set; closed transports are removed. `out`
+ * (optional, NULL = not wanted) receives how many transports accepted, failed (kept) and were
+ * pruned; set `out->struct_size = sizeof(wtd_broadcast_result)` first.
+ *
+ * Ownership: `data` is only read during the call. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data, len 0, `out->struct_size` too
+ * small — checked before anything is sent). Per-transport failures are not errors.
+ */
+wtd_result wtd_broadcaster_broadcast(struct wtd_broadcaster *broadcaster,
+                                     const uint8_t *data,
+                                     size_t len,
+                                     int32_t priority,
+                                     uint32_t ttl_ms,
+                                     struct wtd_broadcast_result *out);
+
+/**
+ * Releases the broadcaster and its references to the transports (they stay open). NULL is a
+ * no-op. No other call on this handle may be running or start.
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
+ * Errors: none (a caught panic is logged and recorded as the last error).
+ */
+void wtd_broadcaster_free(struct wtd_broadcaster *broadcaster);
+
+/* ============================================================================================== */
+/* Layer: monitor */
+
+/**
+ * Capacity of `wtd_monitor_alert.message`, NUL included.
+ */
+#define WTD_ALERT_MESSAGE_MAX 128
+
+/**
+ * The alert kinds.
+ */
+enum wtd_alert_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Outgoing queue above `queue_threshold` × high water mark.
+     */
+    WTD_ALERT_HIGH_QUEUE_SIZE = 0,
+    /**
+     * Send success rate below `success_rate_threshold`.
+     */
+    WTD_ALERT_LOW_SUCCESS_RATE = 1,
+    /**
+     * Mean send time of the newer half of the trend window > 1.25 × the older half's (and ≥ 1 ms).
+     */
+    WTD_ALERT_INCREASING_SEND_TIME = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_alert_kind wtd_alert_kind;
+#else
+typedef uint32_t wtd_alert_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * Monitor options. Fill with `wtd_monitor_options_default` (pywebtransport's values), then change
@@ -1729,1129 +2994,11 @@ typedef struct wtd_monitor_callbacks {
     void *user_data;
 } wtd_monitor_callbacks;
 
-#ifdef __cplusplus
-extern "C" {
-#endif // __cplusplus
-
-/**
- * Returns a short static description of a result code, e.g. "closed" for `WTD_ERR_CLOSED`, or
- * "unknown" for a value that is not a `wtd_result`. Takes the code as a plain integer so any
- * value is safe to pass.
- *
- * Ownership: the string is static; never free it. Thread: any. Errors: none; does not change
- * `wtd_last_error_message()`.
- */
-const char *wtd_result_str(uint32_t result);
-
-/**
- * Returns the message of the most recent failed wtd call on the calling thread (NUL-terminated
- * UTF-8), or "" when the most recent call succeeded or there was none.
- *
- * Ownership: owned by wtd; valid until the next wtd call on this thread (other than
- * `wtd_last_error_message`, `wtd_result_str` and the version functions); copy it to keep it.
- * Thread: per thread — each thread sees its own last error. Errors: none.
- */
-const char *wtd_last_error_message(void);
-
-/**
- * Returns the library version as a static string, e.g. "0.2.0". Compare with the
- * `WTD_VERSION_*` macros to detect a header/library mismatch.
- *
- * Ownership: static; never free it. Thread: any. Errors: none.
- */
-const char *wtd_version(void);
-
-/**
- * Returns the library version as `(major << 16) | (minor << 8) | patch`.
- *
- * Thread: any. Errors: none.
- */
-uint32_t wtd_version_number(void);
-
-/**
- * Sets the number of worker threads of wtd's internal runtime (default 2). All network I/O,
- * timers and callbacks run on these threads (named "wtd-rt").
- *
- * Call it before the first wtd call that creates a server, client or session (or after
- * `wtd_shutdown()`). Thread: any.
- * Errors: `WTD_ERR_INVALID_ARGUMENT` if `threads` is 0 or above 1024; `WTD_ERR_INVALID_STATE` if
- * the runtime is already running.
- */
-wtd_result wtd_set_runtime_threads(uint32_t threads);
-
-/**
- * Stops wtd's internal runtime: session closes still in flight get up to 2 s to reach their
- * peers, then background tasks are cancelled and the call waits up to 2
- * seconds for the runtime threads to exit. Close and free your handles first; handles still open
- * become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
- * calling it twice, or before anything was started, is harmless.
- *
- * Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.
- */
-void wtd_shutdown(void);
-
-/**
- * Installs the process-wide log callback, replacing any previous one (`callbacks` NULL, or
- * `on_log` NULL, turns logging off — the default; the struct is copied).
- *
- * The callback is called from whichever wtd thread logs (usually a "wtd-rt" runtime thread,
- * sometimes your own thread inside a wtd call), never concurrently with itself; `message` is
- * valid only during the call; `user_data` is passed back unchanged and must stay valid until the
- * callback is replaced or removed. Messages are not queued: once this function returns, the
- * previous callback is not running and will not be called again. Logging from inside the
- * callback is dropped.
- *
- * Thread: any, but not from inside the log callback itself.
- * Errors: `WTD_ERR_INVALID_ARGUMENT` (`struct_size` too small, `max_level` outside
- * `WTD_LOG_ERROR`..`WTD_LOG_TRACE` while `on_log` is set); `WTD_ERR_INVALID_STATE` when called
- * from the log callback.
- */
-wtd_result wtd_log_set_callbacks(const struct wtd_log_callbacks *callbacks);
-
-/**
- * "ERROR", "WARN", "INFO", "DEBUG", "TRACE", or "unknown" for any other value (a plain integer,
- * so any value is safe to pass).
- *
- * Ownership: static; never free it. Thread: any. Errors: none.
- */
-const char *wtd_log_level_str(uint32_t level);
-
-/**
- * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_server_options)`
- * first: the library writes at most that many bytes and sets it to what it wrote.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
- */
-wtd_result wtd_server_options_default(struct wtd_server_options *options);
-
-/**
- * Creates a server and starts listening (`options` NULL = defaults).
- *
- * Ownership: on success `*out` owns the server; free it with `wtd_server_free`. The option
- * strings are copied. Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL `out`, bad host or options, `struct_size` too small),
- * WTD_ERR_TLS (unreadable or mismatched certificate/key), WTD_ERR_IO (port in use).
- */
-wtd_result wtd_server_new(const struct wtd_server_options *options, struct wtd_server **out);
-
-/**
- * Writes the UDP port the server listens on to `*out`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_IO.
- */
-wtd_result wtd_server_port(const struct wtd_server *server, uint16_t *out);
-
-/**
- * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while a new session
- * waits for `wtd_server_accept` or the server is closed — level-triggered: it stays readable
- * until accepts have emptied the queue (wtd clears it then; do not read from it or close it).
- * With an `on_session` callback, sessions go to the callback and the descriptor only reports
- * the close. Created on first call (an eventfd on Linux, a pipe elsewhere); the same
- * descriptor every time; valid until `wtd_server_free`. Thread: any. Errors: NULL arguments;
- * WTD_ERR_INTERNAL if the OS refuses a descriptor.
- */
-wtd_result wtd_server_readiness_fd(const struct wtd_server *server, int32_t *out_fd);
-
-/**
- * Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_server_cert_hash(const struct wtd_server *server, uint8_t *out32);
-
-/**
- * Copies the certificate's SHA-256 as 64 lowercase hex characters plus a NUL into `buf`
- * (`cap` ≥ 65).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL server, NULL buf with cap > 0),
- * WTD_ERR_BUFFER_TOO_SMALL (`cap` < 65; nothing written).
- */
-wtd_result wtd_server_cert_hash_hex(const struct wtd_server *server, char *buf, size_t cap);
-
-/**
- * Fills `*out` with the server's protection counters: what it refused or closed to protect
- * itself, by reason. Set `out->struct_size = sizeof(wtd_server_stats)` first: the library writes
- * at most that many bytes and sets it to what it wrote.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
- */
-wtd_result wtd_server_get_stats(const struct wtd_server *server, struct wtd_server_stats *out);
-
-/**
- * Takes the next new session into `*out`: `timeout_ms` 0 = poll, negative = wait forever,
- * n > 0 = at most n ms.
- *
- * Ownership: `*out` owns the new session handle; free it with `wtd_session_free`.
- * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
- * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments),
- * WTD_ERR_WOULD_BLOCK (none waiting, `timeout_ms` 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (after
- * `wtd_server_close`; also wakes a waiting call).
- */
-wtd_result wtd_server_accept(struct wtd_server *server,
-                             struct wtd_session **out,
-                             int32_t timeout_ms);
-
-/**
- * Stops accepting, sends GOAWAY, closes every session (code 0, "server shutting down") and
- * waits up to ~2 s for that to reach the peers. Idempotent. Session handles stay valid (closed)
- * until freed.
- *
- * Thread: any; from a wtd callback it does not wait. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
- */
-wtd_result wtd_server_close(struct wtd_server *server);
-
-/**
- * Closes (as `wtd_server_close`) and releases the server. NULL is a no-op. Sessions it handed
- * out stay valid (closed) until freed. No call may start on the handle afterwards.
- *
- * Thread: any. Errors: none (a caught panic is logged and recorded as the last error).
- */
-void wtd_server_free(struct wtd_server *server);
-
-/**
- * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_client_options)`
- * first: the library writes at most that many bytes and sets it to what it wrote.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
- */
-wtd_result wtd_client_options_default(struct wtd_client_options *options);
-
-/**
- * Connects to `url` (`https://host:port/path`) and opens a WebTransport session, speaking the
- * draft the server announces (`options` NULL = defaults). Blocks up to `connect_timeout_ms`.
- *
- * Ownership: on success `*out` owns the session (free it with `wtd_session_free`); the
- * connection closes when its last session closes. The option strings and hashes are copied.
- * Thread: any but a wtd callback thread (WTD_ERR_INVALID_STATE).
- * Errors: WTD_ERR_INVALID_ARGUMENT (bad URL or options, `cert_hash_count × 32` overflowing),
- * WTD_ERR_TLS (certificate rejected), WTD_ERR_TIMEOUT, WTD_ERR_CONNECTION, WTD_ERR_REJECTED
- * (server refused, e.g. 404), WTD_ERR_NOT_SUPPORTED (server has no WebTransport).
- */
-wtd_result wtd_client_connect(const char *url,
-                              const struct wtd_client_options *options,
-                              struct wtd_session **out);
-
-/**
- * Opens another session to `path` on the same connection as the client session `session`
- * (several sessions share one QUIC connection; datagrams are routed per session). Blocks like
- * `wtd_client_connect` and uses the options `session` was connected with (timeouts, queue
- * capacity, origin).
- *
- * Ownership: on success `*out` owns the new session. Thread: as `wtd_client_connect`.
- * Errors: as `wtd_client_connect`; WTD_ERR_CLOSED when the connection is gone.
- */
-wtd_result wtd_session_open_sibling(struct wtd_session *session,
-                                    const char *path,
-                                    struct wtd_session **out);
-
-/**
- * Sends one datagram of `len` bytes now, without blocking or queueing in wtd.
- *
- * Ownership: `data` is only read during the call. Thread: any, including callbacks.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL data, `len` 0), WTD_ERR_TOO_LARGE (above
- * `wtd_session_max_datagram_size`), WTD_ERR_WOULD_BLOCK (QUIC's send buffer is full; nothing is
- * dropped silently), WTD_ERR_CLOSED (after close), WTD_ERR_NOT_SUPPORTED (the peer takes no
- * datagrams).
- */
-wtd_result wtd_session_send(struct wtd_session *session, const uint8_t *data, size_t len);
-
-/**
- * Receives the oldest queued datagram into `buf` (capacity `cap`) and writes its length to
- * `*out_len`. `timeout_ms`: 0 = don't wait, negative = forever, n > 0 = at most n ms. A datagram
- * larger than `cap` stays queued (`buf` NULL with `cap` 0 is a size query).
- *
- * Ownership: `buf` is only written during the call. Thread: any; waiting on a wtd callback thread
- * is refused (WTD_ERR_INVALID_STATE). A `wtd_session_free` from another thread wakes the call
- * (WTD_ERR_CLOSED) and the handle stays valid until it returns.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_len, NULL buf with cap > 0),
- * WTD_ERR_WOULD_BLOCK (empty, timeout 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and empty; also
- * wakes a waiting call), WTD_ERR_BUFFER_TOO_SMALL (its size is written to `*out_len`).
- */
-wtd_result wtd_session_receive(struct wtd_session *session,
-                               uint8_t *buf,
-                               size_t cap,
-                               size_t *out_len,
-                               int32_t timeout_ms);
-
-/**
- * Batch receive (the same shape as `wtd_transport_receive_batch`): waits up to `timeout_ms` for
- * the first datagram (0 = don't wait, negative = forever), then takes what is already queued,
- * up to `count` in all, each into the next of `buffers[0..count]` (its `len` set), in order.
- * Stops early at a datagram larger than the next buffer (it stays queued). On success
- * `*out_count` = buffers filled, at least 1. The game-loop poll: `timeout_ms` 0 drains everything
- * queued in one call.
- *
- * Ownership: the buffers stay the caller's; only `data[0..len]` of the filled ones is written.
- * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
- * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_WOULD_BLOCK (nothing queued, `timeout_ms` 0),
- * WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and nothing queued; also wakes a waiting call),
- * WTD_ERR_BUFFER_TOO_SMALL (the first datagram does not fit `buffers[0]`: its size is written
- * to `buffers[0].len` and it stays queued — the one output written on failure),
- * WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
- */
-wtd_result wtd_session_receive_batch(struct wtd_session *session,
-                                     struct wtd_datagram_buffer *buffers,
-                                     size_t count,
-                                     size_t *out_count,
-                                     int32_t timeout_ms);
-
-/**
- * Installs the session's callbacks (`callbacks` NULL removes them; the struct is copied). They
- * run on a wtd runtime thread, never two at once for one connection; inside them any
- * non-blocking wtd call is allowed (send, close, receive with timeout 0); waiting calls return
- * WTD_ERR_INVALID_STATE. With `on_datagram` set, arriving datagrams go to it instead of the
- * receive queue; datagrams already queued stay queued for the receive calls. The `session`
- * pointer passed to callbacks is this handle; callbacks stop once it is freed.
- *
- * Replacing: events not yet dispatched (queued behind a running callback) go to the new set;
- * none is replayed or dropped. Called outside a callback it returns only after an old callback
- * that is running has returned, so afterwards no old callback runs and the old `user_data` may
- * be freed. Called from inside a callback it does not wait (the change applies from the next
- * event). A transport made from the session receives regardless.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `struct_size` below the first
- * published size).
- */
-wtd_result wtd_session_set_callbacks(struct wtd_session *session,
-                                     const struct wtd_session_callbacks *callbacks);
-
-/**
- * Closes the session with an application `code` and UTF-8 `reason` (NULL = ""; cut to 1024
- * bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake with
- * WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
- *
- * Thread: any, including callbacks. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `reason` not
- * UTF-8).
- */
-wtd_result wtd_session_close(struct wtd_session *session, uint32_t code, const char *reason);
-
-/**
- * Writes to `*out` whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION
- * capsule or HTTP/3 GOAWAY): finish what you are doing and close.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_is_draining(const struct wtd_session *session, bool *out);
-
-/**
- * Writes to `*out` whether the session is closed (by either side). Cheap: meant to be called
- * every frame.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_is_closed(const struct wtd_session *session, bool *out);
-
-/**
- * After close: writes the close code to `*out_code` and copies the reason NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
- * without the NUL. `buf` NULL with `cap` 0 queries the length.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_code, NULL reason_buf with
- * cap > 0), WTD_ERR_INVALID_STATE (still open), WTD_ERR_BUFFER_TOO_SMALL (the needed length is
- * written to `*out_len`).
- */
-wtd_result wtd_session_close_info(const struct wtd_session *session,
-                                  uint32_t *out_code,
-                                  char *reason_buf,
-                                  size_t cap,
-                                  size_t *out_len);
-
-/**
- * Blocks until the session has closed and its close notice was delivered (callbacks
- * included), at most `timeout_ms` (negative = forever, 0 = check only).
- *
- * Thread: any but a wtd callback thread when waiting (WTD_ERR_INVALID_STATE).
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_TIMEOUT (still open).
- */
-wtd_result wtd_session_wait_closed(const struct wtd_session *session, int32_t timeout_ms);
-
-/**
- * Writes the session id (its CONNECT stream id; equal on both ends) to `*out`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_id(const struct wtd_session *session, uint64_t *out);
-
-/**
- * Writes the negotiated WebTransport draft (a `wtd_draft` value) to `*out`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_draft(const struct wtd_session *session, wtd_draft *out);
-
-/**
- * "draft-02", "draft-07", "draft-13", "draft-15", or "unknown" for any other value (a plain
- * integer, so any value is safe to pass).
- *
- * Ownership: static; never free it. Thread: any. Errors: none.
- */
-const char *wtd_draft_str(uint32_t draft);
-
-/**
- * Copies the request `:path` (with query) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
- * without the NUL. `buf` NULL with `cap` 0 queries the length.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL buf with cap > 0),
- * WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
- */
-wtd_result wtd_session_path(const struct wtd_session *session,
-                            char *buf,
-                            size_t cap,
-                            size_t *out_len);
-
-/**
- * Copies the request's `origin` header ("" when none was sent) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
- * without the NUL. `buf` NULL with `cap` 0 queries the length.
- *
- * Thread: any. Errors: as `wtd_session_path`.
- */
-wtd_result wtd_session_origin(const struct wtd_session *session,
-                              char *buf,
-                              size_t cap,
-                              size_t *out_len);
-
-/**
- * Writes the largest payload one datagram can carry now to `*out` (grows with path MTU
- * discovery; 0 when the peer takes no datagrams). Cheap: meant to be called every frame.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_max_datagram_size(const struct wtd_session *session, size_t *out);
-
-/**
- * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the session's
- * receive queue holds a datagram or the session is closed — level-triggered: it stays readable
- * until receives (`wtd_session_receive`/`_receive_batch`) have emptied the queue; wtd clears it
- * then (do not read from it or close it). With an `on_datagram` callback set (or a transport
- * made from the session), datagrams bypass the queue and the descriptor only reports the close.
- * Created on first call (an eventfd on Linux, a pipe elsewhere); the same descriptor every
- * time; valid until `wtd_session_free`. Thread: any. Errors: NULL arguments;
- * WTD_ERR_INTERNAL if the OS refuses a descriptor.
- */
-wtd_result wtd_session_readiness_fd(const struct wtd_session *session, int32_t *out_fd);
-
-/**
- * Fills `*out` with the session's counters. Set `out->struct_size = sizeof(wtd_session_stats)`
- * first: the library writes at most that many bytes and sets `struct_size` to what it wrote.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
- */
-wtd_result wtd_session_get_stats(const struct wtd_session *session, struct wtd_session_stats *out);
-
-/**
- * Closes the session if still open (code 0, no reason) and releases the handle. NULL is a
- * no-op. Callbacks stop: called outside a wtd callback, it returns only after any callback of
- * this session that is running has returned, and none runs afterwards (so `user_data` may be
- * freed next). Calls already blocked on this handle in other threads (`wtd_session_receive`,
- * `wtd_session_wait_closed`) wake with WTD_ERR_CLOSED / return, and the memory stays valid
- * until they do. No call may *start* on the handle after this. A transport made from the
- * session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
- * Thread: any.
- * Errors: none (a caught panic is logged and recorded as the last error).
- */
-void wtd_session_free(struct wtd_session *session);
-
-/**
- * Fills `*options` with the defaults (and its `struct_size`).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
- */
-wtd_result wtd_transport_options_default(struct wtd_transport_options *options);
-
-/**
- * Creates the datagram transport of `session` (`options` NULL = defaults). From now on the
- * session's datagrams arrive through the transport: don't use `wtd_session_receive*` or the
- * session's datagram callback on that session any more (the transport replaces them; a second
- * transport on the same session takes the path over from the first). Datagrams already queued
- * on the session move into the transport.
- *
- * Ownership: `*out` owns the new transport; free it with `wtd_transport_free`. The transport
- * keeps its own reference to the session, so freeing the session handle first is allowed (it
- * closes the session, which closes the transport). Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out, bad options: unknown drop_policy,
- * outgoing_high_water_mark 0, filter_heartbeats not 0/1, struct_size too small),
- * WTD_ERR_CLOSED (the session is already closed).
- */
-wtd_result wtd_transport_new(struct wtd_session *session,
-                             const struct wtd_transport_options *options,
-                             struct wtd_transport **out);
-
-/**
- * Writes the transport's current configuration to `*options` (max ages reflect
- * `wtd_transport_set_*_max_age`; `incoming_high_water_mark` is the effective value).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
- */
-wtd_result wtd_transport_get_options(const struct wtd_transport *transport,
-                                     struct wtd_transport_options *options);
-
-/**
- * Closes the transport (idempotent). `flush_timeout_ms` > 0 first waits up to that long for the
- * outgoing queue to drain into QUIC; 0 = no flush. Whatever is still queued is then dropped and
- * counted (`cleared_outgoing`). Every blocked sender and receiver wakes with WTD_ERR_CLOSED;
- * later sends fail with WTD_ERR_CLOSED; datagrams already received stay readable. The session
- * stays open. The handle stays valid until `wtd_transport_free`.
- *
- * Thread: any; a flush from a callback thread is refused (WTD_ERR_INVALID_STATE) — use 0 there.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_INVALID_STATE (see above).
- */
-wtd_result wtd_transport_close(struct wtd_transport *transport, uint32_t flush_timeout_ms);
-
-/**
- * Closes the transport without flushing (see `wtd_transport_close`), stops its callbacks and
- * releases the handle. NULL is a no-op. No other call on this handle may be running or start.
- * Callbacks already running finish normally; none starts afterwards.
- *
- * Thread: any.
- * Errors: none (a caught panic is logged and recorded as the last error).
- */
-void wtd_transport_free(struct wtd_transport *transport);
-
-/**
- * Queues one datagram of `len` bytes (copied) for sending: higher `priority` first (any int32),
- * FIFO among equals; `ttl_ms` > 0 drops it (counted in `dropped_expired`) if still queued when
- * it runs out, 0 = no TTL. When QUIC has room and nothing is queued it is handed over at once.
- * A full queue applies the drop policy: WTD_DROP_OLDEST evicts (counted in `dropped_full`),
- * WTD_DROP_REJECT_NEW fails with WTD_ERR_WOULD_BLOCK, WTD_DROP_BLOCK waits for room:
- * `timeout_ms` < 0 = the transport's `sender_timeout_ms`, 0 = don't wait (WTD_ERR_WOULD_BLOCK),
- * > 0 = that many ms (then WTD_ERR_TIMEOUT). `timeout_ms` only matters for WTD_DROP_BLOCK.
- *
- * Ownership: `data` is only read during the call. Thread: any; a BLOCK wait from a callback
- * thread is refused with WTD_ERR_INVALID_STATE.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL data with len > 0, `len == 0`),
- * WTD_ERR_TOO_LARGE (above `wtd_transport_max_datagram_size`; counted in `dropped_too_large`),
- * WTD_ERR_WOULD_BLOCK / WTD_ERR_TIMEOUT (queue full, counted in `rejected_full`),
- * WTD_ERR_CLOSED (transport closed). Every failure is counted in `send_failures`.
- */
-wtd_result wtd_transport_send(struct wtd_transport *transport,
-                              const uint8_t *data,
-                              size_t len,
-                              int32_t priority,
-                              uint32_t ttl_ms,
-                              int32_t timeout_ms);
-
-/**
- * `wtd_transport_send` that never waits (a full WTD_DROP_BLOCK queue fails with
- * WTD_ERR_WOULD_BLOCK at once). Same errors. Thread: any, including callbacks.
- * Errors: as `wtd_transport_send`.
- */
-wtd_result wtd_transport_try_send(struct wtd_transport *transport,
-                                  const uint8_t *data,
-                                  size_t len,
-                                  int32_t priority,
-                                  uint32_t ttl_ms);
-
-/**
- * Sends `count` datagrams in order, each like `wtd_transport_send` with the same `priority` and
- * `ttl_ms` (a WTD_DROP_BLOCK queue waits up to `sender_timeout_ms` per datagram); stops at the
- * first failure and returns its code. `*out_accepted` is always written (when not NULL), also on
- * failure: how many datagrams were accepted (the first `*out_accepted` items).
- *
- * Ownership: `items` and their payloads are only read during the call. Thread: any.
- * Errors: those of `wtd_transport_send`; WTD_ERR_INVALID_ARGUMENT for NULL transport /
- * out_accepted, NULL `items` with `count > 0`, or an item with NULL data and len > 0 (checked
- * before anything is sent).
- */
-wtd_result wtd_transport_send_multiple(struct wtd_transport *transport,
-                                       const struct wtd_datagram_view *items,
-                                       size_t count,
-                                       int32_t priority,
-                                       uint32_t ttl_ms,
-                                       size_t *out_accepted);
-
-/**
- * Validates the JSON text `json[0..len]` (UTF-8, need not be NUL-terminated), compacts it and
- * sends it like `wtd_transport_send`. Invalid JSON or invalid UTF-8 → WTD_ERR_SERIALIZATION and
- * nothing is sent (nor counted as a send failure).
- *
- * Ownership: `json` is only read during the call. Thread: as `wtd_transport_send`.
- * Errors: WTD_ERR_SERIALIZATION, plus those of `wtd_transport_send`.
- */
-wtd_result wtd_transport_send_json(struct wtd_transport *transport,
-                                   const char *json,
-                                   size_t len,
-                                   int32_t priority,
-                                   uint32_t ttl_ms,
-                                   int32_t timeout_ms);
-
-/**
- * Takes the next datagram into `buf` (capacity `cap`) and writes its length to `*out_len`.
- * `timeout_ms`: 0 = don't wait (WTD_ERR_WOULD_BLOCK when empty), -1 (any negative) = forever,
- * else WTD_ERR_TIMEOUT after that long. A datagram larger than `cap` stays queued:
- * WTD_ERR_BUFFER_TOO_SMALL with its size in `*out_len` (`buf` NULL with `cap` 0 peeks the size).
- * Once the transport is closed, what is queued can still be read, then WTD_ERR_CLOSED; a close
- * wakes every waiting receiver with WTD_ERR_CLOSED.
- *
- * Ownership: `buf` is written during the call only. Thread: any; waiting on a callback thread
- * is refused with WTD_ERR_INVALID_STATE (use `timeout_ms` 0 there).
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out_len, NULL buf with cap > 0), and the
- * ones above.
- */
-wtd_result wtd_transport_receive(struct wtd_transport *transport,
-                                 uint8_t *buf,
-                                 size_t cap,
-                                 size_t *out_len,
-                                 int32_t timeout_ms);
-
-/**
- * `wtd_transport_receive` with `timeout_ms` 0: never waits (WTD_ERR_WOULD_BLOCK when empty).
- * Thread: any, including callbacks.
- * Errors: as `wtd_transport_receive`.
- */
-wtd_result wtd_transport_try_receive(struct wtd_transport *transport,
-                                     uint8_t *buf,
-                                     size_t cap,
-                                     size_t *out_len);
-
-/**
- * Batch receive (the same shape as `wtd_session_receive_batch`): waits up to `timeout_ms` for
- * the first datagram (0 = don't wait, negative = forever), then takes what is already queued,
- * up to `count` in all, each into the next of `buffers[0..count]` (its `len` set), in order.
- * Stops early at a datagram larger than the next buffer (it stays queued). On success
- * `*out_count` = buffers filled, at least 1. The game-loop poll: `timeout_ms` 0 drains everything
- * queued in one call.
- *
- * Ownership: the buffers stay the caller's; only `data[0..len]` of the filled ones is written.
- * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
- * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_WOULD_BLOCK (nothing queued, `timeout_ms` 0),
- * WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and nothing queued; also wakes a waiting call),
- * WTD_ERR_BUFFER_TOO_SMALL (the first datagram does not fit `buffers[0]`: its size is written
- * to `buffers[0].len` and it stays queued — the one output written on failure),
- * WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
- */
-wtd_result wtd_transport_receive_batch(struct wtd_transport *transport,
-                                       struct wtd_datagram_buffer *buffers,
-                                       size_t count,
-                                       size_t *out_count,
-                                       int32_t timeout_ms);
-
-/**
- * `wtd_transport_receive` that also fills `*meta` (computing the SHA-256 checksum, which only
- * this function does). Same buffer, timeout and error rules; `*meta` is written on success only.
- *
- * Thread: as `wtd_transport_receive`. Errors: as `wtd_transport_receive`, plus
- * WTD_ERR_INVALID_ARGUMENT when `meta` is NULL.
- */
-wtd_result wtd_transport_receive_with_metadata(struct wtd_transport *transport,
-                                               uint8_t *buf,
-                                               size_t cap,
-                                               size_t *out_len,
-                                               struct wtd_datagram_metadata *meta,
-                                               int32_t timeout_ms);
-
-/**
- * Receives the next datagram as compact JSON text, NUL-terminated, into `buf` (capacity `cap`,
- * NUL included); `*out_len` (optional) = text length without the NUL. Timeout as
- * `wtd_transport_receive`. Nothing is lost on failure: a datagram that is not valid UTF-8 JSON
- * stays queued (WTD_ERR_SERIALIZATION, counted in `receive_errors`; read it with plain receive
- * or drop it with `wtd_transport_clear_receive_buffer`), and one whose compact text does not
- * fit stays queued too (WTD_ERR_BUFFER_TOO_SMALL, the needed length without NUL in `*out_len`;
- * `buf` NULL with `cap` 0 is a size query).
- *
- * Thread: as `wtd_transport_receive`. Errors: the ones above and those of
- * `wtd_transport_receive`.
- */
-wtd_result wtd_transport_receive_json(struct wtd_transport *transport,
-                                      char *buf,
-                                      size_t cap,
-                                      size_t *out_len,
-                                      int32_t timeout_ms);
-
-/**
- * Empties the incoming queue; `*out_count` (optional) = datagrams dropped (counted in
- * `cleared_incoming` and `receive_drops`). Thread: any. Errors: NULL transport.
- */
-wtd_result wtd_transport_clear_receive_buffer(struct wtd_transport *transport, size_t *out_count);
-
-/**
- * Empties the outgoing queue; `*out_count` (optional) = datagrams dropped (counted in
- * `cleared_outgoing` and `send_drops`). Wakes blocked senders. Thread: any.
- * Errors: NULL transport.
- */
-wtd_result wtd_transport_clear_send_buffer(struct wtd_transport *transport, size_t *out_count);
-
-/**
- * Datagrams waiting in the incoming queue. Thread: any. Errors: NULL arguments.
- */
-wtd_result wtd_transport_get_receive_buffer_size(const struct wtd_transport *transport,
-                                                 size_t *out);
-
-/**
- * Datagrams waiting in the outgoing queue. Thread: any. Errors: NULL arguments.
- */
-wtd_result wtd_transport_get_send_buffer_size(const struct wtd_transport *transport, size_t *out);
-
-/**
- * Fills `*out` with the size, capacity and per-priority counts of both queues.
- * Thread: any. Errors: NULL arguments.
- */
-wtd_result wtd_transport_get_queue_stats(const struct wtd_transport *transport,
-                                         struct wtd_queue_stats *out);
-
-/**
- * Fills `*out` with the transport's statistics (pywebtransport's `stats` property; named `get_stats`
- * because C cannot have a function and a struct of the same name). Thread: any.
- * Errors: NULL arguments.
- */
-wtd_result wtd_transport_get_stats(const struct wtd_transport *transport,
-                                   struct wtd_datagram_stats *out);
-
-/**
- * Copies a JSON snapshot (keys "transport", "statistics", "queues", "configuration",
- * "sequences" — pywebtransport's) NUL-terminated into `buf` (capacity `cap`, NUL included);
- * `*out_len` (optional) = length without NUL. Too small: WTD_ERR_BUFFER_TOO_SMALL with the
- * needed length in `*out_len` (`buf` NULL, `cap` 0 queries it; the snapshot may grow slightly
- * between calls, so leave headroom). Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL buf with cap > 0),
- * WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
- */
-wtd_result wtd_transport_debug_state(const struct wtd_transport *transport,
-                                     char *buf,
-                                     size_t cap,
-                                     size_t *out_len);
-
-/**
- * Runs pywebtransport's checks (send success < 0.9, drop rate > 0.1, a queue > 90 % full, average
- * send time > 100 ms, closed, session not open) and writes the codes found to
- * `out[0..*out_count]`. `count` = room in `out`; when more issues than that were found:
- * WTD_ERR_BUFFER_TOO_SMALL with the count in `*out_count` (written on that failure too) and
- * nothing written to `out` (`out` NULL with `count` 0 queries the count). Messages: `wtd_transport_diagnose_issues_json`.
- * Thread: any. Errors: NULL transport/out_count.
- */
-wtd_result wtd_transport_diagnose_issues(const struct wtd_transport *transport,
-                                         wtd_issue *out,
-                                         size_t count,
-                                         size_t *out_count);
-
-/**
- * `wtd_transport_diagnose_issues` as a JSON array `[{"code": n, "message": ".."}, ...]`
- * (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`. Thread: any.
- * Errors: as `wtd_transport_debug_state`.
- */
-wtd_result wtd_transport_diagnose_issues_json(const struct wtd_transport *transport,
-                                              char *buf,
-                                              size_t cap,
-                                              size_t *out_len);
-
-/**
- * Sends `HEARTBEAT:<unix seconds>` (ASCII) at priority 1 every `interval_ms`, the first one at
- * once (not waiting; a full queue skips that beat), until `wtd_transport_stop_heartbeat`,
- * another `start_heartbeat` (which replaces it) or close. Runs on a wtd runtime thread.
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, interval 0), WTD_ERR_CLOSED.
- */
-wtd_result wtd_transport_start_heartbeat(struct wtd_transport *transport, uint32_t interval_ms);
-
-/**
- * Stops the heartbeat (no-op when none runs). Thread: any. Errors: NULL transport.
- */
-wtd_result wtd_transport_stop_heartbeat(struct wtd_transport *transport);
-
-/**
- * Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has. Thread: any.
- * Errors: NULL arguments.
- */
-wtd_result wtd_transport_last_heartbeat_received(const struct wtd_transport *transport,
-                                                 double *out);
-
-/**
- * Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
- * takes no datagrams). Thread: any. Errors: NULL arguments.
- */
-wtd_result wtd_transport_max_datagram_size(const struct wtd_transport *transport, size_t *out);
-
-/**
- * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the transport's
- * incoming queue holds a datagram or the transport is closed — level-triggered: it stays
- * readable until receives have emptied the queue (wtd clears it then; do not read from it or
- * close it). With an `on_received` callback set, datagrams go to the callback and the
- * descriptor only reports the close. Created on first call (an eventfd on Linux, a pipe
- * elsewhere); the same descriptor every time; valid until `wtd_transport_free`.
- * Thread: any. Errors: NULL arguments; WTD_ERR_INTERNAL if the OS refuses a descriptor.
- */
-wtd_result wtd_transport_readiness_fd(const struct wtd_transport *transport, int32_t *out_fd);
-
-/**
- * Sends `size`-byte datagrams as fast as the outgoing queue has room for `duration_ms`, waits
- * (≤ 1 s) for the queue to drain, and reports what really left (pywebtransport counted enqueue
- * attempts). Blocks for about `duration_ms`; traffic counts in the normal statistics too.
- *
- * Thread: not a callback thread (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT
- * (NULL, duration 0), WTD_ERR_TOO_LARGE (size 0 or above max_datagram_size), WTD_ERR_CLOSED.
- */
-wtd_result wtd_transport_throughput_test(struct wtd_transport *transport,
-                                         uint32_t duration_ms,
-                                         size_t size,
-                                         struct wtd_throughput_result *out);
-
-/**
- * Installs the event callbacks (pywebtransport's datagram sent / received events); NULL `callbacks`
- * removes them. They run on a wtd runtime thread (the session's connection task), never two at
- * once for one connection, so never in parallel for one transport. Inside them non-blocking wtd
- * calls are allowed (try_send, try_receive, send with timeout 0, getters, close with flush 0);
- * blocking ones return WTD_ERR_INVALID_STATE. The `transport` pointer passed is this handle;
- * callbacks stop once it is freed (a callback never sees a freed handle).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, struct_size too small).
- */
-wtd_result wtd_transport_set_callbacks(struct wtd_transport *transport,
-                                       const struct wtd_transport_callbacks *callbacks);
-
-/**
- * True once closed (by `wtd_transport_close`/`_free` or because the session ended).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
- */
-wtd_result wtd_transport_is_closed(const struct wtd_transport *transport, bool *out);
-
-/**
- * True while datagrams can be read (open, or closed with some still queued).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
- */
-wtd_result wtd_transport_is_readable(const struct wtd_transport *transport, bool *out);
-
-/**
- * True while datagrams can be sent (transport and session open).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
- */
-wtd_result wtd_transport_is_writable(const struct wtd_transport *transport, bool *out);
-
-/**
- * Datagrams accepted for sending so far: handed to QUIC or queued (local counter, never on the
- * wire); refused sends do not count.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
- */
-wtd_result wtd_transport_send_sequence(const struct wtd_transport *transport, uint64_t *out);
-
-/**
- * Datagrams that arrived so far (local counter, never on the wire).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
- */
-wtd_result wtd_transport_receive_sequence(const struct wtd_transport *transport, uint64_t *out);
-
-/**
- * Sets the incoming max age in ms (0 = no limit): queued datagrams older than this are dropped
- * when read and counted in `expired_incoming`. Applies to what is already queued.
- * Thread: any. Errors: NULL transport.
- */
-wtd_result wtd_transport_set_incoming_max_age(struct wtd_transport *transport, uint32_t max_age_ms);
-
-/**
- * Sets the outgoing max age in ms (0 = no limit): queued datagrams older than this are dropped
- * before sending and counted in `dropped_too_old`. Thread: any. Errors: NULL transport.
- */
-wtd_result wtd_transport_set_outgoing_max_age(struct wtd_transport *transport, uint32_t max_age_ms);
-
-/**
- * Writes a heartbeat payload, `HEARTBEAT:<unix seconds>` (ASCII, no NUL), into `buf` (capacity
- * `cap`) and its length to `*out_len` (optional). Too small: WTD_ERR_BUFFER_TOO_SMALL with the
- * needed length in `*out_len` (32 bytes always suffice). Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL buf with cap > 0), WTD_ERR_BUFFER_TOO_SMALL (the
- * needed length is written to `*out_len`).
- */
-wtd_result wtd_create_heartbeat_datagram(uint8_t *buf, size_t cap, size_t *out_len);
-
-/**
- * True when `data[0..len]` is a heartbeat datagram (starts with `HEARTBEAT:`); false for NULL.
- * Thread: any. Errors: none.
- */
-bool wtd_is_heartbeat_datagram(const uint8_t *data, size_t len);
-
-/**
- * Fills `*options` with the defaults: `struct_size` set, no callbacks, `user_data` NULL.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
- */
-wtd_result wtd_structured_options_default(struct wtd_structured_options *options);
-
-/**
- * Creates a structured transport over `transport` with the serializer in `options` and an empty
- * registry (register type ids with `wtd_structured_register`). It reads and sends through the
- * transport's queues: don't also read plain datagrams from that transport (a structured receive
- * consumes whatever comes first).
- *
- * Ownership: `*out` owns the new handle; free it with `wtd_structured_free`. It keeps its own
- * reference to the transport (freeing the transport handle first closes it: calls then fail
- * with WTD_ERR_CLOSED). Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/options/out, a NULL callback, struct_size too
- * small).
- */
-wtd_result wtd_structured_new(struct wtd_transport *transport,
-                              const struct wtd_structured_options *options,
-                              struct wtd_structured **out);
-
-/**
- * Registers `type_id` (pywebtransport's registry entry): objects of this type may be sent and
- * received. Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `type_id` already registered).
- */
-wtd_result wtd_structured_register(struct wtd_structured *structured, uint16_t type_id);
-
-/**
- * Serializes `obj` with the serialize callback and queues `type_id (u16 BE) || bytes` on the
- * transport with `priority` (any int32, higher first) and `ttl_ms` (0 = none), like
- * `wtd_transport_send` with `timeout_ms` -1.
- *
- * Ownership: `obj` is only passed to the serializer during the call. Thread: any (the
- * serializer runs on this thread; calls from several threads may run it concurrently).
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle), WTD_ERR_SERIALIZATION (type id not
- * registered, serializer returned non-zero or claimed more than `cap` bytes — nothing is sent),
- * and the send errors of `wtd_transport_send` (WTD_ERR_TOO_LARGE, WTD_ERR_WOULD_BLOCK,
- * WTD_ERR_TIMEOUT, WTD_ERR_CLOSED).
- */
-wtd_result wtd_structured_send_obj(struct wtd_structured *structured,
-                                   uint16_t type_id,
-                                   const void *obj,
-                                   int32_t priority,
-                                   uint32_t ttl_ms);
-
-/**
- * Receives the next structured datagram, waiting up to `timeout_ms` (-1 = forever, 0 = don't
- * wait → WTD_ERR_WOULD_BLOCK), and turns it into an object with the deserialize callback:
- * `*out_type` = its type id, `*out_obj` = what the deserializer produced.
- *
- * A datagram shorter than 2 bytes, of an unregistered type id, or that the deserializer refuses
- * is consumed (it can never become valid), counted in the transport's `receive_errors` and
- * reported as WTD_ERR_SERIALIZATION; the next call moves on to the next datagram.
- *
- * Ownership: the caller owns `*out_obj` (as the deserializer defines). Thread: any; a waiting
- * receive from a callback thread is refused (WTD_ERR_INVALID_STATE).
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_SERIALIZATION (see above),
- * WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and drained).
- */
-wtd_result wtd_structured_receive_obj(struct wtd_structured *structured,
-                                      uint16_t *out_type,
-                                      void **out_obj,
-                                      int32_t timeout_ms);
-
-/**
- * Writes to `*out` whether the underlying transport is closed (pywebtransport's `is_closed`).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_structured_is_closed(const struct wtd_structured *structured, bool *out);
-
-/**
- * Closes the underlying transport without flushing (pywebtransport's `close`; same as
- * `wtd_transport_close(transport, 0)`). Idempotent. The handle stays valid until
- * `wtd_structured_free`. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
- */
-wtd_result wtd_structured_close(struct wtd_structured *structured);
-
-/**
- * Releases the handle (the transport stays open: it belongs to its own handle). NULL is a
- * no-op. No other call on this handle may be running or start. Thread: any.
- * Errors: none (a caught panic is logged and recorded as the last error).
- */
-void wtd_structured_free(struct wtd_structured *structured);
-
-/**
- * Fills `*options` with the defaults: ack_timeout_ms 2000, max_retries 5,
- * in_order 0, max_in_flight 256, min_rto_ms 20, max_rto_ms 10000, gap_timeout_ms 0 (derived),
- * priority 0, receive_window 0 (4 × max_in_flight). Set `options->struct_size =
- * sizeof(wtd_reliability_options)` first (the library writes at most that many bytes and sets it
- * to what it wrote).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
- */
-wtd_result wtd_reliability_options_default(struct wtd_reliability_options *options);
-
-/**
- * Fills `*options` with defaults that give up sooner: ack_timeout_ms 1000, max_retries 3, the
- * rest as `wtd_reliability_options_default` (pywebtransport's `DatagramReliabilityLayer.create`).
- * `struct_size` as for `wtd_reliability_options_default`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
- */
-wtd_result wtd_reliability_options_low_latency(struct wtd_reliability_options *options);
-
-/**
- * Attaches a reliability layer to `transport` (`options` NULL = `wtd_reliability_options_default`).
- * From now on the transport's arriving reliability frames (DATA `0x04 "DATA" u32-BE-seq payload`,
- * ACK `0x03 "ACK" decimal-seq` — pywebtransport's wire format) go to the layer, not to the plain
- * receive queue; other datagrams still reach the transport's receive functions. One layer per
- * transport (a second one takes the frames over).
- *
- * Ownership: `*out` owns the new handle; free it with `wtd_reliability_free`. The layer keeps its
- * own reference to the transport. Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out, bad options: ack_timeout_ms or
- * max_in_flight 0, in_order not 0/1, min_rto_ms > max_rto_ms, receive_window above 2^30,
- * struct_size too small).
- */
-wtd_result wtd_reliability_new(struct wtd_transport *transport,
-                               const struct wtd_reliability_options *options,
-                               struct wtd_reliability **out);
-
-/**
- * Sends `data[0..len]` (copied) reliably: it is retransmitted until the peer's layer
- * acknowledges it or `max_retries` retransmissions went unanswered. `*out_seq` (optional)
- * receives its sequence number, which `wtd_reliability_poll_outcomes` / the outcome callback
- * report later. Never blocks.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data with len > 0),
- * WTD_ERR_TOO_LARGE (len + 9 framing bytes above the transport's max_datagram_size),
- * WTD_ERR_WOULD_BLOCK (`max_in_flight` messages await ACKs), WTD_ERR_CLOSED (layer or transport
- * closed).
- */
-wtd_result wtd_reliability_send(struct wtd_reliability *reliability,
-                                const uint8_t *data,
-                                size_t len,
-                                uint32_t *out_seq);
-
-/**
- * Receives the next delivered message into `buf` (capacity `cap`), its length to `*out_len`,
- * waiting up to `timeout_ms` (-1 = forever, 0 = don't wait → WTD_ERR_WOULD_BLOCK). Messages
- * come here only while no `on_message` callback is set.
- *
- * If the message is larger than `cap`: WTD_ERR_BUFFER_TOO_SMALL, its size in `*out_len`, and the
- * message stays first in line (nothing is lost; `buf` NULL with `cap` 0 is a size query).
- *
- * Thread: any; a waiting receive from a callback thread is refused (WTD_ERR_INVALID_STATE).
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_len, NULL buf with cap > 0),
- * WTD_ERR_BUFFER_TOO_SMALL, WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (layer closed
- * and drained; a close wakes blocked receivers).
- */
-wtd_result wtd_reliability_receive(struct wtd_reliability *reliability,
-                                   uint8_t *buf,
-                                   size_t cap,
-                                   size_t *out_len,
-                                   int32_t timeout_ms);
-
-/**
- * Takes up to `count` finished sends, oldest first, into `results` (an array of `count`
- * elements of `result_size` bytes — pass `sizeof(wtd_reliable_result)`); `*out_count` = how
- * many (0 when none: not an error). Outcomes come here only while no `on_outcome` callback is
- * set (the queue keeps the newest 65,536; older ones are counted in `outcomes_dropped`). Never
- * blocks.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL results with
- * count > 0, `result_size` below the first published size, `count × result_size` overflowing).
- */
-wtd_result wtd_reliability_poll_outcomes(struct wtd_reliability *reliability,
-                                         struct wtd_reliable_result *results,
-                                         size_t result_size,
-                                         size_t count,
-                                         size_t *out_count);
-
-/**
- * Installs the layer's callbacks (`callbacks` NULL removes them; the struct is copied). With
- * `on_message` set, delivered messages go to it instead of `wtd_reliability_receive`; with
- * `on_outcome` set, outcomes go to it instead of `wtd_reliability_poll_outcomes`. What is already
- * queued (messages, outcomes) stays queued for the poll calls; events not yet dispatched go to
- * the new set. Callbacks run on a wtd runtime thread (the connection task or the layer's timer;
- * give-ups reported by `wtd_reliability_close` run on the closing thread), one at a time —
- * never in parallel for one layer. Inside them non-blocking wtd calls are allowed (e.g.
- * `wtd_reliability_send`); waiting ones return WTD_ERR_INVALID_STATE. The `reliability` pointer
- * passed is this handle; callbacks stop once it is freed (a callback never sees a freed handle).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `struct_size` too small).
- */
-wtd_result wtd_reliability_set_callbacks(struct wtd_reliability *reliability,
-                                         const struct wtd_reliability_callbacks *callbacks);
-
-/**
- * TEST KNOB (not for production): from now on this layer drops the fraction `fraction` (0..1,
- * 0 = off, the default) of arriving DATA and ACK frames before processing them (deterministic
- * pseudo-random), to simulate loss on a real link. Counted in `injected_drops`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `fraction` outside 0..1 or NaN).
- */
-wtd_result wtd_reliability_set_test_drop_fraction(struct wtd_reliability *reliability,
-                                                  double fraction);
-
-/**
- * Fills `*out` with the layer's counters (see `wtd_reliability_stats`).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_reliability_get_stats(const struct wtd_reliability *reliability,
-                                     struct wtd_reliability_stats *out);
-
-/**
- * Detaches the layer from its transport (reliability frames then reach the plain receive queue
- * again); messages still awaiting an ACK are reported as WTD_RELIABLE_GAVE_UP (outcome queue or
- * callback), blocked receivers wake with WTD_ERR_CLOSED, later sends fail with WTD_ERR_CLOSED;
- * messages already delivered stay readable. The transport stays open. Idempotent; the handle
- * stays valid until `wtd_reliability_free`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
- */
-wtd_result wtd_reliability_close(struct wtd_reliability *reliability);
-
-/**
- * Removes the callbacks, closes the layer (see `wtd_reliability_close`; give-ups then only go to
- * the outcome queue, which is freed too) and releases the handle. NULL is a no-op. No other call
- * on this handle may be running or start; callbacks already running finish normally and none
- * starts afterwards. Thread: any.
- * Errors: none (a caught panic is logged and recorded as the last error).
- */
-void wtd_reliability_free(struct wtd_reliability *reliability);
-
-/**
- * Creates an empty broadcaster (pywebtransport's `DatagramBroadcaster()` / `create()`).
- *
- * Ownership: `*out` owns it; free with `wtd_broadcaster_free`. Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL out).
- */
-wtd_result wtd_broadcaster_new(struct wtd_broadcaster **out);
-
-/**
- * Adds `transport` to the set (adding it twice is a no-op). The broadcaster keeps its own
- * reference to the transport, so freeing the transport handle is safe: the closed transport is
- * then pruned by the next broadcast or count.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_CLOSED (transport closed).
- */
-wtd_result wtd_broadcaster_add(struct wtd_broadcaster *broadcaster,
-                               struct wtd_transport *transport);
-
-/**
- * Removes `transport` from the set (not in it: a no-op, WTD_OK).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
- */
-wtd_result wtd_broadcaster_remove(struct wtd_broadcaster *broadcaster,
-                                  struct wtd_transport *transport);
-
-/**
- * Writes the number of transports in the set to `*out` (closed ones are pruned first; the
- * pywebtransport's `get_transport_count`).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_broadcaster_count(const struct wtd_broadcaster *broadcaster, size_t *out);
-
-/**
- * Queues `data[0..len]` on every transport in the set without waiting (`priority` any int32,
- * `ttl_ms` 0 = none). The payload is copied once and shared by all transports. A transport whose
- * queue refuses it (full, too large) stays in the set; closed transports are removed. `out`
- * (optional, NULL = not wanted) receives how many transports accepted, failed (kept) and were
- * pruned; set `out->struct_size = sizeof(wtd_broadcast_result)` first.
- *
- * Ownership: `data` is only read during the call. Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data, len 0, `out->struct_size` too
- * small — checked before anything is sent). Per-transport failures are not errors.
- */
-wtd_result wtd_broadcaster_broadcast(struct wtd_broadcaster *broadcaster,
-                                     const uint8_t *data,
-                                     size_t len,
-                                     int32_t priority,
-                                     uint32_t ttl_ms,
-                                     struct wtd_broadcast_result *out);
-
-/**
- * Releases the broadcaster and its references to the transports (they stay open). NULL is a
- * no-op. No other call on this handle may be running or start. Thread: any.
- * Errors: none (a caught panic is logged and recorded as the last error).
- */
-void wtd_broadcaster_free(struct wtd_broadcaster *broadcaster);
-
 /**
  * Fills `*options` with pywebtransport's defaults: interval_ms 5000, samples_maxlen 100,
  * alerts_maxlen 50, queue_threshold 0.9, success_rate_threshold 0.8, trend_window 10.
  *
+ * Ownership: `*options` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
  */
 wtd_result wtd_monitor_options_default(struct wtd_monitor_options *options);
@@ -2871,18 +3018,23 @@ wtd_result wtd_monitor_new(struct wtd_transport *transport,
 
 /**
  * Starts sampling every `interval_ms` on a wtd runtime thread (first sample after one interval).
- * Starting again restarts the period. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ * Starting again restarts the period.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_monitor_start(struct wtd_monitor *monitor);
 
 /**
- * Stops sampling (samples and alerts stay). Idempotent. Thread: any.
+ * Stops sampling (samples and alerts stay). Idempotent.
+ * Ownership: nothing is handed over.
+ * Thread: any.
  * Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_monitor_stop(struct wtd_monitor *monitor);
 
 /**
  * Writes to `*out` whether the monitor is sampling (pywebtransport's `is_monitoring`).
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_monitor_is_monitoring(const struct wtd_monitor *monitor, bool *out);
@@ -2890,7 +3042,9 @@ wtd_result wtd_monitor_is_monitoring(const struct wtd_monitor *monitor, bool *ou
 /**
  * Takes one sample now and evaluates the alerts — what the timer does every interval; works
  * whether or not the monitor is started. A raised alert's callback runs on this thread before
- * the call returns. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ * the call returns.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_monitor_sample_now(struct wtd_monitor *monitor);
 
@@ -2899,6 +3053,7 @@ wtd_result wtd_monitor_sample_now(struct wtd_monitor *monitor);
  * `count` elements of `sample_size` bytes — pass `sizeof(wtd_monitor_sample)`); `*out_count` =
  * how many (pywebtransport's `get_samples(limit)`).
  *
+ * Ownership: the array stays the caller's and is only written during the call.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL samples with
  * count > 0, `sample_size` below the first published size, `count × sample_size` overflowing).
  */
@@ -2913,6 +3068,7 @@ wtd_result wtd_monitor_get_samples(const struct wtd_monitor *monitor,
  * into `alerts` (an array of `count` elements of `alert_size` bytes — pass
  * `sizeof(wtd_monitor_alert)`); `*out_count` = how many (pywebtransport's `get_alerts`).
  *
+ * Ownership: the array stays the caller's and is only written during the call.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL alerts with
  * count > 0, `alert_size` below the first published size, `count × alert_size` overflowing).
  */
@@ -2932,6 +3088,8 @@ wtd_result wtd_monitor_get_alerts(const struct wtd_monitor *monitor,
  * non-blocking wtd calls are allowed. `user_data` must stay valid until the callbacks are
  * replaced and a running one has returned, or the monitor is freed.
  *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL monitor, `struct_size` too small).
  */
 wtd_result wtd_monitor_set_callbacks(struct wtd_monitor *monitor,
@@ -2948,7 +3106,9 @@ const char *wtd_alert_kind_str(uint32_t kind);
 /**
  * Stops sampling, removes the callback and releases the monitor (the transport stays open).
  * NULL is a no-op. No other call on this handle may be running or start; a callback already
- * running finishes normally and none starts afterwards. Thread: any.
+ * running finishes normally and none starts afterwards.
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
  * Errors: none (a caught panic is logged and recorded as the last error).
  */
 void wtd_monitor_free(struct wtd_monitor *monitor);

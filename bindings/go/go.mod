@@ -1,0 +1,3 @@
+module github.com/wtd/wtd/bindings/go
+
+go 1.19

@@ -1,0 +1,212 @@
+// Callbacks.cs — the static trampolines native code calls. Each is a static method marked
+// [MonoPInvokeCallback] (IL2CPP cannot call back into instance methods or closures); the delegate
+// objects live in static readonly fields for the whole process, so their function pointers
+// never dangle. user_data is a GCHandle to the managed owner (session, transport, ...), which
+// the owner's SafeHandle frees after wtd_*_free. No exception ever unwinds into native code:
+// each trampoline catches and reports it through WtdLibrary.CallbackException.
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+
+namespace Wtd
+{
+    internal static class Callbacks
+    {
+        [ThreadStatic] private static int depth;
+        [ThreadStatic] private static List<IntPtr> deferred;
+
+        private static readonly SessionDatagramFn sessionDatagram = OnSessionDatagram;
+        private static readonly SessionClosedFn sessionClosed = OnSessionClosed;
+        private static readonly RequestFn request = OnRequest;
+        private static readonly TransportReceivedFn transportReceived = OnTransportReceived;
+        private static readonly TransportSentFn transportSent = OnTransportSent;
+        private static readonly ReliableMessageFn reliableMessage = OnReliableMessage;
+        private static readonly ReliableOutcomeFn reliableOutcome = OnReliableOutcome;
+        private static readonly SerializeFn serialize = OnSerialize;
+        private static readonly DeserializeFn deserialize = OnDeserialize;
+        private static readonly LogFn log = OnLog;
+
+        internal static readonly IntPtr SessionDatagramPtr = Marshal.GetFunctionPointerForDelegate(sessionDatagram);
+        internal static readonly IntPtr SessionClosedPtr = Marshal.GetFunctionPointerForDelegate(sessionClosed);
+        internal static readonly IntPtr RequestPtr = Marshal.GetFunctionPointerForDelegate(request);
+        internal static readonly IntPtr TransportReceivedPtr = Marshal.GetFunctionPointerForDelegate(transportReceived);
+        internal static readonly IntPtr TransportSentPtr = Marshal.GetFunctionPointerForDelegate(transportSent);
+        internal static readonly IntPtr ReliableMessagePtr = Marshal.GetFunctionPointerForDelegate(reliableMessage);
+        internal static readonly IntPtr ReliableOutcomePtr = Marshal.GetFunctionPointerForDelegate(reliableOutcome);
+        internal static readonly IntPtr SerializePtr = Marshal.GetFunctionPointerForDelegate(serialize);
+        internal static readonly IntPtr DeserializePtr = Marshal.GetFunctionPointerForDelegate(deserialize);
+        internal static readonly IntPtr LogPtr = Marshal.GetFunctionPointerForDelegate(log);
+
+        /// <summary>True while this thread runs one of our trampolines (a wtd callback).</summary>
+        internal static bool InCallback { get { return depth > 0; } }
+
+        /// <summary>A strong GCHandle to `owner`, as user_data.</summary>
+        internal static IntPtr NewState(object owner)
+        {
+            return GCHandle.ToIntPtr(GCHandle.Alloc(owner));
+        }
+
+        /// <summary>Frees a user_data GCHandle — at once, or at the end of the current callback
+        /// when called from one (wtd_*_free from inside a callback does not wait for it).</summary>
+        internal static void FreeState(IntPtr state)
+        {
+            if (depth > 0)
+            {
+                if (deferred == null) deferred = new List<IntPtr>();
+                deferred.Add(state);
+                return;
+            }
+            GCHandle.FromIntPtr(state).Free();
+        }
+
+        private static void Enter() { depth++; }
+
+        private static void Exit()
+        {
+            if (--depth != 0 || deferred == null || deferred.Count == 0) return;
+            foreach (IntPtr s in deferred) GCHandle.FromIntPtr(s).Free();
+            deferred.Clear();
+        }
+
+        private static T Owner<T>(IntPtr user) where T : class
+        {
+            if (user == IntPtr.Zero) return null;
+            return GCHandle.FromIntPtr(user).Target as T;
+        }
+
+        [MonoPInvokeCallback(typeof(SessionDatagramFn))]
+        private static void OnSessionDatagram(IntPtr user, IntPtr session, IntPtr data, UIntPtr len)
+        {
+            Enter();
+            try
+            {
+                WtdSession s = Owner<WtdSession>(user);
+                if (s != null) s.DeliverDatagram(data, (int)len);
+            }
+            catch (Exception e) { WtdLibrary.ReportCallbackException(e); }
+            finally { Exit(); }
+        }
+
+        [MonoPInvokeCallback(typeof(SessionClosedFn))]
+        private static void OnSessionClosed(IntPtr user, IntPtr session, uint code, IntPtr reason)
+        {
+            Enter();
+            try
+            {
+                WtdSession s = Owner<WtdSession>(user);
+                if (s != null) s.DeliverClosed(code, Utf8.FromNative(reason));
+            }
+            catch (Exception e) { WtdLibrary.ReportCallbackException(e); }
+            finally { Exit(); }
+        }
+
+        [MonoPInvokeCallback(typeof(RequestFn))]
+        private static ushort OnRequest(IntPtr user, IntPtr req)
+        {
+            Enter();
+            try
+            {
+                WtdServer s = Owner<WtdServer>(user);
+                return s == null ? (ushort)503 : s.DecideRequest(req);
+            }
+            catch (Exception e)
+            {
+                WtdLibrary.ReportCallbackException(e);
+                return 500;
+            }
+            finally { Exit(); }
+        }
+
+        [MonoPInvokeCallback(typeof(TransportReceivedFn))]
+        private static void OnTransportReceived(IntPtr user, IntPtr transport, IntPtr data, UIntPtr len)
+        {
+            Enter();
+            try
+            {
+                WtdTransport t = Owner<WtdTransport>(user);
+                if (t != null) t.DeliverReceived(data, (int)len);
+            }
+            catch (Exception e) { WtdLibrary.ReportCallbackException(e); }
+            finally { Exit(); }
+        }
+
+        [MonoPInvokeCallback(typeof(TransportSentFn))]
+        private static void OnTransportSent(IntPtr user, IntPtr transport, UIntPtr size)
+        {
+            Enter();
+            try
+            {
+                WtdTransport t = Owner<WtdTransport>(user);
+                if (t != null) t.DeliverSent((int)size);
+            }
+            catch (Exception e) { WtdLibrary.ReportCallbackException(e); }
+            finally { Exit(); }
+        }
+
+        [MonoPInvokeCallback(typeof(ReliableMessageFn))]
+        private static void OnReliableMessage(IntPtr user, IntPtr reliability, IntPtr data, UIntPtr len)
+        {
+            Enter();
+            try
+            {
+                WtdReliability r = Owner<WtdReliability>(user);
+                if (r != null) r.DeliverMessage(data, (int)len);
+            }
+            catch (Exception e) { WtdLibrary.ReportCallbackException(e); }
+            finally { Exit(); }
+        }
+
+        [MonoPInvokeCallback(typeof(ReliableOutcomeFn))]
+        private static void OnReliableOutcome(IntPtr user, IntPtr reliability, uint seq, int outcome)
+        {
+            Enter();
+            try
+            {
+                WtdReliability r = Owner<WtdReliability>(user);
+                if (r != null) r.DeliverOutcome(seq, (ReliableOutcome)outcome);
+            }
+            catch (Exception e) { WtdLibrary.ReportCallbackException(e); }
+            finally { Exit(); }
+        }
+
+        [MonoPInvokeCallback(typeof(SerializeFn))]
+        private static int OnSerialize(IntPtr user, ushort typeId, IntPtr obj, IntPtr buf, UIntPtr cap, IntPtr outLen)
+        {
+            // Runs on the thread calling SendObject (not a wtd runtime thread): no Enter/Exit.
+            try
+            {
+                WtdStructured s = Owner<WtdStructured>(user);
+                return s == null ? 1 : s.NativeSerialize(typeId, obj, buf, (long)(ulong)cap, outLen);
+            }
+            catch (Exception e)
+            {
+                WtdLibrary.ReportCallbackException(e);
+                return 1;
+            }
+        }
+
+        [MonoPInvokeCallback(typeof(DeserializeFn))]
+        private static int OnDeserialize(IntPtr user, ushort typeId, IntPtr data, UIntPtr len, IntPtr outObj)
+        {
+            try
+            {
+                WtdStructured s = Owner<WtdStructured>(user);
+                return s == null ? 1 : s.NativeDeserialize(typeId, data, (int)len, outObj);
+            }
+            catch (Exception e)
+            {
+                WtdLibrary.ReportCallbackException(e);
+                return 1;
+            }
+        }
+
+        [MonoPInvokeCallback(typeof(LogFn))]
+        private static void OnLog(int level, IntPtr message, IntPtr user)
+        {
+            Enter();
+            try { WtdLibrary.DeliverLog(level, Utf8.FromNative(message)); }
+            catch (Exception e) { WtdLibrary.ReportCallbackException(e); }
+            finally { Exit(); }
+        }
+    }
+}

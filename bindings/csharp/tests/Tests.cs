@@ -671,11 +671,12 @@ namespace Wtd.Tests
             using (var st = new WtdTransport(server, new TransportOptions { IncomingHighWaterMark = 16384 }))
             {
                 // Flood priority-0 datagrams until QUIC's own buffer is full and wtd's queue
-                // holds at least 200 of them; then queue one priority-5 datagram.
+                // holds 1000 of them (far more than it can hand over at once); then queue one
+                // priority-5 datagram.
                 int max = ct.MaxDatagramSize;
                 int tag = 0;
                 var until = DateTime.UtcNow.AddSeconds(10);
-                while (ct.SendBufferSize < 200 && DateTime.UtcNow < until)
+                while (ct.SendBufferSize < 1000 && DateTime.UtcNow < until)
                 {
                     WtdResult r = ct.TrySend(Payload(tag, max), 0, max, 0);
                     if (r == WtdResult.Ok) tag++;
@@ -685,7 +686,6 @@ namespace Wtd.Tests
                 ct.Send(Payload(-1, 8), 0, 8, 5);
                 QueueDirectionStats q0 = ct.GetQueueStats()[0];
                 Console.WriteLine("  queue after HIGH: " + q0.Size + " queued; classes " + string.Join(",", q0.Classes.Select(c => c.Priority + ":" + c.Count)));
-                Check(q0.Size >= 100, "lows still queued when HIGH came: " + q0.Size);
                 // Receive everything.
                 var order = new List<int>();
                 var buf = new byte[2048];
@@ -712,16 +712,16 @@ namespace Wtd.Tests
             Pair("/ttl", out client, out server);
             using (client)
             using (server)
-            using (var ct = new WtdTransport(client, new TransportOptions { OutgoingHighWaterMark = 2000, DropPolicy = DropPolicy.RejectNew }))
+            using (var ct = new WtdTransport(client, new TransportOptions { OutgoingHighWaterMark = 4000, DropPolicy = DropPolicy.RejectNew }))
             using (var st = new WtdTransport(server, new TransportOptions { IncomingHighWaterMark = 16384 }))
             {
                 int max = ct.MaxDatagramSize;
                 byte[] big = new byte[max];
                 var until = DateTime.UtcNow.AddSeconds(10);
-                while (ct.SendBufferSize < 300 && DateTime.UtcNow < until)
+                while (ct.SendBufferSize < 1000 && DateTime.UtcNow < until)
                     ct.TrySend(big, 0, max, 0);
                 int queued = ct.SendBufferSize;
-                Check(queued >= 300, "300 queued ahead: " + queued);
+                Check(queued >= 1000, "1000 queued ahead: " + queued);
                 const int N = 20;
                 for (int i = 0; i < N; i++) ct.Send(Payload(-100 - i, 16), 0, 16, -1, 1, -1);
                 Check(WaitFor(() => ct.SendBufferSize == 0, 10000), "queue drained");

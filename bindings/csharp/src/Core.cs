@@ -249,9 +249,14 @@ namespace Wtd
             WtdException.Check(NativeMethods.wtd_set_runtime_threads(threads));
         }
 
-        /// <summary>Stops wtd's runtime (close and dispose handles first). Idempotent; a later
-        /// call starts a new runtime, so an Editor domain reload can call it safely.</summary>
-        public static void Shutdown() { NativeMethods.wtd_shutdown(); }
+        /// <summary>Stops wtd's runtime and the binding's readiness thread (close and dispose
+        /// handles first). Idempotent; a later call starts a new runtime, so a Unity Editor can
+        /// call it before every domain reload.</summary>
+        public static void Shutdown()
+        {
+            ReadinessWaiter.Stop();
+            NativeMethods.wtd_shutdown();
+        }
 
         /// <summary>Invoked with every exception a user callback threw on a wtd thread (it is
         /// caught there: nothing unwinds into native code). Handlers must not throw.</summary>

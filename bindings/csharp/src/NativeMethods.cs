@@ -665,5 +665,6 @@ namespace Wtd
         [DllImport("libc", EntryPoint = "pipe", SetLastError = true)] internal static extern int pipe(int* fds);
         [DllImport("libc", EntryPoint = "read", SetLastError = true)] internal static extern IntPtr read(int fd, byte* buf, UIntPtr count);
         [DllImport("libc", EntryPoint = "write", SetLastError = true)] internal static extern IntPtr write(int fd, byte* buf, UIntPtr count);
+        [DllImport("libc", EntryPoint = "close", SetLastError = true)] internal static extern int close(int fd);
     }
 }

@@ -21,6 +21,7 @@ namespace Wtd
         private static int wakeRead = -1, wakeWrite = -1;
         private static int wakePending;
         private static bool unavailable;
+        private static volatile bool stopping;
 
         /// <summary>Completes when `fd` is readable (or at once if it already is), when
         /// <see cref="Release"/> is called for it, or is cancelled by `ct`.</summary>
@@ -74,6 +75,36 @@ namespace Wtd
             Wake();
         }
 
+        /// <summary>Stops the poll thread (waking every waiter so it retries) and closes the
+        /// wake-up pipe; the next wait starts a new thread. Called by WtdLibrary.Shutdown so a
+        /// Unity Editor domain reload finds no thread blocked in poll().</summary>
+        internal static void Stop()
+        {
+            Thread th;
+            lock (gate)
+            {
+                th = thread;
+                if (th == null) return;
+                stopping = true;
+            }
+            Interlocked.Exchange(ref wakePending, 0);
+            Wake();
+            th.Join(2000);
+            List<TaskCompletionSource<bool>> all = new List<TaskCompletionSource<bool>>();
+            lock (gate)
+            {
+                foreach (var list in waiters.Values) all.AddRange(list);
+                waiters.Clear();
+                NativeMethods.close(wakeRead);
+                NativeMethods.close(wakeWrite);
+                wakeRead = wakeWrite = -1;
+                wakePending = 0;
+                stopping = false;
+                thread = null;
+            }
+            foreach (var t in all) t.TrySetResult(true);
+        }
+
         private static Task Canceled()
         {
             var t = new TaskCompletionSource<bool>();
@@ -113,7 +144,10 @@ namespace Wtd
         {
             if (Interlocked.Exchange(ref wakePending, 1) == 1) return;
             byte b = 1;
-            NativeMethods.write(wakeWrite, &b, (UIntPtr)1);
+            lock (gate) // Stop closes the pipe under the lock: never write to a reused fd
+            {
+                if (wakeWrite >= 0) NativeMethods.write(wakeWrite, &b, (UIntPtr)1);
+            }
         }
 
         private static void Loop()
@@ -121,7 +155,7 @@ namespace Wtd
             PollFd[] fds = new PollFd[16];
             byte* drain = stackalloc byte[64];
             var ready = new List<TaskCompletionSource<bool>>();
-            while (true)
+            while (!stopping)
             {
                 int n = 1;
                 lock (gate)

@@ -85,6 +85,8 @@ namespace Wtd.Tests
             Run("echo_against_c_server_process", 60, EchoAgainstCServer);
             Run("csharp_server_csharp_client_async_echo", 60, CSharpServerClientAsyncEcho);
             Run("session_callbacks_echo_and_close", 60, SessionCallbacks);
+            Run("dispose_inside_callbacks", 60, DisposeInsideCallbacks);
+            Run("log_handler", 30, LogHandler);
             Run("on_request_refuses", 60, OnRequestRefuses);
             Run("receive_async_cancel_and_dispose", 60, ReceiveAsyncCancelAndDispose);
             Run("many_async_receivers_no_thread_each", 90, ManyAsyncReceivers);
@@ -95,6 +97,7 @@ namespace Wtd.Tests
             Run("structured_wire_and_objects", 60, Structured);
             Run("reliability_over_lossy_layer", 120, Reliability);
             Run("broadcaster", 60, Broadcaster);
+            Run("shutdown_and_restart", 60, ShutdownAndRestart);
             WtdLibrary.Shutdown();
             if (failures.Count > 0) Console.WriteLine("failed: " + string.Join(", ", failures));
             Console.WriteLine(passed + " passed, " + failed + " failed");
@@ -448,6 +451,61 @@ namespace Wtd.Tests
                 Check(closedCode.Task.Wait(5000) && closedCode.Task.Result == 9, "closed callback got code 9");
                 server.SetCallbacks(null, null);
             }
+        }
+
+        /// <summary>Disposing a session from its own close callback and a transport from its own
+        /// receive callback (wtd_*_free from a callback does not wait; the binding frees the
+        /// GCHandle when the callback returns).</summary>
+        private static void DisposeInsideCallbacks()
+        {
+            long exBefore = WtdLibrary.CallbackExceptionCount;
+            WtdSession client, server;
+            Pair("/dispose-in-cb", out client, out server);
+            var closed = new ManualResetEventSlim();
+            server.SetCallbacks(null, (s, code, reason) => { s.Dispose(); closed.Set(); });
+            client.Close(3, "x");
+            Check(closed.Wait(5000), "close callback ran");
+            Throws<ObjectDisposedException>(() => { var unused = server.Id; }, "disposed inside its callback");
+            client.Dispose();
+
+            Pair("/dispose-in-cb2", out client, out server);
+            using (client)
+            using (server)
+            {
+                var t = new WtdTransport(server);
+                var got = new ManualResetEventSlim();
+                t.SetCallbacks((tr, b, n) => { tr.Dispose(); got.Set(); }, null);
+                client.Send(new byte[] { 1, 2, 3 });
+                Check(got.Wait(5000), "receive callback ran");
+                client.Send(new byte[] { 4 }); // nothing may call the freed transport's callback
+                Thread.Sleep(200);
+                Throws<ObjectDisposedException>(() => t.Send(new byte[1]), "transport disposed inside its callback");
+            }
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            Check(WtdLibrary.CallbackExceptionCount == exBefore, "no callback exception: " + (WtdLibrary.CallbackExceptionCount - exBefore));
+        }
+
+        private static void LogHandler()
+        {
+            var messages = new List<string>();
+            WtdLibrary.SetLogHandler((level, msg) => { lock (messages) messages.Add(level + " " + msg); }, WtdLogLevel.Info);
+            try
+            {
+                using (var srv = WtdServer.Listen(new ServerOptions { Host = "127.0.0.1", Port = 0 }))
+                {
+                    int port = srv.Port;
+                    Check(WaitFor(() => { lock (messages) return messages.Any(m => m.Contains(port.ToString())); }, 5000),
+                          "a log line names the new server's port " + port + ": " + string.Join(" | ", messages.Take(5)));
+                }
+                ThrowsWtd(WtdResult.InvalidArgument, () => WtdLibrary.SetLogHandler((l, m) => { }, (WtdLogLevel)9), "bad level");
+            }
+            finally { WtdLibrary.SetLogHandler(null); }
+            int count;
+            lock (messages) count = messages.Count;
+            using (WtdServer.Listen(new ServerOptions { Host = "127.0.0.1", Port = 0 })) { }
+            Thread.Sleep(100);
+            lock (messages) Check(messages.Count == count, "no log after the handler was removed");
         }
 
         private static void OnRequestRefuses()
@@ -886,6 +944,39 @@ namespace Wtd.Tests
                     Check(WaitFor(() => Volatile.Read(ref cbDelivered) == 10, 30000), "10 outcomes via callback: " + cbDelivered);
                     lock (cbMessages) Check(new HashSet<int>(cbMessages).SetEquals(Enumerable.Range(500, 10)), "callback messages");
                 }
+            }
+        }
+
+        /// <summary>WtdLibrary.Shutdown stops the runtime and the readiness thread (what a Unity
+        /// Editor does before a domain reload); everything works again afterwards.</summary>
+        private static void ShutdownAndRestart()
+        {
+            lock (serverLock)
+            {
+                if (sharedServer != null) { sharedServer.Dispose(); sharedServer = null; }
+            }
+            WtdSession client, server;
+            Pair("/before-shutdown", out client, out server);
+            var buf = new byte[64];
+            Task<int> pending = client.ReceiveAsync(buf, 0, 64);
+            client.Dispose();
+            server.Dispose();
+            try { pending.Wait(5000); } catch (AggregateException) { }
+            lock (serverLock) { sharedServer.Dispose(); sharedServer = null; }
+            int before = Process.GetCurrentProcess().Threads.Count;
+            var sw = Stopwatch.StartNew();
+            WtdLibrary.Shutdown();
+            WtdLibrary.Shutdown(); // idempotent
+            int after = Process.GetCurrentProcess().Threads.Count;
+            Console.WriteLine("  shutdown took " + sw.ElapsedMilliseconds + " ms; threads " + before + " -> " + after);
+            Check(after < before, "runtime and readiness threads gone: " + before + " -> " + after);
+            Pair("/after-shutdown", out client, out server);
+            using (client)
+            using (server)
+            {
+                Task<int> r = client.ReceiveAsync(buf, 0, 64);
+                server.Send(new byte[] { 1, 2 });
+                Check(r.Wait(5000) && r.Result == 2, "async receive works after a restart");
             }
         }
 

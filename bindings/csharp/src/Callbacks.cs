@@ -25,6 +25,7 @@ namespace Wtd
         private static readonly SerializeFn serialize = OnSerialize;
         private static readonly DeserializeFn deserialize = OnDeserialize;
         private static readonly LogFn log = OnLog;
+        private static readonly MonitorAlertFn monitorAlert = OnMonitorAlert;
 
         internal static readonly IntPtr SessionDatagramPtr = Marshal.GetFunctionPointerForDelegate(sessionDatagram);
         internal static readonly IntPtr SessionClosedPtr = Marshal.GetFunctionPointerForDelegate(sessionClosed);
@@ -36,6 +37,7 @@ namespace Wtd
         internal static readonly IntPtr SerializePtr = Marshal.GetFunctionPointerForDelegate(serialize);
         internal static readonly IntPtr DeserializePtr = Marshal.GetFunctionPointerForDelegate(deserialize);
         internal static readonly IntPtr LogPtr = Marshal.GetFunctionPointerForDelegate(log);
+        internal static readonly IntPtr MonitorAlertPtr = Marshal.GetFunctionPointerForDelegate(monitorAlert);
 
         /// <summary>True while this thread runs one of our trampolines (a wtd callback).</summary>
         internal static bool InCallback { get { return depth > 0; } }
@@ -198,6 +200,19 @@ namespace Wtd
                 WtdLibrary.ReportCallbackException(e);
                 return 1;
             }
+        }
+
+        [MonoPInvokeCallback(typeof(MonitorAlertFn))]
+        private static unsafe void OnMonitorAlert(IntPtr user, IntPtr alert)
+        {
+            Enter();
+            try
+            {
+                WtdMonitor m = Owner<WtdMonitor>(user);
+                if (m != null) m.DeliverAlert(*(MonitorAlert*)alert);
+            }
+            catch (Exception e) { WtdLibrary.ReportCallbackException(e); }
+            finally { Exit(); }
         }
 
         [MonoPInvokeCallback(typeof(LogFn))]

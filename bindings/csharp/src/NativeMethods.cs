@@ -49,6 +49,13 @@ namespace Wtd
         protected override void Free(IntPtr h) { NativeMethods.wtd_structured_free(h); }
     }
 
+    /// <summary>SafeHandle of a wtd_monitor; ReleaseHandle calls wtd_monitor_free.</summary>
+    public sealed class MonitorHandle : WtdHandle
+    {
+        /// <inheritdoc/>
+        protected override void Free(IntPtr h) { NativeMethods.wtd_monitor_free(h); }
+    }
+
     /// <summary>SafeHandle of a wtd_broadcaster; ReleaseHandle calls wtd_broadcaster_free.</summary>
     public sealed class BroadcasterHandle : WtdHandle
     {
@@ -79,6 +86,8 @@ namespace Wtd
     internal delegate int DeserializeFn(IntPtr user, ushort typeId, IntPtr data, UIntPtr len, IntPtr outObj);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void LogFn(int level, IntPtr message, IntPtr user);
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate void MonitorAlertFn(IntPtr user, IntPtr alert);
 
     // ---------------------------------------------------------------------------------------
     // Structs. Public ones are returned to users as they are (statistics, metadata); internal
@@ -497,6 +506,55 @@ namespace Wtd
     }
 
     [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeMonitorOptions
+    {
+        public uint StructSize;
+        public uint IntervalMs;
+        public uint SamplesMaxlen;
+        public uint AlertsMaxlen;
+        public double QueueThreshold;
+        public double SuccessRateThreshold;
+        public uint TrendWindow;
+        public uint Reserved;
+    }
+
+    /// <summary>One monitor sample (wtd_monitor_sample).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MonitorSample
+    {
+        /// <summary>Unix time (s) of the sample.</summary>
+        public double Timestamp;
+        /// <summary>Datagrams handed to QUIC so far.</summary>
+        public ulong DatagramsSent;
+        /// <summary>Datagrams arrived so far.</summary>
+        public ulong DatagramsReceived;
+        /// <summary>Send success rate so far (0..1).</summary>
+        public double SendSuccessRate;
+        /// <summary>Mean queueing time (s) since the previous sample.</summary>
+        public double AvgSendTime;
+        /// <summary>Outgoing queue size at the sample.</summary>
+        public ulong QueueSize;
+    }
+
+    /// <summary>One monitor alert (wtd_monitor_alert).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct MonitorAlert
+    {
+        /// <summary>A MonitorAlertKind value.</summary>
+        public int Kind;
+        /// <summary>Unix time (s) it was raised.</summary>
+        public double Timestamp;
+        /// <summary>NUL-terminated UTF-8 message (WTD_ALERT_MESSAGE_MAX bytes).</summary>
+        public fixed byte Message[128];
+
+        /// <summary>The message as a string (allocates).</summary>
+        public string MessageString
+        {
+            get { fixed (byte* p = Message) { return Utf8.FromNative((IntPtr)p); } }
+        }
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
     internal struct NativePriorityCount
     {
         public int Priority;
@@ -630,6 +688,21 @@ namespace Wtd
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_session_id(TransportHandle t, out ulong id);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_set_incoming_max_age(TransportHandle t, uint maxAgeMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_set_outgoing_max_age(TransportHandle t, uint maxAgeMs);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_diagnose_issues(TransportHandle t, int* codes, UIntPtr cap, out UIntPtr count);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_diagnose_issues_json(TransportHandle t, byte* buf, UIntPtr cap, out UIntPtr outLen);
+
+        // --- monitor ---
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_options_default(out NativeMonitorOptions o);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_new(TransportHandle t, ref NativeMonitorOptions o, out IntPtr monitor);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_start(MonitorHandle m);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_stop(MonitorHandle m);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_is_monitoring(MonitorHandle m, out byte monitoring);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_sample_now(MonitorHandle m);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_get_samples(MonitorHandle m, MonitorSample* samples, UIntPtr limit, out UIntPtr count);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_get_alerts(MonitorHandle m, MonitorAlert* alerts, UIntPtr max, out UIntPtr count);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_set_alert_callback(MonitorHandle m, IntPtr callback, IntPtr user);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_alert_kind_str(int kind);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_monitor_free(IntPtr m);
 
         // --- reliability ---
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_options_default(out NativeReliabilityOptions o);

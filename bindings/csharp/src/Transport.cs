@@ -146,6 +146,46 @@ namespace Wtd
         }
 #endif
 
+        /// <summary>Sends `items` in order with one priority and TTL, each like Send; stops at the
+        /// first failure. Returns the result code; `accepted` = how many were accepted.</summary>
+        public WtdResult TrySendMultiple(System.Collections.Generic.IList<ArraySegment<byte>> items, int priority, uint ttlMs, out int accepted)
+        {
+            if (items == null) throw new ArgumentNullException("items");
+            int count = items.Count;
+            var pins = new System.Runtime.InteropServices.GCHandle[count];
+            IntPtr views = System.Runtime.InteropServices.Marshal.AllocHGlobal(Math.Max(1, count) * sizeof(NativeDatagramView));
+            try
+            {
+                NativeDatagramView* v = (NativeDatagramView*)views;
+                for (int i = 0; i < count; i++)
+                {
+                    ArraySegment<byte> seg = items[i];
+                    if (seg.Array == null) throw new ArgumentException("item " + i + " has no array");
+                    pins[i] = System.Runtime.InteropServices.GCHandle.Alloc(seg.Array, System.Runtime.InteropServices.GCHandleType.Pinned);
+                    v[i].Data = pins[i].AddrOfPinnedObject() + seg.Offset;
+                    v[i].Len = (UIntPtr)seg.Count;
+                }
+                UIntPtr acc;
+                int rc = NativeMethods.wtd_transport_send_multiple(handle, v, (UIntPtr)count, priority, ttlMs, out acc);
+                accepted = (int)acc;
+                return (WtdResult)rc;
+            }
+            finally
+            {
+                for (int i = 0; i < count; i++) if (pins[i].IsAllocated) pins[i].Free();
+                System.Runtime.InteropServices.Marshal.FreeHGlobal(views);
+            }
+        }
+
+        /// <summary>TrySendMultiple that throws on failure (after `accepted` items went out).</summary>
+        public int SendMultiple(System.Collections.Generic.IList<ArraySegment<byte>> items, int priority = 0, uint ttlMs = 0)
+        {
+            int accepted;
+            WtdResult r = TrySendMultiple(items, priority, ttlMs, out accepted);
+            if (r != WtdResult.Ok) throw WtdException.FromCode((int)r, -1);
+            return accepted;
+        }
+
         /// <summary>Validates and compacts JSON text, then sends it (Serialization when invalid).</summary>
         public void SendJson(string json, int priority = 0, uint ttlMs = 0, int timeoutMs = -1)
         {

@@ -43,6 +43,7 @@ say "struct layouts of include/wtd.h from the C compiler"
 say "compiling with $(mcs --version)"
 MCS=(mcs -langversion:7.2 -warnaserror+ -nologo)
 "${MCS[@]}" -target:library -unsafe -doc:"$OUT/Wtd.xml" -out:"$OUT/Wtd.dll" "$CS"/src/*.cs
+"${MCS[@]}" -target:library -unsafe -define:WTD_NO_SPAN -out:"$OUT/Wtd-nospan.dll" "$CS"/src/*.cs
 "${MCS[@]}" -target:exe -r:"$OUT/Wtd.dll" -r:System.Core.dll -out:"$OUT/WtdTests.exe" "$CS/tests/Tests.cs"
 "${MCS[@]}" -target:exe -r:"$OUT/Wtd.dll" -out:"$OUT/Echo.exe" "$CS/examples/Echo.cs"
 

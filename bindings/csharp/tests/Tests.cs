@@ -404,6 +404,18 @@ namespace Wtd.Tests
                     Task<int> r = client.ReceiveAsync(buf, 0, buf.Length);
                     Check(r.Wait(5000) && r.Result == d.Length && SameBytes(buf, 0, d, 0, d.Length), "async echo " + i);
                 }
+                // A sibling session on the same connection.
+                Task<WtdSession> acc = Server.AcceptAsync();
+                using (WtdSession sib = client.OpenSibling("/sibling"))
+                {
+                    Check(acc.Wait(5000), "sibling accepted");
+                    using (WtdSession ssib = acc.Result)
+                    {
+                        Check(ssib.Path == "/sibling" && ssib.Id == sib.Id && sib.Id != client.Id, "sibling ids/paths");
+                        sib.Send(new byte[] { 9, 9 });
+                        Check(ssib.Receive(buf, 0, buf.Length, 5000) == 2, "datagram routed to the sibling");
+                    }
+                }
                 client.Close(42, "done");
                 Check(echo.Wait(5000), "server loop ended with Closed");
                 Check(server.WaitClosed(5000), "server side closed");

@@ -70,7 +70,7 @@ namespace Wtd
 
 #if !WTD_NO_SPAN
         /// <summary>Datagram i as a span over Buffer (no copy).</summary>
-        public ReadOnlySpan<byte> Span(int i)
+        public ReadOnlySpan<byte> AsSpan(int i)
         {
             return new ReadOnlySpan<byte>(storage, Offset(i), Length(i));
         }

@@ -1,9 +1,14 @@
 // Callbacks.cs — the static trampolines native code calls. Each is a static method marked
 // [MonoPInvokeCallback] (IL2CPP cannot call back into instance methods or closures); the delegate
 // objects live in static readonly fields for the whole process, so their function pointers
-// never dangle. user_data is a GCHandle to the managed owner (session, transport, ...), which
-// the owner's SafeHandle frees after wtd_*_free. No exception ever unwinds into native code:
-// each trampoline catches and reports it through WtdLibrary.CallbackException.
+// never dangle. user_data is a GCHandle to a small box holding the managed owner (session,
+// transport, ...). The owner's SafeHandle empties the box after wtd_*_free, so a callback that
+// starts late finds no owner and does nothing. The GCHandle itself is freed at once where the
+// free guarantees that no callback is running (a session freed outside its callbacks; a
+// structured transport, whose callbacks run inside our own calls); otherwise (transport,
+// reliability, monitor and server frees return without waiting for a running callback) it is
+// freed 10 s later or at WtdLibrary.Shutdown. No exception ever unwinds into native code: each
+// trampoline catches and reports it through WtdLibrary.CallbackException.
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
@@ -13,7 +18,22 @@ namespace Wtd
     internal static class Callbacks
     {
         [ThreadStatic] private static int depth;
-        [ThreadStatic] private static List<IntPtr> deferred;
+
+        /// <summary>What user_data's GCHandle points to: the owner, until it is released.</summary>
+        private sealed class Box
+        {
+            internal volatile object Owner;
+        }
+
+        private struct Retired
+        {
+            internal IntPtr State;
+            internal long Ticks;
+        }
+
+        private static readonly object graveyardLock = new object();
+        private static readonly Queue<Retired> graveyard = new Queue<Retired>();
+        private static readonly long GraceTicks = 10L * System.Diagnostics.Stopwatch.Frequency;
 
         private static readonly SessionDatagramFn sessionDatagram = OnSessionDatagram;
         private static readonly SessionClosedFn sessionClosed = OnSessionClosed;
@@ -42,38 +62,56 @@ namespace Wtd
         /// <summary>True while this thread runs one of our trampolines (a wtd callback).</summary>
         internal static bool InCallback { get { return depth > 0; } }
 
-        /// <summary>A strong GCHandle to `owner`, as user_data.</summary>
+        /// <summary>A strong GCHandle to a box holding `owner`, as user_data.</summary>
         internal static IntPtr NewState(object owner)
         {
-            return GCHandle.ToIntPtr(GCHandle.Alloc(owner));
+            SweepGraveyard(false);
+            return GCHandle.ToIntPtr(GCHandle.Alloc(new Box { Owner = owner }));
         }
 
-        /// <summary>Frees a user_data GCHandle — at once, or at the end of the current callback
-        /// when called from one (wtd_*_free from inside a callback does not wait for it).</summary>
-        internal static void FreeState(IntPtr state)
+        /// <summary>Releases user_data after wtd_*_free: the box is emptied at once (late
+        /// callbacks become no-ops); the GCHandle is freed now when `noCallbackRunning` holds
+        /// and this is not a callback thread, else after a grace period.</summary>
+        internal static void FreeState(IntPtr state, bool noCallbackRunning)
         {
-            if (depth > 0)
+            GCHandle h = GCHandle.FromIntPtr(state);
+            ((Box)h.Target).Owner = null;
+            if (noCallbackRunning && depth == 0)
             {
-                if (deferred == null) deferred = new List<IntPtr>();
-                deferred.Add(state);
+                h.Free();
                 return;
             }
-            GCHandle.FromIntPtr(state).Free();
+            lock (graveyardLock)
+                graveyard.Enqueue(new Retired { State = state, Ticks = System.Diagnostics.Stopwatch.GetTimestamp() });
+        }
+
+        /// <summary>Frees retired GCHandles older than the grace period (all when `all`, used
+        /// after wtd_shutdown, when no callback can run any more).</summary>
+        internal static void SweepGraveyard(bool all)
+        {
+            long now = System.Diagnostics.Stopwatch.GetTimestamp();
+            lock (graveyardLock)
+            {
+                while (graveyard.Count > 0 && (all || now - graveyard.Peek().Ticks > GraceTicks))
+                    GCHandle.FromIntPtr(graveyard.Dequeue().State).Free();
+            }
+        }
+
+        /// <summary>GCHandles waiting out their grace period (for tests).</summary>
+        internal static int RetiredCount
+        {
+            get { lock (graveyardLock) return graveyard.Count; }
         }
 
         private static void Enter() { depth++; }
 
-        private static void Exit()
-        {
-            if (--depth != 0 || deferred == null || deferred.Count == 0) return;
-            foreach (IntPtr s in deferred) GCHandle.FromIntPtr(s).Free();
-            deferred.Clear();
-        }
+        private static void Exit() { depth--; }
 
         private static T Owner<T>(IntPtr user) where T : class
         {
             if (user == IntPtr.Zero) return null;
-            return GCHandle.FromIntPtr(user).Target as T;
+            Box b = GCHandle.FromIntPtr(user).Target as Box;
+            return b == null ? null : b.Owner as T;
         }
 
         [MonoPInvokeCallback(typeof(SessionDatagramFn))]

@@ -174,10 +174,8 @@ namespace Wtd
     }
 
     /// <summary>Base of the wtd SafeHandles: ReleaseHandle calls the type's wtd_*_free, then
-    /// frees the GCHandle the handle's callbacks use as user_data — after the free, because
-    /// wtd_*_free guarantees no callback runs afterwards (when called outside a callback). A
-    /// release that happens on a wtd callback thread defers the GCHandle to the end of that
-    /// callback (see Callbacks.Defer).</summary>
+    /// releases the GCHandle the handle's callbacks use as user_data (see Callbacks: emptied at
+    /// once, freed at once or after a grace period).</summary>
     public abstract class WtdHandle : SafeHandle
     {
         private IntPtr callbackState;
@@ -190,6 +188,10 @@ namespace Wtd
 
         /// <summary>The type's wtd_*_free.</summary>
         protected abstract void Free(IntPtr h);
+
+        /// <summary>True when the type's wtd_*_free returns only after any running callback of
+        /// the handle has returned (when called outside a callback).</summary>
+        internal virtual bool FreeWaitsForCallbacks { get { return false; } }
 
         /// <summary>Takes ownership of a native pointer.</summary>
         internal void Attach(IntPtr native) { SetHandle(native); }
@@ -206,7 +208,7 @@ namespace Wtd
         {
             Free(handle);
             IntPtr state = Interlocked.Exchange(ref callbackState, IntPtr.Zero);
-            if (state != IntPtr.Zero) Callbacks.FreeState(state);
+            if (state != IntPtr.Zero) Callbacks.FreeState(state, FreeWaitsForCallbacks);
             return true;
         }
     }
@@ -256,6 +258,7 @@ namespace Wtd
         {
             ReadinessWaiter.Stop();
             NativeMethods.wtd_shutdown();
+            Callbacks.SweepGraveyard(true);
         }
 
         /// <summary>Invoked with every exception a user callback threw on a wtd thread (it is

@@ -26,6 +26,9 @@ namespace Wtd
     {
         /// <inheritdoc/>
         protected override void Free(IntPtr h) { NativeMethods.wtd_session_free(h); }
+
+        /// <summary>wtd_session_free waits for a running callback (outside callbacks).</summary>
+        internal override bool FreeWaitsForCallbacks { get { return true; } }
     }
 
     /// <summary>SafeHandle of a wtd_transport; ReleaseHandle calls wtd_transport_free.</summary>
@@ -47,6 +50,9 @@ namespace Wtd
     {
         /// <inheritdoc/>
         protected override void Free(IntPtr h) { NativeMethods.wtd_structured_free(h); }
+
+        /// <summary>The serializer callbacks run only inside our own calls on the handle.</summary>
+        internal override bool FreeWaitsForCallbacks { get { return true; } }
     }
 
     /// <summary>SafeHandle of a wtd_monitor; ReleaseHandle calls wtd_monitor_free.</summary>

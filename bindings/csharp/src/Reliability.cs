@@ -207,7 +207,7 @@ namespace Wtd
             if (rc != 0)
             {
                 WtdException e = WtdException.FromCode(rc, -1);
-                Callbacks.FreeState(state);
+                Callbacks.FreeState(state, true);
                 throw e;
             }
             handle.Attach(s);

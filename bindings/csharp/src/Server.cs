@@ -92,7 +92,7 @@ namespace Wtd
                 if (rc != 0)
                 {
                     WtdException e = WtdException.FromCode(rc, -1);
-                    if (state != IntPtr.Zero) Callbacks.FreeState(state);
+                    if (state != IntPtr.Zero) Callbacks.FreeState(state, true);
                     throw e;
                 }
                 server.handle.Attach(s);

@@ -501,6 +501,30 @@ namespace Wtd.Tests
                 Thread.Sleep(200);
                 Throws<ObjectDisposedException>(() => t.Send(new byte[1]), "transport disposed inside its callback");
             }
+            // Transports freed while their receive callbacks fire (wtd_transport_free does not
+            // wait for a running callback): the binding empties the user_data box at once and
+            // frees its GCHandle after a grace period, so a late callback is a no-op.
+            Pair("/dispose-while-flooding", out client, out server);
+            using (client)
+            using (server)
+            {
+                int delivered = 0;
+                var stop = new ManualResetEventSlim();
+                var flood = new Thread(() => { var d = new byte[32]; while (!stop.IsSet) { client.TrySend(d, 0, d.Length); Thread.Sleep(0); } });
+                flood.Start();
+                int retiredBefore = Callbacks.RetiredCount;
+                for (int i = 0; i < 20; i++)
+                {
+                    var t = new WtdTransport(server);
+                    t.SetCallbacks((tr, b, n) => Interlocked.Increment(ref delivered), null);
+                    Thread.Sleep(10);
+                    t.Dispose();
+                }
+                stop.Set();
+                flood.Join();
+                Check(delivered > 0, "callbacks fired while flooding: " + delivered);
+                Check(Callbacks.RetiredCount >= retiredBefore + 20, "20 GCHandles wait out their grace period: " + (Callbacks.RetiredCount - retiredBefore));
+            }
             GC.Collect();
             GC.WaitForPendingFinalizers();
             Check(WtdLibrary.CallbackExceptionCount == exBefore, "no callback exception: " + (WtdLibrary.CallbackExceptionCount - exBefore));
@@ -1016,6 +1040,7 @@ namespace Wtd.Tests
             int after = Process.GetCurrentProcess().Threads.Count;
             Console.WriteLine("  shutdown took " + sw.ElapsedMilliseconds + " ms; threads " + before + " -> " + after);
             Check(after < before, "runtime and readiness threads gone: " + before + " -> " + after);
+            Check(Callbacks.RetiredCount == 0, "retired GCHandles freed by Shutdown: " + Callbacks.RetiredCount);
             Pair("/after-shutdown", out client, out server);
             using (client)
             using (server)

@@ -97,6 +97,7 @@ namespace Wtd.Tests
             Run("structured_wire_and_objects", 60, Structured);
             Run("reliability_over_lossy_layer", 120, Reliability);
             Run("broadcaster", 60, Broadcaster);
+            Run("perf_figures", 120, PerfFigures);
             Run("shutdown_and_restart", 60, ShutdownAndRestart);
             WtdLibrary.Shutdown();
             if (failures.Count > 0) Console.WriteLine("failed: " + string.Join(", ", failures));
@@ -1013,6 +1014,61 @@ namespace Wtd.Tests
                     Check(WaitFor(() => { lock (cbMessages) return cbMessages.Count == 10; }, 30000), "10 messages via callback");
                     Check(WaitFor(() => Volatile.Read(ref cbDelivered) == 10, 30000), "10 outcomes via callback: " + cbDelivered);
                     lock (cbMessages) Check(new HashSet<int>(cbMessages).SetEquals(Enumerable.Range(500, 10)), "callback messages");
+                }
+            }
+        }
+
+        /// <summary>Prints the binding's costs (informational; the bounds only catch gross
+        /// regressions): a trivial P/Invoke, a non-blocking receive on an empty queue, batch
+        /// receive per datagram, and the echo round trip through a C# callback server.</summary>
+        private static void PerfFigures()
+        {
+            const int calls = 1000000;
+            uint sink = 0;
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < calls; i++) sink += WtdLibrary.VersionNumber;
+            double pinvokeNs = sw.Elapsed.TotalMilliseconds * 1e6 / calls;
+            Check(sink != 0, "calls ran");
+            WtdSession client, server;
+            Pair("/perf", out client, out server);
+            using (client)
+            using (server)
+            {
+                var buf = new byte[1500];
+                int n;
+                sw.Restart();
+                for (int i = 0; i < calls / 10; i++) client.TryReceive(buf, 0, buf.Length, out n);
+                double emptyNs = sw.Elapsed.TotalMilliseconds * 1e6 / (calls / 10);
+                // Echo round trip: the server echoes from its datagram callback.
+                server.SetCallbacks((s, b, len) => s.TrySend(b, 0, len), null);
+                var rtts = new List<double>();
+                byte[] ping = Payload(1, 64);
+                for (int i = 0; i < 2000; i++)
+                {
+                    sw.Restart();
+                    client.Send(ping);
+                    client.Receive(buf, 0, buf.Length, 5000);
+                    rtts.Add(sw.Elapsed.TotalMilliseconds * 1000);
+                }
+                server.SetCallbacks(null, null);
+                rtts.Sort();
+                // Batch receive on a transport: 1000 queued 100-byte datagrams.
+                using (var ct = new WtdTransport(client, new TransportOptions { IncomingHighWaterMark = 4096 }))
+                using (var batch = new DatagramBatch(64, 1500))
+                {
+                    byte[] d = Payload(2, 100);
+                    for (int i = 0; i < 1000; i++) server.Send(d);
+                    Check(WaitFor(() => ct.ReceiveBufferSize >= 1000, 5000), "1000 queued: " + ct.ReceiveBufferSize);
+                    sw.Restart();
+                    int got = 0;
+                    while (got < 1000) { int k = ct.ReceiveBatch(batch, 0); if (k == 0) break; got += k; }
+                    double batchNs = sw.Elapsed.TotalMilliseconds * 1e6 / Math.Max(got, 1);
+                    Check(got == 1000, "drained 1000: " + got);
+                    Console.WriteLine(string.Format(System.Globalization.CultureInfo.InvariantCulture,
+                        "  perf: trivial P/Invoke {0:F0} ns; TryReceive on an empty queue {1:F0} ns; batch receive {2:F0} ns/datagram (64-slot batches); " +
+                        "echo round trip through a C# callback server p50 {3:F0} us, p99 {4:F0} us (2000 pings, 64 B, loopback)",
+                        pinvokeNs, emptyNs, batchNs, rtts[rtts.Count / 2], rtts[rtts.Count * 99 / 100]));
+                    Check(pinvokeNs < 20000 && emptyNs < 50000 && batchNs < 100000, "no gross regression");
                 }
             }
         }

@@ -514,16 +514,18 @@ namespace Wtd.Tests
                 var flood = new Thread(() => { var d = new byte[32]; while (!stop.IsSet) { client.TrySend(d, 0, d.Length); Thread.Sleep(0); } });
                 flood.Start();
                 int retiredBefore = Callbacks.RetiredCount;
+                int transportsHit = 0;
                 for (int i = 0; i < 20; i++)
                 {
                     var t = new WtdTransport(server);
-                    t.SetCallbacks((tr, b, n) => Interlocked.Increment(ref delivered), null);
-                    Thread.Sleep(10);
+                    int mine = 0;
+                    t.SetCallbacks((tr, b, n) => { Interlocked.Increment(ref mine); Interlocked.Increment(ref delivered); }, null);
+                    if (WaitFor(() => Volatile.Read(ref mine) > 0, 5000)) transportsHit++; // callbacks are firing now
                     t.Dispose();
                 }
                 stop.Set();
                 flood.Join();
-                Check(delivered > 0, "callbacks fired while flooding: " + delivered);
+                Check(transportsHit == 20, "each transport was disposed while its callback fired: " + transportsHit + " (" + delivered + " callbacks)");
                 Check(Callbacks.RetiredCount >= retiredBefore + 20, "20 GCHandles wait out their grace period: " + (Callbacks.RetiredCount - retiredBefore));
             }
             GC.Collect();

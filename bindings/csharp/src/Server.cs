@@ -219,11 +219,20 @@ namespace Wtd
             int fd = ReadinessFd;
             while (true)
             {
-                WtdSession s = TryAccept();
+                WtdSession s;
+                try { s = TryAccept(); }
+                catch (ObjectDisposedException) when (Volatile.Read(ref disposed) != 0) { throw DisposedWhileWaiting(); }
                 if (s != null) return s;
                 await ReadinessWaiter.WaitAsync(fd, ct).ConfigureAwait(false);
                 ct.ThrowIfCancellationRequested();
+                if (Volatile.Read(ref disposed) != 0) throw DisposedWhileWaiting();
             }
+        }
+
+        /// <summary>A wait that Dispose ended reports Closed, like a blocked Receive does.</summary>
+        private static WtdException DisposedWhileWaiting()
+        {
+            return new WtdException(WtdResult.Closed, "disposed while waiting");
         }
     }
 }

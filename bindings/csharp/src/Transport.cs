@@ -539,9 +539,11 @@ namespace Wtd
             while (true)
             {
                 int n;
-                if (TryReceive(buffer, offset, count, out n)) return n;
+                try { if (TryReceive(buffer, offset, count, out n)) return n; }
+                catch (ObjectDisposedException) when (Volatile.Read(ref disposed) != 0) { throw DisposedWhileWaiting(); }
                 await ReadinessWaiter.WaitAsync(fd, ct).ConfigureAwait(false);
                 ct.ThrowIfCancellationRequested();
+                if (Volatile.Read(ref disposed) != 0) throw DisposedWhileWaiting();
             }
         }
 
@@ -551,11 +553,20 @@ namespace Wtd
             int fd = ReadinessFd;
             while (true)
             {
-                int n = ReceiveBatch(batch, 0);
+                int n;
+                try { n = ReceiveBatch(batch, 0); }
+                catch (ObjectDisposedException) when (Volatile.Read(ref disposed) != 0) { throw DisposedWhileWaiting(); }
                 if (n > 0) return n;
                 await ReadinessWaiter.WaitAsync(fd, ct).ConfigureAwait(false);
                 ct.ThrowIfCancellationRequested();
+                if (Volatile.Read(ref disposed) != 0) throw DisposedWhileWaiting();
             }
+        }
+
+        /// <summary>A wait that Dispose ended reports Closed, like a blocked Receive does.</summary>
+        private static WtdException DisposedWhileWaiting()
+        {
+            return new WtdException(WtdResult.Closed, "disposed while waiting");
         }
     }
 }

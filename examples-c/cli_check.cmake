@@ -27,7 +27,7 @@ function(expect want prog)
   endif()
 endfunction()
 
-foreach(server wtd_echo_server wtd_structured_echo wtd_game_loop)
+foreach(server wtd_echo_server wtd_structured_echo wtd_game_loop wtd_epoll_server wtd_browser_demo)
   foreach(port 99999 65536 -1 abc "" 80x 4433.5 99999999999999999999999)
     expect(bad ${server} --port "${port}")
   endforeach()
@@ -46,6 +46,13 @@ foreach(value 0 -1 1x 99999999999)
 endforeach()
 foreach(value 3 65536 -4 size)
   expect(bad wtd_echo_client https://127.0.0.1:9/ --size "${value}")
+endforeach()
+
+foreach(value 0 257 -1 x "")
+  expect(bad wtd_epoll_server --port 0 --self-test "${value}")
+endforeach()
+foreach(value 99999 -1 abc "")
+  expect(bad wtd_browser_demo --port 0 --http-port "${value}")
 endforeach()
 
 # Valid values are still accepted.

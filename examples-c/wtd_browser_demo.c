@@ -24,6 +24,7 @@
  */
 #define _GNU_SOURCE /* readlink, clock_nanosleep, MSG_NOSIGNAL under -std=c11 too */
 #include <wtd.h>
+#include "cli.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -107,8 +108,9 @@ static void on_received(void *user, wtd_transport *t, const uint8_t *data, size_
         int n = snprintf(reply, sizeof reply, "m %llu %llu ", p->num, msg_id);
         memcpy(reply + n, text, text_len);
         wtd_broadcast_result res = {0};
-        wtd_result r = wtd_broadcaster_broadcast_ex(everyone, (const uint8_t *)reply, (size_t)n + text_len,
-                                                    10, 0, &res);
+        res.struct_size = sizeof res;
+        wtd_result r = wtd_broadcaster_broadcast(everyone, (const uint8_t *)reply, (size_t)n + text_len,
+                                                 10, 0, &res);
         char shown[81];
         printable(shown, sizeof shown, text, text_len);
         printf("MSG player=%llu id=%llu accepted=%zu failed=%zu result=%s text=%s\n",
@@ -141,6 +143,7 @@ static void join(wtd_session *s) {
     }
     player *p = calloc(1, sizeof *p);
     wtd_transport_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_transport_options_default(&opt);
     opt.outgoing_high_water_mark = 256;
     opt.drop_policy = WTD_DROP_OLDEST;
@@ -358,16 +361,17 @@ int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *page_path = NULL;
     uint16_t http_port = 8080;
     wtd_server_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_server_options_default(&opt);
     opt.port = 4433;
     double seconds = 0;
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--host") && next) host = argv[++i];
-        else if (!strcmp(argv[i], "--port") && next) opt.port = (uint16_t)atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--http-port") && next) http_port = (uint16_t)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--port") && next) opt.port = cli_port("--port", argv[++i]);
+        else if (!strcmp(argv[i], "--http-port") && next) http_port = cli_port("--http-port", argv[++i]);
         else if (!strcmp(argv[i], "--page") && next) page_path = argv[++i];
-        else if (!strcmp(argv[i], "--seconds") && next) seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--seconds") && next) seconds = cli_double("--seconds", argv[++i], 0, 86400, 0);
         else {
             fprintf(stderr, "usage: %s [--host H] [--port P] [--http-port P] [--page FILE] [--seconds S]\n",
                     argv[0]);
@@ -431,7 +435,7 @@ int main(int argc, char **argv) {
     unsigned long max_ticks = seconds > 0 ? (unsigned long)(seconds * TICK_HZ) : 0;
     for (unsigned long tick = 1; running && (!max_ticks || tick <= max_ticks); tick++) {
         wtd_session *s = NULL;
-        while (wtd_server_accept(server, 0, &s) == WTD_OK) join(s);
+        while (wtd_server_accept(server, &s, 0) == WTD_OK) join(s);
         for (size_t i = 0; i < nplayers;) {
             bool closed = false;
             wtd_transport_is_closed(players[i]->transport, &closed);

@@ -41,6 +41,7 @@ int main(int argc, char **argv) {
     long count = 100, size = 100;
     uint8_t pin[32];
     wtd_client_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_client_options_default(&opt);
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;

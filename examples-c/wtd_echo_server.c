@@ -64,6 +64,7 @@ static void on_session(void *user, wtd_session *s) {
 
 int main(int argc, char **argv) {
     wtd_server_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_server_options_default(&opt);
     opt.port = 4433;
     for (int i = 1; i < argc; i++) {

@@ -21,8 +21,9 @@
 #define _GNU_SOURCE
 #include <wtd.h>
 
+#include "cli.h"
+
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,19 +50,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Parses a whole-number flag value in [lo, hi]; exits with a message otherwise. */
-static long parse_range(const char *flag, const char *text, long lo, long hi) {
-    char *end = NULL;
-    errno = 0;
-    long v = text ? strtol(text, &end, 10) : 0;
-    if (!text || errno || end == text || *end || v < lo || v > hi) {
-        fprintf(stderr, "wtd_epoll_server: %s needs a whole number in %ld..%ld (got \"%s\")\n", flag,
-                lo, hi, text ? text : "");
-        exit(2);
-    }
-    return v;
 }
 
 static int watch(int ep, wtd_session *s, int is_client, struct peer **out) {
@@ -97,9 +85,9 @@ int main(int argc, char **argv) {
     long port = 4433, seconds = 0, clients = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "--port")) port = parse_range("--port", v, 0, 65535), i++;
-        else if (!strcmp(argv[i], "--seconds")) seconds = parse_range("--seconds", v, 1, 86400), i++;
-        else if (!strcmp(argv[i], "--self-test")) clients = parse_range("--self-test", v, 1, 256), i++;
+        if (!strcmp(argv[i], "--port") && v) port = cli_port("--port", v), i++;
+        else if (!strcmp(argv[i], "--seconds") && v) seconds = (long)cli_int("--seconds", v, 1, 86400), i++;
+        else if (!strcmp(argv[i], "--self-test") && v) clients = (long)cli_int("--self-test", v, 1, 256), i++;
         else {
             fprintf(stderr, "usage: wtd_epoll_server [--port N] [--seconds S] [--self-test CLIENTS]\n");
             return 2;
@@ -109,6 +97,7 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
 
     wtd_server_options so;
+    so.struct_size = sizeof(so);
     wtd_server_options_default(&so);
     so.port = (uint16_t)port;
     so.host = "127.0.0.1";
@@ -141,6 +130,7 @@ int main(int argc, char **argv) {
     for (long c = 0; c < clients; c++) {
         wtd_client_options co;
         char url[64];
+        co.struct_size = sizeof(co);
         wtd_client_options_default(&co);
         co.verify = WTD_VERIFY_CERT_HASHES, co.cert_hashes = hash, co.cert_hash_count = 1;
         snprintf(url, sizeof url, "https://127.0.0.1:%u/epoll", bound);
@@ -172,7 +162,7 @@ int main(int argc, char **argv) {
             struct peer *p = evs[i].data.ptr;
             if (!p) { /* the server: accept everything that waits */
                 wtd_session *s;
-                while (peers < MAX_PEERS && wtd_server_accept(server, 0, &s) == WTD_OK) {
+                while (peers < MAX_PEERS && wtd_server_accept(server, &s, 0) == WTD_OK) {
                     if (watch(ep, s, 0, NULL) != 0) { wtd_session_free(s); continue; }
                     sessions++, peers++;
                 }

@@ -2,7 +2,7 @@
  * wtd_game_loop — the shape of a game server on wtd: one thread, a fixed 60 Hz tick, no
  * callbacks. Each tick it
  *   1. accepts new sessions (poll) and gives each a datagram transport,
- *   2. drains every session's incoming datagrams with ONE wtd_transport_receive_multiple call
+ *   2. drains every session's incoming datagrams with ONE wtd_transport_receive_batch call
  *      (timeout 0: never waits),
  *   3. sends each session a small state update (priority 0, 50 ms TTL: stale state is dropped
  *      instead of queued), and every 60th tick an "important" one (priority 10: leaves first,
@@ -45,6 +45,7 @@ static uint8_t slots[BATCH][SLOT_SIZE];
 
 static void join(wtd_session *s) {
     wtd_transport_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_transport_options_default(&opt);
     opt.outgoing_high_water_mark = 32; /* a short queue: old state is worthless */
     opt.drop_policy = WTD_DROP_OLDEST; /* full → evict the oldest lowest-priority update */
@@ -55,7 +56,7 @@ static void join(wtd_session *s) {
     }
     player *p = &players[player_count++];
     p->session = s, p->transport = t, p->inputs = 0;
-    wtd_transport_session_id(t, &p->id);
+    wtd_session_id(s, &p->id);
     printf("JOIN session=%llu players=%zu\n", (unsigned long long)p->id, player_count);
 }
 
@@ -72,7 +73,7 @@ static int drain_inputs(player *p) {
     wtd_datagram_buffer bufs[BATCH];
     for (int i = 0; i < BATCH; i++) bufs[i] = (wtd_datagram_buffer){slots[i], SLOT_SIZE, 0};
     size_t n = 0;
-    wtd_result r = wtd_transport_receive_multiple(p->transport, bufs, BATCH, &n, 0);
+    wtd_result r = wtd_transport_receive_batch(p->transport, bufs, BATCH, &n, 0);
     if (r == WTD_OK) {
         /* Game logic goes here: apply bufs[i].data[0 .. bufs[i].len) as player input. */
         p->inputs += n;
@@ -104,6 +105,7 @@ static void print_stats(unsigned long tick) {
     for (size_t i = 0; i < player_count; i++) {
         wtd_datagram_stats s;
         size_t queued = 0;
+        s.struct_size = sizeof(s);
         if (wtd_transport_get_stats(players[i].transport, &s) != WTD_OK) continue;
         wtd_transport_get_send_buffer_size(players[i].transport, &queued);
         printf("STATS t=%lus session=%llu sent=%llu received=%llu drops=%llu "
@@ -118,6 +120,7 @@ static void print_stats(unsigned long tick) {
 
 int main(int argc, char **argv) {
     wtd_server_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_server_options_default(&opt);
     opt.port = 4433;
     double seconds = 0; /* 0 = until SIGINT */
@@ -151,7 +154,7 @@ int main(int argc, char **argv) {
     unsigned long max_ticks = seconds > 0 ? (unsigned long)(seconds * TICK_HZ) : 0;
     for (unsigned long tick = 1; running && (!max_ticks || tick <= max_ticks); tick++) {
         wtd_session *s = NULL;
-        while (wtd_server_accept(server, 0, &s) == WTD_OK) join(s); /* 1. new players */
+        while (wtd_server_accept(server, &s, 0) == WTD_OK) join(s); /* 1. new players */
         for (size_t i = 0; i < player_count;) {                     /* 2. inputs */
             if (drain_inputs(&players[i])) i++;
             else leave(i); /* swaps the last player into slot i */

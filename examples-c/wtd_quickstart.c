@@ -18,7 +18,7 @@
 
 static void server_tick(wtd_server *server, wtd_session **sessions, size_t *count) {
     wtd_session *s;
-    while (*count < MAX_SESSIONS && wtd_server_accept(server, 0, &s) == WTD_OK)
+    while (*count < MAX_SESSIONS && wtd_server_accept(server, &s, 0) == WTD_OK)
         sessions[(*count)++] = s;                       /* new session: keep its handle */
 
     for (size_t i = 0; i < *count; i++) {
@@ -26,7 +26,9 @@ static void server_tick(wtd_server *server, wtd_session **sessions, size_t *coun
         size_t len;
         while (wtd_session_receive(sessions[i], buf, sizeof buf, &len, 0) == WTD_OK)
             wtd_session_send(sessions[i], buf, len);     /* echo; never blocks */
-        if (!wtd_session_is_open(sessions[i])) {         /* closed by the peer: drop it */
+        bool closed = true;
+        wtd_session_is_closed(sessions[i], &closed);
+        if (closed) {                                     /* closed by the peer: drop it */
             wtd_session_free(sessions[i]);
             sessions[i--] = sessions[--*count];
         }
@@ -37,6 +39,7 @@ static void server_tick(wtd_server *server, wtd_session **sessions, size_t *coun
 
 static int run_client(const char *url, const uint8_t cert_hash[32]) {
     wtd_client_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_client_options_default(&opt);
     opt.verify = WTD_VERIFY_CERT_HASHES;                 /* like serverCertificateHashes */
     opt.cert_hashes = cert_hash;
@@ -82,6 +85,7 @@ static void *client_thread(void *p) {
 
 int main(void) {
     wtd_server_options so;
+    so.struct_size = sizeof(so);
     wtd_server_options_default(&so);
     so.host = "127.0.0.1";
     so.port = 0;                                          /* any free port */

@@ -7,7 +7,7 @@
  * Runs a wtd server and a client in one process on 127.0.0.1, opens one WebTransport session,
  * attaches a reliability layer (wtd_reliability_*) to both ends' transports and sends N numbered
  * messages from the client to the server. Loss is injected on both directions with the layer's
- * test knob `test_drop_fraction` (each end drops that fraction of the DATA / ACK frames it
+ * test knob `wtd_reliability_set_test_drop_fraction` (each end drops that fraction of the DATA / ACK frames it
  * receives), so messages and acknowledgements are lost and must be retransmitted.
  *
  * Prints one JSON line:
@@ -54,6 +54,7 @@ static int print_wire(wtd_transport *ct, wtd_transport *st) {
     wtd_reliability *tx = NULL, *rx = NULL;
     uint8_t frame[256], data[256], ack[256];
     size_t n = 0, data_len = 0, ack_len = 0;
+    ro.struct_size = sizeof(ro);
     wtd_reliability_options_default(&ro);
     if (wtd_reliability_new(ct, &ro, &tx) != WTD_OK) return die("wtd_reliability_new");
     for (int i = 0; i < 7; i++)
@@ -119,6 +120,7 @@ int main(int argc, char **argv) {
     wtd_server *server = NULL;
     uint16_t port = 0;
     uint8_t hash[32];
+    so.struct_size = sizeof(so);
     wtd_server_options_default(&so);
     so.host = "127.0.0.1";
     so.port = 0;
@@ -129,17 +131,19 @@ int main(int argc, char **argv) {
     wtd_client_options co;
     wtd_session *cs = NULL, *ss = NULL;
     char url[64];
+    co.struct_size = sizeof(co);
     wtd_client_options_default(&co);
     co.verify = WTD_VERIFY_CERT_HASHES;
     co.cert_hashes = hash;
     co.cert_hash_count = 1;
     snprintf(url, sizeof url, "https://127.0.0.1:%u/reliable", port);
     if (wtd_client_connect(url, &co, &cs) != WTD_OK) return die("wtd_client_connect");
-    if (wtd_server_accept(server, 5000, &ss) != WTD_OK) return die("wtd_server_accept");
+    if (wtd_server_accept(server, &ss, 5000) != WTD_OK) return die("wtd_server_accept");
 
     /* Transports with room for a full window of frames. */
     wtd_transport_options to;
     wtd_transport *ct = NULL, *st = NULL;
+    to.struct_size = sizeof(to);
     wtd_transport_options_default(&to);
     to.outgoing_high_water_mark = 1024;
     to.incoming_high_water_mark = 1024;
@@ -159,16 +163,19 @@ int main(int argc, char **argv) {
     /* Reliability on both ends: fast RTO, many retries, injected loss on what each end receives. */
     wtd_reliability_options ro;
     wtd_reliability *tx = NULL, *rx = NULL;
-    wtd_reliability_options_factory(&ro);
+    ro.struct_size = sizeof(ro);
+    wtd_reliability_options_low_latency(&ro);
     ro.ack_timeout_ms = 100;
     ro.max_retries = 20;
     ro.min_rto_ms = 10;
     ro.max_rto_ms = 500;
     ro.max_in_flight = 256;
-    ro.test_drop_fraction = loss;
     if (wtd_reliability_new(ct, &ro, &tx) != WTD_OK) return die("wtd_reliability_new (client)");
     ro.in_order = ordered ? 1 : 0;
     if (wtd_reliability_new(st, &ro, &rx) != WTD_OK) return die("wtd_reliability_new (server)");
+    if (wtd_reliability_set_test_drop_fraction(tx, loss) != WTD_OK ||
+        wtd_reliability_set_test_drop_fraction(rx, loss) != WTD_OK)
+        return die("wtd_reliability_set_test_drop_fraction");
 
     unsigned char *seen = calloc((size_t)count, 1);
     long next = 0, delivered = 0, duplicates = 0, finished = 0, gave_up = 0, foreign = 0;
@@ -209,7 +216,7 @@ int main(int argc, char **argv) {
             last = k;
         }
         /* Collect outcomes. */
-        if (wtd_reliability_poll_outcomes(tx, results, 256, &n) == WTD_OK && n > 0) {
+        if (wtd_reliability_poll_outcomes(tx, results, sizeof(wtd_reliable_result), 256, &n) == WTD_OK && n > 0) {
             progressed = 1;
             for (size_t i = 0; i < n; i++) {
                 finished++;
@@ -221,7 +228,9 @@ int main(int argc, char **argv) {
     double elapsed = now_s() - start;
 
     wtd_reliability_stats txs, rxs;
+    txs.struct_size = sizeof(txs);
     wtd_reliability_get_stats(tx, &txs);
+    rxs.struct_size = sizeof(rxs);
     wtd_reliability_get_stats(rx, &rxs);
     printf("{\"sent\":%ld,\"delivered\":%ld,\"duplicates\":%ld,\"gave_up\":%ld,\"retransmits\":%llu,"
            "\"in_order\":%s,\"loss\":%g,\"dropped_frames\":%llu,\"duplicate_frames_suppressed\":%llu,"

@@ -88,7 +88,7 @@ static void *session_loop(void *arg) {
     while (running) {
         uint16_t type = 0;
         void *obj = NULL;
-        wtd_result r = wtd_structured_receive_obj(s->structured, 200, &type, &obj);
+        wtd_result r = wtd_structured_receive_obj(s->structured, &type, &obj, 200);
         if (r == WTD_OK) {
             if (wtd_structured_send_obj(s->structured, type, obj, 0, 0) == WTD_OK) count(&echoed);
             else count(&failed);
@@ -134,6 +134,7 @@ static void setup_slot(slot *s) {
     printf("SESSION_OPEN id=%llu path=%s draft=%s\n", (unsigned long long)id, path,
            wtd_draft_str(draft));
     fflush(stdout);
+    so.struct_size = sizeof(so);
     wtd_structured_options_default(&so);
     so.serialize = blob_serialize;
     so.deserialize = blob_deserialize;
@@ -150,6 +151,7 @@ static void setup_slot(slot *s) {
 
 int main(int argc, char **argv) {
     wtd_server_options opt;
+    opt.struct_size = sizeof(opt);
     wtd_server_options_default(&opt);
     opt.port = 4433;
     for (int i = 1; i < argc; i++) {

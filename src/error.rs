@@ -2,10 +2,70 @@
 
 use std::fmt;
 
+/// Generates everything a C enum needs from ONE list of `Variant => c"name"` pairs, placed right
+/// under the enum (cbindgen does not expand macros, so the `#[repr(u32)]` enum itself stays plain
+/// Rust for the header): `ALL`, `TryFrom<u32>`, [`from_u32`](Self), the name string (`c_name`,
+/// `name`) and the constant's identifier (`ident`). The `match` in `c_name` is exhaustive, so a
+/// variant missing from the list does not compile, and the conversions cannot disagree with it.
+///
+/// Values cross the C boundary as plain `uint32_t`: a value from C goes through `TryFrom<u32>`
+/// (never transmuted), and `c_name_of` map an unknown value to "unknown".
+macro_rules! c_enum {
+    ($ty:ident { $($v:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$v),+];
+
+            /// The value's name string (static, NUL-terminated for C).
+            pub const fn c_name(self) -> &'static std::ffi::CStr {
+                match self {
+                    $($ty::$v => $name),+
+                }
+            }
+
+            /// The value's name string.
+            pub fn name(self) -> &'static str {
+                self.c_name().to_str().unwrap_or("unknown")
+            }
+
+            /// The C identifier of the value, e.g. `"WTD_ERR_CLOSED"`.
+            pub const fn ident(self) -> &'static str {
+                match self {
+                    $($ty::$v => stringify!($v)),+
+                }
+            }
+
+            /// The value for a raw integer from C; `None` when out of range.
+            pub fn from_u32(v: u32) -> Option<Self> {
+                Self::try_from(v).ok()
+            }
+
+            /// The name string of a raw integer from C, or "unknown" (both static, for C).
+            pub fn c_name_of(v: u32) -> *const std::ffi::c_char {
+                match Self::from_u32(v) {
+                    Some(e) => e.c_name().as_ptr(),
+                    None => c"unknown".as_ptr(),
+                }
+            }
+        }
+
+        impl TryFrom<u32> for $ty {
+            type Error = u32;
+            fn try_from(v: u32) -> std::result::Result<Self, u32> {
+                $(if v == $ty::$v as u32 {
+                    return Ok($ty::$v);
+                })+
+                Err(v)
+            }
+        }
+    };
+}
+pub(crate) use c_enum;
+
 /// Fixed result codes shared by the Rust API and the C ABI (`wtd_result`). Values never change;
 /// new codes are only appended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(C)]
+#[repr(u32)]
 #[allow(non_camel_case_types)]
 pub enum wtd_result {
     /// Success.
@@ -44,6 +104,26 @@ pub enum wtd_result {
     /// An internal invariant failed; please report it.
     WTD_ERR_INTERNAL = 16,
 }
+
+c_enum!(wtd_result {
+    WTD_OK => c"ok",
+    WTD_ERR_INVALID_ARGUMENT => c"invalid argument",
+    WTD_ERR_CLOSED => c"closed",
+    WTD_ERR_TIMEOUT => c"timed out",
+    WTD_ERR_WOULD_BLOCK => c"would block",
+    WTD_ERR_TOO_LARGE => c"datagram too large",
+    WTD_ERR_BUFFER_TOO_SMALL => c"buffer too small",
+    WTD_ERR_TLS => c"TLS error",
+    WTD_ERR_CONNECTION => c"connection error",
+    WTD_ERR_REJECTED => c"session rejected",
+    WTD_ERR_PROTOCOL => c"protocol violation",
+    WTD_ERR_IO => c"I/O error",
+    WTD_ERR_SERIALIZATION => c"serialization error",
+    WTD_ERR_NOT_SUPPORTED => c"not supported",
+    WTD_ERR_INVALID_STATE => c"invalid state",
+    WTD_ERR_PANIC => c"internal panic",
+    WTD_ERR_INTERNAL => c"internal error",
+});
 
 /// The library error: a result code plus a human-readable message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,26 +182,7 @@ impl std::error::Error for Error {}
 impl wtd_result {
     /// The constant's name, e.g. `"WTD_ERR_CLOSED"`.
     pub fn as_str(self) -> &'static str {
-        use wtd_result::*;
-        match self {
-            WTD_OK => "WTD_OK",
-            WTD_ERR_INVALID_ARGUMENT => "WTD_ERR_INVALID_ARGUMENT",
-            WTD_ERR_CLOSED => "WTD_ERR_CLOSED",
-            WTD_ERR_TIMEOUT => "WTD_ERR_TIMEOUT",
-            WTD_ERR_WOULD_BLOCK => "WTD_ERR_WOULD_BLOCK",
-            WTD_ERR_TOO_LARGE => "WTD_ERR_TOO_LARGE",
-            WTD_ERR_BUFFER_TOO_SMALL => "WTD_ERR_BUFFER_TOO_SMALL",
-            WTD_ERR_TLS => "WTD_ERR_TLS",
-            WTD_ERR_CONNECTION => "WTD_ERR_CONNECTION",
-            WTD_ERR_REJECTED => "WTD_ERR_REJECTED",
-            WTD_ERR_PROTOCOL => "WTD_ERR_PROTOCOL",
-            WTD_ERR_IO => "WTD_ERR_IO",
-            WTD_ERR_SERIALIZATION => "WTD_ERR_SERIALIZATION",
-            WTD_ERR_NOT_SUPPORTED => "WTD_ERR_NOT_SUPPORTED",
-            WTD_ERR_INVALID_STATE => "WTD_ERR_INVALID_STATE",
-            WTD_ERR_PANIC => "WTD_ERR_PANIC",
-            WTD_ERR_INTERNAL => "WTD_ERR_INTERNAL",
-        }
+        self.ident()
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::Mutex;
 /// Severity of a log message; a callback registered with a maximum level receives every message
 /// whose level is numerically less than or equal to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(C)]
+#[repr(u32)]
 #[allow(non_camel_case_types)]
 pub enum wtd_log_level {
     /// Something failed and was not recovered (a connection lost, a task crashed).
@@ -36,49 +36,42 @@ pub enum wtd_log_level {
     WTD_LOG_TRACE = 5,
 }
 
+crate::error::c_enum!(wtd_log_level {
+    WTD_LOG_ERROR => c"ERROR",
+    WTD_LOG_WARN => c"WARN",
+    WTD_LOG_INFO => c"INFO",
+    WTD_LOG_DEBUG => c"DEBUG",
+    WTD_LOG_TRACE => c"TRACE",
+});
+
 impl wtd_log_level {
     /// The level for a raw value from C; `None` when out of range.
     pub fn from_raw(v: u32) -> Option<Self> {
-        use wtd_log_level::*;
-        Some(match v {
-            1 => WTD_LOG_ERROR,
-            2 => WTD_LOG_WARN,
-            3 => WTD_LOG_INFO,
-            4 => WTD_LOG_DEBUG,
-            5 => WTD_LOG_TRACE,
-            _ => return None,
-        })
+        Self::from_u32(v)
     }
 
     /// Short upper-case name, e.g. `"WARN"`.
     pub fn as_str(self) -> &'static str {
-        use wtd_log_level::*;
-        match self {
-            WTD_LOG_ERROR => "ERROR",
-            WTD_LOG_WARN => "WARN",
-            WTD_LOG_INFO => "INFO",
-            WTD_LOG_DEBUG => "DEBUG",
-            WTD_LOG_TRACE => "TRACE",
-        }
+        self.name()
     }
 }
 
-/// Log callback. `level` is the message's severity; `message` is a NUL-terminated UTF-8 string
-/// without a trailing newline, valid only during the call (copy it to keep it); `user_data` is the
-/// pointer given to `wtd_set_log_callback`. Called from any thread that logs (usually a wtd
-/// runtime thread, sometimes the caller's own thread inside a wtd call), never concurrently with
-/// itself. It must not block for long and must not unwind (throw a C++ exception) into wtd.
+/// Log callback: `user_data` (from `wtd_log_callbacks`), the message's `level` (a
+/// `wtd_log_level` value) and `message`, a NUL-terminated UTF-8 string without a trailing newline,
+/// valid only during the call (copy it to keep it). Called from any thread that logs (usually a
+/// wtd runtime thread, sometimes the caller's own thread inside a wtd call), never concurrently
+/// with itself. It must not block for long and must not unwind (throw a C++ exception) into wtd.
 #[allow(non_camel_case_types)]
-pub type wtd_log_callback = Option<
-    unsafe extern "C" fn(level: wtd_log_level, message: *const c_char, user_data: *mut c_void),
+pub type wtd_log_cb = Option<
+    unsafe extern "C" fn(user_data: *mut c_void, level: wtd_log_level, message: *const c_char),
 >;
 
 struct Sink {
-    cb: unsafe extern "C" fn(wtd_log_level, *const c_char, *mut c_void),
+    cb: unsafe extern "C" fn(*mut c_void, wtd_log_level, *const c_char),
     user_data: *mut c_void,
 }
 
-// SAFETY: the application promises (documented on wtd_set_log_callback) that the callback and
+// SAFETY: the application promises (documented on wtd_log_set_callbacks) that the callback and
 // user_data may be used from any thread; wtd never uses them concurrently (SINK's mutex).
 unsafe impl Send for Sink {}
 
@@ -106,14 +99,14 @@ pub fn in_log_callback() -> bool {
 /// is not running and will not be called again. Refused with `WTD_ERR_INVALID_STATE` from inside
 /// the callback itself (it would deadlock).
 pub fn set_callback(
-    cb: wtd_log_callback,
+    cb: wtd_log_cb,
     user_data: *mut c_void,
     max_level: wtd_log_level,
 ) -> crate::Result<()> {
     if in_log_callback() {
         return Err(crate::Error::new(
             crate::wtd_result::WTD_ERR_INVALID_STATE,
-            "wtd_set_log_callback called from inside the log callback",
+            "wtd_log_set_callbacks called from inside the log callback",
         ));
     }
     let mut sink = SINK.lock().unwrap_or_else(|p| p.into_inner());
@@ -150,7 +143,7 @@ pub fn log(level: wtd_log_level, args: fmt::Arguments<'_>) {
     IN_CALLBACK.with(|c| c.set(true));
     // SAFETY: the application registered this function pointer for exactly this call shape.
     // A C callback cannot unwind into Rust (extern "C" aborts on unwind), so no catch here.
-    unsafe { (s.cb)(level, msg.as_ptr(), s.user_data) };
+    unsafe { (s.cb)(s.user_data, level, msg.as_ptr()) };
     IN_CALLBACK.with(|c| c.set(false));
     drop(sink);
 }
@@ -215,7 +208,7 @@ pub(crate) mod tests {
 
     static CAPTURED: Mutex<Vec<(u32, String)>> = Mutex::new(Vec::new());
 
-    unsafe extern "C" fn capture(level: wtd_log_level, msg: *const c_char, ud: *mut c_void) {
+    unsafe extern "C" fn capture(ud: *mut c_void, level: wtd_log_level, msg: *const c_char) {
         assert_eq!(ud as usize, 0x1234);
         let s = CStr::from_ptr(msg).to_string_lossy().into_owned();
         // Re-entrant logging from inside the callback is dropped, not deadlocked.

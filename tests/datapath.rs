@@ -81,7 +81,11 @@ fn datagrams_buffered_while_the_driver_is_busy_arrive_in_one_batch_in_order() {
     });
     let batches = batches.lock().unwrap().clone();
     let order: Vec<u32> = batches.iter().flatten().copied().collect();
-    assert_eq!(order, (0..N).collect::<Vec<_>>(), "in order, none lost or doubled");
+    assert_eq!(
+        order,
+        (0..N).collect::<Vec<_>>(),
+        "in order, none lost or doubled"
+    );
     assert!(
         batches.len() <= 3,
         "{} datagrams buffered behind a busy driver came in {} calls: {:?}",
@@ -142,14 +146,22 @@ fn several_sessions_on_several_threads_every_accepted_datagram_is_sent_or_counte
     let results: Vec<(u64, u64)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     let accepted: u64 = results.iter().map(|r| r.0).sum();
     let blocked: u64 = results.iter().map(|r| r.1).sum();
-    assert!(blocked > 0, "the senders must have outrun the connection to test anything");
+    assert!(
+        blocked > 0,
+        "the senders must have outrun the connection to test anything"
+    );
     for (c, r) in clients.iter().zip(&results) {
         assert_eq!(c.stats().datagrams_sent, r.0);
     }
     // Everything accepted has left the outbox and quinn's buffer (or was counted) once the
     // DATAGRAM frame counter stops moving.
     let on_wire = || first.connection_stats().frame_tx.datagram;
-    let unsent = || clients.iter().map(|c| c.stats().send_dropped_unsent).sum::<u64>();
+    let unsent = || {
+        clients
+            .iter()
+            .map(|c| c.stats().send_dropped_unsent)
+            .sum::<u64>()
+    };
     let t = Instant::now();
     while on_wire() + unsent() != accepted && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));

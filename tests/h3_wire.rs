@@ -1104,6 +1104,7 @@ mod c_filter {
     fn filter_and_session_path_see_the_same_bytes() {
         unsafe {
             let mut o = std::mem::zeroed::<wtd_server_options>();
+            o.struct_size = std::mem::size_of::<wtd_server_options>() as u32;
             assert_eq!(wtd_server_options_default(&mut o), wtd_result::WTD_OK);
             let host = c"127.0.0.1";
             o.host = host.as_ptr();
@@ -1133,7 +1134,7 @@ mod c_filter {
                 let server = server as usize;
                 let got = std::thread::spawn(move || {
                     let mut session = std::ptr::null_mut();
-                    let r = wtd_server_accept(server as *mut wtd_server, 5000, &mut session);
+                    let r = wtd_server_accept(server as *mut wtd_server, &mut session, 5000);
                     (r, session as usize)
                 })
                 .join()
@@ -1153,6 +1154,7 @@ mod c_filter {
                 drop(control);
             });
             let mut st = std::mem::zeroed::<wtd_server_stats>();
+            st.struct_size = std::mem::size_of::<wtd_server_stats>() as u32;
             assert_eq!(wtd_server_get_stats(server, &mut st), wtd_result::WTD_OK);
             assert_eq!(st.refused_malformed, 1);
             wtd_server_free(server);
@@ -1290,6 +1292,7 @@ mod timeouts {
         let url = CString::new(format!("https://localhost:{}/x", addr.port())).unwrap();
         unsafe {
             let mut o = std::mem::zeroed::<wtd_client_options>();
+            o.struct_size = std::mem::size_of::<wtd_client_options>() as u32;
             assert_eq!(wtd_client_options_default(&mut o), wtd_result::WTD_OK);
             o.verify = wtd_verify_mode::WTD_VERIFY_NONE_DANGEROUS as u32;
             o.connect_timeout_ms = 1000;
@@ -1423,6 +1426,7 @@ mod timeouts {
     fn server_close_and_free_are_bounded_against_a_peer_withholding_credit() {
         unsafe {
             let mut o = std::mem::zeroed::<wtd_server_options>();
+            o.struct_size = std::mem::size_of::<wtd_server_options>() as u32;
             assert_eq!(wtd_server_options_default(&mut o), wtd_result::WTD_OK);
             o.host = c"127.0.0.1".as_ptr();
             o.port = 0;

@@ -4,7 +4,7 @@
  *
  *   wtd_bench server count [--transport]   accept one session, count datagrams until 500 ms idle
  *                                          (session: wtd_session_receive/_batch; --transport:
- *                                          wtd_transport_receive_multiple)
+ *                                          wtd_transport_receive_batch)
  *   wtd_bench server echo                  echo every datagram from the datagram callback (until SIGTERM)
  *   wtd_bench server echopoll              echo from the application thread (receive_batch + send)
  *   wtd_bench server drain                 count-and-drop every datagram in the callback (until SIGTERM)
@@ -89,7 +89,7 @@ static void drain_cb(void *u, wtd_session *s, const uint8_t *d, size_t len) {
     (void)u, (void)s, (void)d, (void)len;
     atomic_fetch_add(&srv_count, 1);
 }
-static wtd_datagram_cb server_cb;
+static wtd_session_datagram_cb server_cb;
 static void on_session(void *u, wtd_session *s) {
     (void)u;
     wtd_session_callbacks cb = {sizeof cb, 0, server_cb, NULL, NULL};
@@ -101,6 +101,7 @@ static void on_session(void *u, wtd_session *s) {
 
 static wtd_server *start_server(int with_callback) {
     wtd_server_options o;
+    o.struct_size = sizeof(o);
     wtd_server_options_default(&o);
     o.port = 0;
     o.host = "127.0.0.1";
@@ -119,10 +120,11 @@ static wtd_server *start_server(int with_callback) {
 static int server_count(int use_transport) {
     wtd_server *srv = start_server(0);
     wtd_session *s = NULL;
-    CHECK(wtd_server_accept(srv, 15000, &s));
+    CHECK(wtd_server_accept(srv, &s, 15000));
     wtd_transport *t = NULL;
     if (use_transport) {
         wtd_transport_options to;
+        to.struct_size = sizeof(to);
         wtd_transport_options_default(&to);
         to.incoming_high_water_mark = 1024; /* same depth as a session's receive queue */
         CHECK(wtd_transport_new(s, &to, &t));
@@ -137,19 +139,14 @@ static int server_count(int use_transport) {
         size_t got = 0;
         int32_t wait = first ? 500 : 15000;
         wtd_result r;
+        /* API 0.2: sessions and transports share one batch shape (wait for the first, drain the
+         * rest). Every buffer holds 2048 B, so BUFFER_TOO_SMALL would be a library bug: count it. */
         if (t) {
-            r = wtd_transport_receive_multiple(t, bufs, B, &got, wait);
+            r = wtd_transport_receive_batch(t, bufs, B, &got, wait);
         } else {
-            r = wtd_session_receive_batch(s, bufs, B, &got);
-            /* Every buffer holds 2048 B, so BUFFER_TOO_SMALL here is the race in
-             * wtd_session_receive_batch (queue empty when taken, a datagram arrives before its
-             * peek): count it and poll again. */
-            if (r == WTD_ERR_BUFFER_TOO_SMALL) { spurious++; continue; }
-            if (r == WTD_OK && got == 0) {
-                r = wtd_session_receive(s, store[0], CAP, &bufs[0].len, wait);
-                got = r == WTD_OK;
-            }
+            r = wtd_session_receive_batch(s, bufs, B, &got, wait);
         }
+        if (r == WTD_ERR_BUFFER_TOO_SMALL) { spurious++; continue; }
         if (r != WTD_OK) { /* timeout (idle) or closed */
             if (r != WTD_ERR_TIMEOUT && r != WTD_ERR_CLOSED)
                 fprintf(stderr, "wtd_bench: receive stopped: %s (%s)\n", wtd_result_str(r), wtd_last_error_message());
@@ -164,10 +161,12 @@ static int server_count(int use_transport) {
     unsigned long long dropped = 0;
     if (t) {
         wtd_datagram_stats st;
+        st.struct_size = sizeof(st);
         wtd_transport_get_stats(t, &st);
         dropped = st.receive_drops;
     }
     wtd_session_stats ss;
+    ss.struct_size = sizeof(ss);
     wtd_session_get_stats(s, &ss);
     if (!t) dropped = ss.dropped_queue_full;
     /* quic_frames - drained = datagrams QUIC received that wtd never took (QUIC's receive
@@ -188,7 +187,7 @@ static int server_count(int use_transport) {
     return 0;
 }
 
-static int server_callback(wtd_datagram_cb cb) {
+static int server_callback(wtd_session_datagram_cb cb) {
     server_cb = cb;
     wtd_server *srv = start_server(1);
     signal(SIGINT, on_signal);
@@ -222,6 +221,7 @@ static uint8_t pin[32];
 static wtd_session *connect_to(const char *url, const char *hash) {
     if (parse_hash(hash, pin)) { fprintf(stderr, "bad hash\n"); exit(2); }
     wtd_client_options o;
+    o.struct_size = sizeof(o);
     wtd_client_options_default(&o);
     o.verify = WTD_VERIFY_CERT_HASHES, o.cert_hashes = pin, o.cert_hash_count = 1;
     wtd_session *s = NULL;
@@ -237,6 +237,7 @@ static int client_blast(wtd_session *s, size_t size, double secs, int batch) {
     wtd_datagram_view *views = NULL;
     if (batch > 0) {
         wtd_transport_options to;
+        to.struct_size = sizeof(to);
         wtd_transport_options_default(&to);
         to.drop_policy = WTD_DROP_BLOCK; /* back-pressure instead of evicting */
         CHECK(wtd_transport_new(s, &to, &t));
@@ -274,12 +275,14 @@ done:;
     if (t) {
         wtd_transport_close(t, 2000); /* flush what is still queued into QUIC */
         wtd_datagram_stats st;
+        st.struct_size = sizeof(st);
         wtd_transport_get_stats(t, &st);
         send_drops = st.send_drops;
     }
     sleep_ms(300); /* let quinn drain before the session closes */
     uint64_t cpu = cpu_us() - cpu0;
     wtd_session_stats ss;
+    ss.struct_size = sizeof(ss);
     wtd_session_get_stats(s, &ss);
     printf("{\"accepted\":%llu,\"secs\":%.6f,\"cpu_us\":%llu,\"would_block\":%llu,\"failures\":%llu,\"sender_queue_drops\":%llu,"
            "\"unsent\":%llu,\"flushes\":%llu,\"flushed\":%llu,\"lost_packets\":%llu}\n",
@@ -388,6 +391,7 @@ static int client_ffi(wtd_session *s, size_t size, int burst, int rounds) {
         ns[mode] = (double)total / ((double)burst * rounds);
     }
     wtd_datagram_stats st;
+    st.struct_size = sizeof(st);
     wtd_transport_get_stats(t, &st);
     printf("{\"session_send_ns\":%.1f,\"transport_try_send_ns\":%.1f,\"send_multiple_ns_per_dgram\":%.1f,"
            "\"ok\":[%llu,%llu,%llu],\"blocked\":[%llu,%llu,%llu],\"transport_send_drops\":%llu,\"burst\":%d,\"rounds\":%d}\n",
@@ -416,6 +420,7 @@ static int broadcast(int conns, int per_conn, int rounds) {
     char url[128];
     snprintf(url, sizeof url, "https://127.0.0.1:%u/room", port);
     wtd_client_options o;
+    o.struct_size = sizeof(o);
     wtd_client_options_default(&o);
     o.verify = WTD_VERIFY_CERT_HASHES, o.cert_hashes = hash, o.cert_hash_count = 1;
     int total = conns * per_conn;
@@ -433,7 +438,7 @@ static int broadcast(int conns, int per_conn, int rounds) {
     wtd_broadcaster *bc = NULL;
     CHECK(wtd_broadcaster_new(&bc));
     for (int i = 0; i < total; i++) {
-        CHECK(wtd_server_accept(srv, 10000, &sv[i]));
+        CHECK(wtd_server_accept(srv, &sv[i], 10000));
         CHECK(wtd_transport_new(sv[i], NULL, &tr[i]));
         CHECK(wtd_broadcaster_add(bc, tr[i]));
     }
@@ -444,9 +449,11 @@ static int broadcast(int conns, int per_conn, int rounds) {
     double *us = calloc((size_t)rounds, sizeof *us);
     unsigned long long accepted = 0;
     for (int r = 0; r < rounds; r++) {
-        size_t acc = 0;
+        wtd_broadcast_result br = {0};
+        br.struct_size = sizeof br;
         uint64_t t0 = now_ns();
-        wtd_result res = wtd_broadcaster_broadcast(bc, msg, 64, 0, 0, &acc);
+        wtd_result res = wtd_broadcaster_broadcast(bc, msg, 64, 0, 0, &br);
+        size_t acc = br.accepted;
         us[r] = (double)(now_ns() - t0) / 1e3;
         if (res != WTD_OK) die("wtd_broadcaster_broadcast", res);
         accepted += acc;
@@ -480,15 +487,11 @@ static int server_echo_poll(void) {
     for (int i = 0; i < B; i++) bufs[i] = (wtd_datagram_buffer){store[i], CAP, 0};
     while (running) { /* one session at a time, until SIGTERM */
         wtd_session *s = NULL;
-        if (wtd_server_accept(srv, 100, &s) != WTD_OK) continue;
+        if (wtd_server_accept(srv, &s, 100) != WTD_OK) continue;
         while (running) {
             size_t got = 0;
-            wtd_result r = wtd_session_receive_batch(s, bufs, B, &got);
-            if (r == WTD_OK && got == 0) {
-                r = wtd_session_receive(s, store[0], CAP, &bufs[0].len, 100);
-                if (r == WTD_ERR_TIMEOUT) continue;
-                got = r == WTD_OK;
-            }
+            wtd_result r = wtd_session_receive_batch(s, bufs, B, &got, 100);
+            if (r == WTD_ERR_TIMEOUT) continue;
             if (r != WTD_OK) break; /* closed */
             for (size_t i = 0; i < got; i++) {
                 if (wtd_session_send(s, store[i], bufs[i].len) == WTD_OK) atomic_fetch_add(&srv_count, 1);
@@ -513,7 +516,7 @@ static int server_fanout(int sessions, int hz, double secs) {
     wtd_session **sv = calloc((size_t)sessions, sizeof *sv);
     wtd_transport **tr = calloc((size_t)sessions, sizeof *tr);
     for (int i = 0; i < sessions; i++) {
-        CHECK(wtd_server_accept(srv, 60000, &sv[i]));
+        CHECK(wtd_server_accept(srv, &sv[i], 60000));
         CHECK(wtd_transport_new(sv[i], NULL, &tr[i]));
         CHECK(wtd_broadcaster_add(bc, tr[i]));
     }
@@ -526,9 +529,11 @@ static int server_fanout(int sessions, int hz, double secs) {
     for (int r = 0; r < rounds; r++) {
         uint64_t due = t_start + (uint64_t)r * period;
         while (now_ns() < due) sleep_ms(1);
-        size_t acc = 0;
+        wtd_broadcast_result br = {0};
+        br.struct_size = sizeof br;
         uint64_t t0 = now_ns();
-        wtd_result res = wtd_broadcaster_broadcast(bc, msg, 64, 0, 0, &acc);
+        wtd_result res = wtd_broadcaster_broadcast(bc, msg, 64, 0, 0, &br);
+        size_t acc = br.accepted;
         us[r] = (double)(now_ns() - t0) / 1e3;
         if (res != WTD_OK) die("wtd_broadcaster_broadcast", res);
         accepted += acc;
@@ -553,6 +558,7 @@ static int server_fanout(int sessions, int hz, double secs) {
 
 static int client_fanin(const char *url, const char *hash_hex, int conns, int per_conn) {
     wtd_client_options o;
+    o.struct_size = sizeof(o);
     wtd_client_options_default(&o);
     uint8_t hash[32];
     for (int i = 0; i < 32; i++) sscanf(hash_hex + 2 * i, "%2hhx", &hash[i]);

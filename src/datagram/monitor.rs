@@ -16,7 +16,7 @@ use crate::runtime;
 
 /// The alert kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
+#[repr(u32)]
 #[allow(non_camel_case_types)]
 pub enum wtd_alert_kind {
     /// Outgoing queue above `queue_threshold` × high water mark.
@@ -27,18 +27,20 @@ pub enum wtd_alert_kind {
     WTD_ALERT_INCREASING_SEND_TIME = 2,
 }
 
+crate::error::c_enum!(wtd_alert_kind {
+    WTD_ALERT_HIGH_QUEUE_SIZE => c"high_queue_size",
+    WTD_ALERT_LOW_SUCCESS_RATE => c"low_success_rate",
+    WTD_ALERT_INCREASING_SEND_TIME => c"increasing_send_time",
+});
+
 impl wtd_alert_kind {
-    /// The seed's alert type string.
+    /// pywebtransport's alert type string.
     pub fn as_str(self) -> &'static str {
-        match self {
-            wtd_alert_kind::WTD_ALERT_HIGH_QUEUE_SIZE => "high_queue_size",
-            wtd_alert_kind::WTD_ALERT_LOW_SUCCESS_RATE => "low_success_rate",
-            wtd_alert_kind::WTD_ALERT_INCREASING_SEND_TIME => "increasing_send_time",
-        }
+        self.name()
     }
 }
 
-/// Monitor settings (defaults: the seed's).
+/// Monitor settings (defaults: pywebtransport's).
 #[derive(Debug, Clone)]
 pub struct MonitorConfig {
     /// Sampling period (5 s).

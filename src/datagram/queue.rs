@@ -8,11 +8,11 @@ use bytes::Bytes;
 
 /// What a full queue does with a new datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
+#[repr(u32)]
 #[allow(non_camel_case_types)]
 pub enum wtd_drop_policy {
     /// Evict the oldest datagram of the lowest priority that is ≤ the new one's; if every queued
-    /// datagram has a higher priority, reject the new one. (Default; the seed's behaviour, but
+    /// datagram has a higher priority, reject the new one. (Default; pywebtransport's behaviour, but
     /// counted.)
     WTD_DROP_OLDEST = 0,
     /// Reject the new datagram (`WTD_ERR_WOULD_BLOCK`).
@@ -20,6 +20,12 @@ pub enum wtd_drop_policy {
     /// Make the sender wait for room, up to its timeout (back-pressure).
     WTD_DROP_BLOCK = 2,
 }
+
+crate::error::c_enum!(wtd_drop_policy {
+    WTD_DROP_OLDEST => c"oldest",
+    WTD_DROP_REJECT_NEW => c"reject_new",
+    WTD_DROP_BLOCK => c"block",
+});
 
 /// A queued datagram.
 #[derive(Debug, Clone)]

@@ -97,9 +97,9 @@ pub fn parse(d: &[u8]) -> Parsed<'_> {
 /// Reliability settings.
 #[derive(Debug, Clone)]
 pub struct ReliabilityConfig {
-    /// Retransmit timeout before any RTT sample (the seed's `ack_timeout`).
+    /// Retransmit timeout before any RTT sample (pywebtransport's `ack_timeout`).
     pub ack_timeout: Duration,
-    /// Retransmissions before giving up (the seed's `max_retries`).
+    /// Retransmissions before giving up (pywebtransport's `max_retries`).
     pub max_retries: u32,
     /// Deliver in sequence order (a gap waits up to `gap_timeout`).
     pub in_order: bool,
@@ -210,7 +210,7 @@ pub const MAX_RECEIVE_WINDOW: usize = 1 << 30;
 
 /// How a reliable message ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
+#[repr(u32)]
 #[allow(non_camel_case_types)]
 pub enum wtd_reliable_outcome {
     /// The peer acknowledged it.
@@ -218,6 +218,11 @@ pub enum wtd_reliable_outcome {
     /// No ACK after `max_retries` retransmissions (or the layer closed first).
     WTD_RELIABLE_GAVE_UP = 1,
 }
+
+crate::error::c_enum!(wtd_reliable_outcome {
+    WTD_RELIABLE_DELIVERED => c"delivered",
+    WTD_RELIABLE_GAVE_UP => c"gave_up",
+});
 
 /// Counters of a reliability layer.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -311,6 +316,8 @@ struct State {
     closed: bool,
     /// xorshift64 state of the `inbound_loss` test knob.
     loss_rng: u64,
+    /// The `inbound_loss` test knob now (starts at `config.inbound_loss`).
+    inbound_loss: f64,
 }
 
 /// Callbacks of a reliability layer: called one at a time (never in parallel), on the thread
@@ -381,6 +388,7 @@ impl ReliabilityLayer {
                 },
                 closed: false,
                 loss_rng: 0x9E37_79B9_7F4A_7C15,
+                inbound_loss: config.inbound_loss,
             }),
             window: config.effective_receive_window() as u64,
             gap_timeout: config.effective_gap_timeout(),
@@ -525,6 +533,17 @@ impl ReliabilityLayer {
         st.outcomes.drain(..n).collect()
     }
 
+    /// Changes the `inbound_loss` test knob (the fraction of arriving frames dropped, 0..=1).
+    pub fn set_inbound_loss(&self, fraction: f64) -> Result<()> {
+        if !(0.0..=1.0).contains(&fraction) {
+            return Err(Error::invalid(format!(
+                "the drop fraction must be within 0..1, not {fraction}"
+            )));
+        }
+        lock(&self.inner.state).inbound_loss = fraction;
+        Ok(())
+    }
+
     /// Installs (None: removes) callbacks.
     pub fn set_callbacks(&self, callbacks: Option<ReliabilityCallbacks>) {
         *lock(&self.inner.callbacks) = callbacks.map(Arc::new);
@@ -661,11 +680,11 @@ impl Inner {
 
     /// The `inbound_loss` test knob: true when this arriving frame is to be dropped.
     fn inject_loss(&self) -> bool {
-        let p = self.config.inbound_loss;
+        let mut st = lock(&self.state);
+        let p = st.inbound_loss;
         if p <= 0.0 {
             return false;
         }
-        let mut st = lock(&self.state);
         let mut x = st.loss_rng;
         x ^= x << 13;
         x ^= x >> 7;

@@ -7,7 +7,7 @@ use super::transport::DatagramTransport;
 
 /// A problem `diagnose_issues` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C)]
+#[repr(u32)]
 #[allow(non_camel_case_types)]
 pub enum wtd_issue {
     /// Send success rate below 0.9.
@@ -26,7 +26,17 @@ pub enum wtd_issue {
     WTD_ISSUE_SESSION_NOT_READY = 7,
 }
 
-/// Runs the seed's checks; each issue with a message.
+crate::error::c_enum!(wtd_issue {
+    WTD_ISSUE_LOW_SEND_SUCCESS_RATE => c"low_send_success_rate",
+    WTD_ISSUE_HIGH_DROP_RATE => c"high_drop_rate",
+    WTD_ISSUE_OUTGOING_QUEUE_NEARLY_FULL => c"outgoing_queue_nearly_full",
+    WTD_ISSUE_INCOMING_QUEUE_NEARLY_FULL => c"incoming_queue_nearly_full",
+    WTD_ISSUE_HIGH_SEND_LATENCY => c"high_send_latency",
+    WTD_ISSUE_CLOSED => c"closed",
+    WTD_ISSUE_SESSION_NOT_READY => c"session_not_ready",
+});
+
+/// Runs pywebtransport's checks; each issue with a message.
 pub fn diagnose_issues(t: &DatagramTransport) -> Vec<(wtd_issue, String)> {
     let s = t.stats();
     let mut issues = Vec::new();
@@ -98,7 +108,7 @@ fn opt_secs(d: Option<std::time::Duration>) -> Value {
     d.map_or(Value::Null, |d| json!(d.as_secs_f64()))
 }
 
-/// Snapshot with the seed's keys: transport, statistics, queues, configuration, sequences.
+/// Snapshot with pywebtransport's keys: transport, statistics, queues, configuration, sequences.
 pub fn debug_state(t: &DatagramTransport) -> String {
     let s = t.stats();
     let c = t.config();

@@ -7,14 +7,17 @@ use std::time::Duration;
 
 use super::server::quic_settings;
 use super::session::{new_client_handle, wtd_session};
-use super::{arg_opt_str, arg_ref, arg_str, guard, read_options_or_default, write_out};
+use super::{
+    arg_opt_str, arg_ref, arg_slice, arg_str, guard, read_options_or_default, write_out,
+    write_sized,
+};
 use crate::endpoint::client::{self, ClientConfig};
 use crate::endpoint::tls::Verification;
 use crate::error::{wtd_result, Error, Result};
 use crate::session::DEFAULT_INCOMING_CAPACITY;
 
 /// How the client checks the server's certificate (`wtd_client_options.verify`).
-#[repr(C)]
+#[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum wtd_verify_mode {
     /// Trust the operating system's root certificates (default).
@@ -27,6 +30,13 @@ pub enum wtd_verify_mode {
     /// No verification at all. Anyone on the path can impersonate the server: tests only.
     WTD_VERIFY_NONE_DANGEROUS = 3,
 }
+
+crate::error::c_enum!(wtd_verify_mode {
+    WTD_VERIFY_SYSTEM_ROOTS => c"system_roots",
+    WTD_VERIFY_CA_FILE => c"ca_file",
+    WTD_VERIFY_CERT_HASHES => c"cert_hashes",
+    WTD_VERIFY_NONE_DANGEROUS => c"none_dangerous",
+});
 
 /// Client options. Fill with `wtd_client_options_default`, then change fields.
 #[repr(C)]
@@ -71,12 +81,15 @@ fn client_defaults() -> wtd_client_options {
 
 const CLIENT_OPTIONS_V1: usize = std::mem::size_of::<wtd_client_options>();
 
-/// Fills `*options` with the defaults (and its `struct_size`).
+/// Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_client_options)`
+/// first: the library writes at most that many bytes and sets it to what it wrote.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_client_options_default(
     options: *mut wtd_client_options,
 ) -> wtd_result {
-    guard(|| write_out(options, client_defaults(), "options"))
+    guard(|| write_sized(options, client_defaults(), CLIENT_OPTIONS_V1, "options"))
 }
 
 unsafe fn config_from(o: &wtd_client_options) -> Result<ClientConfig> {
@@ -93,12 +106,15 @@ unsafe fn config_from(o: &wtd_client_options) -> Result<ClientConfig> {
                     "WTD_VERIFY_CERT_HASHES needs cert_hashes and cert_hash_count > 0",
                 ));
             }
-            let raw = std::slice::from_raw_parts(o.cert_hashes, o.cert_hash_count * 32);
-            Verification::PinnedSha256(
-                raw.chunks_exact(32)
-                    .map(|c| c.try_into().expect("32 bytes"))
-                    .collect(),
-            )
+            // SAFETY: the caller's contract: `cert_hash_count` hashes of 32 bytes.
+            let hashes: &[[u8; 32]] = unsafe {
+                arg_slice(
+                    o.cert_hashes as *const [u8; 32],
+                    o.cert_hash_count,
+                    "cert_hashes",
+                )?
+            };
+            Verification::PinnedSha256(hashes.to_vec())
         }
         3 => Verification::DangerousNone,
         v => return Err(Error::invalid(format!("unknown verify mode {v}"))),
@@ -118,12 +134,14 @@ unsafe fn config_from(o: &wtd_client_options) -> Result<ClientConfig> {
 }
 
 /// Connects to `url` (`https://host:port/path`) and opens a WebTransport session, speaking the
-/// draft the server announces. Blocks up to `connect_timeout_ms`; refused on a callback thread
-/// (WTD_ERR_INVALID_STATE). `options` NULL = defaults. On success `*out` owns the session; the
-/// connection closes when its last session closes.
-/// Errors: WTD_ERR_INVALID_ARGUMENT (bad URL/options), WTD_ERR_TLS (certificate rejected),
-/// WTD_ERR_TIMEOUT, WTD_ERR_CONNECTION, WTD_ERR_REJECTED (server refused, e.g. 404),
-/// WTD_ERR_NOT_SUPPORTED (server has no WebTransport).
+/// draft the server announces (`options` NULL = defaults). Blocks up to `connect_timeout_ms`.
+///
+/// Ownership: on success `*out` owns the session (free it with `wtd_session_free`); the
+/// connection closes when its last session closes. The option strings and hashes are copied.
+/// Thread: any but a wtd callback thread (WTD_ERR_INVALID_STATE).
+/// Errors: WTD_ERR_INVALID_ARGUMENT (bad URL or options, `cert_hash_count × 32` overflowing),
+/// WTD_ERR_TLS (certificate rejected), WTD_ERR_TIMEOUT, WTD_ERR_CONNECTION, WTD_ERR_REJECTED
+/// (server refused, e.g. 404), WTD_ERR_NOT_SUPPORTED (server has no WebTransport).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_client_connect(
     url: *const c_char,
@@ -143,17 +161,20 @@ pub unsafe extern "C" fn wtd_client_connect(
 }
 
 /// Opens another session to `path` on the same connection as the client session `session`
-/// (several sessions share one QUIC connection; datagrams are routed per session). Blocking
-/// like `wtd_client_connect`; uses the options `session` was connected with (timeouts, queue
-/// capacity, origin). `*out` owns the new session.
+/// (several sessions share one QUIC connection; datagrams are routed per session). Blocks like
+/// `wtd_client_connect` and uses the options `session` was connected with (timeouts, queue
+/// capacity, origin).
+///
+/// Ownership: on success `*out` owns the new session. Thread: as `wtd_client_connect`.
+/// Errors: as `wtd_client_connect`; WTD_ERR_CLOSED when the connection is gone.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_open_sibling(
-    session_: *mut wtd_session,
+    session: *mut wtd_session,
     path: *const c_char,
     out: *mut *mut wtd_session,
 ) -> wtd_result {
     guard(|| {
-        let handle = arg_ref(session_ as *const wtd_session, "session")?;
+        let handle = arg_ref(session as *const wtd_session, "session")?;
         let path = arg_str(path, "path")?;
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));

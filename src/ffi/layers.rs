@@ -14,11 +14,11 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::session::timeout_of;
-use super::transport::wtd_transport;
+use super::transport::{transport, wtd_transport};
 use super::{
-    arg_bytes, arg_ref, guard, guard_void, into_handle, read_options, read_options_or_default,
-    weak_handle, write_out, UserData,
+    arg_buffer, arg_bytes, arg_ref, check_elements, check_sized, guard, guard_void, into_handle,
+    ms_of, opt_ms, read_options, read_options_or_default, wait_of, weak_handle, write_elements,
+    write_out, write_sized, UserData,
 };
 use crate::datagram::broadcaster::Broadcaster;
 use crate::datagram::monitor::{wtd_alert_kind, Alert, Monitor, MonitorConfig, Sample};
@@ -27,40 +27,10 @@ use crate::datagram::reliability::{
     MAX_RECEIVE_WINDOW,
 };
 use crate::datagram::structured::StructuredTransport;
-use crate::datagram::transport::DatagramTransport;
 use crate::error::{wtd_result, Error, Result};
-
-/// The transport behind a handle; NULL → invalid argument.
-unsafe fn transport<'a>(p: *const wtd_transport) -> Result<&'a DatagramTransport> {
-    Ok(arg_ref(p, "transport")?.datagram_transport())
-}
 
 fn serialization(msg: impl Into<String>) -> Error {
     Error::new(wtd_result::WTD_ERR_SERIALIZATION, msg)
-}
-
-fn ms(v: u32) -> Duration {
-    Duration::from_millis(v.into())
-}
-
-fn to_ms(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
-/// Checks `buf`/`cap`/`out_len` of a receive call and returns the buffer as a slice.
-unsafe fn recv_buffer<'a>(buf: *mut u8, cap: usize, out_len: *mut usize) -> Result<&'a mut [u8]> {
-    if out_len.is_null() {
-        return Err(Error::invalid("out_len is NULL"));
-    }
-    if buf.is_null() {
-        if cap > 0 {
-            return Err(Error::invalid(format!(
-                "buf is NULL but its capacity is {cap}"
-            )));
-        }
-        return Ok(&mut []);
-    }
-    Ok(std::slice::from_raw_parts_mut(buf, cap))
 }
 
 // =================================================================================================
@@ -71,7 +41,7 @@ unsafe fn recv_buffer<'a>(buf: *mut u8, cap: usize, out_len: *mut usize) -> Resu
 /// `cap` = the largest body that fits one datagram) and their count to `*out_len`. Returns 0 on
 /// success, anything else on failure (the send then fails with WTD_ERR_SERIALIZATION and nothing
 /// is sent). Called on the thread that calls `wtd_structured_send_obj`.
-pub type wtd_serialize_fn = Option<
+pub type wtd_structured_serialize_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         type_id: u16,
@@ -86,7 +56,7 @@ pub type wtd_serialize_fn = Option<
 /// during the call) and stores it in `*out_obj` (the caller of `wtd_structured_receive_obj` then
 /// owns it). Returns 0 on success, anything else on failure (→ WTD_ERR_SERIALIZATION). Called on
 /// the thread that calls `wtd_structured_receive_obj`.
-pub type wtd_deserialize_fn = Option<
+pub type wtd_structured_deserialize_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         type_id: u16,
@@ -106,9 +76,9 @@ pub struct wtd_structured_options {
     /// Reserved, 0.
     pub reserved: u32,
     /// Object → bytes (required).
-    pub serialize: wtd_serialize_fn,
+    pub serialize: wtd_structured_serialize_cb,
     /// Bytes → object (required).
-    pub deserialize: wtd_deserialize_fn,
+    pub deserialize: wtd_structured_deserialize_cb,
     /// Passed to both callbacks; must stay valid until `wtd_structured_free`.
     pub user_data: *mut c_void,
 }
@@ -149,7 +119,14 @@ unsafe fn structured<'a>(p: *const wtd_structured) -> Result<&'a wtd_structured>
 pub unsafe extern "C" fn wtd_structured_options_default(
     options: *mut wtd_structured_options,
 ) -> wtd_result {
-    guard(|| write_out(options, structured_defaults(), "options"))
+    guard(|| {
+        write_sized(
+            options,
+            structured_defaults(),
+            STRUCTURED_OPTIONS_V1,
+            "options",
+        )
+    })
 }
 
 /// Creates a structured transport over `transport` with the serializer in `options` and an empty
@@ -194,7 +171,7 @@ pub unsafe extern "C" fn wtd_structured_new(
     })
 }
 
-/// Registers `type_id` (the seed's registry entry): objects of this type may be sent and
+/// Registers `type_id` (pywebtransport's registry entry): objects of this type may be sent and
 /// received. Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `type_id` already registered).
 #[no_mangle]
@@ -255,7 +232,7 @@ pub unsafe extern "C" fn wtd_structured_send_obj(
                 "serializer reported {len} bytes for a {cap}-byte buffer"
             )));
         }
-        let ttl = (ttl_ms > 0).then(|| ms(ttl_ms));
+        let ttl = opt_ms(ttl_ms);
         s.inner.send_obj(type_id, &buf[..len], priority, ttl, None)
     })
 }
@@ -275,16 +252,16 @@ pub unsafe extern "C" fn wtd_structured_send_obj(
 #[no_mangle]
 pub unsafe extern "C" fn wtd_structured_receive_obj(
     structured: *mut wtd_structured,
-    timeout_ms: i32,
     out_type: *mut u16,
     out_obj: *mut *mut c_void,
+    timeout_ms: i32,
 ) -> wtd_result {
     guard(|| {
         let s = self::structured(structured)?;
         if out_type.is_null() || out_obj.is_null() {
             return Err(Error::invalid("out_type and out_obj must not be NULL"));
         }
-        let (id, body) = s.inner.receive_obj(timeout_of(timeout_ms))?;
+        let (id, body) = s.inner.receive_obj(wait_of(timeout_ms))?;
         let mut obj: *mut c_void = std::ptr::null_mut();
         let rc = (s.deserialize)(s.user_data.get(), id, body.as_ptr(), body.len(), &mut obj);
         if rc != 0 {
@@ -299,7 +276,7 @@ pub unsafe extern "C" fn wtd_structured_receive_obj(
     })
 }
 
-/// Writes to `*out` whether the underlying transport is closed (the seed's `is_closed`).
+/// Writes to `*out` whether the underlying transport is closed (pywebtransport's `is_closed`).
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
@@ -313,7 +290,7 @@ pub unsafe extern "C" fn wtd_structured_is_closed(
     })
 }
 
-/// Closes the underlying transport without flushing (the seed's `close`; same as
+/// Closes the underlying transport without flushing (pywebtransport's `close`; same as
 /// `wtd_transport_close(transport, 0)`). Idempotent. The handle stays valid until
 /// `wtd_structured_free`. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
@@ -323,6 +300,7 @@ pub unsafe extern "C" fn wtd_structured_close(structured: *mut wtd_structured) -
 
 /// Releases the handle (the transport stays open: it belongs to its own handle). NULL is a
 /// no-op. No other call on this handle may be running or start. Thread: any.
+/// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_structured_free(structured: *mut wtd_structured) {
     guard_void(|| super::free_handle(structured))
@@ -332,9 +310,8 @@ pub unsafe extern "C" fn wtd_structured_free(structured: *mut wtd_structured) {
 // Reliability layer
 // =================================================================================================
 
-/// Reliability options. Fill with `wtd_reliability_options_default` (the seed constructor's
-/// defaults: ack_timeout 2 s, 5 retries) or `wtd_reliability_options_factory` (the seed's
-/// `create`: 1 s, 3 retries), then change fields.
+/// Reliability options. Fill with `wtd_reliability_options_default` (pywebtransport's constructor
+/// defaults: ack_timeout 2 s, 5 retries) or `wtd_reliability_options_low_latency` (pywebtransport's /// `create`: 1 s, 3 retries), then change fields.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct wtd_reliability_options {
@@ -366,40 +343,28 @@ pub struct wtd_reliability_options {
     pub gap_timeout_ms: u32,
     /// Transport priority of DATA frames; ACKs go one above. Default 0.
     pub priority: i32,
-    /// Reserved, 0.
-    pub reserved: u32,
-    /// TEST KNOB, 0 = off (default): the fraction (0..1) of arriving DATA and ACK frames this
-    /// layer drops before processing (deterministic pseudo-random), to simulate loss on a real
-    /// link. Counted in `injected_drops`. Not for production.
-    pub test_drop_fraction: f64,
     /// Receive window W, 0 (default) = 4 × max_in_flight (1024), at most 2^30: DATA with a
     /// sequence number at or beyond the oldest missing one + W is refused unacknowledged
     /// (`out_of_window`), and at most W messages are held for order or wait to be received
-    /// (beyond: `refused_full`). Bounds what a peer can make this layer store. Appended after
-    /// the first version: a caller whose `struct_size` ends before it gets the default.
+    /// (beyond: `refused_full`). Bounds what a peer can make this layer store.
     pub receive_window: u32,
-    /// Reserved, 0.
-    pub reserved2: u32,
 }
 
-/// Size of the first version of `wtd_reliability_options` (up to `test_drop_fraction`).
-const RELIABILITY_OPTIONS_V1: usize = std::mem::offset_of!(wtd_reliability_options, receive_window);
+/// First published size of `wtd_reliability_options` (API 0.2).
+const RELIABILITY_OPTIONS_V1: usize = std::mem::size_of::<wtd_reliability_options>();
 
 fn reliability_options_from(c: &ReliabilityConfig) -> wtd_reliability_options {
     wtd_reliability_options {
         struct_size: std::mem::size_of::<wtd_reliability_options>() as u32,
-        ack_timeout_ms: to_ms(c.ack_timeout),
+        ack_timeout_ms: ms_of(c.ack_timeout),
         max_retries: c.max_retries,
         in_order: c.in_order as u32,
         max_in_flight: u32::try_from(c.max_in_flight).unwrap_or(u32::MAX),
-        min_rto_ms: to_ms(c.min_rto),
-        max_rto_ms: to_ms(c.max_rto),
+        min_rto_ms: ms_of(c.min_rto),
+        max_rto_ms: ms_of(c.max_rto),
         gap_timeout_ms: 0,
         priority: c.priority,
-        reserved: 0,
-        test_drop_fraction: c.inbound_loss,
         receive_window: u32::try_from(c.receive_window).unwrap_or(u32::MAX),
-        reserved2: 0,
     }
 }
 
@@ -417,10 +382,7 @@ fn reliability_config(o: &wtd_reliability_options) -> Result<ReliabilityConfig> 
     if o.min_rto_ms > o.max_rto_ms {
         return Err(Error::invalid("min_rto_ms must not exceed max_rto_ms"));
     }
-    if !(0.0..=1.0).contains(&o.test_drop_fraction) {
-        return Err(Error::invalid("test_drop_fraction must be within 0..1"));
-    }
-    let ack_timeout = ms(o.ack_timeout_ms);
+    let ack_timeout = Duration::from_millis(u64::from(o.ack_timeout_ms));
     let base = ReliabilityConfig {
         ack_timeout,
         max_retries: o.max_retries,
@@ -433,32 +395,35 @@ fn reliability_config(o: &wtd_reliability_options) -> Result<ReliabilityConfig> 
         )));
     }
     // 0 stays 0: the layer derives it from the backoff schedule.
-    let gap_timeout = ms(o.gap_timeout_ms);
+    let gap_timeout = Duration::from_millis(u64::from(o.gap_timeout_ms));
     Ok(ReliabilityConfig {
         in_order,
         max_in_flight: o.max_in_flight as usize,
-        min_rto: ms(o.min_rto_ms),
-        max_rto: ms(o.max_rto_ms),
+        min_rto: Duration::from_millis(u64::from(o.min_rto_ms)),
+        max_rto: Duration::from_millis(u64::from(o.max_rto_ms)),
         gap_timeout,
         priority: o.priority,
-        inbound_loss: o.test_drop_fraction,
         receive_window: o.receive_window as usize,
         ..base
     })
 }
 
-/// One finished reliable send.
+/// One finished reliable send (an element of the array `wtd_reliability_poll_outcomes` fills;
+/// the caller passes `sizeof(wtd_reliable_result)` as the element size, so fields can be appended).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct wtd_reliable_result {
     /// The sequence number `wtd_reliability_send` returned.
     pub seq: u32,
-    /// Delivered (ACKed) or given up.
+    /// A `wtd_reliable_outcome` value: delivered (ACKed) or given up.
     pub outcome: wtd_reliable_outcome,
 }
 
+/// First published size of `wtd_reliable_result` (API 0.2).
+const RELIABLE_RESULT_V1: usize = std::mem::size_of::<wtd_reliable_result>();
+
 /// A message was delivered to this end. `data` is valid only during the call.
-pub type wtd_reliable_message_cb = Option<
+pub type wtd_reliability_message_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         reliability: *mut wtd_reliability,
@@ -467,8 +432,9 @@ pub type wtd_reliable_message_cb = Option<
     ),
 >;
 
-/// A message sent from this end finished: acknowledged or given up.
-pub type wtd_reliable_outcome_cb = Option<
+/// A message sent from this end finished: acknowledged or given up (`outcome` a
+/// `wtd_reliable_outcome` value).
+pub type wtd_reliability_outcome_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         reliability: *mut wtd_reliability,
@@ -476,6 +442,24 @@ pub type wtd_reliable_outcome_cb = Option<
         outcome: wtd_reliable_outcome,
     ),
 >;
+
+/// Reliability callbacks (versioned: set `struct_size = sizeof(wtd_reliability_callbacks)`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct wtd_reliability_callbacks {
+    /// `sizeof(wtd_reliability_callbacks)`.
+    pub struct_size: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
+    /// Message delivered (NULL: messages queue for `wtd_reliability_receive`).
+    pub on_message: wtd_reliability_message_cb,
+    /// Send finished (NULL: outcomes queue for `wtd_reliability_poll_outcomes`).
+    pub on_outcome: wtd_reliability_outcome_cb,
+    /// Passed to both callbacks.
+    pub user_data: *mut c_void,
+}
+
+const RELIABILITY_CALLBACKS_V1: usize = std::mem::size_of::<wtd_reliability_callbacks>();
 
 /// Counters of a reliability layer (`wtd_reliability_get_stats`). Append-only: check
 /// `struct_size` before reading fields added later.
@@ -519,10 +503,9 @@ pub struct wtd_reliability_stats {
     pub srtt_us: u64,
     /// Retransmit timeout in µs for a new message now.
     pub rto_us: u64,
-    /// Arriving frames dropped on purpose by `test_drop_fraction`.
+    /// Arriving frames dropped on purpose by `wtd_reliability_set_test_drop_fraction`.
     pub injected_drops: u64,
-    /// DATA frames that arrived. (This and the fields below were appended after the first
-    /// version: check `struct_size` before reading them.)
+    /// DATA frames that arrived.
     pub data_received: u64,
     /// DATA frames refused (not acknowledged) because their sequence number was at or beyond the
     /// oldest missing one + `receive_window`.
@@ -555,9 +538,11 @@ unsafe fn reliability<'a>(p: *const wtd_reliability) -> Result<&'a ReliabilityLa
     Ok(&arg_ref(p, "reliability")?.inner)
 }
 
-/// Fills `*options` with the seed constructor's defaults: ack_timeout_ms 2000, max_retries 5,
+/// Fills `*options` with the defaults: ack_timeout_ms 2000, max_retries 5,
 /// in_order 0, max_in_flight 256, min_rto_ms 20, max_rto_ms 10000, gap_timeout_ms 0 (derived),
-/// priority 0, test_drop_fraction 0, receive_window 0 (4 × max_in_flight).
+/// priority 0, receive_window 0 (4 × max_in_flight). Set `options->struct_size =
+/// sizeof(wtd_reliability_options)` first (the library writes at most that many bytes and sets it
+/// to what it wrote).
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
@@ -566,21 +551,22 @@ pub unsafe extern "C" fn wtd_reliability_options_default(
 ) -> wtd_result {
     guard(|| {
         let o = reliability_options_from(&ReliabilityConfig::constructor_defaults());
-        write_out(options, o, "options")
+        write_sized(options, o, RELIABILITY_OPTIONS_V1, "options")
     })
 }
 
-/// Fills `*options` with the seed factory's (`DatagramReliabilityLayer.create`) defaults:
-/// ack_timeout_ms 1000, max_retries 3, the rest as `wtd_reliability_options_default`.
+/// Fills `*options` with defaults that give up sooner: ack_timeout_ms 1000, max_retries 3, the
+/// rest as `wtd_reliability_options_default` (pywebtransport's `DatagramReliabilityLayer.create`).
+/// `struct_size` as for `wtd_reliability_options_default`.
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_options_factory(
+pub unsafe extern "C" fn wtd_reliability_options_low_latency(
     options: *mut wtd_reliability_options,
 ) -> wtd_result {
     guard(|| {
         let o = reliability_options_from(&ReliabilityConfig::factory_defaults());
-        write_out(options, o, "options")
+        write_sized(options, o, RELIABILITY_OPTIONS_V1, "options")
     })
 }
 
@@ -593,7 +579,7 @@ pub unsafe extern "C" fn wtd_reliability_options_factory(
 /// Ownership: `*out` owns the new handle; free it with `wtd_reliability_free`. The layer keeps its
 /// own reference to the transport. Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out, bad options: ack_timeout_ms or
-/// max_in_flight 0, in_order not 0/1, min_rto_ms > max_rto_ms, test_drop_fraction outside 0..1,
+/// max_in_flight 0, in_order not 0/1, min_rto_ms > max_rto_ms, receive_window above 2^30,
 /// struct_size too small).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_reliability_new(
@@ -664,9 +650,12 @@ pub unsafe extern "C" fn wtd_reliability_receive(
 ) -> wtd_result {
     guard(|| {
         let r = self::reliability(reliability)?;
-        let slice = recv_buffer(buf, cap, out_len)?;
+        if out_len.is_null() {
+            return Err(Error::invalid("out_len is NULL"));
+        }
+        let slice = arg_buffer(buf, cap, "buf")?;
         let needed = Cell::new(0usize);
-        let res = r.receive_where(timeout_of(timeout_ms), |m| {
+        let res = r.receive_where(wait_of(timeout_ms), |m| {
             if m.len() > cap {
                 needed.set(m.len());
                 return Err(Error::new(
@@ -679,12 +668,11 @@ pub unsafe extern "C" fn wtd_reliability_receive(
         match res {
             Ok(m) => {
                 slice[..m.len()].copy_from_slice(&m);
-                *out_len = m.len();
-                Ok(())
+                write_out(out_len, m.len(), "out_len")
             }
             Err(e) => {
                 if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                    *out_len = needed.get();
+                    write_out(out_len, needed.get(), "out_len")?;
                 }
                 Err(e)
             }
@@ -692,17 +680,20 @@ pub unsafe extern "C" fn wtd_reliability_receive(
     })
 }
 
-/// Takes up to `max` finished sends, oldest first, into `results[0..max]`; `*out_count` = how
-/// many (0 when none). Outcomes come here only while no `on_outcome` callback is set (the queue
-/// keeps the newest 65,536; older ones are counted in `outcomes_dropped`). Never blocks.
+/// Takes up to `count` finished sends, oldest first, into `results` (an array of `count`
+/// elements of `result_size` bytes — pass `sizeof(wtd_reliable_result)`); `*out_count` = how
+/// many (0 when none: not an error). Outcomes come here only while no `on_outcome` callback is
+/// set (the queue keeps the newest 65,536; older ones are counted in `outcomes_dropped`). Never
+/// blocks.
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL results with
-/// max > 0).
+/// count > 0, `result_size` below the first published size, `count × result_size` overflowing).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_reliability_poll_outcomes(
     reliability: *mut wtd_reliability,
     results: *mut wtd_reliable_result,
-    max: usize,
+    result_size: usize,
+    count: usize,
     out_count: *mut usize,
 ) -> wtd_result {
     guard(|| {
@@ -710,47 +701,57 @@ pub unsafe extern "C" fn wtd_reliability_poll_outcomes(
         if out_count.is_null() {
             return Err(Error::invalid("out_count is NULL"));
         }
-        if results.is_null() && max > 0 {
-            return Err(Error::invalid(format!("results is NULL but max is {max}")));
-        }
-        let got = r.poll_outcomes(max);
-        for (i, (seq, outcome)) in got.iter().enumerate() {
-            results.add(i).write(wtd_reliable_result {
-                seq: *seq,
-                outcome: *outcome,
-            });
-        }
-        write_out(out_count, got.len(), "out_count")
+        check_elements(results, result_size, count, RELIABLE_RESULT_V1, "results")?;
+        let got = r.poll_outcomes(count);
+        let items = got
+            .iter()
+            .map(|&(seq, outcome)| wtd_reliable_result { seq, outcome });
+        let n = write_elements(
+            results,
+            result_size,
+            count,
+            RELIABLE_RESULT_V1,
+            items,
+            "results",
+        )?;
+        write_out(out_count, n, "out_count")
     })
 }
 
-/// Installs callbacks (both NULL: removes them). With `on_message` set, delivered messages go to
-/// it instead of `wtd_reliability_receive`; with `on_outcome` set, outcomes go to it instead of
-/// `wtd_reliability_poll_outcomes` (what is already queued stays there). They run on a wtd runtime
-/// thread (the connection task or the layer's timer; give-ups reported by
-/// `wtd_reliability_close` run on the closing thread), one at a time — never in parallel for one
-/// layer. Inside them non-blocking wtd calls are allowed (e.g. `wtd_reliability_send`); blocking
-/// ones return WTD_ERR_INVALID_STATE. The `reliability` pointer passed is this handle; callbacks
-/// stop once it is freed (a callback never sees a freed handle). `user_data` is passed to both.
+/// Installs the layer's callbacks (`callbacks` NULL removes them; the struct is copied). With
+/// `on_message` set, delivered messages go to it instead of `wtd_reliability_receive`; with
+/// `on_outcome` set, outcomes go to it instead of `wtd_reliability_poll_outcomes`. What is already
+/// queued (messages, outcomes) stays queued for the poll calls; events not yet dispatched go to
+/// the new set. Callbacks run on a wtd runtime thread (the connection task or the layer's timer;
+/// give-ups reported by `wtd_reliability_close` run on the closing thread), one at a time —
+/// never in parallel for one layer. Inside them non-blocking wtd calls are allowed (e.g.
+/// `wtd_reliability_send`); waiting ones return WTD_ERR_INVALID_STATE. The `reliability` pointer
+/// passed is this handle; callbacks stop once it is freed (a callback never sees a freed handle).
 ///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle).
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `struct_size` too small).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_reliability_set_callbacks(
     reliability: *mut wtd_reliability,
-    on_message: wtd_reliable_message_cb,
-    on_outcome: wtd_reliable_outcome_cb,
-    user_data: *mut c_void,
+    callbacks: *const wtd_reliability_callbacks,
 ) -> wtd_result {
     guard(|| {
         let handle = arg_ref(reliability as *const wtd_reliability, "reliability")?;
-        if on_message.is_none() && on_outcome.is_none() {
+        if callbacks.is_null() {
             handle.inner.set_callbacks(None);
             return Ok(());
         }
+        let zero = wtd_reliability_callbacks {
+            struct_size: 0,
+            reserved: 0,
+            on_message: None,
+            on_outcome: None,
+            user_data: std::ptr::null_mut(),
+        };
+        let cbs = read_options(callbacks, zero, RELIABILITY_CALLBACKS_V1, "callbacks")?;
         let weak: Weak<wtd_reliability> = weak_handle(reliability as *const wtd_reliability);
         let mut rust = ReliabilityCallbacks::default();
-        if let Some(f) = on_message {
-            let (w, ud) = (weak.clone(), UserData(user_data));
+        if let Some(f) = cbs.on_message {
+            let (w, ud) = (weak.clone(), UserData(cbs.user_data));
             rust.on_message = Some(Box::new(move |data: bytes::Bytes| {
                 if let Some(h) = w.upgrade() {
                     f(
@@ -762,8 +763,8 @@ pub unsafe extern "C" fn wtd_reliability_set_callbacks(
                 }
             }));
         }
-        if let Some(f) = on_outcome {
-            let (w, ud) = (weak, UserData(user_data));
+        if let Some(f) = cbs.on_outcome {
+            let (w, ud) = (weak, UserData(cbs.user_data));
             rust.on_outcome = Some(Box::new(move |seq: u32, o: wtd_reliable_outcome| {
                 if let Some(h) = w.upgrade() {
                     f(ud.get(), Arc::as_ptr(&h) as *mut wtd_reliability, seq, o);
@@ -773,6 +774,19 @@ pub unsafe extern "C" fn wtd_reliability_set_callbacks(
         handle.inner.set_callbacks(Some(rust));
         Ok(())
     })
+}
+
+/// TEST KNOB (not for production): from now on this layer drops the fraction `fraction` (0..1,
+/// 0 = off, the default) of arriving DATA and ACK frames before processing them (deterministic
+/// pseudo-random), to simulate loss on a real link. Counted in `injected_drops`.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `fraction` outside 0..1 or NaN).
+#[no_mangle]
+pub unsafe extern "C" fn wtd_reliability_set_test_drop_fraction(
+    reliability: *mut wtd_reliability,
+    fraction: f64,
+) -> wtd_result {
+    guard(|| self::reliability(reliability)?.set_inbound_loss(fraction))
 }
 
 /// Fills `*out` with the layer's counters (see `wtd_reliability_stats`).
@@ -812,7 +826,7 @@ pub unsafe extern "C" fn wtd_reliability_get_stats(
             recv_ready: s.recv_ready,
             acks_not_sent: s.acks_not_sent,
         };
-        write_out(out, v, "out")
+        write_sized(out, v, std::mem::size_of::<wtd_reliability_stats>(), "out")
     })
 }
 
@@ -835,6 +849,7 @@ pub unsafe extern "C" fn wtd_reliability_close(reliability: *mut wtd_reliability
 /// the outcome queue, which is freed too) and releases the handle. NULL is a no-op. No other call
 /// on this handle may be running or start; callbacks already running finish normally and none
 /// starts afterwards. Thread: any.
+/// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_reliability_free(reliability: *mut wtd_reliability) {
     guard_void(|| {
@@ -862,7 +877,7 @@ unsafe fn broadcaster<'a>(p: *const wtd_broadcaster) -> Result<&'a Broadcaster> 
     Ok(&arg_ref(p, "broadcaster")?.inner)
 }
 
-/// Outcome of one broadcast (`wtd_broadcaster_broadcast_ex`).
+/// Outcome of one broadcast (`wtd_broadcaster_broadcast`).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct wtd_broadcast_result {
@@ -878,7 +893,10 @@ pub struct wtd_broadcast_result {
     pub pruned: usize,
 }
 
-/// Creates an empty broadcaster (the seed's `DatagramBroadcaster()` / `create()`).
+/// First published size of `wtd_broadcast_result` (API 0.2).
+const BROADCAST_RESULT_V1: usize = std::mem::size_of::<wtd_broadcast_result>();
+
+/// Creates an empty broadcaster (pywebtransport's `DatagramBroadcaster()` / `create()`).
 ///
 /// Ownership: `*out` owns it; free with `wtd_broadcaster_free`. Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL out).
@@ -926,7 +944,7 @@ pub unsafe extern "C" fn wtd_broadcaster_remove(
 }
 
 /// Writes the number of transports in the set to `*out` (closed ones are pruned first; the
-/// seed's `get_transport_count`).
+/// pywebtransport's `get_transport_count`).
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
@@ -949,41 +967,20 @@ fn broadcast(
     }
     // SAFETY: the export's caller guarantees `data` points to `len` readable bytes.
     let data = unsafe { arg_bytes(data, len, "data")? };
-    Ok(b.broadcast(data, priority, (ttl_ms > 0).then(|| ms(ttl_ms))))
+    Ok(b.broadcast(data, priority, opt_ms(ttl_ms)))
 }
 
 /// Queues `data[0..len]` on every transport in the set without waiting (`priority` any int32,
 /// `ttl_ms` 0 = none). The payload is copied once and shared by all transports. A transport whose
-/// queue refuses it (full, too large) stays in the set; closed transports are removed.
-/// `*out_accepted` (optional) = how many transports accepted it (the seed's return value).
+/// queue refuses it (full, too large) stays in the set; closed transports are removed. `out`
+/// (optional, NULL = not wanted) receives how many transports accepted, failed (kept) and were
+/// pruned; set `out->struct_size = sizeof(wtd_broadcast_result)` first.
 ///
 /// Ownership: `data` is only read during the call. Thread: any.
-/// Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data, len 0). Per-transport failures are
-/// not errors (see `wtd_broadcaster_broadcast_ex` for the split).
+/// Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data, len 0, `out->struct_size` too
+/// small — checked before anything is sent). Per-transport failures are not errors.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_broadcaster_broadcast(
-    broadcaster: *mut wtd_broadcaster,
-    data: *const u8,
-    len: usize,
-    priority: i32,
-    ttl_ms: u32,
-    out_accepted: *mut usize,
-) -> wtd_result {
-    guard(|| {
-        let r = broadcast(self::broadcaster(broadcaster)?, data, len, priority, ttl_ms)?;
-        if !out_accepted.is_null() {
-            write_out(out_accepted, r.accepted, "out_accepted")?;
-        }
-        Ok(())
-    })
-}
-
-/// `wtd_broadcaster_broadcast` reporting accepted, failed (kept) and pruned (closed) transports in
-/// `*out` (required).
-///
-/// Thread: any. Errors: as `wtd_broadcaster_broadcast`, plus NULL `out`.
-#[no_mangle]
-pub unsafe extern "C" fn wtd_broadcaster_broadcast_ex(
     broadcaster: *mut wtd_broadcaster,
     data: *const u8,
     len: usize,
@@ -993,23 +990,27 @@ pub unsafe extern "C" fn wtd_broadcaster_broadcast_ex(
 ) -> wtd_result {
     guard(|| {
         let b = self::broadcaster(broadcaster)?;
-        if out.is_null() {
-            return Err(Error::invalid("out is NULL"));
+        if !out.is_null() {
+            check_sized(out, BROADCAST_RESULT_V1, "out")?;
         }
         let r = broadcast(b, data, len, priority, ttl_ms)?;
+        if out.is_null() {
+            return Ok(());
+        }
         let v = wtd_broadcast_result {
-            struct_size: std::mem::size_of::<wtd_broadcast_result>() as u32,
+            struct_size: 0,
             reserved: 0,
             accepted: r.accepted,
             failed: r.failed,
             pruned: r.pruned,
         };
-        write_out(out, v, "out")
+        write_sized(out, v, BROADCAST_RESULT_V1, "out")
     })
 }
 
 /// Releases the broadcaster and its references to the transports (they stay open). NULL is a
 /// no-op. No other call on this handle may be running or start. Thread: any.
+/// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_broadcaster_free(broadcaster: *mut wtd_broadcaster) {
     guard_void(|| super::free_handle(broadcaster))
@@ -1019,7 +1020,7 @@ pub unsafe extern "C" fn wtd_broadcaster_free(broadcaster: *mut wtd_broadcaster)
 // Monitor
 // =================================================================================================
 
-/// Monitor options. Fill with `wtd_monitor_options_default` (the seed's values), then change
+/// Monitor options. Fill with `wtd_monitor_options_default` (pywebtransport's values), then change
 /// fields.
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -1050,7 +1051,7 @@ fn monitor_defaults() -> wtd_monitor_options {
     let c = MonitorConfig::default();
     wtd_monitor_options {
         struct_size: MONITOR_OPTIONS_V1 as u32,
-        interval_ms: to_ms(c.interval),
+        interval_ms: ms_of(c.interval),
         samples_maxlen: u32::try_from(c.samples_maxlen).unwrap_or(u32::MAX),
         alerts_maxlen: u32::try_from(c.alerts_maxlen).unwrap_or(u32::MAX),
         queue_threshold: c.queue_threshold,
@@ -1077,7 +1078,7 @@ fn monitor_config(o: &wtd_monitor_options) -> Result<MonitorConfig> {
         return Err(Error::invalid("thresholds must be finite and ≥ 0"));
     }
     Ok(MonitorConfig {
-        interval: ms(o.interval_ms),
+        interval: Duration::from_millis(u64::from(o.interval_ms)),
         samples_maxlen: o.samples_maxlen as usize,
         alerts_maxlen: o.alerts_maxlen as usize,
         queue_threshold: o.queue_threshold,
@@ -1086,7 +1087,8 @@ fn monitor_config(o: &wtd_monitor_options) -> Result<MonitorConfig> {
     })
 }
 
-/// One monitor sample.
+/// One monitor sample (an element of the array `wtd_monitor_get_samples` fills; the caller
+/// passes `sizeof(wtd_monitor_sample)` as the element size, so fields can be appended).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct wtd_monitor_sample {
@@ -1107,11 +1109,12 @@ pub struct wtd_monitor_sample {
 /// Capacity of `wtd_monitor_alert.message`, NUL included.
 pub const WTD_ALERT_MESSAGE_MAX: usize = 128;
 
-/// One monitor alert.
+/// One monitor alert (an element of the array `wtd_monitor_get_alerts` fills; the caller passes
+/// `sizeof(wtd_monitor_alert)` as the element size, so fields can be appended).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct wtd_monitor_alert {
-    /// What was detected.
+    /// What was detected (a `wtd_alert_kind` value).
     pub kind: wtd_alert_kind,
     /// Unix time (s) it was raised.
     pub timestamp: f64,
@@ -1123,6 +1126,24 @@ pub struct wtd_monitor_alert {
 /// the call.
 pub type wtd_monitor_alert_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, alert: *const wtd_monitor_alert)>;
+
+/// Monitor callbacks (versioned: set `struct_size = sizeof(wtd_monitor_callbacks)`).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct wtd_monitor_callbacks {
+    /// `sizeof(wtd_monitor_callbacks)`.
+    pub struct_size: u32,
+    /// Reserved, 0.
+    pub reserved: u32,
+    /// Alert raised (NULL: alerts are only kept for `wtd_monitor_get_alerts`).
+    pub on_alert: wtd_monitor_alert_cb,
+    /// Passed to the callback.
+    pub user_data: *mut c_void,
+}
+
+const MONITOR_CALLBACKS_V1: usize = std::mem::size_of::<wtd_monitor_callbacks>();
+const MONITOR_SAMPLE_V1: usize = std::mem::size_of::<wtd_monitor_sample>();
+const MONITOR_ALERT_V1: usize = std::mem::size_of::<wtd_monitor_alert>();
 
 fn c_sample(s: &Sample) -> wtd_monitor_sample {
     wtd_monitor_sample {
@@ -1171,7 +1192,7 @@ unsafe fn monitor<'a>(p: *const wtd_monitor) -> Result<&'a Monitor> {
     Ok(&arg_ref(p, "monitor")?.inner)
 }
 
-/// Fills `*options` with the seed's defaults: interval_ms 5000, samples_maxlen 100,
+/// Fills `*options` with pywebtransport's defaults: interval_ms 5000, samples_maxlen 100,
 /// alerts_maxlen 50, queue_threshold 0.9, success_rate_threshold 0.8, trend_window 10.
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
@@ -1179,7 +1200,7 @@ unsafe fn monitor<'a>(p: *const wtd_monitor) -> Result<&'a Monitor> {
 pub unsafe extern "C" fn wtd_monitor_options_default(
     options: *mut wtd_monitor_options,
 ) -> wtd_result {
-    guard(|| write_out(options, monitor_defaults(), "options"))
+    guard(|| write_sized(options, monitor_defaults(), MONITOR_OPTIONS_V1, "options"))
 }
 
 /// Creates a monitor of `transport` (`options` NULL = defaults). It does not sample until
@@ -1224,7 +1245,7 @@ pub unsafe extern "C" fn wtd_monitor_stop(monitor: *mut wtd_monitor) -> wtd_resu
     })
 }
 
-/// Writes to `*out` whether the monitor is sampling (the seed's `is_monitoring`).
+/// Writes to `*out` whether the monitor is sampling (pywebtransport's `is_monitoring`).
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_monitor_is_monitoring(
@@ -1245,16 +1266,18 @@ pub unsafe extern "C" fn wtd_monitor_sample_now(monitor: *mut wtd_monitor) -> wt
     })
 }
 
-/// Copies the newest `min(limit, kept)` samples, oldest first, into `samples[0..limit]`;
-/// `*out_count` = how many (the seed's `get_samples(limit)`).
+/// Copies the newest `min(count, kept)` samples, oldest first, into `samples` (an array of
+/// `count` elements of `sample_size` bytes — pass `sizeof(wtd_monitor_sample)`); `*out_count` =
+/// how many (pywebtransport's `get_samples(limit)`).
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL samples with
-/// limit > 0).
+/// count > 0, `sample_size` below the first published size, `count × sample_size` overflowing).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_monitor_get_samples(
     monitor: *const wtd_monitor,
     samples: *mut wtd_monitor_sample,
-    limit: usize,
+    sample_size: usize,
+    count: usize,
     out_count: *mut usize,
 ) -> wtd_result {
     guard(|| {
@@ -1262,67 +1285,81 @@ pub unsafe extern "C" fn wtd_monitor_get_samples(
         if out_count.is_null() {
             return Err(Error::invalid("out_count is NULL"));
         }
-        if samples.is_null() && limit > 0 {
-            return Err(Error::invalid(format!(
-                "samples is NULL but limit is {limit}"
-            )));
-        }
-        let got = m.samples(Some(limit));
-        for (i, s) in got.iter().enumerate() {
-            samples.add(i).write(c_sample(s));
-        }
-        write_out(out_count, got.len(), "out_count")
-    })
-}
-
-/// Copies the newest `min(max, kept)` alerts (at most `alerts_maxlen` are kept), oldest first,
-/// into `alerts[0..max]`; `*out_count` = how many (the seed's `get_alerts`).
-///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL alerts with
-/// max > 0).
-#[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_get_alerts(
-    monitor: *const wtd_monitor,
-    alerts: *mut wtd_monitor_alert,
-    max: usize,
-    out_count: *mut usize,
-) -> wtd_result {
-    guard(|| {
-        let m = self::monitor(monitor)?;
-        if out_count.is_null() {
-            return Err(Error::invalid("out_count is NULL"));
-        }
-        if alerts.is_null() && max > 0 {
-            return Err(Error::invalid(format!("alerts is NULL but max is {max}")));
-        }
-        let all = m.alerts();
-        let n = max.min(all.len());
-        for (i, a) in all[all.len() - n..].iter().enumerate() {
-            alerts.add(i).write(c_alert(a));
-        }
+        check_elements(samples, sample_size, count, MONITOR_SAMPLE_V1, "samples")?;
+        let got = m.samples(Some(count));
+        let items = got.iter().map(c_sample);
+        let n = write_elements(
+            samples,
+            sample_size,
+            count,
+            MONITOR_SAMPLE_V1,
+            items,
+            "samples",
+        )?;
         write_out(out_count, n, "out_count")
     })
 }
 
-/// Installs (`callback` NULL: removes) the alert callback, called once per raised alert on the
-/// sampling thread (a wtd runtime thread for timer samples, the caller's thread for
-/// `wtd_monitor_sample_now`), never in parallel for one monitor unless `wtd_monitor_sample_now`
-/// is called from several threads at once. Inside it non-blocking wtd calls are allowed.
-/// `user_data` must stay valid until the callback is replaced or the monitor freed.
+/// Copies the newest `min(count, kept)` alerts (at most `alerts_maxlen` are kept), oldest first,
+/// into `alerts` (an array of `count` elements of `alert_size` bytes — pass
+/// `sizeof(wtd_monitor_alert)`); `*out_count` = how many (pywebtransport's `get_alerts`).
 ///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL monitor).
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL alerts with
+/// count > 0, `alert_size` below the first published size, `count × alert_size` overflowing).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_set_alert_callback(
-    monitor: *mut wtd_monitor,
-    callback: wtd_monitor_alert_cb,
-    user_data: *mut c_void,
+pub unsafe extern "C" fn wtd_monitor_get_alerts(
+    monitor: *const wtd_monitor,
+    alerts: *mut wtd_monitor_alert,
+    alert_size: usize,
+    count: usize,
+    out_count: *mut usize,
 ) -> wtd_result {
     guard(|| {
         let m = self::monitor(monitor)?;
-        match callback {
+        if out_count.is_null() {
+            return Err(Error::invalid("out_count is NULL"));
+        }
+        check_elements(alerts, alert_size, count, MONITOR_ALERT_V1, "alerts")?;
+        let all = m.alerts();
+        let newest = &all[all.len() - count.min(all.len())..];
+        let items = newest.iter().map(c_alert);
+        let n = write_elements(alerts, alert_size, count, MONITOR_ALERT_V1, items, "alerts")?;
+        write_out(out_count, n, "out_count")
+    })
+}
+
+/// Installs the monitor's callbacks (`callbacks` NULL removes them; the struct is copied).
+/// `on_alert` is called once per raised alert on the sampling thread (a wtd runtime thread for
+/// timer samples, the caller's thread for `wtd_monitor_sample_now`), never in parallel for one
+/// monitor unless `wtd_monitor_sample_now` is called from several threads at once. Alerts raised
+/// before the callback was set are not replayed (read them with `wtd_monitor_get_alerts`); a
+/// callback already running when it is replaced finishes with the old `user_data`. Inside it
+/// non-blocking wtd calls are allowed. `user_data` must stay valid until the callbacks are
+/// replaced and a running one has returned, or the monitor is freed.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL monitor, `struct_size` too small).
+#[no_mangle]
+pub unsafe extern "C" fn wtd_monitor_set_callbacks(
+    monitor: *mut wtd_monitor,
+    callbacks: *const wtd_monitor_callbacks,
+) -> wtd_result {
+    guard(|| {
+        let m = self::monitor(monitor)?;
+        if callbacks.is_null() {
+            m.set_alert_callback(None);
+            return Ok(());
+        }
+        let zero = wtd_monitor_callbacks {
+            struct_size: 0,
+            reserved: 0,
+            on_alert: None,
+            user_data: std::ptr::null_mut(),
+        };
+        let cbs = read_options(callbacks, zero, MONITOR_CALLBACKS_V1, "callbacks")?;
+        match cbs.on_alert {
             None => m.set_alert_callback(None),
             Some(f) => {
-                let ud = UserData(user_data);
+                let ud = UserData(cbs.user_data);
                 m.set_alert_callback(Some(Arc::new(move |a: &Alert| {
                     let c = c_alert(a);
                     f(ud.get(), &c);
@@ -1333,20 +1370,19 @@ pub unsafe extern "C" fn wtd_monitor_set_alert_callback(
     })
 }
 
-/// "high_queue_size", "low_success_rate" or "increasing_send_time" (the seed's alert type
-/// strings; static). Thread: any.
+/// "high_queue_size", "low_success_rate" or "increasing_send_time" (pywebtransport's alert type
+/// strings), or "unknown" for any other value (a plain integer, so any value is safe to pass).
+///
+/// Ownership: static; never free it. Thread: any. Errors: none.
 #[no_mangle]
-pub extern "C" fn wtd_alert_kind_str(kind: wtd_alert_kind) -> *const c_char {
-    match kind {
-        wtd_alert_kind::WTD_ALERT_HIGH_QUEUE_SIZE => c"high_queue_size".as_ptr(),
-        wtd_alert_kind::WTD_ALERT_LOW_SUCCESS_RATE => c"low_success_rate".as_ptr(),
-        wtd_alert_kind::WTD_ALERT_INCREASING_SEND_TIME => c"increasing_send_time".as_ptr(),
-    }
+pub extern "C" fn wtd_alert_kind_str(kind: u32) -> *const c_char {
+    wtd_alert_kind::c_name_of(kind)
 }
 
 /// Stops sampling, removes the callback and releases the monitor (the transport stays open).
 /// NULL is a no-op. No other call on this handle may be running or start; a callback already
 /// running finishes normally and none starts afterwards. Thread: any.
+/// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_monitor_free(monitor: *mut wtd_monitor) {
     guard_void(|| {
@@ -1406,11 +1442,6 @@ mod tests {
         };
         assert!(reliability_config(&bad).is_err());
         let bad = wtd_reliability_options { in_order: 2, ..o };
-        assert!(reliability_config(&bad).is_err());
-        let bad = wtd_reliability_options {
-            test_drop_fraction: 1.5,
-            ..o
-        };
         assert!(reliability_config(&bad).is_err());
     }
 

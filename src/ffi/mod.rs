@@ -23,13 +23,22 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{wtd_result, Error, Result};
 
-pub mod client;
-pub mod layers;
-pub mod log;
+// The header follows this order (cbindgen, `sort_by = "None"`), so it reads by object:
+// results/log → server → client → session → transport → layers. Blank lines keep rustfmt from
+// sorting the declarations.
 pub mod result;
+
+pub mod log;
+
 pub mod server;
+
+pub mod client;
+
 pub mod session;
+
 pub mod transport;
+
+pub mod layers;
 
 thread_local! {
     /// Message of the last failed wtd call on this thread (None = no error).
@@ -376,6 +385,213 @@ pub(crate) unsafe fn read_options_or_default<T: Copy>(
         return Ok(default);
     }
     read_options(p, default, min, what)
+}
+
+/// The byte length of `count` elements of `elem_size` bytes, refused (WTD_ERR_INVALID_ARGUMENT)
+/// when the product overflows or exceeds `isize::MAX` (the most a Rust slice may span).
+pub(crate) fn checked_len(count: usize, elem_size: usize, what: &str) -> Result<usize> {
+    count
+        .checked_mul(elem_size)
+        .filter(|n| *n <= isize::MAX as usize)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{what}: {count} elements of {elem_size} bytes are too large"
+            ))
+        })
+}
+
+/// A slice of `count` `T`s from C. `count == 0` → empty (any pointer); NULL with `count > 0`,
+/// a misaligned pointer or a byte length above `isize::MAX` → WTD_ERR_INVALID_ARGUMENT.
+///
+/// # Safety
+/// A non-NULL `p` must point to `count` initialized `T`s that stay valid for `'a`.
+pub(crate) unsafe fn arg_slice<'a, T>(p: *const T, count: usize, what: &str) -> Result<&'a [T]> {
+    if count == 0 {
+        return Ok(&[]);
+    }
+    checked_len(count, std::mem::size_of::<T>(), what)?;
+    if p.is_null() {
+        return Err(Error::invalid(format!(
+            "{what} is NULL but count is {count}"
+        )));
+    }
+    check_aligned(p, what)?;
+    // SAFETY: non-NULL, aligned, length checked; validity is the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p, count) })
+}
+
+/// [`arg_slice`] for a mutable array the library fills.
+///
+/// # Safety
+/// A non-NULL `p` must point to `count` initialized `T`s, writable and not aliased, for `'a`.
+pub(crate) unsafe fn arg_slice_mut<'a, T>(
+    p: *mut T,
+    count: usize,
+    what: &str,
+) -> Result<&'a mut [T]> {
+    if count == 0 {
+        return Ok(&mut []);
+    }
+    checked_len(count, std::mem::size_of::<T>(), what)?;
+    if p.is_null() {
+        return Err(Error::invalid(format!(
+            "{what} is NULL but count is {count}"
+        )));
+    }
+    check_aligned(p, what)?;
+    // SAFETY: non-NULL, aligned, length checked; validity is the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, count) })
+}
+
+/// A caller-owned receive buffer: `buf[0..cap]`, where NULL is allowed only with `cap == 0`.
+///
+/// # Safety
+/// A non-NULL `buf` must be writable for `cap` bytes and not aliased during the call.
+pub(crate) unsafe fn arg_buffer<'a>(buf: *mut u8, cap: usize, what: &str) -> Result<&'a mut [u8]> {
+    if buf.is_null() {
+        if cap > 0 {
+            return Err(Error::invalid(format!(
+                "{what} is NULL but its capacity is {cap}"
+            )));
+        }
+        return Ok(&mut []);
+    }
+    if cap > isize::MAX as usize {
+        return Err(Error::invalid(format!(
+            "{what}: capacity {cap} is too large"
+        )));
+    }
+    // SAFETY: non-NULL, length checked; validity is the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf, cap) })
+}
+
+/// Checks a growable output struct before any work is done (see [`write_sized`]).
+///
+/// # Safety
+/// A non-NULL `out` must be readable for 4 bytes.
+pub(crate) unsafe fn check_sized<T>(out: *mut T, min: usize, what: &str) -> Result<()> {
+    if out.is_null() {
+        return Err(null_err(what));
+    }
+    check_aligned(out as *const u32, what)?;
+    // SAFETY: non-NULL and aligned; the caller's contract makes the first 4 bytes readable.
+    let size = unsafe { std::ptr::read(out as *const u32) } as usize;
+    if size < min {
+        return Err(Error::invalid(format!(
+            "{what}->struct_size is {size}, expected at least {min}: set it to sizeof the struct \
+             before the call"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes a growable output struct (`T` is `#[repr(C)]` and starts with `struct_size: u32`):
+/// the caller has set `out->struct_size` to the size it allocated; the library writes
+/// `min(that, sizeof T)` bytes of `v` and sets `out->struct_size` to the number written. A
+/// `struct_size` below `min` (the struct's first published size; 0 = forgotten) →
+/// WTD_ERR_INVALID_ARGUMENT and nothing is written.
+///
+/// # Safety
+/// A non-NULL `out` must be writable for the `struct_size` bytes its first field states.
+pub(crate) unsafe fn write_sized<T: Copy>(out: *mut T, v: T, min: usize, what: &str) -> Result<()> {
+    // SAFETY: the caller's contract.
+    unsafe { check_sized(out, min, what)? };
+    // SAFETY: checked just above.
+    let size = unsafe { std::ptr::read(out as *const u32) } as usize;
+    let n = size.min(std::mem::size_of::<T>());
+    // SAFETY: `n` ≤ both the caller's stated size and `size_of::<T>()`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(&v as *const T as *const u8, out as *mut u8, n);
+        std::ptr::write(out as *mut u32, n as u32);
+    }
+    Ok(())
+}
+
+/// Checks a caller-allocated array for [`write_elements`] before any work is done: `elem_size`
+/// at least `min` (when `count > 0`), `count × elem_size` within `isize::MAX`, `base` non-NULL
+/// when `count > 0` and aligned for `T`.
+pub(crate) fn check_elements<T>(
+    base: *mut T,
+    elem_size: usize,
+    count: usize,
+    min: usize,
+    what: &str,
+) -> Result<()> {
+    if count == 0 {
+        return Ok(());
+    }
+    if elem_size < min {
+        return Err(Error::invalid(format!(
+            "{what}: element size {elem_size} is below {min}: pass sizeof the element struct"
+        )));
+    }
+    checked_len(count, elem_size, what)?;
+    if base.is_null() {
+        return Err(Error::invalid(format!(
+            "{what} is NULL but count is {count}"
+        )));
+    }
+    check_aligned(base, what)?;
+    if elem_size % std::mem::align_of::<T>() != 0 {
+        return Err(Error::invalid(format!(
+            "{what}: element size {elem_size} is not a multiple of the element alignment"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `items` into a caller-allocated array of elements `elem_size` bytes apart (the
+/// caller's `sizeof` of the element struct, which may be older and smaller, or newer and larger,
+/// than `T`): each element gets `min(elem_size, sizeof T)` bytes. `elem_size` below `min` (the
+/// struct's first published size), or `count × elem_size` overflowing → WTD_ERR_INVALID_ARGUMENT.
+/// Returns how many were written (at most `count`).
+///
+/// # Safety
+/// A non-NULL `base` must be writable for `count × elem_size` bytes.
+pub(crate) unsafe fn write_elements<T: Copy>(
+    base: *mut T,
+    elem_size: usize,
+    count: usize,
+    min: usize,
+    items: impl IntoIterator<Item = T>,
+    what: &str,
+) -> Result<usize> {
+    check_elements(base, elem_size, count, min, what)?;
+    let n = elem_size.min(std::mem::size_of::<T>());
+    let mut written = 0;
+    for item in items.into_iter().take(count) {
+        // SAFETY: element `written` < count lies inside the caller's `count × elem_size` bytes.
+        unsafe {
+            let dst = (base as *mut u8).add(written * elem_size);
+            std::ptr::copy_nonoverlapping(&item as *const T as *const u8, dst, n);
+        }
+        written += 1;
+    }
+    Ok(written)
+}
+
+/// Converts a C timeout in milliseconds for a wait: negative = forever (`None`), 0 = don't wait,
+/// else that many milliseconds.
+pub(crate) fn wait_of(ms: i32) -> Option<std::time::Duration> {
+    u64::try_from(ms).ok().map(std::time::Duration::from_millis)
+}
+
+/// Converts an optional duration in milliseconds (TTL, max age, flush): 0 = none.
+pub(crate) fn opt_ms(ms: u32) -> Option<std::time::Duration> {
+    (ms > 0).then(|| std::time::Duration::from_millis(ms.into()))
+}
+
+/// The inverse of [`opt_ms`]: `None` → 0; a set duration is at least 1 ms (so it never reads as
+/// "none") and saturates at `u32::MAX`.
+pub(crate) fn ms_of_opt(d: Option<std::time::Duration>) -> u32 {
+    d.map_or(0, |d| {
+        u32::try_from(d.as_millis().max(1)).unwrap_or(u32::MAX)
+    })
+}
+
+/// A duration in whole milliseconds, saturating at `u32::MAX`.
+pub(crate) fn ms_of(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 /// Moves `v` to the heap and returns it as an opaque handle for C. Free with [`free_handle`].

@@ -8,7 +8,7 @@ use crate::error::wtd_result;
 /// Major version of the library this header belongs to.
 pub const WTD_VERSION_MAJOR: u32 = 0;
 /// Minor version of the library this header belongs to.
-pub const WTD_VERSION_MINOR: u32 = 1;
+pub const WTD_VERSION_MINOR: u32 = 2;
 /// Patch version of the library this header belongs to.
 pub const WTD_VERSION_PATCH: u32 = 0;
 
@@ -34,66 +34,15 @@ const _: () = assert!(
 
 static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
-/// Maps a raw code from C to `wtd_result` (C may pass any int).
-pub(crate) fn result_from_raw(code: i32) -> Option<wtd_result> {
-    use wtd_result::*;
-    const ALL: [wtd_result; 17] = [
-        WTD_OK,
-        WTD_ERR_INVALID_ARGUMENT,
-        WTD_ERR_CLOSED,
-        WTD_ERR_TIMEOUT,
-        WTD_ERR_WOULD_BLOCK,
-        WTD_ERR_TOO_LARGE,
-        WTD_ERR_BUFFER_TOO_SMALL,
-        WTD_ERR_TLS,
-        WTD_ERR_CONNECTION,
-        WTD_ERR_REJECTED,
-        WTD_ERR_PROTOCOL,
-        WTD_ERR_IO,
-        WTD_ERR_SERIALIZATION,
-        WTD_ERR_NOT_SUPPORTED,
-        WTD_ERR_INVALID_STATE,
-        WTD_ERR_PANIC,
-        WTD_ERR_INTERNAL,
-    ];
-    ALL.iter().copied().find(|r| *r as i32 == code)
-}
-
-fn describe(r: wtd_result) -> &'static std::ffi::CStr {
-    use wtd_result::*;
-    match r {
-        WTD_OK => c"ok",
-        WTD_ERR_INVALID_ARGUMENT => c"invalid argument",
-        WTD_ERR_CLOSED => c"closed",
-        WTD_ERR_TIMEOUT => c"timed out",
-        WTD_ERR_WOULD_BLOCK => c"would block",
-        WTD_ERR_TOO_LARGE => c"datagram too large",
-        WTD_ERR_BUFFER_TOO_SMALL => c"buffer too small",
-        WTD_ERR_TLS => c"TLS error",
-        WTD_ERR_CONNECTION => c"connection error",
-        WTD_ERR_REJECTED => c"session rejected",
-        WTD_ERR_PROTOCOL => c"protocol violation",
-        WTD_ERR_IO => c"I/O error",
-        WTD_ERR_SERIALIZATION => c"serialization error",
-        WTD_ERR_NOT_SUPPORTED => c"not supported",
-        WTD_ERR_INVALID_STATE => c"invalid state",
-        WTD_ERR_PANIC => c"internal panic",
-        WTD_ERR_INTERNAL => c"internal error",
-    }
-}
-
 /// Returns a short static description of a result code, e.g. "closed" for `WTD_ERR_CLOSED`, or
-/// "unknown result code" for a value that is not a `wtd_result`. Takes the code as a plain
-/// integer so any value is safe to pass.
+/// "unknown" for a value that is not a `wtd_result`. Takes the code as a plain integer so any
+/// value is safe to pass.
 ///
 /// Ownership: the string is static; never free it. Thread: any. Errors: none; does not change
 /// `wtd_last_error_message()`.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_result_str(result: i32) -> *const c_char {
-    match result_from_raw(result) {
-        Some(r) => describe(r).as_ptr(),
-        None => c"unknown result code".as_ptr(),
-    }
+pub extern "C" fn wtd_result_str(result: u32) -> *const c_char {
+    wtd_result::c_name_of(result)
 }
 
 /// Returns the message of the most recent failed wtd call on the calling thread (NUL-terminated
@@ -107,7 +56,7 @@ pub unsafe extern "C" fn wtd_last_error_message() -> *const c_char {
     last_error_ptr()
 }
 
-/// Returns the library version as a static string, e.g. "0.1.0". Compare with the
+/// Returns the library version as a static string, e.g. "0.2.0". Compare with the
 /// `WTD_VERSION_*` macros to detect a header/library mismatch.
 ///
 /// Ownership: static; never free it. Thread: any. Errors: none.
@@ -164,20 +113,22 @@ mod tests {
 
     #[test]
     fn strings_for_every_code() {
-        for code in 0..=16 {
-            let r = result_from_raw(code).expect("every code 0..=16 exists");
-            assert_eq!(r as i32, code);
-            let s = unsafe { CStr::from_ptr(wtd_result_str(code)) }
+        assert_eq!(wtd_result::ALL.len(), 17);
+        for (i, r) in wtd_result::ALL.iter().enumerate() {
+            assert_eq!(*r as u32, i as u32, "codes are dense and in order");
+            assert_eq!(wtd_result::try_from(i as u32), Ok(*r));
+            let s = unsafe { CStr::from_ptr(wtd_result_str(*r as u32)) }
                 .to_str()
                 .unwrap();
-            assert!(!s.is_empty() && s != "unknown result code");
+            assert!(!s.is_empty() && s != "unknown");
         }
         let closed = unsafe { CStr::from_ptr(wtd_result_str(2)) };
         assert_eq!(closed.to_str().unwrap(), "closed");
-        for bad in [-1, 17, i32::MAX, i32::MIN] {
+        for bad in [17, 1000, u32::MAX, -1i32 as u32] {
             let s = unsafe { CStr::from_ptr(wtd_result_str(bad)) };
-            assert_eq!(s.to_str().unwrap(), "unknown result code");
+            assert_eq!(s.to_str().unwrap(), "unknown");
         }
+        assert_eq!(wtd_result::WTD_ERR_CLOSED.as_str(), "WTD_ERR_CLOSED");
     }
 
     #[test]

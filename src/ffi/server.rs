@@ -6,10 +6,10 @@ use std::ffi::{c_char, c_void, CString};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::session::{new_handle, timeout_of, wtd_session};
+use super::session::{new_handle, wtd_session};
 use super::{
     arg_opt_str, arg_ref, copy_str_out, free_handle, guard, into_handle, read_options_or_default,
-    write_out, UserData,
+    wait_of, write_out, write_sized, UserData,
 };
 use crate::endpoint::server::{
     Identity, Server, ServerConfig, DEFAULT_ACCEPT_QUEUE_CAPACITY, DEFAULT_DEADLINE,
@@ -43,12 +43,12 @@ pub struct wtd_session_request {
 
 /// Decides on a session request: return 200 to accept, or an HTTP status (e.g. 403, 404) to
 /// refuse. Called on a wtd runtime thread; must not block.
-pub type wtd_request_cb = Option<
+pub type wtd_server_request_cb = Option<
     unsafe extern "C" fn(user_data: *mut c_void, request: *const wtd_session_request) -> u16,
 >;
 /// Receives each new session; the callee owns the handle (free it with `wtd_session_free`).
 /// Called on a wtd runtime thread. When NULL, sessions wait for `wtd_server_accept`.
-pub type wtd_session_cb =
+pub type wtd_server_session_cb =
     Option<unsafe extern "C" fn(user_data: *mut c_void, session: *mut wtd_session)>;
 
 /// Server options. Fill with `wtd_server_options_default`, then change fields.
@@ -78,9 +78,9 @@ pub struct wtd_server_options {
     /// Reserved, 0.
     pub reserved2: u32,
     /// Optional accept/refuse hook (NULL: accept every WebTransport request).
-    pub on_request: wtd_request_cb,
+    pub on_request: wtd_server_request_cb,
     /// Optional new-session hook (NULL: use `wtd_server_accept`).
-    pub on_session: wtd_session_cb,
+    pub on_session: wtd_server_session_cb,
     /// Passed to `on_request` and `on_session`.
     pub user_data: *mut c_void,
     // ---- Appended in version 2 (hardening; see docs/SECURITY.md). Callers built against the
@@ -160,12 +160,15 @@ fn server_defaults() -> wtd_server_options {
 /// Size of the first published `wtd_server_options` (up to `user_data`); the smallest accepted.
 const SERVER_OPTIONS_V1: usize = std::mem::offset_of!(wtd_server_options, accept_queue_capacity);
 
-/// Fills `*options` with the defaults (and its `struct_size`).
+/// Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_server_options)`
+/// first: the library writes at most that many bytes and sets it to what it wrote.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_options_default(
     options: *mut wtd_server_options,
 ) -> wtd_result {
-    guard(|| write_out(options, server_defaults(), "options"))
+    guard(|| write_sized(options, server_defaults(), SERVER_OPTIONS_V1, "options"))
 }
 
 pub(crate) fn quic_settings(idle_ms: u32, keep_alive_ms: u32) -> Result<QuicSettings> {
@@ -255,9 +258,12 @@ unsafe fn config_from(o: &wtd_server_options) -> Result<ServerConfig> {
     Ok(cfg)
 }
 
-/// Creates a server and starts listening. `options` NULL = defaults. On success `*out` owns the
-/// server. Errors: WTD_ERR_INVALID_ARGUMENT (bad host/options), WTD_ERR_TLS (unreadable or
-/// mismatched certificate/key), WTD_ERR_IO (port in use).
+/// Creates a server and starts listening (`options` NULL = defaults).
+///
+/// Ownership: on success `*out` owns the server; free it with `wtd_server_free`. The option
+/// strings are copied. Thread: any.
+/// Errors: WTD_ERR_INVALID_ARGUMENT (NULL `out`, bad host or options, `struct_size` too small),
+/// WTD_ERR_TLS (unreadable or mismatched certificate/key), WTD_ERR_IO (port in use).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_new(
     options: *const wtd_server_options,
@@ -277,7 +283,9 @@ unsafe fn server<'a>(p: *const wtd_server) -> Result<&'a Server> {
     Ok(&arg_ref(p, "server")?.inner)
 }
 
-/// The UDP port the server listens on.
+/// Writes the UDP port the server listens on to `*out`.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_IO.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_port(server: *const wtd_server, out: *mut u16) -> wtd_result {
     guard(|| write_out(out, self::server(server)?.local_addr()?.port(), "out"))
@@ -299,6 +307,8 @@ pub unsafe extern "C" fn wtd_server_readiness_fd(
 }
 
 /// Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_cert_hash(
     server: *const wtd_server,
@@ -314,7 +324,11 @@ pub unsafe extern "C" fn wtd_server_cert_hash(
     })
 }
 
-/// The certificate's SHA-256 as 64 lowercase hex characters + NUL (`cap` ≥ 65).
+/// Copies the certificate's SHA-256 as 64 lowercase hex characters plus a NUL into `buf`
+/// (`cap` ≥ 65).
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL server, NULL buf with cap > 0),
+/// WTD_ERR_BUFFER_TOO_SMALL (`cap` < 65; nothing written).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_cert_hash_hex(
     server: *const wtd_server,
@@ -331,8 +345,11 @@ pub unsafe extern "C" fn wtd_server_cert_hash_hex(
     })
 }
 
-/// Fills `*out` with the server's protection counters (`out->struct_size` is set by the
-/// library): what it refused or closed to protect itself, by reason.
+/// Fills `*out` with the server's protection counters: what it refused or closed to protect
+/// itself, by reason. Set `out->struct_size = sizeof(wtd_server_stats)` first: the library writes
+/// at most that many bytes and sets it to what it wrote.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_get_stats(
     server: *const wtd_server,
@@ -354,25 +371,30 @@ pub unsafe extern "C" fn wtd_server_get_stats(
             closed_settings_timeout: st.closed_settings_timeout,
             closed_session_timeout: st.closed_session_timeout,
         };
-        write_out(out, v, "out")
+        write_sized(out, v, std::mem::size_of::<wtd_server_stats>(), "out")
     })
 }
 
-/// Takes the next new session: `timeout_ms` 0 = poll (WTD_ERR_WOULD_BLOCK when none),
-/// -1 = wait forever, else WTD_ERR_TIMEOUT. `*out` owns the new session handle.
-/// WTD_ERR_CLOSED after `wtd_server_close`. Waiting from a callback thread is refused.
+/// Takes the next new session into `*out`: `timeout_ms` 0 = poll, negative = wait forever,
+/// n > 0 = at most n ms.
+///
+/// Ownership: `*out` owns the new session handle; free it with `wtd_session_free`.
+/// Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
+/// (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments),
+/// WTD_ERR_WOULD_BLOCK (none waiting, `timeout_ms` 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (after
+/// `wtd_server_close`; also wakes a waiting call).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_accept(
     server: *mut wtd_server,
-    timeout_ms: i32,
     out: *mut *mut wtd_session,
+    timeout_ms: i32,
 ) -> wtd_result {
     guard(|| {
         let s = self::server(server)?;
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
         }
-        let session = s.accept(timeout_of(timeout_ms))?;
+        let session = s.accept(wait_of(timeout_ms))?;
         write_out(out, new_handle(session), "out")
     })
 }
@@ -380,6 +402,8 @@ pub unsafe extern "C" fn wtd_server_accept(
 /// Stops accepting, sends GOAWAY, closes every session (code 0, "server shutting down") and
 /// waits up to ~2 s for that to reach the peers. Idempotent. Session handles stay valid (closed)
 /// until freed.
+///
+/// Thread: any; from a wtd callback it does not wait. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_close(server: *mut wtd_server) -> wtd_result {
     guard(|| {
@@ -388,7 +412,10 @@ pub unsafe extern "C" fn wtd_server_close(server: *mut wtd_server) -> wtd_result
     })
 }
 
-/// Closes (as `wtd_server_close`) and releases the server. NULL is a no-op.
+/// Closes (as `wtd_server_close`) and releases the server. NULL is a no-op. Sessions it handed
+/// out stay valid (closed) until freed. No call may start on the handle afterwards.
+///
+/// Thread: any. Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_server_free(server: *mut wtd_server) {
     super::guard_void(|| free_handle(server))

@@ -8,8 +8,8 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::{
-    arg_bytes, arg_opt_str, arg_ref, copy_str_out, guard, guard_value, read_options_or_default,
-    weak_handle, write_out, UserData,
+    arg_buffer, arg_bytes, arg_opt_str, arg_ref, arg_slice_mut, copy_str_out, guard,
+    read_options_or_default, wait_of, weak_handle, write_out, write_sized, UserData,
 };
 use crate::error::{wtd_result, Error, Result};
 use crate::h3::wtd_draft;
@@ -53,12 +53,9 @@ pub(crate) unsafe fn session_ref(p: *const wtd_session) -> Result<Arc<wtd_sessio
     Ok(Arc::from_raw(p))
 }
 
-/// Converts a C timeout in milliseconds: negative = forever, 0 = don't wait.
-pub(crate) fn timeout_of(ms: i32) -> Option<Duration> {
-    u64::try_from(ms).ok().map(Duration::from_millis)
-}
-
-/// One caller-owned buffer for `wtd_session_receive_batch`.
+/// One caller-owned buffer of a batch receive (`wtd_session_receive_batch`,
+/// `wtd_transport_receive_batch`). Frozen layout: it will never grow (a new field would need a
+/// new function), so arrays of it need no element size.
 #[repr(C)]
 pub struct wtd_datagram_buffer {
     /// Where the payload is written (caller-owned, `capacity` bytes).
@@ -125,7 +122,7 @@ pub struct wtd_session_stats {
 }
 
 /// Called for each datagram of a session. `data` is valid only during the call.
-pub type wtd_datagram_cb = Option<
+pub type wtd_session_datagram_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         session: *mut wtd_session,
@@ -134,7 +131,7 @@ pub type wtd_datagram_cb = Option<
     ),
 >;
 /// Called once when a session closes. `reason` (UTF-8, NUL-terminated) is valid only during the call.
-pub type wtd_closed_cb = Option<
+pub type wtd_session_closed_cb = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
         session: *mut wtd_session,
@@ -152,20 +149,25 @@ pub struct wtd_session_callbacks {
     /// Reserved, 0.
     pub reserved: u32,
     /// Datagram arrived (NULL: datagrams are queued for the receive functions).
-    pub on_datagram: wtd_datagram_cb,
+    pub on_datagram: wtd_session_datagram_cb,
     /// Session closed (NULL: poll `wtd_session_is_closed`).
-    pub on_closed: wtd_closed_cb,
+    pub on_closed: wtd_session_closed_cb,
     /// Passed to both callbacks.
     pub user_data: *mut c_void,
 }
 
+/// First published size of `wtd_session_stats` (API 0.2).
+const SESSION_STATS_V1: usize = std::mem::size_of::<wtd_session_stats>();
+
 const CALLBACKS_V1: usize = std::mem::size_of::<wtd_session_callbacks>();
 
-/// Sends one datagram now, without blocking.
-/// Errors: WTD_ERR_INVALID_ARGUMENT for `len == 0`, WTD_ERR_TOO_LARGE above `wtd_session_max_datagram_size`,
-/// WTD_ERR_WOULD_BLOCK when QUIC's send buffer is full (nothing is dropped silently),
-/// WTD_ERR_CLOSED after close, WTD_ERR_NOT_SUPPORTED when the peer takes no datagrams.
-/// Thread: any, including callbacks.
+/// Sends one datagram of `len` bytes now, without blocking or queueing in wtd.
+///
+/// Ownership: `data` is only read during the call. Thread: any, including callbacks.
+/// Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL data, `len` 0), WTD_ERR_TOO_LARGE (above
+/// `wtd_session_max_datagram_size`), WTD_ERR_WOULD_BLOCK (QUIC's send buffer is full; nothing is
+/// dropped silently), WTD_ERR_CLOSED (after close), WTD_ERR_NOT_SUPPORTED (the peer takes no
+/// datagrams).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_send(
     session: *mut wtd_session,
@@ -181,12 +183,16 @@ pub unsafe extern "C" fn wtd_session_send(
     })
 }
 
-/// Receives the oldest queued datagram into `buf` (capacity `cap`), writing its length to
-/// `*out_len`. `timeout_ms`: 0 = don't wait (WTD_ERR_WOULD_BLOCK when empty), -1 = forever,
-/// else WTD_ERR_TIMEOUT after that long. A datagram larger than `cap` stays queued:
-/// WTD_ERR_BUFFER_TOO_SMALL with its size in `*out_len`. WTD_ERR_CLOSED when the session is
-/// closed and the queue is empty (also wakes a waiting call). Waiting from a callback thread is
-/// WTD_ERR_INVALID_STATE.
+/// Receives the oldest queued datagram into `buf` (capacity `cap`) and writes its length to
+/// `*out_len`. `timeout_ms`: 0 = don't wait, negative = forever, n > 0 = at most n ms. A datagram
+/// larger than `cap` stays queued (`buf` NULL with `cap` 0 is a size query).
+///
+/// Ownership: `buf` is only written during the call. Thread: any; waiting on a wtd callback thread
+/// is refused (WTD_ERR_INVALID_STATE). A `wtd_session_free` from another thread wakes the call
+/// (WTD_ERR_CLOSED) and the handle stays valid until it returns.
+/// Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_len, NULL buf with cap > 0),
+/// WTD_ERR_WOULD_BLOCK (empty, timeout 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and empty; also
+/// wakes a waiting call), WTD_ERR_BUFFER_TOO_SMALL (its size is written to `*out_len`).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_receive(
     session: *mut wtd_session,
@@ -198,20 +204,16 @@ pub unsafe extern "C" fn wtd_session_receive(
     guard(|| {
         let handle = session_ref(session)?;
         let s = &handle.inner;
-        if out_len.is_null() || (buf.is_null() && cap > 0) {
-            return Err(Error::invalid("buf/out_len is NULL"));
+        if out_len.is_null() {
+            return Err(Error::invalid("out_len is NULL"));
         }
-        let slice: &mut [u8] = if cap == 0 {
-            &mut []
-        } else {
-            std::slice::from_raw_parts_mut(buf, cap)
-        };
+        let slice = arg_buffer(buf, cap, "buf")?;
         let mut needed = 0;
-        match s.recv_datagram_into(slice, timeout_of(timeout_ms), &mut needed) {
+        match s.recv_datagram_into(slice, wait_of(timeout_ms), &mut needed) {
             Ok(n) => write_out(out_len, n, "out_len"),
             Err(e) => {
                 if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                    *out_len = needed;
+                    write_out(out_len, needed, "out_len")?;
                 }
                 Err(e)
             }
@@ -219,62 +221,120 @@ pub unsafe extern "C" fn wtd_session_receive(
     })
 }
 
-/// Poll path: takes as many queued datagrams as fit, in order, into `buffers[0..count]` without
-/// waiting; `*out_count` = how many were filled (0 when none queued — not an error). Stops at
-/// the first datagram larger than the next buffer (it stays queued; if it is the very first,
-/// WTD_ERR_BUFFER_TOO_SMALL). WTD_ERR_CLOSED only when closed and nothing was queued.
+/// Batch receive (the same shape as `wtd_transport_receive_batch`): waits up to `timeout_ms` for
+/// the first datagram (0 = don't wait, negative = forever), then takes what is already queued,
+/// up to `count` in all, each into the next of `buffers[0..count]` (its `len` set), in order.
+/// Stops early at a datagram larger than the next buffer (it stays queued). On success
+/// `*out_count` = buffers filled, at least 1. The game-loop poll: `timeout_ms` 0 drains everything
+/// queued in one call.
+///
+/// Ownership: the buffers stay the caller's; only `data[0..len]` of the filled ones is written.
+/// Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
+/// (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_WOULD_BLOCK (nothing queued, `timeout_ms` 0),
+/// WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and nothing queued; also wakes a waiting call),
+/// WTD_ERR_BUFFER_TOO_SMALL (the first datagram does not fit `buffers[0]`: its size is written
+/// to `buffers[0].len` and it stays queued — the one output written on failure),
+/// WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_receive_batch(
     session: *mut wtd_session,
     buffers: *mut wtd_datagram_buffer,
     count: usize,
     out_count: *mut usize,
+    timeout_ms: i32,
 ) -> wtd_result {
     guard(|| {
-        let s = self::session(session)?;
-        if buffers.is_null() || out_count.is_null() {
-            return Err(Error::invalid("buffers/out_count is NULL"));
+        let handle = session_ref(session)?;
+        let s = &handle.inner;
+        let slots = batch_slots(buffers, count, out_count)?;
+        let mut needed = 0;
+        // SAFETY: batch_slots checked every slot's data/capacity pair.
+        let first = unsafe { slot_bytes(&slots[0]) };
+        match s.recv_datagram_into(first, wait_of(timeout_ms), &mut needed) {
+            Ok(n) => slots[0].len = n,
+            Err(e) => {
+                if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
+                    slots[0].len = needed;
+                }
+                return Err(e);
+            }
         }
-        let slots = std::slice::from_raw_parts_mut(buffers, count);
-        if slots.iter().any(|b| b.data.is_null() && b.capacity > 0) {
-            return Err(Error::invalid("a buffer has data NULL with capacity > 0"));
-        }
-        let mut too_big = None;
-        let n = s.recv_batch_with(count, |i, d| {
-            if d.len() > slots[i].capacity {
-                too_big = Some(d.len());
+        let rest = &mut slots[1..];
+        let more = s.recv_batch_with(rest.len(), |i, d| {
+            // SAFETY: as above.
+            let dst = unsafe { slot_bytes(&rest[i]) };
+            if d.len() > dst.len() {
                 return false;
             }
-            std::ptr::copy_nonoverlapping(d.as_ptr(), slots[i].data, d.len());
-            slots[i].len = d.len();
+            dst[..d.len()].copy_from_slice(d);
+            rest[i].len = d.len();
             true
         });
-        if n == 0 {
-            if let Some(len) = too_big {
-                return Err(Error::new(
-                    wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
-                    format!(
-                        "next datagram has {len} bytes, buffer 0 holds {}",
-                        slots[0].capacity
-                    ),
-                ));
-            }
-            if s.is_closed() && s.peek_len().is_none() {
-                return Err(Error::closed("session is closed"));
-            }
-        }
-        write_out(out_count, n, "out_count")
+        write_out(out_count, 1 + more, "out_count")
     })
 }
 
-/// Installs callbacks (NULL `callbacks` removes them). They run on a wtd runtime thread, never
-/// two at once for one connection; inside them any non-blocking wtd call is allowed (send,
-/// close, try-receive); blocking calls return WTD_ERR_INVALID_STATE. With `on_datagram` set,
-/// datagrams go to it instead of the receive queue. The `session` pointer passed to callbacks is
-/// this handle; callbacks stop once it is freed. Replacing or removing callbacks from outside a
-/// callback returns only after an old callback that is running has returned: afterwards no old
-/// callback runs. From inside a callback it does not wait (the change applies from the next
-/// event). A transport made from the session keeps receiving regardless.
+/// Checks the arguments of a batch receive and returns the slots (at least one).
+///
+/// # Safety
+/// A non-NULL `buffers` must point to `count` writable `wtd_datagram_buffer`s.
+pub(crate) unsafe fn batch_slots<'a>(
+    buffers: *mut wtd_datagram_buffer,
+    count: usize,
+    out_count: *const usize,
+) -> Result<&'a mut [wtd_datagram_buffer]> {
+    if out_count.is_null() {
+        return Err(Error::invalid("out_count is NULL"));
+    }
+    if count == 0 {
+        return Err(Error::invalid("count must be > 0"));
+    }
+    // SAFETY: the caller's contract.
+    let slots = unsafe { arg_slice_mut(buffers, count, "buffers")? };
+    if let Some(i) = slots
+        .iter()
+        .position(|b| b.data.is_null() && b.capacity > 0)
+    {
+        return Err(Error::invalid(format!(
+            "buffers[{i}].data is NULL but its capacity is {}",
+            slots[i].capacity
+        )));
+    }
+    if let Some(i) = slots.iter().position(|b| b.capacity > isize::MAX as usize) {
+        return Err(Error::invalid(format!(
+            "buffers[{i}].capacity is too large"
+        )));
+    }
+    Ok(slots)
+}
+
+/// The writable bytes of one checked slot.
+///
+/// # Safety
+/// The slot passed [`batch_slots`] and its `data` stays valid and unaliased for `'a`.
+pub(crate) unsafe fn slot_bytes<'a>(slot: &wtd_datagram_buffer) -> &'a mut [u8] {
+    if slot.capacity == 0 {
+        return &mut [];
+    }
+    // SAFETY: non-NULL (checked by batch_slots when capacity > 0), length ≤ isize::MAX.
+    unsafe { std::slice::from_raw_parts_mut(slot.data, slot.capacity) }
+}
+
+/// Installs the session's callbacks (`callbacks` NULL removes them; the struct is copied). They
+/// run on a wtd runtime thread, never two at once for one connection; inside them any
+/// non-blocking wtd call is allowed (send, close, receive with timeout 0); waiting calls return
+/// WTD_ERR_INVALID_STATE. With `on_datagram` set, arriving datagrams go to it instead of the
+/// receive queue; datagrams already queued stay queued for the receive calls. The `session`
+/// pointer passed to callbacks is this handle; callbacks stop once it is freed.
+///
+/// Replacing: events not yet dispatched (queued behind a running callback) go to the new set;
+/// none is replayed or dropped. Called outside a callback it returns only after an old callback
+/// that is running has returned, so afterwards no old callback runs and the old `user_data` may
+/// be freed. Called from inside a callback it does not wait (the change applies from the next
+/// event). A transport made from the session receives regardless.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `struct_size` below the first
+/// published size).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_set_callbacks(
     session: *mut wtd_session,
@@ -329,8 +389,11 @@ pub unsafe extern "C" fn wtd_session_set_callbacks(
 }
 
 /// Closes the session with an application `code` and UTF-8 `reason` (NULL = ""; cut to 1024
-/// bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake
-/// with WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
+/// bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake with
+/// WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
+///
+/// Thread: any, including callbacks. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `reason` not
+/// UTF-8).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_close(
     session: *mut wtd_session,
@@ -344,8 +407,10 @@ pub unsafe extern "C" fn wtd_session_close(
     })
 }
 
-/// Writes whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION capsule or
-/// HTTP/3 GOAWAY) to `*out`: finish what you are doing and close. Thread: any.
+/// Writes to `*out` whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION
+/// capsule or HTTP/3 GOAWAY): finish what you are doing and close.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_is_draining(
     session: *const wtd_session,
@@ -354,7 +419,10 @@ pub unsafe extern "C" fn wtd_session_is_draining(
     guard(|| write_out(out, self::session(session)?.is_draining(), "out"))
 }
 
-/// Writes whether the session is closed (by either side) to `*out`.
+/// Writes to `*out` whether the session is closed (by either side). Cheap: meant to be called
+/// every frame.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_is_closed(
     session: *const wtd_session,
@@ -363,9 +431,12 @@ pub unsafe extern "C" fn wtd_session_is_closed(
     guard(|| write_out(out, self::session(session)?.is_closed(), "out"))
 }
 
-/// After close: the close code and reason (NUL-terminated into `reason_buf`, see
-/// `WTD_ERR_BUFFER_TOO_SMALL` rules; `reason_buf` may be NULL with `cap` 0 to query the length).
-/// WTD_ERR_INVALID_STATE while the session is open.
+/// After close: writes the close code to `*out_code` and copies the reason NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
+/// without the NUL. `buf` NULL with `cap` 0 queries the length.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_code, NULL reason_buf with
+/// cap > 0), WTD_ERR_INVALID_STATE (still open), WTD_ERR_BUFFER_TOO_SMALL (the needed length is
+/// written to `*out_len`).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_close_info(
     session: *const wtd_session,
@@ -387,8 +458,11 @@ pub unsafe extern "C" fn wtd_session_close_info(
     })
 }
 
-/// Blocks until the session has closed and its close notice was delivered (callbacks included),
-/// at most `timeout_ms` (-1 = forever): WTD_ERR_TIMEOUT otherwise.
+/// Blocks until the session has closed and its close notice was delivered (callbacks
+/// included), at most `timeout_ms` (negative = forever, 0 = check only).
+///
+/// Thread: any but a wtd callback thread when waiting (WTD_ERR_INVALID_STATE).
+/// Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_TIMEOUT (still open).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_wait_closed(
     session: *const wtd_session,
@@ -398,18 +472,22 @@ pub unsafe extern "C" fn wtd_session_wait_closed(
         let handle = session_ref(session)?;
         handle
             .inner
-            .wait_closed(timeout_of(timeout_ms).unwrap_or(Duration::from_secs(u64::MAX / 4)))
+            .wait_closed(wait_of(timeout_ms).unwrap_or(Duration::from_secs(u64::MAX / 4)))
             .map(|_| ())
     })
 }
 
-/// The session id (its CONNECT stream id; equal on both ends).
+/// Writes the session id (its CONNECT stream id; equal on both ends) to `*out`.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_id(session: *const wtd_session, out: *mut u64) -> wtd_result {
     guard(|| write_out(out, self::session(session)?.id(), "out"))
 }
 
-/// The negotiated WebTransport draft.
+/// Writes the negotiated WebTransport draft (a `wtd_draft` value) to `*out`.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_draft(
     session: *const wtd_session,
@@ -418,20 +496,20 @@ pub unsafe extern "C" fn wtd_session_draft(
     guard(|| write_out(out, self::session(session)?.draft(), "out"))
 }
 
-/// "draft-02", "draft-07", "draft-13", "draft-15" or "unknown" (static string).
+/// "draft-02", "draft-07", "draft-13", "draft-15", or "unknown" for any other value (a plain
+/// integer, so any value is safe to pass).
+///
+/// Ownership: static; never free it. Thread: any. Errors: none.
 #[no_mangle]
-pub extern "C" fn wtd_draft_str(draft: wtd_draft) -> *const c_char {
-    match draft {
-        wtd_draft::WTD_DRAFT_02 => c"draft-02".as_ptr(),
-        wtd_draft::WTD_DRAFT_07 => c"draft-07".as_ptr(),
-        wtd_draft::WTD_DRAFT_13 => c"draft-13".as_ptr(),
-        wtd_draft::WTD_DRAFT_15 => c"draft-15".as_ptr(),
-        wtd_draft::WTD_DRAFT_UNKNOWN => c"unknown".as_ptr(),
-    }
+pub extern "C" fn wtd_draft_str(draft: u32) -> *const c_char {
+    wtd_draft::c_name_of(draft)
 }
 
-/// Copies the request `:path` (with query) into `buf` (see copy rules: NUL-terminated,
-/// WTD_ERR_BUFFER_TOO_SMALL with the needed length in `*out_len`).
+/// Copies the request `:path` (with query) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
+/// without the NUL. `buf` NULL with `cap` 0 queries the length.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL buf with cap > 0),
+/// WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_path(
     session: *const wtd_session,
@@ -442,7 +520,10 @@ pub unsafe extern "C" fn wtd_session_path(
     guard(|| copy_str_out(&self::session(session)?.request().path, buf, cap, out_len))
 }
 
-/// Copies the request's `origin` header ("" when none was sent) into `buf`.
+/// Copies the request's `origin` header ("" when none was sent) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
+/// without the NUL. `buf` NULL with `cap` 0 queries the length.
+///
+/// Thread: any. Errors: as `wtd_session_path`.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_origin(
     session: *const wtd_session,
@@ -464,8 +545,10 @@ pub unsafe extern "C" fn wtd_session_origin(
     })
 }
 
-/// Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
-/// takes no datagrams).
+/// Writes the largest payload one datagram can carry now to `*out` (grows with path MTU
+/// discovery; 0 when the peer takes no datagrams). Cheap: meant to be called every frame.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_max_datagram_size(
     session: *const wtd_session,
@@ -490,7 +573,10 @@ pub unsafe extern "C" fn wtd_session_readiness_fd(
     guard(|| write_out(out_fd, self::session(session)?.readiness_fd()?, "out_fd"))
 }
 
-/// Fills `*out` with the session's counters (`out->struct_size` is set by the library).
+/// Fills `*out` with the session's counters. Set `out->struct_size = sizeof(wtd_session_stats)`
+/// first: the library writes at most that many bytes and sets `struct_size` to what it wrote.
+///
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_get_stats(
     session: *const wtd_session,
@@ -522,7 +608,7 @@ pub unsafe extern "C" fn wtd_session_get_stats(
             connection_send_flushes: dp.send_flushes,
             connection_send_flushed: dp.send_flushed,
         };
-        write_out(out, v, "out")
+        write_sized(out, v, SESSION_STATS_V1, "out")
     })
 }
 
@@ -534,6 +620,7 @@ pub unsafe extern "C" fn wtd_session_get_stats(
 /// until they do. No call may *start* on the handle after this. A transport made from the
 /// session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
 /// Thread: any.
+/// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_session_free(session: *mut wtd_session) {
     super::guard_void(|| {
@@ -545,10 +632,4 @@ pub unsafe extern "C" fn wtd_session_free(session: *mut wtd_session) {
         handle.inner.close(0, "");
         drop(handle);
     })
-}
-
-/// True when `data` is a wtd session handle that is still open (`false` for NULL).
-#[no_mangle]
-pub unsafe extern "C" fn wtd_session_is_open(session: *const wtd_session) -> bool {
-    guard_value(false, || Ok(!self::session(session)?.is_closed()))
 }

@@ -9,10 +9,11 @@ use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::session::{session, timeout_of, wtd_datagram_buffer, wtd_session};
+use super::session::{batch_slots, session, slot_bytes, wtd_datagram_buffer, wtd_session};
 use super::{
-    arg_bytes, arg_ref, copy_bytes_out, copy_str_out, guard, guard_value, read_options_or_default,
-    weak_handle, write_out, UserData,
+    arg_buffer, arg_bytes, arg_ref, arg_slice_mut, check_sized, copy_bytes_out, copy_str_out,
+    guard, guard_value, ms_of_opt, opt_ms, read_options_or_default, wait_of, weak_handle,
+    write_out, write_sized, UserData,
 };
 use crate::datagram::json;
 use crate::datagram::report::{self, wtd_issue};
@@ -30,20 +31,13 @@ pub struct wtd_transport {
     inner: DatagramTransport,
 }
 
-impl wtd_transport {
-    /// The transport behind the handle (for the layer exports in `ffi::layers`).
-    pub(crate) fn datagram_transport(&self) -> &DatagramTransport {
-        &self.inner
-    }
-}
-
 /// Transport options. Fill with `wtd_transport_options_default`, then change fields.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct wtd_transport_options {
     /// `sizeof(wtd_transport_options)` (set by `wtd_transport_options_default`).
     pub struct_size: u32,
-    /// Outgoing queue capacity in datagrams (> 0). Default 100 (the seed's `high_water_mark`).
+    /// Outgoing queue capacity in datagrams (> 0). Default 100 (pywebtransport's `high_water_mark`).
     pub outgoing_high_water_mark: u32,
     /// Incoming queue capacity in datagrams; 0 = same as `outgoing_high_water_mark` (default).
     /// A full incoming queue always evicts its oldest datagram (counted in `evicted_incoming`).
@@ -52,7 +46,7 @@ pub struct wtd_transport_options {
     /// Default WTD_DROP_OLDEST.
     pub drop_policy: u32,
     /// How long a WTD_DROP_BLOCK send waits for room when it passes `timeout_ms < 0`, in ms
-    /// (the seed's `sender_get_timeout`). Default 1000.
+    /// (pywebtransport's `sender_get_timeout`). Default 1000.
     pub sender_timeout_ms: u32,
     /// Incoming datagrams older than this (ms) are dropped when read and counted; 0 = no limit
     /// (default).
@@ -78,16 +72,6 @@ fn transport_defaults() -> wtd_transport_options {
         outgoing_max_age_ms: 0,
         filter_heartbeats: 0,
     }
-}
-
-fn ms_opt(ms: u32) -> Option<Duration> {
-    (ms > 0).then(|| Duration::from_millis(ms.into()))
-}
-
-fn opt_ms(d: Option<Duration>) -> u32 {
-    d.map_or(0, |d| {
-        u32::try_from(d.as_millis().max(1)).unwrap_or(u32::MAX)
-    })
 }
 
 fn config_from(o: &wtd_transport_options) -> Result<TransportConfig> {
@@ -118,24 +102,15 @@ fn config_from(o: &wtd_transport_options) -> Result<TransportConfig> {
         incoming_high_water_mark: incoming as usize,
         drop_policy,
         sender_timeout: Duration::from_millis(o.sender_timeout_ms.into()),
-        incoming_max_age: ms_opt(o.incoming_max_age_ms),
-        outgoing_max_age: ms_opt(o.outgoing_max_age_ms),
+        incoming_max_age: opt_ms(o.incoming_max_age_ms),
+        outgoing_max_age: opt_ms(o.outgoing_max_age_ms),
         filter_heartbeats,
     })
 }
 
 /// Borrows the transport behind a handle; NULL → invalid argument.
-unsafe fn transport<'a>(p: *const wtd_transport) -> Result<&'a DatagramTransport> {
+pub(crate) unsafe fn transport<'a>(p: *const wtd_transport) -> Result<&'a DatagramTransport> {
     Ok(&arg_ref(p, "transport")?.inner)
-}
-
-fn ttl_of(ttl_ms: u32) -> Option<Duration> {
-    ms_opt(ttl_ms)
-}
-
-/// A send's wait: negative = the transport's `sender_timeout_ms`, 0 = don't wait, else ms.
-fn send_timeout_of(ms: i32) -> Option<Duration> {
-    u64::try_from(ms).ok().map(Duration::from_millis)
 }
 
 fn too_small(need: usize, cap: usize) -> Error {
@@ -162,22 +137,6 @@ fn receive_fitting(
     })
 }
 
-/// Checks `buf`/`cap`/`out_len` of a receive call and returns the buffer as a slice.
-unsafe fn recv_buffer<'a>(buf: *mut u8, cap: usize, out_len: *mut usize) -> Result<&'a mut [u8]> {
-    if out_len.is_null() {
-        return Err(Error::invalid("out_len is NULL"));
-    }
-    if buf.is_null() {
-        if cap > 0 {
-            return Err(Error::invalid(format!(
-                "buf is NULL but its capacity is {cap}"
-            )));
-        }
-        return Ok(&mut []);
-    }
-    Ok(std::slice::from_raw_parts_mut(buf, cap))
-}
-
 /// Receives into `buf`, writing the length, or the needed size on WTD_ERR_BUFFER_TOO_SMALL.
 unsafe fn receive_into(
     t: &DatagramTransport,
@@ -186,17 +145,21 @@ unsafe fn receive_into(
     out_len: *mut usize,
     timeout: Option<Duration>,
 ) -> Result<Received> {
-    let slice = recv_buffer(buf, cap, out_len)?;
+    if out_len.is_null() {
+        return Err(Error::invalid("out_len is NULL"));
+    }
+    // SAFETY: the export's caller guarantees `buf` is writable for `cap` bytes.
+    let slice = unsafe { arg_buffer(buf, cap, "buf")? };
     let needed = Cell::new(0);
     match receive_fitting(t, cap, timeout, &needed) {
         Ok(r) => {
             slice[..r.data.len()].copy_from_slice(&r.data);
-            *out_len = r.data.len();
+            write_out(out_len, r.data.len(), "out_len")?;
             Ok(r)
         }
         Err(e) => {
             if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                *out_len = needed.get();
+                write_out(out_len, needed.get(), "out_len")?;
             }
             Err(e)
         }
@@ -212,7 +175,14 @@ unsafe fn receive_into(
 pub unsafe extern "C" fn wtd_transport_options_default(
     options: *mut wtd_transport_options,
 ) -> wtd_result {
-    guard(|| write_out(options, transport_defaults(), "options"))
+    guard(|| {
+        write_sized(
+            options,
+            transport_defaults(),
+            TRANSPORT_OPTIONS_V1,
+            "options",
+        )
+    })
 }
 
 /// Creates the datagram transport of `session` (`options` NULL = defaults). From now on the
@@ -268,11 +238,11 @@ pub unsafe extern "C" fn wtd_transport_get_options(
             incoming_high_water_mark: u32::try_from(c.incoming_high_water_mark).unwrap_or(u32::MAX),
             drop_policy: c.drop_policy as u32,
             sender_timeout_ms: u32::try_from(c.sender_timeout.as_millis()).unwrap_or(u32::MAX),
-            incoming_max_age_ms: opt_ms(c.incoming_max_age),
-            outgoing_max_age_ms: opt_ms(c.outgoing_max_age),
+            incoming_max_age_ms: ms_of_opt(c.incoming_max_age),
+            outgoing_max_age_ms: ms_of_opt(c.outgoing_max_age),
             filter_heartbeats: c.filter_heartbeats as u32,
         };
-        write_out(options, o, "options")
+        write_sized(options, o, TRANSPORT_OPTIONS_V1, "options")
     })
 }
 
@@ -289,7 +259,7 @@ pub unsafe extern "C" fn wtd_transport_close(
     transport: *mut wtd_transport,
     flush_timeout_ms: u32,
 ) -> wtd_result {
-    guard(|| self::transport(transport)?.close(ms_opt(flush_timeout_ms)))
+    guard(|| self::transport(transport)?.close(opt_ms(flush_timeout_ms)))
 }
 
 /// Closes the transport without flushing (see `wtd_transport_close`), stops its callbacks and
@@ -297,6 +267,7 @@ pub unsafe extern "C" fn wtd_transport_close(
 /// Callbacks already running finish normally; none starts afterwards.
 ///
 /// Thread: any.
+/// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_transport_free(transport: *mut wtd_transport) {
     super::guard_void(|| {
@@ -338,12 +309,13 @@ pub unsafe extern "C" fn wtd_transport_send(
     guard(|| {
         let t = self::transport(transport)?;
         let d = arg_bytes(data, len, "data")?;
-        t.send(d, priority, ttl_of(ttl_ms), send_timeout_of(timeout_ms))
+        t.send(d, priority, opt_ms(ttl_ms), wait_of(timeout_ms))
     })
 }
 
 /// `wtd_transport_send` that never waits (a full WTD_DROP_BLOCK queue fails with
 /// WTD_ERR_WOULD_BLOCK at once). Same errors. Thread: any, including callbacks.
+/// Errors: as `wtd_transport_send`.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_transport_try_send(
     transport: *mut wtd_transport,
@@ -355,7 +327,7 @@ pub unsafe extern "C" fn wtd_transport_try_send(
     guard(|| {
         let t = self::transport(transport)?;
         let d = arg_bytes(data, len, "data")?;
-        t.try_send(d, priority, ttl_of(ttl_ms))
+        t.try_send(d, priority, opt_ms(ttl_ms))
     })
 }
 
@@ -413,7 +385,7 @@ pub unsafe extern "C" fn wtd_transport_send_multiple(
             .iter()
             .map(|v| arg_bytes(v.data, v.len, "an item's data"))
             .collect::<Result<Vec<&[u8]>>>()?;
-        let (n, err) = t.send_multiple(&slices, priority, ttl_of(ttl_ms));
+        let (n, err) = t.send_multiple(&slices, priority, opt_ms(ttl_ms));
         *out_accepted = n;
         err.map_or(Ok(()), Err)
     })
@@ -437,13 +409,7 @@ pub unsafe extern "C" fn wtd_transport_send_json(
     guard(|| {
         let t = self::transport(transport)?;
         let text = arg_bytes(json as *const u8, len, "json")?;
-        json::send_json(
-            t,
-            text,
-            priority,
-            ttl_of(ttl_ms),
-            send_timeout_of(timeout_ms),
-        )
+        json::send_json(t, text, priority, opt_ms(ttl_ms), wait_of(timeout_ms))
     })
 }
 
@@ -470,12 +436,13 @@ pub unsafe extern "C" fn wtd_transport_receive(
 ) -> wtd_result {
     guard(|| {
         let t = self::transport(transport)?;
-        receive_into(t, buf, cap, out_len, timeout_of(timeout_ms)).map(|_| ())
+        receive_into(t, buf, cap, out_len, wait_of(timeout_ms)).map(|_| ())
     })
 }
 
 /// `wtd_transport_receive` with `timeout_ms` 0: never waits (WTD_ERR_WOULD_BLOCK when empty).
 /// Thread: any, including callbacks.
+/// Errors: as `wtd_transport_receive`.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_transport_try_receive(
     transport: *mut wtd_transport,
@@ -489,75 +456,66 @@ pub unsafe extern "C" fn wtd_transport_try_receive(
     })
 }
 
-/// Batch receive: waits up to `timeout_ms` (as `wtd_transport_receive`) for the first datagram,
-/// then takes what is already queued, up to `max_count` in all, each into the next of
-/// `buffers[0..max_count]` (its `len` set). Stops early at a datagram larger than the next
-/// buffer (it stays queued). `*out_count` = buffers filled (≥ 1 on success). The game-loop poll:
-/// `timeout_ms` 0 drains everything queued in one call (WTD_ERR_WOULD_BLOCK when nothing is).
+/// Batch receive (the same shape as `wtd_session_receive_batch`): waits up to `timeout_ms` for
+/// the first datagram (0 = don't wait, negative = forever), then takes what is already queued,
+/// up to `count` in all, each into the next of `buffers[0..count]` (its `len` set), in order.
+/// Stops early at a datagram larger than the next buffer (it stays queued). On success
+/// `*out_count` = buffers filled, at least 1. The game-loop poll: `timeout_ms` 0 drains everything
+/// queued in one call.
 ///
-/// Ownership: the buffers stay the caller's. Thread: as `wtd_transport_receive`.
-/// Errors: as `wtd_transport_receive`; WTD_ERR_BUFFER_TOO_SMALL when the first datagram does not
-/// fit `buffers[0]` (its size is written to `buffers[0].len`, it stays queued);
-/// WTD_ERR_INVALID_ARGUMENT for NULL pointers, `max_count` 0, or a buffer with NULL data and
-/// capacity > 0.
+/// Ownership: the buffers stay the caller's; only `data[0..len]` of the filled ones is written.
+/// Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
+/// (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_WOULD_BLOCK (nothing queued, `timeout_ms` 0),
+/// WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and nothing queued; also wakes a waiting call),
+/// WTD_ERR_BUFFER_TOO_SMALL (the first datagram does not fit `buffers[0]`: its size is written
+/// to `buffers[0].len` and it stays queued — the one output written on failure),
+/// WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_receive_multiple(
+pub unsafe extern "C" fn wtd_transport_receive_batch(
     transport: *mut wtd_transport,
     buffers: *mut wtd_datagram_buffer,
-    max_count: usize,
+    count: usize,
     out_count: *mut usize,
     timeout_ms: i32,
 ) -> wtd_result {
     guard(|| {
         let t = self::transport(transport)?;
-        if buffers.is_null() || out_count.is_null() {
-            return Err(Error::invalid("buffers/out_count is NULL"));
-        }
-        if max_count == 0 {
-            return Err(Error::invalid("max_count must be > 0"));
-        }
-        let slots = std::slice::from_raw_parts_mut(buffers, max_count);
-        if slots.iter().any(|b| b.data.is_null() && b.capacity > 0) {
-            return Err(Error::invalid("a buffer has data NULL with capacity > 0"));
-        }
+        let slots = batch_slots(buffers, count, out_count)?;
         let needed = Cell::new(0);
-        let first = match receive_fitting(t, slots[0].capacity, timeout_of(timeout_ms), &needed) {
-            Ok(r) => r,
-            Err(e) => {
-                if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                    slots[0].len = needed.get();
-                }
-                return Err(e);
-            }
-        };
-        let fill = |slot: &mut wtd_datagram_buffer, r: &Received| {
-            if !r.data.is_empty() {
-                std::ptr::copy_nonoverlapping(r.data.as_ptr(), slot.data, r.data.len());
-            }
-            slot.len = r.data.len();
-        };
-        fill(&mut slots[0], &first);
-        let mut n = 1;
-        while n < max_count {
-            match receive_fitting(t, slots[n].capacity, Some(Duration::ZERO), &needed) {
+        let mut n = 0;
+        while n < slots.len() {
+            let wait = if n == 0 {
+                wait_of(timeout_ms)
+            } else {
+                Some(Duration::ZERO)
+            };
+            match receive_fitting(t, slots[n].capacity, wait, &needed) {
                 Ok(r) => {
-                    fill(&mut slots[n], &r);
+                    // SAFETY: batch_slots checked the slot.
+                    let dst = unsafe { slot_bytes(&slots[n]) };
+                    dst[..r.data.len()].copy_from_slice(&r.data);
+                    slots[n].len = r.data.len();
                     n += 1;
+                }
+                Err(e) if n == 0 => {
+                    if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
+                        slots[0].len = needed.get();
+                    }
+                    return Err(e);
                 }
                 Err(_) => break,
             }
         }
-        *out_count = n;
-        Ok(())
+        write_out(out_count, n, "out_count")
     })
 }
 
-/// What `wtd_transport_receive_with_metadata` knows about a datagram (the seed's
-/// DatagramMessage). Filled by the library (`struct_size` set by it).
+/// What `wtd_transport_receive_with_metadata` knows about a datagram (pywebtransport's /// DatagramMessage). Filled by the library (`struct_size` set by it).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct wtd_datagram_metadata {
-    /// Size of this struct as the library filled it.
+    /// Set by the caller to `sizeof` the struct before the call; the library sets it to the
+    /// number of bytes it wrote (append-only: check it before reading fields added later).
     pub struct_size: u32,
     /// Priority: always 0 for received datagrams (priorities order the sender's queue and are
     /// not carried on the wire).
@@ -582,6 +540,9 @@ pub struct wtd_datagram_metadata {
     pub reserved: [u8; 2],
 }
 
+/// First published size of `wtd_datagram_metadata` (API 0.2).
+const METADATA_V1: usize = std::mem::size_of::<wtd_datagram_metadata>();
+
 /// `wtd_transport_receive` that also fills `*meta` (computing the SHA-256 checksum, which only
 /// this function does). Same buffer, timeout and error rules; `*meta` is written on success only.
 ///
@@ -598,10 +559,9 @@ pub unsafe extern "C" fn wtd_transport_receive_with_metadata(
 ) -> wtd_result {
     guard(|| {
         let t = self::transport(transport)?;
-        if meta.is_null() {
-            return Err(Error::invalid("meta is NULL"));
-        }
-        let r = receive_into(t, buf, cap, out_len, timeout_of(timeout_ms))?;
+        // Checked before a datagram is taken, so a bad `meta` loses nothing.
+        check_sized(meta, METADATA_V1, "meta")?;
+        let r = receive_into(t, buf, cap, out_len, wait_of(timeout_ms))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &r.data);
         let mut checksum = [0 as c_char; 9];
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -622,7 +582,7 @@ pub unsafe extern "C" fn wtd_transport_receive_with_metadata(
             checksum,
             reserved: [0; 2],
         };
-        write_out(meta, m, "meta")
+        write_sized(meta, m, METADATA_V1, "meta")
     })
 }
 
@@ -652,7 +612,7 @@ pub unsafe extern "C" fn wtd_transport_receive_json(
             )));
         }
         let needed = Cell::new(0);
-        let r = json::receive_json_where(t, timeout_of(timeout_ms), |text| {
+        let r = json::receive_json_where(t, wait_of(timeout_ms), |text| {
             if text.len() + 1 > cap {
                 needed.set(text.len());
                 return Err(Error::new(
@@ -765,11 +725,12 @@ pub struct wtd_queue_direction_stats {
     pub other_count: u32,
 }
 
-/// Snapshot of both queues (the seed's `get_queue_stats`).
+/// Snapshot of both queues (pywebtransport's `get_queue_stats`).
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct wtd_queue_stats {
-    /// Size of this struct as the library filled it.
+    /// Set by the caller to `sizeof` the struct before the call; the library sets it to the
+    /// number of bytes it wrote (append-only: check it before reading fields added later).
     pub struct_size: u32,
     /// The send queue.
     pub outgoing: wtd_queue_direction_stats,
@@ -812,13 +773,13 @@ pub unsafe extern "C" fn wtd_transport_get_queue_stats(
             outgoing: queue_direction(&o),
             incoming: queue_direction(&i),
         };
-        write_out(out, v, "out")
+        write_sized(out, v, std::mem::size_of::<wtd_queue_stats>(), "out")
     })
 }
 
 // ----- statistics --------------------------------------------------------------------------
 
-/// Statistics of a transport (the seed's DatagramStats plus the reason for every drop). "Sent" =
+/// Statistics of a transport (pywebtransport's DatagramStats plus the reason for every drop). "Sent" =
 /// handed to QUIC, "received" = arrived for this session, "read" = taken by the application.
 /// Times are seconds.
 #[repr(C)]
@@ -859,7 +820,7 @@ pub struct wtd_datagram_stats {
     pub total_receive_time: f64,
     /// Longest receive wait.
     pub max_receive_time: f64,
-    /// Smallest datagram sent or received (0 before the first; the seed used infinity).
+    /// Smallest datagram sent or received (0 before the first; pywebtransport used infinity).
     pub min_datagram_size: u64,
     /// Largest datagram sent or received.
     pub max_datagram_size: u64,
@@ -909,7 +870,7 @@ pub struct wtd_datagram_stats {
     pub drop_rate: f64,
 }
 
-/// Fills `*out` with the transport's statistics (the seed's `stats` property; named `get_stats`
+/// Fills `*out` with the transport's statistics (pywebtransport's `stats` property; named `get_stats`
 /// because C cannot have a function and a struct of the same name). Thread: any.
 /// Errors: NULL arguments.
 #[no_mangle]
@@ -960,15 +921,17 @@ pub unsafe extern "C" fn wtd_transport_get_stats(
             receive_success_rate: s.receive_success_rate(),
             drop_rate: s.drop_rate(),
         };
-        write_out(out, v, "out")
+        write_sized(out, v, std::mem::size_of::<wtd_datagram_stats>(), "out")
     })
 }
 
 /// Copies a JSON snapshot (keys "transport", "statistics", "queues", "configuration",
-/// "sequences" — the seed's) NUL-terminated into `buf` (capacity `cap`, NUL included);
+/// "sequences" — pywebtransport's) NUL-terminated into `buf` (capacity `cap`, NUL included);
 /// `*out_len` (optional) = length without NUL. Too small: WTD_ERR_BUFFER_TOO_SMALL with the
 /// needed length in `*out_len` (`buf` NULL, `cap` 0 queries it; the snapshot may grow slightly
 /// between calls, so leave headroom). Thread: any.
+/// Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL buf with cap > 0),
+/// WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_transport_debug_state(
     transport: *const wtd_transport,
@@ -982,36 +945,35 @@ pub unsafe extern "C" fn wtd_transport_debug_state(
     })
 }
 
-/// Runs the seed's checks (send success < 0.9, drop rate > 0.1, a queue > 90 % full, average
+/// Runs pywebtransport's checks (send success < 0.9, drop rate > 0.1, a queue > 90 % full, average
 /// send time > 100 ms, closed, session not open) and writes the codes found to
-/// `out[0..*out_count]`. `cap` = room in `out`; when more issues than that were found:
-/// WTD_ERR_BUFFER_TOO_SMALL with the count in `*out_count` and nothing written to `out` (`out`
-/// NULL with `cap` 0 queries the count). Messages: `wtd_transport_diagnose_issues_json`.
+/// `out[0..*out_count]`. `count` = room in `out`; when more issues than that were found:
+/// WTD_ERR_BUFFER_TOO_SMALL with the count in `*out_count` (written on that failure too) and
+/// nothing written to `out` (`out` NULL with `count` 0 queries the count). Messages: `wtd_transport_diagnose_issues_json`.
 /// Thread: any. Errors: NULL transport/out_count.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_transport_diagnose_issues(
     transport: *const wtd_transport,
     out: *mut wtd_issue,
-    cap: usize,
+    count: usize,
     out_count: *mut usize,
 ) -> wtd_result {
     guard(|| {
         let t = self::transport(transport)?;
-        if out_count.is_null() || (out.is_null() && cap > 0) {
-            return Err(Error::invalid(
-                "out_count is NULL, or out is NULL with cap > 0",
-            ));
+        if out_count.is_null() {
+            return Err(Error::invalid("out_count is NULL"));
         }
+        let slots = arg_slice_mut(out, count, "out")?;
         let issues = report::diagnose_issues(t);
-        *out_count = issues.len();
-        if issues.len() > cap {
+        write_out(out_count, issues.len(), "out_count")?;
+        if issues.len() > count {
             return Err(Error::new(
                 wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
-                format!("{} issues found, room for {cap}", issues.len()),
+                format!("{} issues found, room for {count}", issues.len()),
             ));
         }
-        for (i, (code, _)) in issues.iter().enumerate() {
-            out.add(i).write(*code);
+        for (slot, (code, _)) in slots.iter_mut().zip(&issues) {
+            *slot = *code;
         }
         Ok(())
     })
@@ -1019,6 +981,7 @@ pub unsafe extern "C" fn wtd_transport_diagnose_issues(
 
 /// `wtd_transport_diagnose_issues` as a JSON array `[{"code": n, "message": ".."}, ...]`
 /// (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`. Thread: any.
+/// Errors: as `wtd_transport_debug_state`.
 #[no_mangle]
 pub unsafe extern "C" fn wtd_transport_diagnose_issues_json(
     transport: *const wtd_transport,
@@ -1092,14 +1055,21 @@ pub unsafe extern "C" fn wtd_transport_readiness_fd(
     transport: *const wtd_transport,
     out_fd: *mut i32,
 ) -> wtd_result {
-    guard(|| write_out(out_fd, self::transport(transport)?.readiness_fd()?, "out_fd"))
+    guard(|| {
+        write_out(
+            out_fd,
+            self::transport(transport)?.readiness_fd()?,
+            "out_fd",
+        )
+    })
 }
 
-/// Result of `wtd_transport_throughput_test` (the seed's keys plus what it could not measure).
+/// Result of `wtd_transport_throughput_test` (pywebtransport's keys plus what it could not measure).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct wtd_throughput_result {
-    /// Size of this struct as the library filled it.
+    /// Set by the caller to `sizeof` the struct before the call; the library sets it to the
+    /// number of bytes it wrote (append-only: check it before reading fields added later).
     pub struct_size: u32,
     /// Reserved, 0.
     pub reserved: u32,
@@ -1122,7 +1092,7 @@ pub struct wtd_throughput_result {
 }
 
 /// Sends `size`-byte datagrams as fast as the outgoing queue has room for `duration_ms`, waits
-/// (≤ 1 s) for the queue to drain, and reports what really left (the seed counted enqueue
+/// (≤ 1 s) for the queue to drain, and reports what really left (pywebtransport counted enqueue
 /// attempts). Blocks for about `duration_ms`; traffic counts in the normal statistics too.
 ///
 /// Thread: not a callback thread (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT
@@ -1136,9 +1106,7 @@ pub unsafe extern "C" fn wtd_transport_throughput_test(
 ) -> wtd_result {
     guard(|| {
         let t = self::transport(transport)?;
-        if out.is_null() {
-            return Err(Error::invalid("out is NULL"));
-        }
+        check_sized(out, std::mem::size_of::<wtd_throughput_result>(), "out")?;
         let r = t.throughput_test(Duration::from_millis(duration_ms.into()), size)?;
         let v = wtd_throughput_result {
             struct_size: std::mem::size_of::<wtd_throughput_result>() as u32,
@@ -1152,7 +1120,7 @@ pub unsafe extern "C" fn wtd_transport_throughput_test(
             datagrams_received: r.datagrams_received,
             attempts: r.attempts,
         };
-        write_out(out, v, "out")
+        write_sized(out, v, std::mem::size_of::<wtd_throughput_result>(), "out")
     })
 }
 
@@ -1191,7 +1159,7 @@ pub struct wtd_transport_callbacks {
 
 const CALLBACKS_V1: usize = std::mem::size_of::<wtd_transport_callbacks>();
 
-/// Installs the event callbacks (the seed's datagram sent / received events); NULL `callbacks`
+/// Installs the event callbacks (pywebtransport's datagram sent / received events); NULL `callbacks`
 /// removes them. They run on a wtd runtime thread (the session's connection task), never two at
 /// once for one connection, so never in parallel for one transport. Inside them non-blocking wtd
 /// calls are allowed (try_send, try_receive, send with timeout 0, getters, close with flush 0);
@@ -1257,50 +1225,6 @@ unsafe fn getter<T>(
 
 // ----- properties --------------------------------------------------------------------------
 
-/// Payload bytes handed to QUIC (`stats.bytes_sent`).
-///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
-#[no_mangle]
-pub unsafe extern "C" fn wtd_transport_bytes_sent(
-    transport: *const wtd_transport,
-    out: *mut u64,
-) -> wtd_result {
-    getter(transport, out, |t| t.stats().bytes_sent)
-}
-
-/// Payload bytes that arrived for this session (`stats.bytes_received`).
-///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
-#[no_mangle]
-pub unsafe extern "C" fn wtd_transport_bytes_received(
-    transport: *const wtd_transport,
-    out: *mut u64,
-) -> wtd_result {
-    getter(transport, out, |t| t.stats().bytes_received)
-}
-
-/// Datagrams handed to QUIC (`stats.datagrams_sent`).
-///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
-#[no_mangle]
-pub unsafe extern "C" fn wtd_transport_datagrams_sent(
-    transport: *const wtd_transport,
-    out: *mut u64,
-) -> wtd_result {
-    getter(transport, out, |t| t.stats().datagrams_sent)
-}
-
-/// Datagrams that arrived for this session (`stats.datagrams_received`).
-///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
-#[no_mangle]
-pub unsafe extern "C" fn wtd_transport_datagrams_received(
-    transport: *const wtd_transport,
-    out: *mut u64,
-) -> wtd_result {
-    getter(transport, out, |t| t.stats().datagrams_received)
-}
-
 /// True once closed (by `wtd_transport_close`/`_free` or because the session ended).
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
@@ -1334,39 +1258,6 @@ pub unsafe extern "C" fn wtd_transport_is_writable(
     getter(transport, out, |t| t.is_writable())
 }
 
-/// Capacity of the outgoing queue in datagrams.
-///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
-#[no_mangle]
-pub unsafe extern "C" fn wtd_transport_outgoing_high_water_mark(
-    transport: *const wtd_transport,
-    out: *mut usize,
-) -> wtd_result {
-    getter(transport, out, |t| t.config().outgoing_high_water_mark)
-}
-
-/// Incoming max age in ms (0 = no limit).
-///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
-#[no_mangle]
-pub unsafe extern "C" fn wtd_transport_incoming_max_age(
-    transport: *const wtd_transport,
-    out: *mut u32,
-) -> wtd_result {
-    getter(transport, out, |t| opt_ms(t.config().incoming_max_age))
-}
-
-/// Outgoing max age in ms (0 = no limit).
-///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
-#[no_mangle]
-pub unsafe extern "C" fn wtd_transport_outgoing_max_age(
-    transport: *const wtd_transport,
-    out: *mut u32,
-) -> wtd_result {
-    getter(transport, out, |t| opt_ms(t.config().outgoing_max_age))
-}
-
 /// Datagrams accepted for sending so far: handed to QUIC or queued (local counter, never on the
 /// wire); refused sends do not count.
 ///
@@ -1390,17 +1281,6 @@ pub unsafe extern "C" fn wtd_transport_receive_sequence(
     getter(transport, out, |t| t.receive_sequence())
 }
 
-/// The session id (CONNECT stream id; equal on both ends).
-///
-/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
-#[no_mangle]
-pub unsafe extern "C" fn wtd_transport_session_id(
-    transport: *const wtd_transport,
-    out: *mut u64,
-) -> wtd_result {
-    getter(transport, out, |t| t.session_id())
-}
-
 /// Sets the incoming max age in ms (0 = no limit): queued datagrams older than this are dropped
 /// when read and counted in `expired_incoming`. Applies to what is already queued.
 /// Thread: any. Errors: NULL transport.
@@ -1410,7 +1290,7 @@ pub unsafe extern "C" fn wtd_transport_set_incoming_max_age(
     max_age_ms: u32,
 ) -> wtd_result {
     guard(|| {
-        self::transport(transport)?.set_incoming_max_age(ms_opt(max_age_ms));
+        self::transport(transport)?.set_incoming_max_age(opt_ms(max_age_ms));
         Ok(())
     })
 }
@@ -1423,7 +1303,7 @@ pub unsafe extern "C" fn wtd_transport_set_outgoing_max_age(
     max_age_ms: u32,
 ) -> wtd_result {
     guard(|| {
-        self::transport(transport)?.set_outgoing_max_age(ms_opt(max_age_ms));
+        self::transport(transport)?.set_outgoing_max_age(opt_ms(max_age_ms));
         Ok(())
     })
 }
@@ -1433,6 +1313,8 @@ pub unsafe extern "C" fn wtd_transport_set_outgoing_max_age(
 /// Writes a heartbeat payload, `HEARTBEAT:<unix seconds>` (ASCII, no NUL), into `buf` (capacity
 /// `cap`) and its length to `*out_len` (optional). Too small: WTD_ERR_BUFFER_TOO_SMALL with the
 /// needed length in `*out_len` (32 bytes always suffice). Thread: any.
+/// Errors: WTD_ERR_INVALID_ARGUMENT (NULL buf with cap > 0), WTD_ERR_BUFFER_TOO_SMALL (the
+/// needed length is written to `*out_len`).
 #[no_mangle]
 pub unsafe extern "C" fn wtd_create_heartbeat_datagram(
     buf: *mut u8,

@@ -4,7 +4,7 @@ use super::settings::{self, Settings};
 
 /// The WebTransport-over-HTTP/3 draft negotiated for a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(C)]
+#[repr(u32)]
 #[allow(non_camel_case_types)]
 pub enum wtd_draft {
     /// Not known (no session yet).
@@ -19,6 +19,14 @@ pub enum wtd_draft {
     WTD_DRAFT_15 = 15,
 }
 
+crate::error::c_enum!(wtd_draft {
+    WTD_DRAFT_UNKNOWN => c"unknown",
+    WTD_DRAFT_02 => c"draft-02",
+    WTD_DRAFT_07 => c"draft-07",
+    WTD_DRAFT_13 => c"draft-13",
+    WTD_DRAFT_15 => c"draft-15",
+});
+
 /// `:protocol` of draft-02 through draft-13.
 pub const PROTOCOL_WEBTRANSPORT: &str = "webtransport";
 /// `:protocol` of draft-15.
@@ -27,13 +35,7 @@ pub const PROTOCOL_WEBTRANSPORT_H3: &str = "webtransport-h3";
 impl wtd_draft {
     /// "draft-02", "draft-07", "draft-13", "draft-15" or "unknown".
     pub fn as_str(self) -> &'static str {
-        match self {
-            wtd_draft::WTD_DRAFT_UNKNOWN => "unknown",
-            wtd_draft::WTD_DRAFT_02 => "draft-02",
-            wtd_draft::WTD_DRAFT_07 => "draft-07",
-            wtd_draft::WTD_DRAFT_13 => "draft-13",
-            wtd_draft::WTD_DRAFT_15 => "draft-15",
-        }
+        self.name()
     }
 
     /// The `:protocol` value this draft uses in the CONNECT request.

@@ -65,6 +65,7 @@ static uint16_t port;
 static uint8_t cert_hash[32];
 
 static void client_options(wtd_client_options *opt) {
+    opt->struct_size = sizeof(*opt);
     OK(wtd_client_options_default(opt), "client options default");
     opt->verify = WTD_VERIFY_CERT_HASHES;
     opt->cert_hashes = cert_hash;
@@ -97,13 +98,13 @@ static void test_null_handles(void) {
     INVALID(wtd_server_port(NULL, &p), "wtd_server_port(NULL)");
     INVALID(wtd_server_cert_hash(NULL, buf), "wtd_server_cert_hash(NULL)");
     INVALID(wtd_server_cert_hash_hex(NULL, text, sizeof text), "wtd_server_cert_hash_hex(NULL)");
-    INVALID(wtd_server_accept(NULL, 0, &s), "wtd_server_accept(NULL, 0)");
-    INVALID(wtd_server_accept(NULL, -1, &s), "wtd_server_accept(NULL, -1) does not block");
+    INVALID(wtd_server_accept(NULL, &s, 0), "wtd_server_accept(NULL, 0)");
+    INVALID(wtd_server_accept(NULL, &s, -1), "wtd_server_accept(NULL, -1) does not block");
     INVALID(wtd_server_close(NULL), "wtd_server_close(NULL)");
     INVALID(wtd_session_send(NULL, buf, 1), "wtd_session_send(NULL)");
     INVALID(wtd_session_receive(NULL, buf, sizeof buf, &len, 0), "wtd_session_receive(NULL, poll)");
     INVALID(wtd_session_receive(NULL, buf, sizeof buf, &len, -1), "wtd_session_receive(NULL, forever) does not block");
-    INVALID(wtd_session_receive_batch(NULL, &one, 1, &n), "wtd_session_receive_batch(NULL)");
+    INVALID(wtd_session_receive_batch(NULL, &one, 1, &n, 0), "wtd_session_receive_batch(NULL)");
     INVALID(wtd_session_set_callbacks(NULL, &cbs), "wtd_session_set_callbacks(NULL, cbs)");
     INVALID(wtd_session_set_callbacks(NULL, NULL), "wtd_session_set_callbacks(NULL, NULL)");
     INVALID(wtd_session_close(NULL, 0, "x"), "wtd_session_close(NULL)");
@@ -116,9 +117,9 @@ static void test_null_handles(void) {
     INVALID(wtd_session_path(NULL, text, sizeof text, &len), "wtd_session_path(NULL)");
     INVALID(wtd_session_origin(NULL, text, sizeof text, &len), "wtd_session_origin(NULL)");
     INVALID(wtd_session_max_datagram_size(NULL, &len), "wtd_session_max_datagram_size(NULL)");
+    stats.struct_size = sizeof(stats);
     INVALID(wtd_session_get_stats(NULL, &stats), "wtd_session_get_stats(NULL)");
     INVALID(wtd_session_open_sibling(NULL, "/x", &s), "wtd_session_open_sibling(NULL)");
-    CHECK(!wtd_session_is_open(NULL), "wtd_session_is_open(NULL) is false");
     CHECK(s == NULL, "no handle was written by any failing call");
     wtd_session_free(NULL);
     wtd_server_free(NULL);
@@ -137,6 +138,7 @@ static void test_options(void) {
     INVALID(wtd_server_options_default(NULL), "wtd_server_options_default(NULL)");
     INVALID(wtd_client_options_default(NULL), "wtd_client_options_default(NULL)");
 
+    so.struct_size = sizeof(so);
     OK(wtd_server_options_default(&so), "server options default");
     CHECK(so.port == 4433 && so.host == NULL && so.cert_file == NULL && so.on_request == NULL,
           "server defaults: port 4433, host NULL, generated cert, no hooks");
@@ -146,6 +148,7 @@ static void test_options(void) {
     so.struct_size = 0;
     INVALID(wtd_server_new(&so, &srv), "server options with struct_size = 0");
     CHECK(strstr(last_msg, "struct_size") != NULL, "message names struct_size");
+    so.struct_size = sizeof(so);
     OK(wtd_server_options_default(&so), "server options default");
     so.port = 0;
     so.host = "not-an-ip";
@@ -172,6 +175,7 @@ static void test_options(void) {
     so.port = port;
     EXPECT(wtd_server_new(&so, &srv), WTD_ERR_IO, "second server on the same port %u", port);
 
+    co.struct_size = sizeof(co);
     OK(wtd_client_options_default(&co), "client options default");
     CHECK(co.struct_size == sizeof co && co.verify == WTD_VERIFY_SYSTEM_ROOTS &&
               co.connect_timeout_ms == 10000 && co.incoming_queue_capacity == 1024,
@@ -264,14 +268,14 @@ static void test_session_errors(void) {
     client_options(&co);
     url_for(url, sizeof url, "/errors");
     OK(wtd_client_connect(url, &co, &c), "connect %s", url);
-    OK(wtd_server_accept(server, 5000, &srv_s), "server accepts");
+    OK(wtd_server_accept(server, &srv_s, 5000), "server accepts");
 
     /* NULL out-pointers on a live handle. */
     INVALID(wtd_server_port(server, NULL), "wtd_server_port out NULL");
     INVALID(wtd_server_cert_hash(server, NULL), "wtd_server_cert_hash out NULL");
     INVALID(wtd_server_cert_hash_hex(server, NULL, 65), "wtd_server_cert_hash_hex buf NULL, cap 65");
     EXPECT(wtd_server_cert_hash_hex(server, text, 64), WTD_ERR_BUFFER_TOO_SMALL, "cert_hash_hex with cap 64 (needs 65)");
-    INVALID(wtd_server_accept(server, 0, NULL), "wtd_server_accept out NULL");
+    INVALID(wtd_server_accept(server, NULL, 0), "wtd_server_accept out NULL");
     INVALID(wtd_session_id(c, NULL), "wtd_session_id out NULL");
     INVALID(wtd_session_draft(c, NULL), "wtd_session_draft out NULL");
     INVALID(wtd_session_is_closed(c, NULL), "wtd_session_is_closed out NULL");
@@ -282,9 +286,9 @@ static void test_session_errors(void) {
     INVALID(wtd_session_origin(c, NULL, 16, &len), "wtd_session_origin buf NULL with cap 16");
     INVALID(wtd_session_receive(c, buf, sizeof buf, NULL, 0), "wtd_session_receive out_len NULL");
     INVALID(wtd_session_receive(c, NULL, 16, &len, 0), "wtd_session_receive buf NULL with cap 16");
-    INVALID(wtd_session_receive_batch(c, NULL, 1, &n), "wtd_session_receive_batch buffers NULL");
-    INVALID(wtd_session_receive_batch(c, &one, 1, NULL), "wtd_session_receive_batch out_count NULL");
-    INVALID(wtd_session_receive_batch(c, &null_data, 1, &n), "receive_batch with a buffer data NULL, capacity 16");
+    INVALID(wtd_session_receive_batch(c, NULL, 1, &n, 0), "wtd_session_receive_batch buffers NULL");
+    INVALID(wtd_session_receive_batch(c, &one, 1, NULL, 0), "wtd_session_receive_batch out_count NULL");
+    INVALID(wtd_session_receive_batch(c, &null_data, 1, &n, 0), "receive_batch with a buffer data NULL, capacity 16");
     INVALID(wtd_session_open_sibling(c, "/x", NULL), "wtd_session_open_sibling out NULL");
     INVALID(wtd_session_open_sibling(c, NULL, &s2), "wtd_session_open_sibling path NULL");
     INVALID(wtd_session_open_sibling(c, "no-slash", &s2), "wtd_session_open_sibling path without '/'");
@@ -322,7 +326,7 @@ static void test_session_errors(void) {
         url_for(url, sizeof url, "/empty");
         client_options(&co);
         OK(wtd_client_connect(url, &co, &c2), "connect %s", url);
-        OK(wtd_server_accept(server, 5000, &s3), "server accepts");
+        OK(wtd_server_accept(server, &s3, 5000), "server accepts");
         INVALID(wtd_session_send(c2, buf, 0), "send with len == 0");
         INVALID(wtd_session_send(c2, NULL, 0), "send with data NULL and len == 0");
         wtd_session_free(c2);
@@ -346,6 +350,7 @@ static void test_hardening_options(void) {
     char url[256];
 
     printf("# hardening options\n");
+    so.struct_size = sizeof(so);
     OK(wtd_server_options_default(&so), "server options default");
     CHECK(so.struct_size == sizeof so && so.accept_queue_capacity == 128 &&
               so.max_connections == 4096 && so.max_connections_per_ip == 64 &&
@@ -380,10 +385,12 @@ static void test_hardening_options(void) {
     wtd_server_free(srv);
     srv = NULL;
 
+    st.struct_size = sizeof(st);
     INVALID(wtd_server_get_stats(NULL, &st), "wtd_server_get_stats(NULL, ...)");
     INVALID(wtd_server_get_stats(server, NULL), "wtd_server_get_stats(server, NULL)");
 
     /* One connection per IP: a second client from 127.0.0.1 is refused and counted. */
+    so.struct_size = sizeof(so);
     OK(wtd_server_options_default(&so), "server options default");
     so.port = 0;
     so.host = "127.0.0.1";
@@ -391,6 +398,7 @@ static void test_hardening_options(void) {
     OK(wtd_server_new(&so, &srv), "server with max_connections_per_ip = 1");
     OK(wtd_server_port(srv, &p), "its port (%u)", p);
     OK(wtd_server_cert_hash(srv, hash), "its certificate hash");
+    co.struct_size = sizeof(co);
     OK(wtd_client_options_default(&co), "client options default");
     co.verify = WTD_VERIFY_CERT_HASHES;
     co.cert_hashes = hash;
@@ -402,6 +410,7 @@ static void test_hardening_options(void) {
            "second connection from the same IP refused");
     CHECK(b == NULL, "no session handle for the refused connection");
     memset(&st, 0, sizeof st);
+    st.struct_size = sizeof(st);
     OK(wtd_server_get_stats(srv, &st), "server stats");
     CHECK(st.struct_size == sizeof st && st.refused_connections_per_ip == 1 &&
               st.refused_connections_global == 0,
@@ -418,6 +427,7 @@ int main(void) {
 
     test_null_handles();
 
+    so.struct_size = sizeof(so);
     OK(wtd_server_options_default(&so), "server options default");
     so.port = 0;
     so.host = "127.0.0.1";

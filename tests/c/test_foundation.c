@@ -25,7 +25,18 @@ typedef struct {
     char last[256];
 } log_capture;
 
-static void on_log(wtd_log_level level, const char *message, void *user_data) {
+/* Installs (on_log NULL: removes) the log callback through the API 0.2 struct. */
+static wtd_result set_log(wtd_log_cb on, void *user_data, uint32_t max_level) {
+    wtd_log_callbacks c;
+    memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
+    c.max_level = max_level;
+    c.on_log = on;
+    c.user_data = user_data;
+    return wtd_log_set_callbacks(&c);
+}
+
+static void on_log(void *user_data, wtd_log_level level, const char *message) {
     log_capture *cap = (log_capture *)user_data;
     if (cap == NULL) return;
     cap->calls++;
@@ -36,6 +47,25 @@ static void on_log(wtd_log_level level, const char *message, void *user_data) {
     }
     strncpy(cap->last, message, sizeof cap->last - 1);
     cap->last[sizeof cap->last - 1] = '\0';
+}
+
+/* Issue 9 item 13: every enum taken from C is a plain integer; any value is safe and an
+ * out-of-range one names itself "unknown" (run under UBSan). */
+static void test_enum_strings(void) {
+    static const uint32_t bad[] = {5, 99, 0x7fffffffu, 0x80000000u, 0xffffffffu};
+    size_t i;
+    CHECK(strcmp(wtd_draft_str(WTD_DRAFT_15), "draft-15") == 0);
+    CHECK(strcmp(wtd_draft_str(WTD_DRAFT_UNKNOWN), "unknown") == 0);
+    CHECK(strcmp(wtd_alert_kind_str(WTD_ALERT_INCREASING_SEND_TIME), "increasing_send_time") == 0);
+    CHECK(strcmp(wtd_log_level_str(WTD_LOG_WARN), "WARN") == 0);
+    CHECK(strcmp(wtd_log_level_str(0), "unknown") == 0);
+    CHECK(strcmp(wtd_alert_kind_str(3), "unknown") == 0);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK(strcmp(wtd_draft_str(bad[i] == 5 ? 3 : bad[i]), "unknown") == 0);
+        CHECK(strcmp(wtd_alert_kind_str(bad[i]), "unknown") == 0);
+        CHECK(strcmp(wtd_log_level_str(bad[i] == 5 ? 6 : bad[i]), "unknown") == 0);
+        CHECK(strcmp(wtd_result_str(bad[i] == 5 ? 17 : bad[i]), "unknown") == 0);
+    }
 }
 
 static void test_version(void) {
@@ -61,14 +91,14 @@ static void test_result_strings(void) {
         CHECK(s != NULL);
         if (s == NULL) continue;
         CHECK(strlen(s) > 0);
-        CHECK(strcmp(s, "unknown result code") != 0);
+        CHECK(strcmp(s, "unknown") != 0);
         for (j = 0; j < i; j++) CHECK(strcmp(s, wtd_result_str(all[j])) != 0);
     }
     CHECK(strcmp(wtd_result_str(WTD_OK), "ok") == 0);
     CHECK(strcmp(wtd_result_str(WTD_ERR_CLOSED), "closed") == 0);
-    CHECK(strcmp(wtd_result_str(-1), "unknown result code") == 0);
-    CHECK(strcmp(wtd_result_str(17), "unknown result code") == 0);
-    CHECK(strcmp(wtd_result_str(1000000), "unknown result code") == 0);
+    CHECK(strcmp(wtd_result_str((uint32_t)-1), "unknown") == 0);
+    CHECK(strcmp(wtd_result_str(17), "unknown") == 0);
+    CHECK(strcmp(wtd_result_str(1000000), "unknown") == 0);
 }
 
 static void *other_thread(void *arg) {
@@ -96,28 +126,28 @@ static void test_last_error(void) {
     CHECK(ok);
     CHECK(strstr(wtd_last_error_message(), "at least 1") != NULL);
     /* A successful call clears it. */
-    CHECK(wtd_set_log_callback(NULL, NULL, 0) == WTD_OK);
+    CHECK(set_log(NULL, NULL, 0) == WTD_OK);
     CHECK(strcmp(wtd_last_error_message(), "") == 0);
 }
 
 static void test_log_callback(void) {
     log_capture cap;
     memset(&cap, 0, sizeof cap);
-    CHECK(wtd_set_log_callback(NULL, NULL, 0) == WTD_OK);
-    CHECK(wtd_set_log_callback(NULL, NULL, 12345) == WTD_OK); /* level ignored when off */
-    CHECK(wtd_set_log_callback(on_log, &cap, 0) == WTD_ERR_INVALID_ARGUMENT);
-    CHECK(wtd_set_log_callback(on_log, &cap, 6) == WTD_ERR_INVALID_ARGUMENT);
-    CHECK(wtd_set_log_callback(on_log, &cap, WTD_LOG_DEBUG) == WTD_OK);
+    CHECK(set_log(NULL, NULL, 0) == WTD_OK);
+    CHECK(set_log(NULL, NULL, 12345) == WTD_OK); /* level ignored when off */
+    CHECK(set_log(on_log, &cap, 0) == WTD_ERR_INVALID_ARGUMENT);
+    CHECK(set_log(on_log, &cap, 6) == WTD_ERR_INVALID_ARGUMENT);
+    CHECK(set_log(on_log, &cap, WTD_LOG_DEBUG) == WTD_OK);
     wtd_shutdown(); /* logs at DEBUG */
     CHECK(cap.calls >= 1);
     CHECK(cap.bad_user_data == 0);
     CHECK(cap.level_above_max == 0);
     CHECK(strstr(cap.last, "shutdown") != NULL);
-    CHECK(wtd_set_log_callback(on_log, &cap, WTD_LOG_ERROR) == WTD_OK);
+    CHECK(set_log(on_log, &cap, WTD_LOG_ERROR) == WTD_OK);
     cap.calls = 0;
     wtd_shutdown(); /* DEBUG message filtered out */
     CHECK(cap.calls == 0);
-    CHECK(wtd_set_log_callback(NULL, NULL, 0) == WTD_OK);
+    CHECK(set_log(NULL, NULL, 0) == WTD_OK);
 }
 
 static void test_runtime(void) {
@@ -134,6 +164,7 @@ static void test_runtime(void) {
 int main(void) {
     test_version();
     test_result_strings();
+    test_enum_strings();
     test_last_error();
     test_log_callback();
     test_runtime();

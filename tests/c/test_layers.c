@@ -18,12 +18,35 @@
 /* ------------------------------------------------------------------------------------------ */
 /* Setup: server on 127.0.0.1:0 and clients pinned to its certificate. */
 
+/* API 0.2 registration helpers: one struct_size-versioned struct per object. */
+static wtd_result rel_callbacks(wtd_reliability *r, wtd_reliability_message_cb on_message,
+                                wtd_reliability_outcome_cb on_outcome, void *user_data) {
+    wtd_reliability_callbacks c;
+    memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
+    c.on_message = on_message;
+    c.on_outcome = on_outcome;
+    c.user_data = user_data;
+    return wtd_reliability_set_callbacks(r, &c);
+}
+
+static wtd_result monitor_callbacks(wtd_monitor *m, wtd_monitor_alert_cb on_alert,
+                                    void *user_data) {
+    wtd_monitor_callbacks c;
+    memset(&c, 0, sizeof c);
+    c.struct_size = sizeof c;
+    c.on_alert = on_alert;
+    c.user_data = user_data;
+    return wtd_monitor_set_callbacks(m, &c);
+}
+
 static wtd_server *server;
 static uint8_t cert_hash[32];
 static uint16_t port;
 
 static void start_server(void) {
     wtd_server_options so;
+    so.struct_size = sizeof(so);
     CHECK_R(wtd_server_options_default(&so), WTD_OK);
     so.port = 0;
     so.host = "127.0.0.1";
@@ -43,12 +66,13 @@ static void open_pair(const char *path, pair *p) {
     wtd_client_options co;
     memset(p, 0, sizeof *p);
     snprintf(url, sizeof url, "https://127.0.0.1:%u%s", port, path);
+    co.struct_size = sizeof(co);
     CHECK_R(wtd_client_options_default(&co), WTD_OK);
     co.verify = WTD_VERIFY_CERT_HASHES;
     co.cert_hashes = cert_hash;
     co.cert_hash_count = 1;
     CHECK_R(wtd_client_connect(url, &co, &p->cs), WTD_OK);
-    CHECK_R(wtd_server_accept(server, 5000, &p->ss), WTD_OK);
+    CHECK_R(wtd_server_accept(server, &p->ss, 5000), WTD_OK);
     CHECK_R(wtd_transport_new(p->cs, NULL, &p->ct), WTD_OK);
     CHECK_R(wtd_transport_new(p->ss, NULL, &p->st), WTD_OK);
 }
@@ -142,25 +166,28 @@ static void test_null_handles(void) {
 
     printf("# NULL handles and arguments\n");
     CHECK_R(wtd_structured_options_default(NULL), INV);
+    so.struct_size = sizeof(so);
     CHECK_R(wtd_structured_options_default(&so), WTD_OK);
     CHECK(so.struct_size == sizeof so && so.serialize == NULL && so.deserialize == NULL);
     CHECK_R(wtd_structured_new(NULL, &so, &s), INV);
     CHECK(s == NULL);
     CHECK_R(wtd_structured_register(NULL, 1), INV);
     CHECK_R(wtd_structured_send_obj(NULL, 1, buf, 0, 0), INV);
-    CHECK_R(wtd_structured_receive_obj(NULL, 0, &type, &obj), INV);
+    CHECK_R(wtd_structured_receive_obj(NULL, &type, &obj, 0), INV);
     CHECK_R(wtd_structured_is_closed(NULL, &b), INV);
     CHECK_R(wtd_structured_close(NULL), INV);
     wtd_structured_free(NULL);
 
     CHECK_R(wtd_reliability_options_default(NULL), INV);
-    CHECK_R(wtd_reliability_options_factory(NULL), INV);
+    CHECK_R(wtd_reliability_options_low_latency(NULL), INV);
     CHECK_R(wtd_reliability_new(NULL, NULL, &r), INV);
     CHECK(r == NULL);
     CHECK_R(wtd_reliability_send(NULL, buf, 1, &seq), INV);
     CHECK_R(wtd_reliability_receive(NULL, buf, sizeof buf, &n, 0), INV);
-    CHECK_R(wtd_reliability_poll_outcomes(NULL, results, 2, &n), INV);
-    CHECK_R(wtd_reliability_set_callbacks(NULL, NULL, NULL, NULL), INV);
+    CHECK_R(wtd_reliability_poll_outcomes(NULL, results, sizeof(wtd_reliable_result), 2, &n), INV);
+    CHECK_R(wtd_reliability_set_callbacks(NULL, NULL), INV);
+    CHECK_R(rel_callbacks(NULL, NULL, NULL, NULL), INV);
+    rs.struct_size = sizeof(rs);
     CHECK_R(wtd_reliability_get_stats(NULL, &rs), INV);
     CHECK_R(wtd_reliability_close(NULL), INV);
     wtd_reliability_free(NULL);
@@ -169,8 +196,8 @@ static void test_null_handles(void) {
     CHECK_R(wtd_broadcaster_add(NULL, NULL), INV);
     CHECK_R(wtd_broadcaster_remove(NULL, NULL), INV);
     CHECK_R(wtd_broadcaster_count(NULL, &n), INV);
-    CHECK_R(wtd_broadcaster_broadcast(NULL, buf, 1, 0, 0, &n), INV);
-    CHECK_R(wtd_broadcaster_broadcast_ex(NULL, buf, 1, 0, 0, &br), INV);
+    br.struct_size = sizeof(br);
+    CHECK_R(wtd_broadcaster_broadcast(NULL, buf, 1, 0, 0, &br), INV);
     wtd_broadcaster_free(NULL);
     CHECK_R(wtd_broadcaster_new(&bc), WTD_OK);
     CHECK_R(wtd_broadcaster_add(bc, NULL), INV);
@@ -179,14 +206,18 @@ static void test_null_handles(void) {
     n = 99;
     CHECK_R(wtd_broadcaster_count(bc, &n), WTD_OK);
     CHECK(n == 0);
-    CHECK_R(wtd_broadcaster_broadcast(bc, buf, 1, 0, 0, &n), WTD_OK);
-    CHECK(n == 0); /* nobody to send to */
-    CHECK_R(wtd_broadcaster_broadcast(bc, NULL, 1, 0, 0, &n), INV);
-    CHECK_R(wtd_broadcaster_broadcast(bc, buf, 0, 0, 0, &n), INV);
-    CHECK_R(wtd_broadcaster_broadcast_ex(bc, buf, 1, 0, 0, NULL), INV);
+    br.struct_size = sizeof(br);
+    CHECK_R(wtd_broadcaster_broadcast(bc, buf, 1, 0, 0, &br), WTD_OK);
+    CHECK(br.accepted == 0); /* nobody to send to */
+    CHECK_R(wtd_broadcaster_broadcast(bc, buf, 1, 0, 0, NULL), WTD_OK); /* out is optional */
+    CHECK_R(wtd_broadcaster_broadcast(bc, NULL, 1, 0, 0, &br), INV);
+    CHECK_R(wtd_broadcaster_broadcast(bc, buf, 0, 0, 0, &br), INV);
+    br.struct_size = 0; /* forgotten struct_size: refused before anything is sent */
+    CHECK_R(wtd_broadcaster_broadcast(bc, buf, 1, 0, 0, &br), INV);
     wtd_broadcaster_free(bc);
 
     CHECK_R(wtd_monitor_options_default(NULL), INV);
+    mo.struct_size = sizeof(mo);
     CHECK_R(wtd_monitor_options_default(&mo), WTD_OK);
     CHECK_R(wtd_monitor_new(NULL, &mo, &m), INV);
     CHECK(m == NULL);
@@ -194,9 +225,10 @@ static void test_null_handles(void) {
     CHECK_R(wtd_monitor_stop(NULL), INV);
     CHECK_R(wtd_monitor_is_monitoring(NULL, &b), INV);
     CHECK_R(wtd_monitor_sample_now(NULL), INV);
-    CHECK_R(wtd_monitor_get_samples(NULL, samples, 2, &n), INV);
-    CHECK_R(wtd_monitor_get_alerts(NULL, alerts, 2, &n), INV);
-    CHECK_R(wtd_monitor_set_alert_callback(NULL, NULL, NULL), INV);
+    CHECK_R(wtd_monitor_get_samples(NULL, samples, sizeof(wtd_monitor_sample), 2, &n), INV);
+    CHECK_R(wtd_monitor_get_alerts(NULL, alerts, sizeof(wtd_monitor_alert), 2, &n), INV);
+    CHECK_R(wtd_monitor_set_callbacks(NULL, NULL), INV);
+    CHECK_R(monitor_callbacks(NULL, NULL, NULL), INV);
     wtd_monitor_free(NULL);
     (void)ro;
 }
@@ -213,6 +245,7 @@ static void test_structured(pair *p) {
     wtd_datagram_stats st0, st1;
 
     printf("# structured datagrams\n");
+    so.struct_size = sizeof(so);
     CHECK_R(wtd_structured_options_default(&so), WTD_OK);
     CHECK_R(wtd_structured_new(p->ct, &so, &bad), INV); /* no callbacks */
     CHECK(bad == NULL);
@@ -237,6 +270,7 @@ static void test_structured(pair *p) {
     CHECK_R(wtd_structured_is_closed(cs, NULL), INV);
 
     /* Unknown type id and serializer failures: nothing sent. */
+    st0.struct_size = sizeof(st0);
     CHECK_R(wtd_transport_get_stats(p->ct, &st0), WTD_OK);
     CHECK_R(wtd_structured_send_obj(cs, 9, &a, 0, 0), WTD_ERR_SERIALIZATION);
     CHECK_R(wtd_structured_register(cs, 2), WTD_OK);
@@ -251,13 +285,14 @@ static void test_structured(pair *p) {
         CHECK_R(wtd_structured_send_obj(ls, 1, &a, 0, 0), WTD_ERR_SERIALIZATION);
         wtd_structured_free(ls);
     }
+    st1.struct_size = sizeof(st1);
     CHECK_R(wtd_transport_get_stats(p->ct, &st1), WTD_OK);
     CHECK(st1.datagrams_sent == st0.datagrams_sent && st1.send_failures == st0.send_failures);
     CHECK(serializer_calls == 2); /* type 2 and NULL obj reached the serializer; user_data works */
 
     /* Round trip. */
     CHECK_R(wtd_structured_send_obj(cs, 1, &a, 3, 5000), WTD_OK);
-    CHECK_R(wtd_structured_receive_obj(ss, 5000, &type, &obj), WTD_OK);
+    CHECK_R(wtd_structured_receive_obj(ss, &type, &obj, 5000), WTD_OK);
     CHECK(type == 1 && obj != NULL);
     if (obj) {
         struct pos *b = obj;
@@ -265,10 +300,10 @@ static void test_structured(pair *p) {
         free(obj);
         obj = NULL;
     }
-    CHECK_R(wtd_structured_receive_obj(ss, 0, &type, &obj), WTD_ERR_WOULD_BLOCK);
-    CHECK_R(wtd_structured_receive_obj(ss, 20, &type, &obj), WTD_ERR_TIMEOUT);
-    CHECK_R(wtd_structured_receive_obj(ss, 0, NULL, &obj), INV);
-    CHECK_R(wtd_structured_receive_obj(ss, 0, &type, NULL), INV);
+    CHECK_R(wtd_structured_receive_obj(ss, &type, &obj, 0), WTD_ERR_WOULD_BLOCK);
+    CHECK_R(wtd_structured_receive_obj(ss, &type, &obj, 20), WTD_ERR_TIMEOUT);
+    CHECK_R(wtd_structured_receive_obj(ss, NULL, &obj, 0), INV);
+    CHECK_R(wtd_structured_receive_obj(ss, &type, NULL, 0), INV);
 
     /* Bad input from the wire: short datagram, unknown type id, deserializer refusal — each a
      * SERIALIZATION error, consumed and counted; then a good object still arrives. */
@@ -277,18 +312,20 @@ static void test_structured(pair *p) {
         const uint8_t unknown[4] = {0x00, 0x09, 'h', 'i'};
         const uint8_t wrong_len[5] = {0x00, 0x01, 'a', 'b', 'c'};
         wtd_datagram_stats r0, r1;
+        r0.struct_size = sizeof(r0);
         CHECK_R(wtd_transport_get_stats(p->st, &r0), WTD_OK);
         CHECK_R(wtd_transport_send(p->ct, short_dg, sizeof short_dg, 0, 0, -1), WTD_OK);
-        CHECK_R(wtd_structured_receive_obj(ss, 5000, &type, &obj), WTD_ERR_SERIALIZATION);
+        CHECK_R(wtd_structured_receive_obj(ss, &type, &obj, 5000), WTD_ERR_SERIALIZATION);
         CHECK_R(wtd_transport_send(p->ct, unknown, sizeof unknown, 0, 0, -1), WTD_OK);
-        CHECK_R(wtd_structured_receive_obj(ss, 5000, &type, &obj), WTD_ERR_SERIALIZATION);
+        CHECK_R(wtd_structured_receive_obj(ss, &type, &obj, 5000), WTD_ERR_SERIALIZATION);
         CHECK_R(wtd_transport_send(p->ct, wrong_len, sizeof wrong_len, 0, 0, -1), WTD_OK);
-        CHECK_R(wtd_structured_receive_obj(ss, 5000, &type, &obj), WTD_ERR_SERIALIZATION);
+        CHECK_R(wtd_structured_receive_obj(ss, &type, &obj, 5000), WTD_ERR_SERIALIZATION);
         CHECK(obj == NULL);
+        r1.struct_size = sizeof(r1);
         CHECK_R(wtd_transport_get_stats(p->st, &r1), WTD_OK);
         CHECK(r1.receive_errors == r0.receive_errors + 3);
         CHECK_R(wtd_structured_send_obj(cs, 1, &a, 0, 0), WTD_OK);
-        CHECK_R(wtd_structured_receive_obj(ss, 5000, &type, &obj), WTD_OK);
+        CHECK_R(wtd_structured_receive_obj(ss, &type, &obj, 5000), WTD_OK);
         CHECK(type == 1 && obj != NULL);
         free(obj);
         obj = NULL;
@@ -344,11 +381,13 @@ static void test_reliability(pair *p) {
     int seen[N] = {0};
 
     printf("# reliability layer\n");
+    o.struct_size = sizeof(o);
     CHECK_R(wtd_reliability_options_default(&o), WTD_OK);
     CHECK(o.struct_size == sizeof o && o.ack_timeout_ms == 2000 && o.max_retries == 5);
-    CHECK(o.in_order == 0 && o.max_in_flight == 256 && o.test_drop_fraction == 0.0);
+    CHECK(o.in_order == 0 && o.max_in_flight == 256);
     CHECK(o.receive_window == 0 && o.gap_timeout_ms == 0);
-    CHECK_R(wtd_reliability_options_factory(&f), WTD_OK);
+    f.struct_size = sizeof(f);
+    CHECK_R(wtd_reliability_options_low_latency(&f), WTD_OK);
     CHECK(f.ack_timeout_ms == 1000 && f.max_retries == 3);
     {
         wtd_reliability_options b = f;
@@ -356,9 +395,6 @@ static void test_reliability(pair *p) {
         CHECK_R(wtd_reliability_new(p->ct, &b, &bad), INV);
         b = f;
         b.ack_timeout_ms = 0;
-        CHECK_R(wtd_reliability_new(p->ct, &b, &bad), INV);
-        b = f;
-        b.test_drop_fraction = 1.5;
         CHECK_R(wtd_reliability_new(p->ct, &b, &bad), INV);
         b = f;
         b.struct_size = 4;
@@ -413,12 +449,12 @@ static void test_reliability(pair *p) {
         wtd_reliable_result res[8];
         int delivered = 0, other = 0;
         double until = now_s() + 5.0;
-        CHECK_R(wtd_reliability_poll_outcomes(tx, NULL, 1, &n), INV);
-        CHECK_R(wtd_reliability_poll_outcomes(tx, res, 8, NULL), INV);
-        CHECK_R(wtd_reliability_poll_outcomes(tx, NULL, 0, &n), WTD_OK);
+        CHECK_R(wtd_reliability_poll_outcomes(tx, NULL, sizeof(wtd_reliable_result), 1, &n), INV);
+        CHECK_R(wtd_reliability_poll_outcomes(tx, res, sizeof(wtd_reliable_result), 8, NULL), INV);
+        CHECK_R(wtd_reliability_poll_outcomes(tx, NULL, sizeof(wtd_reliable_result), 0, &n), WTD_OK);
         CHECK(n == 0);
         while (delivered + other < N && now_s() < until) {
-            CHECK_R(wtd_reliability_poll_outcomes(tx, res, 8, &n), WTD_OK);
+            CHECK_R(wtd_reliability_poll_outcomes(tx, res, sizeof(wtd_reliable_result), 8, &n), WTD_OK);
             for (size_t i = 0; i < n; i++) {
                 if (res[i].outcome == WTD_RELIABLE_DELIVERED && res[i].seq < N) delivered++;
                 else other++;
@@ -427,10 +463,12 @@ static void test_reliability(pair *p) {
         }
         CHECK(delivered == N && other == 0);
     }
+    st.struct_size = sizeof(st);
     CHECK_R(wtd_reliability_get_stats(tx, &st), WTD_OK);
     CHECK(st.struct_size == sizeof st && st.sent == N && st.acked == N && st.gave_up == 0);
     CHECK(st.in_flight == 0 && st.acks_received >= N && st.srtt_us > 0 && st.rto_us > 0);
     CHECK(st.injected_drops == 0);
+    st.struct_size = sizeof(st);
     CHECK_R(wtd_reliability_get_stats(rx, &st), WTD_OK);
     CHECK(st.delivered == N && st.acks_sent >= N && st.malformed == 0);
     CHECK(st.data_received >= N && st.out_of_window == 0 && st.refused_full == 0);
@@ -446,8 +484,8 @@ static void test_reliability(pair *p) {
     /* Callbacks replace the queues. */
     cb_expected_rx = rx;
     cb_expected_tx = tx;
-    CHECK_R(wtd_reliability_set_callbacks(rx, on_message, NULL, &cb_messages), WTD_OK);
-    CHECK_R(wtd_reliability_set_callbacks(tx, NULL, on_outcome, &cb_messages), WTD_OK);
+    CHECK_R(rel_callbacks(rx, on_message, NULL, &cb_messages), WTD_OK);
+    CHECK_R(rel_callbacks(tx, NULL, on_outcome, &cb_messages), WTD_OK);
     for (int i = 0; i < 5; i++) CHECK_R(wtd_reliability_send(tx, (const uint8_t *)"cb!", 3, NULL), WTD_OK);
     {
         double until = now_s() + 5.0;
@@ -457,8 +495,8 @@ static void test_reliability(pair *p) {
     CHECK(cb_count(&cb_messages) == 5 && cb_count(&cb_delivered) == 5);
     CHECK(cb_count(&cb_bad_handle) == 0);
     CHECK_R(wtd_reliability_receive(rx, buf, sizeof buf, &n, 0), WTD_ERR_WOULD_BLOCK);
-    CHECK_R(wtd_reliability_set_callbacks(rx, NULL, NULL, NULL), WTD_OK);
-    CHECK_R(wtd_reliability_set_callbacks(tx, NULL, NULL, NULL), WTD_OK);
+    CHECK_R(rel_callbacks(rx, NULL, NULL, NULL), WTD_OK);
+    CHECK_R(rel_callbacks(tx, NULL, NULL, NULL), WTD_OK);
 
     /* The receiver's layer goes away: the sender gives up and reports it. */
     CHECK_R(wtd_reliability_close(rx), WTD_OK);
@@ -470,13 +508,14 @@ static void test_reliability(pair *p) {
         int gave_up = 0;
         double until = now_s() + 15.0;
         while (!gave_up && now_s() < until) {
-            CHECK_R(wtd_reliability_poll_outcomes(tx, res, 4, &n), WTD_OK);
+            CHECK_R(wtd_reliability_poll_outcomes(tx, res, sizeof(wtd_reliable_result), 4, &n), WTD_OK);
             for (size_t i = 0; i < n; i++)
                 if (res[i].seq == seq && res[i].outcome == WTD_RELIABLE_GAVE_UP) gave_up = 1;
             if (!gave_up) sleep_ms(10);
         }
         CHECK(gave_up);
     }
+    st.struct_size = sizeof(st);
     CHECK_R(wtd_reliability_get_stats(tx, &st), WTD_OK);
     CHECK(st.gave_up == 1 && st.retransmits >= f.max_retries);
 
@@ -485,7 +524,7 @@ static void test_reliability(pair *p) {
     CHECK_R(wtd_reliability_close(tx), WTD_OK);
     {
         wtd_reliable_result res[4];
-        CHECK_R(wtd_reliability_poll_outcomes(tx, res, 4, &n), WTD_OK);
+        CHECK_R(wtd_reliability_poll_outcomes(tx, res, sizeof(wtd_reliable_result), 4, &n), WTD_OK);
         CHECK(n == 1 && res[0].seq == seq && res[0].outcome == WTD_RELIABLE_GAVE_UP);
     }
     CHECK_R(wtd_reliability_send(tx, (const uint8_t *)"x", 1, &seq), WTD_ERR_CLOSED);
@@ -495,16 +534,19 @@ static void test_reliability(pair *p) {
     CHECK_R(wtd_transport_clear_receive_buffer(p->st, &n), WTD_OK);
 
     /* A second layer takes the transport over; freeing the first must not detach it (issue 9
-     * item 10). A caller built against the first version of the options struct (struct_size
-     * up to test_drop_fraction) gets the default receive window. */
+     * item 10). A struct_size below the first published size (API 0.2) is refused. */
     {
         wtd_reliability *old_rx = NULL, *new_rx = NULL;
         wtd_reliability_options v1 = f;
-        v1.in_order = 0;
         v1.struct_size = (uint32_t)offsetof(wtd_reliability_options, receive_window);
-        v1.receive_window = 7; /* beyond struct_size: ignored */
+        CHECK_R(wtd_reliability_new(p->st, &v1, &old_rx), INV);
+        CHECK(old_rx == NULL);
         CHECK_R(wtd_reliability_new(p->ct, &f, &tx), WTD_OK);
-        CHECK_R(wtd_reliability_new(p->st, &v1, &old_rx), WTD_OK);
+        CHECK_R(wtd_reliability_set_test_drop_fraction(tx, 1.5), INV);
+        CHECK_R(wtd_reliability_set_test_drop_fraction(tx, -0.1), INV);
+        CHECK_R(wtd_reliability_set_test_drop_fraction(NULL, 0.0), INV);
+        CHECK_R(wtd_reliability_set_test_drop_fraction(tx, 0.0), WTD_OK);
+        CHECK_R(wtd_reliability_new(p->st, &f, &old_rx), WTD_OK);
         CHECK_R(wtd_reliability_new(p->st, &f, &new_rx), WTD_OK);
         wtd_reliability_free(old_rx);
         CHECK_R(wtd_reliability_send(tx, (const uint8_t *)"taken over", 10, NULL), WTD_OK);
@@ -534,11 +576,14 @@ static void test_broadcaster(pair ps[3]) {
     CHECK_R(wtd_broadcaster_add(b, ps[0].st), WTD_OK); /* twice: no-op */
     CHECK_R(wtd_broadcaster_count(b, &n), WTD_OK);
     CHECK(n == 3);
-    CHECK_R(wtd_broadcaster_broadcast(b, (const uint8_t *)"tick 1", 6, 0, 0, &accepted), WTD_OK);
+    r.struct_size = sizeof(r);
+    CHECK_R(wtd_broadcaster_broadcast(b, (const uint8_t *)"tick 1", 6, 0, 0, &r), WTD_OK);
+    accepted = r.accepted;
     CHECK(accepted == 3);
     CHECK_R(wtd_broadcaster_broadcast(b, (const uint8_t *)"tick 2", 6, 1, 1000, NULL), WTD_OK);
     memset(&r, 0, sizeof r);
-    CHECK_R(wtd_broadcaster_broadcast_ex(b, (const uint8_t *)"tick 3", 6, 0, 0, &r), WTD_OK);
+    r.struct_size = sizeof(r);
+    CHECK_R(wtd_broadcaster_broadcast(b, (const uint8_t *)"tick 3", 6, 0, 0, &r), WTD_OK);
     CHECK(r.struct_size == sizeof r && r.accepted == 3 && r.failed == 0 && r.pruned == 0);
     for (int i = 0; i < 3; i++) {
         for (int k = 1; k <= 3; k++) {
@@ -557,7 +602,8 @@ static void test_broadcaster(pair ps[3]) {
     /* A closed transport is pruned and refused. */
     CHECK_R(wtd_broadcaster_add(b, ps[2].st), WTD_OK);
     CHECK_R(wtd_transport_close(ps[2].st, 0), WTD_OK);
-    CHECK_R(wtd_broadcaster_broadcast_ex(b, (const uint8_t *)"tick 4", 6, 0, 0, &r), WTD_OK);
+    r.struct_size = sizeof(r);
+    CHECK_R(wtd_broadcaster_broadcast(b, (const uint8_t *)"tick 4", 6, 0, 0, &r), WTD_OK);
     CHECK(r.accepted == 2 && r.pruned == 1 && r.failed == 0);
     CHECK_R(wtd_broadcaster_count(b, &n), WTD_OK);
     CHECK(n == 2);
@@ -589,7 +635,7 @@ static void on_alert(void *user_data, const wtd_monitor_alert *a) {
 static int has_alert(wtd_monitor *m, wtd_alert_kind kind) {
     wtd_monitor_alert al[64];
     size_t n = 0;
-    if (wtd_monitor_get_alerts(m, al, 64, &n) != WTD_OK) return 0;
+    if (wtd_monitor_get_alerts(m, al, sizeof(wtd_monitor_alert), 64, &n) != WTD_OK) return 0;
     for (size_t i = 0; i < n; i++)
         if (al[i].kind == kind) return 1;
     return 0;
@@ -604,6 +650,7 @@ static void test_monitor(pair *p) {
     bool on = true;
 
     printf("# monitor\n");
+    o.struct_size = sizeof(o);
     CHECK_R(wtd_monitor_options_default(&o), WTD_OK);
     CHECK(o.struct_size == sizeof o && o.interval_ms == 5000 && o.samples_maxlen == 100 &&
           o.alerts_maxlen == 50 && o.queue_threshold == 0.9 && o.success_rate_threshold == 0.8 &&
@@ -627,9 +674,9 @@ static void test_monitor(pair *p) {
     CHECK_R(wtd_monitor_new(p->ct, &o, &m), WTD_OK);
     CHECK_R(wtd_monitor_is_monitoring(m, &on), WTD_OK);
     CHECK(!on);
-    CHECK_R(wtd_monitor_get_samples(m, s, 8, &n), WTD_OK);
+    CHECK_R(wtd_monitor_get_samples(m, s, sizeof(wtd_monitor_sample), 8, &n), WTD_OK);
     CHECK(n == 0);
-    CHECK_R(wtd_monitor_set_alert_callback(m, on_alert, &alert_calls), WTD_OK);
+    CHECK_R(monitor_callbacks(m, on_alert, &alert_calls), WTD_OK);
 
     /* Timer samples. */
     CHECK_R(wtd_monitor_start(m), WTD_OK);
@@ -639,22 +686,22 @@ static void test_monitor(pair *p) {
     CHECK_R(wtd_monitor_stop(m), WTD_OK);
     CHECK_R(wtd_monitor_is_monitoring(m, &on), WTD_OK);
     CHECK(!on);
-    CHECK_R(wtd_monitor_get_samples(m, all, 64, &n_all), WTD_OK);
+    CHECK_R(wtd_monitor_get_samples(m, all, sizeof(wtd_monitor_sample), 64, &n_all), WTD_OK);
     CHECK(n_all >= 3);
 
     /* sample_now + newest-`limit` semantics. */
     CHECK_R(wtd_monitor_sample_now(m), WTD_OK);
-    CHECK_R(wtd_monitor_get_samples(m, all, 64, &n_all), WTD_OK);
-    CHECK_R(wtd_monitor_get_samples(m, s, 2, &n), WTD_OK);
+    CHECK_R(wtd_monitor_get_samples(m, all, sizeof(wtd_monitor_sample), 64, &n_all), WTD_OK);
+    CHECK_R(wtd_monitor_get_samples(m, s, sizeof(wtd_monitor_sample), 2, &n), WTD_OK);
     CHECK(n == 2 && n_all >= 4);
     if (n == 2 && n_all >= 2) {
         CHECK(s[0].timestamp == all[n_all - 2].timestamp && s[1].timestamp == all[n_all - 1].timestamp);
         CHECK(s[0].timestamp <= s[1].timestamp && s[1].queue_size == all[n_all - 1].queue_size);
         CHECK(s[1].send_success_rate >= 0.0 && s[1].send_success_rate <= 1.0);
     }
-    CHECK_R(wtd_monitor_get_samples(m, NULL, 2, &n), INV);
-    CHECK_R(wtd_monitor_get_samples(m, s, 2, NULL), INV);
-    CHECK_R(wtd_monitor_get_samples(m, NULL, 0, &n), WTD_OK);
+    CHECK_R(wtd_monitor_get_samples(m, NULL, sizeof(wtd_monitor_sample), 2, &n), INV);
+    CHECK_R(wtd_monitor_get_samples(m, s, sizeof(wtd_monitor_sample), 2, NULL), INV);
+    CHECK_R(wtd_monitor_get_samples(m, NULL, sizeof(wtd_monitor_sample), 0, &n), WTD_OK);
     CHECK(n == 0);
 
     /* A full outgoing queue: a burst bigger than QUIC's 1 MiB datagram buffer leaves the wtd queue
@@ -673,6 +720,7 @@ static void test_monitor(pair *p) {
             uint8_t *big = calloc(1, max + 1);
             wtd_datagram_stats ts;
             for (int round = 0; round < 500; round++) {
+                ts.struct_size = sizeof(ts);
                 if (wtd_transport_get_stats(p->ct, &ts) != WTD_OK || ts.send_success_rate < 0.7) break;
                 for (int i = 0; i < 1000; i++) wtd_transport_try_send(p->ct, big, max + 1, 0, 0);
             }
@@ -682,15 +730,15 @@ static void test_monitor(pair *p) {
         CHECK_R(wtd_monitor_sample_now(m), WTD_OK);
         CHECK(has_alert(m, WTD_ALERT_LOW_SUCCESS_RATE));
     }
-    CHECK_R(wtd_monitor_get_alerts(m, NULL, 1, &n), INV);
-    CHECK_R(wtd_monitor_get_alerts(m, al, 16, NULL), INV);
+    CHECK_R(wtd_monitor_get_alerts(m, NULL, sizeof(wtd_monitor_alert), 1, &n), INV);
+    CHECK_R(wtd_monitor_get_alerts(m, al, sizeof(wtd_monitor_alert), 16, NULL), INV);
     {
         size_t n_before = 0, n_after = 0;
         int low = 0, low_before = 0;
-        CHECK_R(wtd_monitor_get_alerts(m, al, 16, &n_before), WTD_OK);
+        CHECK_R(wtd_monitor_get_alerts(m, al, sizeof(wtd_monitor_alert), 16, &n_before), WTD_OK);
         for (size_t i = 0; i < n_before; i++) low_before += al[i].kind == WTD_ALERT_LOW_SUCCESS_RATE;
         CHECK_R(wtd_monitor_sample_now(m), WTD_OK); /* still low: edge-triggered, no new alert */
-        CHECK_R(wtd_monitor_get_alerts(m, al, 16, &n_after), WTD_OK);
+        CHECK_R(wtd_monitor_get_alerts(m, al, sizeof(wtd_monitor_alert), 16, &n_after), WTD_OK);
         printf("alerts: %zu before, %zu after another sample\n", n_before, n_after);
         for (size_t i = 0; i < n_after; i++)
             printf("  alert %s: %s\n", wtd_alert_kind_str(al[i].kind), al[i].message);
@@ -704,7 +752,7 @@ static void test_monitor(pair *p) {
         CHECK(low == low_before);
         if (n_after >= 1) {
             wtd_monitor_alert newest;
-            CHECK_R(wtd_monitor_get_alerts(m, &newest, 1, &n), WTD_OK);
+            CHECK_R(wtd_monitor_get_alerts(m, &newest, sizeof(wtd_monitor_alert), 1, &n), WTD_OK);
             CHECK(n == 1 && newest.kind == al[n_after - 1].kind &&
                   newest.timestamp == al[n_after - 1].timestamp); /* the newest one */
             pthread_mutex_lock(&alert_lock);
@@ -715,7 +763,7 @@ static void test_monitor(pair *p) {
     CHECK(strcmp(wtd_alert_kind_str(WTD_ALERT_HIGH_QUEUE_SIZE), "high_queue_size") == 0);
     CHECK(strcmp(wtd_alert_kind_str(WTD_ALERT_LOW_SUCCESS_RATE), "low_success_rate") == 0);
     CHECK(strcmp(wtd_alert_kind_str(WTD_ALERT_INCREASING_SEND_TIME), "increasing_send_time") == 0);
-    CHECK_R(wtd_monitor_set_alert_callback(m, NULL, NULL), WTD_OK);
+    CHECK_R(monitor_callbacks(m, NULL, NULL), WTD_OK);
     wtd_monitor_free(m);
 }
 

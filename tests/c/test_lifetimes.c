@@ -25,11 +25,12 @@ static uint8_t cert_hash[32];
 static void pair(wtd_session **client, wtd_session **srv) {
     wtd_client_options o;
     char url[128];
+    o.struct_size = sizeof(o);
     wtd_client_options_default(&o);
     o.verify = WTD_VERIFY_CERT_HASHES, o.cert_hashes = cert_hash, o.cert_hash_count = 1;
     snprintf(url, sizeof url, "https://127.0.0.1:%u/life", port);
     CHECK_R(wtd_client_connect(url, &o, client), WTD_OK);
-    CHECK_R(wtd_server_accept(server, 5000, srv), WTD_OK);
+    CHECK_R(wtd_server_accept(server, srv, 5000), WTD_OK);
 }
 
 /* ---- set_callbacks(NULL) waits for a callback in flight ------------------------------------ */
@@ -161,6 +162,7 @@ static void test_session_free_before_transport_free(void) {
 
 int main(void) {
     wtd_server_options so;
+    so.struct_size = sizeof(so);
     wtd_server_options_default(&so);
     so.port = 0;
     so.host = "127.0.0.1";

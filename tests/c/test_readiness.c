@@ -20,11 +20,12 @@ static uint8_t cert_hash[32];
 static void pair(wtd_session **client, wtd_session **srv) {
     wtd_client_options o;
     char url[128];
+    o.struct_size = sizeof(o);
     wtd_client_options_default(&o);
     o.verify = WTD_VERIFY_CERT_HASHES, o.cert_hashes = cert_hash, o.cert_hash_count = 1;
     snprintf(url, sizeof url, "https://127.0.0.1:%u/ready", port);
     CHECK_R(wtd_client_connect(url, &o, client), WTD_OK);
-    CHECK_R(wtd_server_accept(server, 5000, srv), WTD_OK);
+    CHECK_R(wtd_server_accept(server, srv, 5000), WTD_OK);
 }
 
 static int readable(int fd, int timeout_ms) {
@@ -116,6 +117,7 @@ static void test_no_lost_wakeup(void) {
         if (!readable(fd, 200)) {
             /* Not readable: the queue must really be empty. */
             wtd_session_stats st;
+            st.struct_size = sizeof(st);
             wtd_session_get_stats(s, &st);
             if (st.queued > 0) lost_wakeups++;
             if (!atomic_load(&sender_done)) idle_since = now_s(); /* stop 2 s after the sender */
@@ -128,13 +130,14 @@ static void test_no_lost_wakeup(void) {
         for (int i = 0; i < 32; i++) bufs[i] = (wtd_datagram_buffer){store[i], sizeof store[i], 0};
         for (;;) {
             size_t n = 0;
-            wtd_result r = wtd_session_receive_batch(s, bufs, 32, &n);
+            wtd_result r = wtd_session_receive_batch(s, bufs, 32, &n, 0);
             if (r != WTD_OK || n == 0) break;
             got += (long)n;
         }
     }
     pthread_join(th, NULL);
     wtd_session_stats st;
+    st.struct_size = sizeof(st);
     wtd_session_get_stats(s, &st);
     printf("#   received %ld of %d sent (%llu arrived, %llu evicted), %ld polls\n", got, TOTAL,
            (unsigned long long)st.datagrams_received, (unsigned long long)st.dropped_queue_full, polls);
@@ -148,6 +151,7 @@ static void test_no_lost_wakeup(void) {
 
 int main(void) {
     wtd_server_options so;
+    so.struct_size = sizeof(so);
     wtd_server_options_default(&so);
     so.port = 0;
     so.host = "127.0.0.1";

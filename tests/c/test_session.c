@@ -16,6 +16,12 @@
 /* ---------------------------------------------------------------------------------------------
  * Check helpers. */
 
+/* True while the session is open (wtd_session_is_closed says false). */
+static int session_is_open(const wtd_session *s) {
+    bool closed = true;
+    return wtd_session_is_closed(s, &closed) == WTD_OK && !closed;
+}
+
 static int checks;
 
 static void fail_now(const char *file, int line, const char *what, const char *detail) {
@@ -88,6 +94,7 @@ static uint8_t cert_hash[32];
 static void start_server(void) {
     wtd_server_options opt;
     char hex[65];
+    opt.struct_size = sizeof(opt);
     OK(wtd_server_options_default(&opt), "server options default");
     CHECK(opt.struct_size == sizeof opt, "server options struct_size = sizeof (%u)", opt.struct_size);
     opt.port = 0;
@@ -107,6 +114,7 @@ static void start_server(void) {
 }
 
 static void client_options(wtd_client_options *opt) {
+    opt->struct_size = sizeof(*opt);
     OK(wtd_client_options_default(opt), "client options default");
     opt->verify = WTD_VERIFY_CERT_HASHES;
     opt->cert_hashes = cert_hash;
@@ -127,7 +135,7 @@ static void connect_pair(const char *path, const char *origin, wtd_session **cli
     opt.origin = origin;
     url_for(url, sizeof url, path);
     OK(wtd_client_connect(url, &opt, client), "connect to %s with the pinned certificate hash", url);
-    OK(wtd_server_accept(server, 5000, srv), "server accepts the session for %s", path);
+    OK(wtd_server_accept(server, srv, 5000), "server accepts the session for %s", path);
 }
 
 /* Waits until `s` has at least `n` datagrams queued (at most 3 s). */
@@ -135,6 +143,7 @@ static int wait_queued(wtd_session *s, uint64_t n) {
     long long deadline = now_ms() + 3000;
     wtd_session_stats st;
     while (now_ms() < deadline) {
+        st.struct_size = sizeof(st);
         if (wtd_session_get_stats(s, &st) != WTD_OK) return 0;
         if (st.queued >= n) return 1;
         sleep_ms(5);
@@ -154,9 +163,9 @@ static void test_connect_and_metadata(wtd_session **out_client, wtd_session **ou
     wtd_session *none = NULL;
 
     printf("# connect, accept, metadata\n");
-    EXPECT(wtd_server_accept(server, 0, &none), WTD_ERR_WOULD_BLOCK,
+    EXPECT(wtd_server_accept(server, &none, 0), WTD_ERR_WOULD_BLOCK,
            "accept with timeout 0 and no pending session");
-    EXPECT(wtd_server_accept(server, 50, &none), WTD_ERR_TIMEOUT,
+    EXPECT(wtd_server_accept(server, &none, 50), WTD_ERR_TIMEOUT,
            "accept with timeout 50 ms and no pending session");
     CHECK(none == NULL, "accept wrote no handle on failure");
 
@@ -212,7 +221,7 @@ static void test_connect_and_metadata(wtd_session **out_client, wtd_session **ou
             OK(wtd_session_is_draining(c, &draining), "is_draining on an open session");
             CHECK(!draining, "a fresh session is not draining");
         }
-        CHECK(wtd_session_is_open(c) && wtd_session_is_open(s), "wtd_session_is_open on both ends");
+        CHECK(session_is_open(c) && session_is_open(s), "wtd_session_is_open on both ends");
     }
     pthread_mutex_lock(&requests_lock);
     CHECK(requests_seen >= 1, "on_request was consulted (%d requests)", requests_seen);
@@ -286,10 +295,10 @@ static void test_datagrams(wtd_session *c, wtd_session *s) {
             bufs[i].len = 0;
         }
         /* First call with room for 4, second with room for the rest. */
-        OK(wtd_session_receive_batch(s, bufs, 4, &n), "receive_batch into 4 buffers");
+        OK(wtd_session_receive_batch(s, bufs, 4, &n, 0), "receive_batch into 4 buffers");
         CHECK(n == 4, "4 datagrams filled (%zu)", n);
         got = n;
-        OK(wtd_session_receive_batch(s, bufs + got, 8 - got, &n), "receive_batch into the rest");
+        OK(wtd_session_receive_batch(s, bufs + got, 8 - got, &n, 0), "receive_batch into the rest");
         CHECK(n == N - 4, "the remaining %d datagrams filled (%zu)", N - 4, n);
         got += n;
         for (size_t i = 0; i < got; i++) {
@@ -297,8 +306,14 @@ static void test_datagrams(wtd_session *c, wtd_session *s) {
             CHECK(bufs[i].len == strlen(msg) && memcmp(bufs[i].data, msg, bufs[i].len) == 0,
                   "batch slot %zu holds %s (order kept)", i, msg);
         }
-        OK(wtd_session_receive_batch(s, bufs, 8, &n), "receive_batch on an empty queue is OK");
-        CHECK(n == 0, "and fills 0 buffers");
+        n = 99;
+        EXPECT(wtd_session_receive_batch(s, bufs, 8, &n, 0), WTD_ERR_WOULD_BLOCK,
+               "receive_batch on an empty queue with timeout 0 (the transport's shape)");
+        CHECK(n == 99, "out_count untouched on failure");
+        EXPECT(wtd_session_receive_batch(s, bufs, 8, &n, 30), WTD_ERR_TIMEOUT,
+               "receive_batch waits up to timeout_ms");
+        EXPECT(wtd_session_receive_batch(s, bufs, 0, &n, 0), WTD_ERR_INVALID_ARGUMENT,
+               "receive_batch with count 0");
     }
 
     /* BUFFER_TOO_SMALL leaves the datagram queued. */
@@ -314,8 +329,10 @@ static void test_datagrams(wtd_session *c, wtd_session *s) {
         EXPECT(wtd_session_receive(s, NULL, 0, &len, 0), WTD_ERR_BUFFER_TOO_SMALL,
                "receive with NULL/0 acts as a size query");
         CHECK(len == 100, "size query says 100");
-        EXPECT(wtd_session_receive_batch(s, &one, 1, &n), WTD_ERR_BUFFER_TOO_SMALL,
+        EXPECT(wtd_session_receive_batch(s, &one, 1, &n, 0), WTD_ERR_BUFFER_TOO_SMALL,
                "receive_batch whose first buffer is too small");
+        CHECK(one.len == 100, "BUFFER_TOO_SMALL writes the needed size into buffers[0].len (%zu)",
+              one.len);
         OK(wtd_session_receive(s, buf, sizeof buf, &len, 0), "receive again with a big buffer");
         CHECK(len == 100 && memcmp(buf, payload, 100) == 0, "the datagram was still queued, intact");
         EXPECT(wtd_session_receive(s, buf, sizeof buf, &len, 0), WTD_ERR_WOULD_BLOCK,
@@ -330,7 +347,7 @@ static void test_datagrams(wtd_session *c, wtd_session *s) {
         OK(wtd_session_send(c, (const uint8_t *)"fits", 4), "client sends \"fits\"");
         OK(wtd_session_send(c, (const uint8_t *)"too long", 8), "client sends \"too long\"");
         CHECK(wait_queued(s, 2), "server queue holds 2 datagrams");
-        OK(wtd_session_receive_batch(s, two, 2, &n), "batch with a 4-byte second buffer");
+        OK(wtd_session_receive_batch(s, two, 2, &n, 0), "batch with a 4-byte second buffer");
         CHECK(n == 1 && two[0].len == 4 && memcmp(a, "fits", 4) == 0, "only the first was taken");
         OK(wtd_session_receive(s, buf, sizeof buf, &len, 0), "the second is still queued");
         CHECK(len == 8 && memcmp(buf, "too long", 8) == 0, "and intact");
@@ -339,6 +356,7 @@ static void test_datagrams(wtd_session *c, wtd_session *s) {
     {
         wtd_session_stats st;
         memset(&st, 0, sizeof st);
+        st.struct_size = sizeof(st);
         OK(wtd_session_get_stats(s, &st), "server stats");
         CHECK(st.struct_size == sizeof st, "stats struct_size = sizeof");
         CHECK(st.datagrams_received >= 11 && st.datagrams_read == st.datagrams_received &&
@@ -388,7 +406,8 @@ static void cb_on_datagram(void *user_data, wtd_session *session, const uint8_t 
         st->timed_receive = wtd_session_receive(session, scratch, sizeof scratch, &n, 100);
         st->poll_receive = wtd_session_receive(session, scratch, sizeof scratch, &n, 0);
         st->wait_closed = wtd_session_wait_closed(session, -1);
-        st->accept = wtd_server_accept(server, -1, &none);
+        st->accept = wtd_server_accept(server, &none, -1);
+        opt.struct_size = sizeof(opt);
         wtd_client_options_default(&opt);
         opt.connect_timeout_ms = 100;
         st->connect = wtd_client_connect("https://127.0.0.1:9/", &opt, &none);
@@ -465,6 +484,7 @@ static void test_callbacks(wtd_session *c, wtd_session *s) {
 
     {
         wtd_session_stats st;
+        st.struct_size = sizeof(st);
         OK(wtd_session_get_stats(s, &st), "server stats after the callback phase");
         CHECK(st.queued == 0, "datagrams went to the callback, not the queue");
     }
@@ -521,7 +541,7 @@ static void test_close_info(wtd_session *c, wtd_session *s) {
     CHECK(closed, "client session is closed");
     OK(wtd_session_is_closed(s, &closed), "is_closed (server)");
     CHECK(closed, "server session is closed");
-    CHECK(!wtd_session_is_open(c) && !wtd_session_is_open(s), "wtd_session_is_open is false");
+    CHECK(!session_is_open(c) && !session_is_open(s), "wtd_session_is_open is false");
     EXPECT(wtd_session_send(c, (const uint8_t *)"x", 1), WTD_ERR_CLOSED, "send after close (client)");
     EXPECT(wtd_session_send(s, (const uint8_t *)"x", 1), WTD_ERR_CLOSED, "send after close (server)");
     {
@@ -532,7 +552,7 @@ static void test_close_info(wtd_session *c, wtd_session *s) {
                "poll receive on a closed, empty session");
         EXPECT(wtd_session_receive(c, buf, sizeof buf, &len, -1), WTD_ERR_CLOSED,
                "blocking receive on a closed session returns at once");
-        EXPECT(wtd_session_receive_batch(c, &one, 1, &n), WTD_ERR_CLOSED,
+        EXPECT(wtd_session_receive_batch(c, &one, 1, &n, 0), WTD_ERR_CLOSED,
                "receive_batch on a closed, empty session");
     }
     OK(wtd_session_wait_closed(c, 5000), "wait_closed on a locally closed session");
@@ -638,7 +658,7 @@ static void test_multi_session(wtd_session *clients[3], wtd_session *servers[3])
     }
     OK(wtd_session_open_sibling(clients[0], paths[1], &clients[1]), "open_sibling %s", paths[1]);
     OK(wtd_session_open_sibling(clients[0], paths[2], &clients[2]), "open_sibling %s", paths[2]);
-    for (int i = 0; i < 3; i++) OK(wtd_server_accept(server, 5000, &accepted[i]), "server accepts session %d", i);
+    for (int i = 0; i < 3; i++) OK(wtd_server_accept(server, &accepted[i], 5000), "server accepts session %d", i);
     /* Match server sessions to client sessions by path. */
     for (int i = 0; i < 3; i++) {
         char path[32];
@@ -689,8 +709,8 @@ static void test_multi_session(wtd_session *clients[3], wtd_session *servers[3])
     /* Closing one sibling leaves the others working. */
     OK(wtd_session_close(clients[1], 5, "only b"), "close %s only", paths[1]);
     OK(wtd_session_wait_closed(servers[1], 5000), "server side of %s closed", paths[1]);
-    CHECK(wtd_session_is_open(clients[0]) && wtd_session_is_open(clients[2]) &&
-              wtd_session_is_open(servers[0]) && wtd_session_is_open(servers[2]),
+    CHECK(session_is_open(clients[0]) && session_is_open(clients[2]) &&
+              session_is_open(servers[0]) && session_is_open(servers[2]),
           "%s and %s stay open", paths[0], paths[2]);
     OK(wtd_session_send(clients[2], (const uint8_t *)"still here", 10), "client %s still sends", paths[2]);
     OK(wtd_session_receive(servers[2], buf, sizeof buf, &len, 3000), "server %s still receives", paths[2]);
@@ -711,10 +731,10 @@ static void test_server_close(wtd_session *clients[3], wtd_session *servers[3]) 
         OK(wtd_session_close_info(clients[i], &code, reason, sizeof reason, NULL), "client %d close_info", i);
         printf("#   client session %d closed with %u \"%s\"\n", i, code, reason);
         if (i != 1) CHECK(code == 0, "client session %d closed with code 0", i);
-        CHECK(!wtd_session_is_open(servers[i]), "server session %d is closed", i);
+        CHECK(!session_is_open(servers[i]), "server session %d is closed", i);
     }
-    EXPECT(wtd_server_accept(server, 0, &none), WTD_ERR_CLOSED, "accept (poll) after server close");
-    EXPECT(wtd_server_accept(server, -1, &none), WTD_ERR_CLOSED, "accept (forever) after server close returns at once");
+    EXPECT(wtd_server_accept(server, &none, 0), WTD_ERR_CLOSED, "accept (poll) after server close");
+    EXPECT(wtd_server_accept(server, &none, -1), WTD_ERR_CLOSED, "accept (forever) after server close returns at once");
     OK(wtd_server_close(server), "wtd_server_close is idempotent");
     {
         uint16_t p = 0;

@@ -197,7 +197,7 @@ namespace Wtd
         }
 
         [MonoPInvokeCallback(typeof(ReliableOutcomeFn))]
-        private static void OnReliableOutcome(IntPtr user, IntPtr reliability, uint seq, int outcome)
+        private static void OnReliableOutcome(IntPtr user, IntPtr reliability, uint seq, uint outcome)
         {
             Enter();
             try
@@ -254,10 +254,10 @@ namespace Wtd
         }
 
         [MonoPInvokeCallback(typeof(LogFn))]
-        private static void OnLog(int level, IntPtr message, IntPtr user)
+        private static void OnLog(IntPtr user, uint level, IntPtr message)
         {
             Enter();
-            try { WtdLibrary.DeliverLog(level, Utf8.FromNative(message)); }
+            try { WtdLibrary.DeliverLog((int)level, Utf8.FromNative(message)); }
             catch (Exception e) { WtdLibrary.ReportCallbackException(e); }
             finally { Exit(); }
         }

@@ -233,7 +233,7 @@ namespace Wtd
     {
         private static Action<WtdLogLevel, string> logHandler;
 
-        /// <summary>The native library's version string, e.g. "0.1.0".</summary>
+        /// <summary>The native library's version string, e.g. "0.2.0".</summary>
         public static string Version { get { return Utf8.FromNative(NativeMethods.wtd_version()); } }
 
         /// <summary>(major &lt;&lt; 16) | (minor &lt;&lt; 8) | patch.</summary>
@@ -242,7 +242,7 @@ namespace Wtd
         /// <summary>Short description of a result code ("closed", ...).</summary>
         public static string ResultString(WtdResult r)
         {
-            return Utf8.FromNative(NativeMethods.wtd_result_str((int)r));
+            return Utf8.FromNative(NativeMethods.wtd_result_str((uint)r));
         }
 
         /// <summary>Worker threads of wtd's runtime (before the first server/client).</summary>
@@ -280,17 +280,33 @@ namespace Wtd
 
         /// <summary>Routes wtd's log to `handler` (null turns logging off). Called on wtd
         /// threads, never concurrently; must not block.</summary>
-        public static void SetLogHandler(Action<WtdLogLevel, string> handler, WtdLogLevel maxLevel = WtdLogLevel.Info)
+        public static unsafe void SetLogHandler(Action<WtdLogLevel, string> handler, WtdLogLevel maxLevel = WtdLogLevel.Info)
         {
             if (handler == null)
             {
-                WtdException.Check(NativeMethods.wtd_set_log_callback(IntPtr.Zero, IntPtr.Zero, (uint)maxLevel));
+                WtdException.Check(NativeMethods.wtd_log_set_callbacks(null));
                 logHandler = null;
                 return;
             }
+            var cb = new NativeLogCallbacks
+            {
+                StructSize = (uint)sizeof(NativeLogCallbacks),
+                MaxLevel = (uint)maxLevel,
+                OnLog = Callbacks.LogPtr,
+            };
+            Action<WtdLogLevel, string> previous = logHandler;
             logHandler = handler;
-            WtdException.Check(NativeMethods.wtd_set_log_callback(Callbacks.LogPtr, IntPtr.Zero, (uint)maxLevel));
+            int rc = NativeMethods.wtd_log_set_callbacks(&cb);
+            if (rc != 0)
+            {
+                WtdException e = WtdException.FromCode(rc, -1);
+                logHandler = previous;
+                throw e;
+            }
         }
+
+        /// <summary>"error", "warn", ... for a log level.</summary>
+        public static string LogLevelString(WtdLogLevel level) { return Utf8.FromNative(NativeMethods.wtd_log_level_str((uint)level)); }
 
         internal static void DeliverLog(int level, string message)
         {
@@ -299,7 +315,7 @@ namespace Wtd
         }
 
         /// <summary>"draft-02" etc.</summary>
-        public static string DraftString(WtdDraft d) { return Utf8.FromNative(NativeMethods.wtd_draft_str((int)d)); }
+        public static string DraftString(WtdDraft d) { return Utf8.FromNative(NativeMethods.wtd_draft_str((uint)d)); }
 
         /// <summary>True when data[offset..offset+count] is a heartbeat datagram.</summary>
         public static unsafe bool IsHeartbeat(byte[] data, int offset, int count)

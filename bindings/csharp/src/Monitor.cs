@@ -66,8 +66,8 @@ namespace Wtd
         {
             if (transport == null) throw new ArgumentNullException("transport");
             options = options ?? new MonitorOptions();
-            NativeMonitorOptions n;
-            WtdException.Check(NativeMethods.wtd_monitor_options_default(out n));
+            NativeMonitorOptions n = new NativeMonitorOptions(); n.StructSize = (uint)sizeof(NativeMonitorOptions);
+            WtdException.Check(NativeMethods.wtd_monitor_options_default(ref n));
             if (options.IntervalMs != 0) n.IntervalMs = options.IntervalMs;
             if (options.SamplesMaxlen != 0) n.SamplesMaxlen = options.SamplesMaxlen;
             if (options.AlertsMaxlen != 0) n.AlertsMaxlen = options.AlertsMaxlen;
@@ -105,7 +105,7 @@ namespace Wtd
             if (samples == null) throw new ArgumentNullException("samples");
             UIntPtr n;
             fixed (MonitorSample* p = samples)
-                WtdException.Check(NativeMethods.wtd_monitor_get_samples(handle, p, (UIntPtr)samples.Length, out n));
+                WtdException.Check(NativeMethods.wtd_monitor_get_samples(handle, p, (UIntPtr)sizeof(MonitorSample), (UIntPtr)samples.Length, out n));
             return (int)n;
         }
 
@@ -115,7 +115,7 @@ namespace Wtd
             if (alerts == null) throw new ArgumentNullException("alerts");
             UIntPtr n;
             fixed (MonitorAlert* p = alerts)
-                WtdException.Check(NativeMethods.wtd_monitor_get_alerts(handle, p, (UIntPtr)alerts.Length, out n));
+                WtdException.Check(NativeMethods.wtd_monitor_get_alerts(handle, p, (UIntPtr)sizeof(MonitorAlert), (UIntPtr)alerts.Length, out n));
             return (int)n;
         }
 
@@ -126,8 +126,13 @@ namespace Wtd
             {
                 onAlert = handler;
                 if (handle.CallbackState == IntPtr.Zero && handler != null) handle.CallbackState = Callbacks.NewState(this);
-                WtdException.Check(NativeMethods.wtd_monitor_set_alert_callback(handle,
-                    handler != null ? Callbacks.MonitorAlertPtr : IntPtr.Zero, handle.CallbackState));
+                var cb = new NativeMonitorCallbacks
+                {
+                    StructSize = (uint)sizeof(NativeMonitorCallbacks),
+                    OnAlert = Callbacks.MonitorAlertPtr,
+                    UserData = handle.CallbackState,
+                };
+                WtdException.Check(NativeMethods.wtd_monitor_set_callbacks(handle, handler != null ? &cb : null));
             }
         }
 
@@ -138,7 +143,7 @@ namespace Wtd
         }
 
         /// <summary>"high_queue_size", "low_success_rate" or "increasing_send_time".</summary>
-        public static string KindString(MonitorAlertKind kind) { return Utf8.FromNative(NativeMethods.wtd_alert_kind_str((int)kind)); }
+        public static string KindString(MonitorAlertKind kind) { return Utf8.FromNative(NativeMethods.wtd_alert_kind_str((uint)kind)); }
 
         /// <summary>Stops sampling and frees the monitor. Safe to call twice.</summary>
         public void Dispose()
@@ -153,7 +158,7 @@ namespace Wtd
         /// <summary>Runs the transport's health checks; returns the issues found (allocates).</summary>
         public unsafe TransportIssue[] DiagnoseIssues()
         {
-            int* codes = stackalloc int[16];
+            uint* codes = stackalloc uint[16];
             UIntPtr n;
             WtdException.Check(NativeMethods.wtd_transport_diagnose_issues(Handle, codes, (UIntPtr)16, out n));
             var r = new TransportIssue[(int)n];

@@ -85,13 +85,13 @@ namespace Wtd
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void ReliableMessageFn(IntPtr user, IntPtr reliability, IntPtr data, UIntPtr len);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-    internal delegate void ReliableOutcomeFn(IntPtr user, IntPtr reliability, uint seq, int outcome);
+    internal delegate void ReliableOutcomeFn(IntPtr user, IntPtr reliability, uint seq, uint outcome);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate int SerializeFn(IntPtr user, ushort typeId, IntPtr obj, IntPtr buf, UIntPtr cap, IntPtr outLen);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate int DeserializeFn(IntPtr user, ushort typeId, IntPtr data, UIntPtr len, IntPtr outObj);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-    internal delegate void LogFn(int level, IntPtr message, IntPtr user);
+    internal delegate void LogFn(IntPtr user, uint level, IntPtr message);
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate void MonitorAlertFn(IntPtr user, IntPtr alert);
 
@@ -144,7 +144,7 @@ namespace Wtd
         public IntPtr Path;
         public IntPtr Authority;
         public IntPtr Origin;
-        public int Draft;
+        public uint Draft;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -192,10 +192,35 @@ namespace Wtd
         public uint MaxRtoMs;
         public uint GapTimeoutMs;
         public int Priority;
-        public uint Reserved;
-        public double TestDropFraction;
         public uint ReceiveWindow;
-        public uint Reserved2;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeReliabilityCallbacks
+    {
+        public uint StructSize;
+        public uint Reserved;
+        public IntPtr OnMessage;
+        public IntPtr OnOutcome;
+        public IntPtr UserData;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeMonitorCallbacks
+    {
+        public uint StructSize;
+        public uint Reserved;
+        public IntPtr OnAlert;
+        public IntPtr UserData;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeLogCallbacks
+    {
+        public uint StructSize;
+        public uint MaxLevel;
+        public IntPtr OnLog;
+        public IntPtr UserData;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -508,7 +533,7 @@ namespace Wtd
         /// <summary>The sequence number Send returned.</summary>
         public uint Seq;
         /// <summary>Delivered or given up (a ReliableOutcome value).</summary>
-        public int Outcome;
+        public uint Outcome;
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -547,7 +572,7 @@ namespace Wtd
     public unsafe struct MonitorAlert
     {
         /// <summary>A MonitorAlertKind value.</summary>
-        public int Kind;
+        public uint Kind;
         /// <summary>Unix time (s) it was raised.</summary>
         public double Timestamp;
         /// <summary>NUL-terminated UTF-8 message (WTD_ALERT_MESSAGE_MAX bytes).</summary>
@@ -617,35 +642,38 @@ namespace Wtd
 
         // --- library ---
         [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_last_error_message();
-        [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_result_str(int result);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_result_str(uint result);
         [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_version();
         [DllImport(Lib, CallingConvention = CC)] internal static extern uint wtd_version_number();
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_set_runtime_threads(uint threads);
         [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_shutdown();
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_set_log_callback(IntPtr callback, IntPtr user, uint maxLevel);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_draft_str(int draft);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_log_set_callbacks(NativeLogCallbacks* callbacks);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_log_level_str(uint level);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_draft_str(uint draft);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_create_heartbeat_datagram(byte* buf, UIntPtr cap, out UIntPtr outLen);
         [DllImport(Lib, CallingConvention = CC)] internal static extern byte wtd_is_heartbeat_datagram(byte* data, UIntPtr len);
 
         // --- server ---
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_options_default(out NativeServerOptions o);
+        // Every struct the library fills (options defaults, stats, results) is passed by ref with
+        // StructSize set by the caller first (API 0.2: the library writes at most that much).
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_options_default(ref NativeServerOptions o);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_new(ref NativeServerOptions o, out IntPtr server);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_port(ServerHandle s, out ushort port);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_readiness_fd(ServerHandle s, out int fd);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_cert_hash(ServerHandle s, byte* out32);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_cert_hash_hex(ServerHandle s, byte* buf, UIntPtr cap);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_get_stats(ServerHandle s, out ServerStats stats);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_accept(ServerHandle s, int timeoutMs, out IntPtr session);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_get_stats(ServerHandle s, ref ServerStats stats);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_accept(ServerHandle s, out IntPtr session, int timeoutMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_server_close(ServerHandle s);
         [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_server_free(IntPtr s);
 
         // --- client / session ---
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_client_options_default(out NativeClientOptions o);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_client_options_default(ref NativeClientOptions o);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_client_connect(IntPtr url, ref NativeClientOptions o, out IntPtr session);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_open_sibling(SessionHandle s, IntPtr path, out IntPtr session);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_send(SessionHandle s, byte* data, UIntPtr len);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_receive(SessionHandle s, byte* buf, UIntPtr cap, out UIntPtr outLen, int timeoutMs);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_receive_batch(SessionHandle s, NativeDatagramBuffer* buffers, UIntPtr count, out UIntPtr outCount);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_receive_batch(SessionHandle s, NativeDatagramBuffer* buffers, UIntPtr count, out UIntPtr outCount, int timeoutMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_set_callbacks(SessionHandle s, NativeSessionCallbacks* callbacks);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_close(SessionHandle s, uint code, IntPtr reason);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_is_draining(SessionHandle s, out byte draining);
@@ -653,18 +681,18 @@ namespace Wtd
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_close_info(SessionHandle s, out uint code, byte* reasonBuf, UIntPtr cap, out UIntPtr outLen);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_wait_closed(SessionHandle s, int timeoutMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_id(SessionHandle s, out ulong id);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_draft(SessionHandle s, out int draft);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_draft(SessionHandle s, out uint draft);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_path(SessionHandle s, byte* buf, UIntPtr cap, out UIntPtr outLen);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_origin(SessionHandle s, byte* buf, UIntPtr cap, out UIntPtr outLen);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_max_datagram_size(SessionHandle s, out UIntPtr size);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_readiness_fd(SessionHandle s, out int fd);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_get_stats(SessionHandle s, out SessionStats stats);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_session_get_stats(SessionHandle s, ref SessionStats stats);
         [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_session_free(IntPtr s);
 
         // --- transport ---
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_options_default(out NativeTransportOptions o);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_options_default(ref NativeTransportOptions o);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_new(SessionHandle s, ref NativeTransportOptions o, out IntPtr transport);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_get_options(TransportHandle t, out NativeTransportOptions o);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_get_options(TransportHandle t, ref NativeTransportOptions o);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_close(TransportHandle t, uint flushTimeoutMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_transport_free(IntPtr t);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_send(TransportHandle t, byte* data, UIntPtr len, int priority, uint ttlMs, int timeoutMs);
@@ -672,61 +700,49 @@ namespace Wtd
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_send_multiple(TransportHandle t, NativeDatagramView* items, UIntPtr count, int priority, uint ttlMs, out UIntPtr accepted);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_send_json(TransportHandle t, byte* json, UIntPtr len, int priority, uint ttlMs, int timeoutMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_receive(TransportHandle t, byte* buf, UIntPtr cap, out UIntPtr outLen, int timeoutMs);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_receive_multiple(TransportHandle t, NativeDatagramBuffer* buffers, UIntPtr maxCount, out UIntPtr outCount, int timeoutMs);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_receive_with_metadata(TransportHandle t, byte* buf, UIntPtr cap, out UIntPtr outLen, out DatagramMetadata meta, int timeoutMs);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_receive_batch(TransportHandle t, NativeDatagramBuffer* buffers, UIntPtr count, out UIntPtr outCount, int timeoutMs);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_receive_with_metadata(TransportHandle t, byte* buf, UIntPtr cap, out UIntPtr outLen, ref DatagramMetadata meta, int timeoutMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_receive_json(TransportHandle t, byte* buf, UIntPtr cap, out UIntPtr outLen, int timeoutMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_clear_receive_buffer(TransportHandle t, out UIntPtr count);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_clear_send_buffer(TransportHandle t, out UIntPtr count);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_get_receive_buffer_size(TransportHandle t, out UIntPtr size);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_get_send_buffer_size(TransportHandle t, out UIntPtr size);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_get_queue_stats(TransportHandle t, out NativeQueueStats stats);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_get_stats(TransportHandle t, out DatagramStats stats);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_get_queue_stats(TransportHandle t, ref NativeQueueStats stats);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_get_stats(TransportHandle t, ref DatagramStats stats);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_debug_state(TransportHandle t, byte* buf, UIntPtr cap, out UIntPtr outLen);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_diagnose_issues(TransportHandle t, uint* codes, UIntPtr count, out UIntPtr outCount);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_diagnose_issues_json(TransportHandle t, byte* buf, UIntPtr cap, out UIntPtr outLen);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_start_heartbeat(TransportHandle t, uint intervalMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_stop_heartbeat(TransportHandle t);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_last_heartbeat_received(TransportHandle t, out double unixSeconds);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_max_datagram_size(TransportHandle t, out UIntPtr size);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_readiness_fd(TransportHandle t, out int fd);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_throughput_test(TransportHandle t, uint durationMs, UIntPtr size, out ThroughputResult result);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_throughput_test(TransportHandle t, uint durationMs, UIntPtr size, ref ThroughputResult result);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_set_callbacks(TransportHandle t, NativeTransportCallbacks* callbacks);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_is_closed(TransportHandle t, out byte closed);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_is_writable(TransportHandle t, out byte writable);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_session_id(TransportHandle t, out ulong id);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_set_incoming_max_age(TransportHandle t, uint maxAgeMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_set_outgoing_max_age(TransportHandle t, uint maxAgeMs);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_diagnose_issues(TransportHandle t, int* codes, UIntPtr cap, out UIntPtr count);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_transport_diagnose_issues_json(TransportHandle t, byte* buf, UIntPtr cap, out UIntPtr outLen);
-
-        // --- monitor ---
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_options_default(out NativeMonitorOptions o);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_new(TransportHandle t, ref NativeMonitorOptions o, out IntPtr monitor);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_start(MonitorHandle m);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_stop(MonitorHandle m);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_is_monitoring(MonitorHandle m, out byte monitoring);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_sample_now(MonitorHandle m);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_get_samples(MonitorHandle m, MonitorSample* samples, UIntPtr limit, out UIntPtr count);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_get_alerts(MonitorHandle m, MonitorAlert* alerts, UIntPtr max, out UIntPtr count);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_set_alert_callback(MonitorHandle m, IntPtr callback, IntPtr user);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_alert_kind_str(int kind);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_monitor_free(IntPtr m);
 
         // --- reliability ---
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_options_default(out NativeReliabilityOptions o);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_options_default(ref NativeReliabilityOptions o);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_options_low_latency(ref NativeReliabilityOptions o);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_new(TransportHandle t, ref NativeReliabilityOptions o, out IntPtr reliability);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_send(ReliabilityHandle r, byte* data, UIntPtr len, out uint seq);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_receive(ReliabilityHandle r, byte* buf, UIntPtr cap, out UIntPtr outLen, int timeoutMs);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_poll_outcomes(ReliabilityHandle r, ReliableResult* results, UIntPtr max, out UIntPtr count);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_set_callbacks(ReliabilityHandle r, IntPtr onMessage, IntPtr onOutcome, IntPtr user);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_get_stats(ReliabilityHandle r, out ReliabilityStats stats);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_poll_outcomes(ReliabilityHandle r, ReliableResult* results, UIntPtr resultSize, UIntPtr count, out UIntPtr outCount);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_set_callbacks(ReliabilityHandle r, NativeReliabilityCallbacks* callbacks);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_set_test_drop_fraction(ReliabilityHandle r, double fraction);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_get_stats(ReliabilityHandle r, ref ReliabilityStats stats);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_reliability_close(ReliabilityHandle r);
         [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_reliability_free(IntPtr r);
 
         // --- structured ---
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_structured_options_default(out NativeStructuredOptions o);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_structured_options_default(ref NativeStructuredOptions o);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_structured_new(TransportHandle t, ref NativeStructuredOptions o, out IntPtr structured);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_structured_register(StructuredHandle s, ushort typeId);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_structured_send_obj(StructuredHandle s, ushort typeId, IntPtr obj, int priority, uint ttlMs);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_structured_receive_obj(StructuredHandle s, int timeoutMs, out ushort typeId, out IntPtr obj);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_structured_receive_obj(StructuredHandle s, out ushort typeId, out IntPtr obj, int timeoutMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_structured_is_closed(StructuredHandle s, out byte closed);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_structured_close(StructuredHandle s);
         [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_structured_free(IntPtr s);
@@ -736,8 +752,21 @@ namespace Wtd
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_broadcaster_add(BroadcasterHandle b, TransportHandle t);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_broadcaster_remove(BroadcasterHandle b, TransportHandle t);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_broadcaster_count(BroadcasterHandle b, out UIntPtr count);
-        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_broadcaster_broadcast_ex(BroadcasterHandle b, byte* data, UIntPtr len, int priority, uint ttlMs, out NativeBroadcastResult result);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_broadcaster_broadcast(BroadcasterHandle b, byte* data, UIntPtr len, int priority, uint ttlMs, ref NativeBroadcastResult result);
         [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_broadcaster_free(IntPtr b);
+
+        // --- monitor ---
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_options_default(ref NativeMonitorOptions o);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_new(TransportHandle t, ref NativeMonitorOptions o, out IntPtr monitor);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_start(MonitorHandle m);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_stop(MonitorHandle m);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_is_monitoring(MonitorHandle m, out byte monitoring);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_sample_now(MonitorHandle m);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_get_samples(MonitorHandle m, MonitorSample* samples, UIntPtr sampleSize, UIntPtr count, out UIntPtr outCount);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_get_alerts(MonitorHandle m, MonitorAlert* alerts, UIntPtr alertSize, UIntPtr count, out UIntPtr outCount);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_monitor_set_callbacks(MonitorHandle m, NativeMonitorCallbacks* callbacks);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_alert_kind_str(uint kind);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_monitor_free(IntPtr m);
 
         // --- libc, for the readiness waiter (Unix only; see ReadinessWaiter.cs) ---
         [DllImport("libc", EntryPoint = "poll", SetLastError = true)] internal static extern int poll(PollFd* fds, UIntPtr nfds, int timeout);

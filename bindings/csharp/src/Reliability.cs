@@ -34,7 +34,10 @@ namespace Wtd
         public uint GapTimeoutMs;
         /// <summary>Transport priority of DATA frames.</summary>
         public int Priority;
-        /// <summary>TEST KNOB: fraction of arriving frames dropped on purpose (0 = off).</summary>
+        /// <summary>Receive window (0 = default 4 × MaxInFlight).</summary>
+        public uint ReceiveWindow;
+        /// <summary>TEST KNOB: fraction of arriving frames dropped on purpose (0 = off); set
+        /// with wtd_reliability_set_test_drop_fraction after creation.</summary>
         public double TestDropFraction;
     }
 
@@ -58,8 +61,8 @@ namespace Wtd
         {
             if (transport == null) throw new ArgumentNullException("transport");
             options = options ?? new ReliabilityOptions();
-            NativeReliabilityOptions n;
-            WtdException.Check(NativeMethods.wtd_reliability_options_default(out n));
+            NativeReliabilityOptions n = new NativeReliabilityOptions(); n.StructSize = (uint)sizeof(NativeReliabilityOptions);
+            WtdException.Check(NativeMethods.wtd_reliability_options_default(ref n));
             if (options.AckTimeoutMs != 0) n.AckTimeoutMs = options.AckTimeoutMs;
             if (options.MaxRetries.HasValue) n.MaxRetries = options.MaxRetries.Value;
             n.InOrder = options.InOrder ? 1u : 0u;
@@ -68,10 +71,18 @@ namespace Wtd
             if (options.MaxRtoMs != 0) n.MaxRtoMs = options.MaxRtoMs;
             n.GapTimeoutMs = options.GapTimeoutMs;
             n.Priority = options.Priority;
-            n.TestDropFraction = options.TestDropFraction;
+            if (options.ReceiveWindow != 0) n.ReceiveWindow = options.ReceiveWindow;
             IntPtr r;
             WtdException.Check(NativeMethods.wtd_reliability_new(transport.Handle, ref n, out r));
             handle.Attach(r);
+            if (options.TestDropFraction != 0) SetTestDropFraction(options.TestDropFraction);
+        }
+
+        /// <summary>TEST KNOB: drop this fraction (0..1) of arriving DATA/ACK frames on purpose
+        /// (counted in InjectedDrops). Not for production.</summary>
+        public void SetTestDropFraction(double fraction)
+        {
+            WtdException.Check(NativeMethods.wtd_reliability_set_test_drop_fraction(handle, fraction));
         }
 
         /// <summary>Sends data[offset..offset+count] reliably; returns its sequence number.
@@ -111,7 +122,7 @@ namespace Wtd
             if (results == null) throw new ArgumentNullException("results");
             UIntPtr n;
             fixed (ReliableResult* p = results)
-                WtdException.Check(NativeMethods.wtd_reliability_poll_outcomes(handle, p, (UIntPtr)results.Length, out n));
+                WtdException.Check(NativeMethods.wtd_reliability_poll_outcomes(handle, p, (UIntPtr)sizeof(ReliableResult), (UIntPtr)results.Length, out n));
             return (int)n;
         }
 
@@ -124,10 +135,15 @@ namespace Wtd
                 this.onOutcome = onOutcome;
                 if (handle.CallbackState == IntPtr.Zero && (onMessage != null || onOutcome != null))
                     handle.CallbackState = Callbacks.NewState(this);
-                WtdException.Check(NativeMethods.wtd_reliability_set_callbacks(handle,
-                    onMessage != null ? Callbacks.ReliableMessagePtr : IntPtr.Zero,
-                    onOutcome != null ? Callbacks.ReliableOutcomePtr : IntPtr.Zero,
-                    handle.CallbackState));
+                var cb = new NativeReliabilityCallbacks
+                {
+                    StructSize = (uint)sizeof(NativeReliabilityCallbacks),
+                    OnMessage = onMessage != null ? Callbacks.ReliableMessagePtr : IntPtr.Zero,
+                    OnOutcome = onOutcome != null ? Callbacks.ReliableOutcomePtr : IntPtr.Zero,
+                    UserData = handle.CallbackState,
+                };
+                bool none = onMessage == null && onOutcome == null;
+                WtdException.Check(NativeMethods.wtd_reliability_set_callbacks(handle, none ? null : &cb));
             }
         }
 
@@ -151,8 +167,8 @@ namespace Wtd
         {
             get
             {
-                ReliabilityStats s;
-                WtdException.Check(NativeMethods.wtd_reliability_get_stats(handle, out s));
+                ReliabilityStats s = new ReliabilityStats(); s.StructSize = (uint)sizeof(ReliabilityStats);
+                WtdException.Check(NativeMethods.wtd_reliability_get_stats(handle, ref s));
                 return s;
             }
         }
@@ -196,8 +212,8 @@ namespace Wtd
             if (transport == null) throw new ArgumentNullException("transport");
             if (serializer == null) throw new ArgumentNullException("serializer");
             this.serializer = serializer;
-            NativeStructuredOptions n;
-            WtdException.Check(NativeMethods.wtd_structured_options_default(out n));
+            NativeStructuredOptions n = new NativeStructuredOptions(); n.StructSize = (uint)sizeof(NativeStructuredOptions);
+            WtdException.Check(NativeMethods.wtd_structured_options_default(ref n));
             IntPtr state = Callbacks.NewState(this);
             n.Serialize = Callbacks.SerializePtr;
             n.Deserialize = Callbacks.DeserializePtr;
@@ -232,7 +248,7 @@ namespace Wtd
         public object ReceiveObject(int timeoutMs, out ushort typeId)
         {
             IntPtr obj;
-            WtdException.Check(NativeMethods.wtd_structured_receive_obj(handle, timeoutMs, out typeId, out obj));
+            WtdException.Check(NativeMethods.wtd_structured_receive_obj(handle, out typeId, out obj, timeoutMs));
             GCHandle h = GCHandle.FromIntPtr(obj);
             object o = h.Target;
             h.Free();
@@ -319,9 +335,9 @@ namespace Wtd
         public int Broadcast(byte[] data, int offset, int count, int priority, uint ttlMs, out int failed, out int pruned)
         {
             Buffers.CheckRange(data, offset, count);
-            NativeBroadcastResult r;
+            NativeBroadcastResult r = new NativeBroadcastResult(); r.StructSize = (uint)sizeof(NativeBroadcastResult);
             int rc;
-            fixed (byte* p = data) rc = NativeMethods.wtd_broadcaster_broadcast_ex(handle, p + offset, (UIntPtr)count, priority, ttlMs, out r);
+            fixed (byte* p = data) rc = NativeMethods.wtd_broadcaster_broadcast(handle, p + offset, (UIntPtr)count, priority, ttlMs, ref r);
             WtdException.Check(rc);
             failed = (int)r.Failed;
             pruned = (int)r.Pruned;

@@ -68,8 +68,8 @@ namespace Wtd
             server.onRequest = options.OnRequest;
             using (var strings = new NativeStrings())
             {
-                NativeServerOptions n;
-                WtdException.Check(NativeMethods.wtd_server_options_default(out n));
+                NativeServerOptions n = new NativeServerOptions(); n.StructSize = (uint)sizeof(NativeServerOptions);
+                WtdException.Check(NativeMethods.wtd_server_options_default(ref n));
                 n.Port = options.Port;
                 n.Host = strings.Add(options.Host);
                 n.CertFile = strings.Add(options.CertFile);
@@ -155,8 +155,8 @@ namespace Wtd
         {
             get
             {
-                ServerStats s;
-                WtdException.Check(NativeMethods.wtd_server_get_stats(handle, out s));
+                ServerStats s = new ServerStats(); s.StructSize = (uint)sizeof(ServerStats);
+                WtdException.Check(NativeMethods.wtd_server_get_stats(handle, ref s));
                 return s;
             }
         }
@@ -166,7 +166,7 @@ namespace Wtd
         public WtdSession Accept(int timeoutMs)
         {
             IntPtr s;
-            WtdException.Check(NativeMethods.wtd_server_accept(handle, timeoutMs, out s));
+            WtdException.Check(NativeMethods.wtd_server_accept(handle, out s, timeoutMs));
             return new WtdSession(s);
         }
 
@@ -174,7 +174,7 @@ namespace Wtd
         public WtdSession TryAccept()
         {
             IntPtr s;
-            int rc = NativeMethods.wtd_server_accept(handle, 0, out s);
+            int rc = NativeMethods.wtd_server_accept(handle, out s, 0);
             if (rc == (int)WtdResult.WouldBlock) return null;
             WtdException.Check(rc);
             return new WtdSession(s);

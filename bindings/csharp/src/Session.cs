@@ -57,10 +57,10 @@ namespace Wtd
             return b;
         }
 
-        internal NativeClientOptions ToNative(NativeStrings strings)
+        internal unsafe NativeClientOptions ToNative(NativeStrings strings)
         {
-            NativeClientOptions n;
-            WtdException.Check(NativeMethods.wtd_client_options_default(out n));
+            NativeClientOptions n = new NativeClientOptions(); n.StructSize = (uint)sizeof(NativeClientOptions);
+            WtdException.Check(NativeMethods.wtd_client_options_default(ref n));
             n.Verify = (uint)Verify;
             n.CaFile = strings.Add(CaFile);
             if (CertificateHashes.Count > 0)
@@ -252,8 +252,9 @@ namespace Wtd
         {
             if (batch == null) throw new ArgumentNullException("batch");
             UIntPtr n;
-            int rc = NativeMethods.wtd_session_receive_batch(handle, batch.Native, (UIntPtr)batch.Slots, out n);
+            int rc = NativeMethods.wtd_session_receive_batch(handle, batch.Native, (UIntPtr)batch.Slots, out n, 0);
             batch.SetCount(0);
+            if (rc == (int)WtdResult.WouldBlock) return 0;
             WtdException.Check(rc, rc == (int)WtdResult.BufferTooSmall ? (long)(ulong)batch.Native[0].Len : -1);
             batch.SetCount((int)n);
             return (int)n;
@@ -389,7 +390,7 @@ namespace Wtd
         {
             get
             {
-                int d;
+                uint d;
                 WtdException.Check(NativeMethods.wtd_session_draft(handle, out d));
                 return (WtdDraft)d;
             }
@@ -435,8 +436,8 @@ namespace Wtd
         {
             get
             {
-                SessionStats s;
-                WtdException.Check(NativeMethods.wtd_session_get_stats(handle, out s));
+                SessionStats s = new SessionStats(); s.StructSize = (uint)sizeof(SessionStats);
+                WtdException.Check(NativeMethods.wtd_session_get_stats(handle, ref s));
                 return s;
             }
         }

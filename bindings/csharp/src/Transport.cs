@@ -81,8 +81,8 @@ namespace Wtd
         {
             if (session == null) throw new ArgumentNullException("session");
             options = options ?? new TransportOptions();
-            NativeTransportOptions n;
-            WtdException.Check(NativeMethods.wtd_transport_options_default(out n));
+            NativeTransportOptions n = new NativeTransportOptions(); n.StructSize = (uint)sizeof(NativeTransportOptions);
+            WtdException.Check(NativeMethods.wtd_transport_options_default(ref n));
             if (options.OutgoingHighWaterMark != 0) n.OutgoingHighWaterMark = options.OutgoingHighWaterMark;
             n.IncomingHighWaterMark = options.IncomingHighWaterMark;
             n.DropPolicy = (uint)options.DropPolicy;
@@ -261,7 +261,7 @@ namespace Wtd
         {
             if (batch == null) throw new ArgumentNullException("batch");
             UIntPtr n;
-            int rc = NativeMethods.wtd_transport_receive_multiple(handle, batch.Native, (UIntPtr)batch.Slots, out n, timeoutMs);
+            int rc = NativeMethods.wtd_transport_receive_batch(handle, batch.Native, (UIntPtr)batch.Slots, out n, timeoutMs);
             batch.SetCount(0);
             if (rc == (int)WtdResult.WouldBlock || rc == (int)WtdResult.Timeout) return 0;
             WtdException.Check(rc, rc == (int)WtdResult.BufferTooSmall ? (long)(ulong)batch.Native[0].Len : -1);
@@ -275,8 +275,10 @@ namespace Wtd
             Buffers.CheckRange(buffer, offset, count);
             UIntPtr len;
             int rc;
+            meta = new DatagramMetadata();
+            meta.StructSize = (uint)sizeof(DatagramMetadata);
             fixed (byte* p = buffer)
-                rc = NativeMethods.wtd_transport_receive_with_metadata(handle, p + offset, (UIntPtr)count, out len, out meta, timeoutMs);
+                rc = NativeMethods.wtd_transport_receive_with_metadata(handle, p + offset, (UIntPtr)count, out len, ref meta, timeoutMs);
             WtdException.Check(rc, (long)(ulong)len);
             return (int)len;
         }
@@ -392,8 +394,8 @@ namespace Wtd
         /// <summary>Both queues with per-priority counts: [0] outgoing, [1] incoming.</summary>
         public QueueDirectionStats[] GetQueueStats()
         {
-            NativeQueueStats q;
-            WtdException.Check(NativeMethods.wtd_transport_get_queue_stats(handle, out q));
+            NativeQueueStats q = new NativeQueueStats(); q.StructSize = (uint)sizeof(NativeQueueStats);
+            WtdException.Check(NativeMethods.wtd_transport_get_queue_stats(handle, ref q));
             return new[] { Convert(ref q.Outgoing), Convert(ref q.Incoming) };
         }
 
@@ -411,8 +413,8 @@ namespace Wtd
         {
             get
             {
-                DatagramStats s;
-                WtdException.Check(NativeMethods.wtd_transport_get_stats(handle, out s));
+                DatagramStats s = new DatagramStats(); s.StructSize = (uint)sizeof(DatagramStats);
+                WtdException.Check(NativeMethods.wtd_transport_get_stats(handle, ref s));
                 return s;
             }
         }
@@ -475,9 +477,7 @@ namespace Wtd
         {
             get
             {
-                ulong id;
-                WtdException.Check(NativeMethods.wtd_transport_session_id(handle, out id));
-                return id;
+                return Stats.SessionId;
             }
         }
 
@@ -507,8 +507,8 @@ namespace Wtd
         /// <summary>Floods `size`-byte datagrams for durationMs and reports what left (blocks).</summary>
         public ThroughputResult ThroughputTest(uint durationMs, int size)
         {
-            ThroughputResult r;
-            WtdException.Check(NativeMethods.wtd_transport_throughput_test(handle, durationMs, (UIntPtr)size, out r));
+            ThroughputResult r = new ThroughputResult(); r.StructSize = (uint)sizeof(ThroughputResult);
+            WtdException.Check(NativeMethods.wtd_transport_throughput_test(handle, durationMs, (UIntPtr)size, ref r));
             return r;
         }
 

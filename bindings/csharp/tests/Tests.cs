@@ -190,6 +190,9 @@ namespace Wtd.Tests
                 { "wtd_monitor_options", typeof(NativeMonitorOptions) },
                 { "wtd_monitor_sample", typeof(MonitorSample) },
                 { "wtd_monitor_alert", typeof(MonitorAlert) },
+                { "wtd_log_callbacks", typeof(NativeLogCallbacks) },
+                { "wtd_reliability_callbacks", typeof(NativeReliabilityCallbacks) },
+                { "wtd_monitor_callbacks", typeof(NativeMonitorCallbacks) },
             };
             int checkedFields = 0, structs = 0;
             var problems = new List<string>();
@@ -228,7 +231,7 @@ namespace Wtd.Tests
             }
             foreach (string st in map.Keys) if (!seen.Contains(st)) problems.Add(st + ": not in the header's layout file");
             Check(problems.Count == 0, "layout mismatches: " + string.Join("; ", problems));
-            Check(structs >= 24 && checkedFields > 200, "checked " + structs + " structs, " + checkedFields + " fields");
+            Check(structs >= 27 && checkedFields > 200, "checked " + structs + " structs, " + checkedFields + " fields");
             Console.WriteLine("  layout: " + structs + " structs, " + checkedFields + " fields match the C compiler");
         }
 
@@ -247,6 +250,8 @@ namespace Wtd.Tests
             Check(WtdLibrary.Version == expect, "version string " + WtdLibrary.Version + " matches number " + expect);
             Check(WtdLibrary.ResultString(WtdResult.Closed) == "closed", "result string of Closed");
             Check(WtdLibrary.DraftString(WtdDraft.Draft02) == "draft-02", "draft string");
+            Check(WtdLibrary.LogLevelString(WtdLogLevel.Warn) != WtdLibrary.LogLevelString((WtdLogLevel)77), "log level strings");
+            Check(WtdLibrary.ResultString((WtdResult)999) == WtdLibrary.ResultString((WtdResult)1000), "unknown codes share one string");
             // A bad URL: the exception carries the code and the native message of this thread.
             WtdException e = ThrowsWtd(WtdResult.InvalidArgument, () => WtdSession.Connect("not a url"), "bad url");
             Check(e.Message.Length > "wtd: ".Length + 20 && e.Message.Contains("InvalidArgument"), "message carries details: " + e.Message);
@@ -1000,7 +1005,7 @@ namespace Wtd.Tests
                         for (int j = 0; j < k; j++)
                         {
                             Check(seqs.Contains(results[j].Seq), "outcome for a sent seq");
-                            if (results[j].Outcome == (int)ReliableOutcome.Delivered) delivered++; else gaveUp++;
+                            if (results[j].Outcome == (uint)ReliableOutcome.Delivered) delivered++; else gaveUp++;
                         }
                         if (k == 0) Thread.Sleep(10);
                     }

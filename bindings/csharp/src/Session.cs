@@ -246,15 +246,17 @@ namespace Wtd
         }
 #endif
 
-        /// <summary>Takes what is queued into the batch's slots without waiting; returns the
-        /// count (0 when nothing is queued). Throws Closed once closed and drained.</summary>
-        public int ReceiveBatch(DatagramBatch batch)
+        /// <summary>Batch receive: waits up to timeoutMs (0 = not at all, -1 = forever) for the
+        /// first datagram, then takes what is queued, up to batch.Slots; returns the count (0
+        /// when nothing came). Throws Closed once closed and drained, BufferTooSmall
+        /// (RequiredLength) when the first datagram does not fit a slot.</summary>
+        public int ReceiveBatch(DatagramBatch batch, int timeoutMs = 0)
         {
             if (batch == null) throw new ArgumentNullException("batch");
             UIntPtr n;
-            int rc = NativeMethods.wtd_session_receive_batch(handle, batch.Native, (UIntPtr)batch.Slots, out n, 0);
+            int rc = NativeMethods.wtd_session_receive_batch(handle, batch.Native, (UIntPtr)batch.Slots, out n, timeoutMs);
             batch.SetCount(0);
-            if (rc == (int)WtdResult.WouldBlock) return 0;
+            if (rc == (int)WtdResult.WouldBlock || rc == (int)WtdResult.Timeout) return 0;
             WtdException.Check(rc, rc == (int)WtdResult.BufferTooSmall ? (long)(ulong)batch.Native[0].Len : -1);
             batch.SetCount((int)n);
             return (int)n;

@@ -358,11 +358,22 @@ namespace Wtd.Tests
                                 }
                             }
                             Check(got.SequenceEqual(Enumerable.Range(2000, 40)), "batch echoes in order: " + string.Join(",", got));
+                            // The blocking form with a timeout; a too-small slot reports the size.
+                            s.Send(Payload(3000, 100));
+                            Check(s.ReceiveBatch(batch, 5000) == 1 && batch.Length(0) == 100, "batch with a timeout");
+                            Check(s.ReceiveBatch(batch, 50) == 0, "timeout: 0");
+                            using (var tiny = new DatagramBatch(2, 10))
+                            {
+                                s.Send(Payload(3001, 100));
+                                WtdException small = ThrowsWtd(WtdResult.BufferTooSmall, () => s.ReceiveBatch(tiny, 5000), "slot too small");
+                                Check(small.RequiredLength == 100, "needed size reported: " + small.RequiredLength);
+                                Check(s.ReceiveBatch(batch, 1000) == 1, "the datagram stayed queued");
+                            }
                         }
                         // Too large is refused with its code; stats count what went through.
                         ThrowsWtd(WtdResult.TooLarge, () => s.Send(new byte[max + 1]), "oversize send");
                         SessionStats st = s.Stats;
-                        Check(st.DatagramsSent == 191 && st.DatagramsReceived == 191 && st.DatagramsRead == 191, "stats 191/191/191: " + st.DatagramsSent + "/" + st.DatagramsReceived + "/" + st.DatagramsRead);
+                        Check(st.DatagramsSent == 193 && st.DatagramsReceived == 193 && st.DatagramsRead == 193, "stats 193/193/193: " + st.DatagramsSent + "/" + st.DatagramsReceived + "/" + st.DatagramsRead);
                         Check(st.RttUs > 0 && st.StructSize == Marshal.SizeOf(typeof(SessionStats)), "rtt and struct size");
                         s.Close(7, "bye from C#");
                         string closed;

@@ -122,18 +122,20 @@ namespace Wtd
         /// <summary>Installs (null removes) the alert handler.</summary>
         public void SetAlertHandler(MonitorAlertHandler handler)
         {
+            // The managed lock is not held across the native call: replacing callbacks waits
+            // for a running callback, which may itself call into this object.
             lock (handle)
             {
                 onAlert = handler;
                 if (handle.CallbackState == IntPtr.Zero && handler != null) handle.CallbackState = Callbacks.NewState(this);
-                var cb = new NativeMonitorCallbacks
-                {
-                    StructSize = (uint)sizeof(NativeMonitorCallbacks),
-                    OnAlert = Callbacks.MonitorAlertPtr,
-                    UserData = handle.CallbackState,
-                };
-                WtdException.Check(NativeMethods.wtd_monitor_set_callbacks(handle, handler != null ? &cb : null));
             }
+            var cb = new NativeMonitorCallbacks
+            {
+                StructSize = (uint)sizeof(NativeMonitorCallbacks),
+                OnAlert = Callbacks.MonitorAlertPtr,
+                UserData = handle.CallbackState,
+            };
+            WtdException.Check(NativeMethods.wtd_monitor_set_callbacks(handle, handler != null ? &cb : null));
         }
 
         internal void DeliverAlert(MonitorAlert alert)

@@ -129,22 +129,24 @@ namespace Wtd
         /// <summary>Installs callbacks (both null removes them); they run on wtd threads.</summary>
         public void SetCallbacks(ReliableMessageHandler onMessage, ReliableOutcomeHandler onOutcome)
         {
+            // The managed lock is not held across the native call: replacing callbacks waits
+            // for a running callback, which may itself call into this object.
             lock (handle)
             {
                 this.onMessage = onMessage;
                 this.onOutcome = onOutcome;
                 if (handle.CallbackState == IntPtr.Zero && (onMessage != null || onOutcome != null))
                     handle.CallbackState = Callbacks.NewState(this);
-                var cb = new NativeReliabilityCallbacks
-                {
-                    StructSize = (uint)sizeof(NativeReliabilityCallbacks),
-                    OnMessage = onMessage != null ? Callbacks.ReliableMessagePtr : IntPtr.Zero,
-                    OnOutcome = onOutcome != null ? Callbacks.ReliableOutcomePtr : IntPtr.Zero,
-                    UserData = handle.CallbackState,
-                };
-                bool none = onMessage == null && onOutcome == null;
-                WtdException.Check(NativeMethods.wtd_reliability_set_callbacks(handle, none ? null : &cb));
             }
+            var cb = new NativeReliabilityCallbacks
+            {
+                StructSize = (uint)sizeof(NativeReliabilityCallbacks),
+                OnMessage = onMessage != null ? Callbacks.ReliableMessagePtr : IntPtr.Zero,
+                OnOutcome = onOutcome != null ? Callbacks.ReliableOutcomePtr : IntPtr.Zero,
+                UserData = handle.CallbackState,
+            };
+            bool none = onMessage == null && onOutcome == null;
+            WtdException.Check(NativeMethods.wtd_reliability_set_callbacks(handle, none ? null : &cb));
         }
 
         internal void DeliverMessage(IntPtr data, int len)

@@ -285,20 +285,22 @@ namespace Wtd
         /// session stays reachable (not collected) while callbacks are set: Dispose it.</summary>
         public void SetCallbacks(SessionDatagramHandler onDatagram, SessionClosedHandler onClosed)
         {
+            // The managed lock is not held across the native call: replacing callbacks waits
+            // for a running callback, which may itself call into this object.
             lock (handle)
             {
                 this.onDatagram = onDatagram;
                 this.onClosed = onClosed;
                 if (handle.CallbackState == IntPtr.Zero && (onDatagram != null || onClosed != null))
                     handle.CallbackState = Callbacks.NewState(this);
-                NativeSessionCallbacks cb = new NativeSessionCallbacks();
-                cb.StructSize = (uint)sizeof(NativeSessionCallbacks);
-                cb.OnDatagram = onDatagram != null ? Callbacks.SessionDatagramPtr : IntPtr.Zero;
-                cb.OnClosed = onClosed != null ? Callbacks.SessionClosedPtr : IntPtr.Zero;
-                cb.UserData = handle.CallbackState;
-                bool none = onDatagram == null && onClosed == null;
-                WtdException.Check(NativeMethods.wtd_session_set_callbacks(handle, none ? null : &cb));
             }
+            NativeSessionCallbacks cb = new NativeSessionCallbacks();
+            cb.StructSize = (uint)sizeof(NativeSessionCallbacks);
+            cb.OnDatagram = onDatagram != null ? Callbacks.SessionDatagramPtr : IntPtr.Zero;
+            cb.OnClosed = onClosed != null ? Callbacks.SessionClosedPtr : IntPtr.Zero;
+            cb.UserData = handle.CallbackState;
+            bool none = onDatagram == null && onClosed == null;
+            WtdException.Check(NativeMethods.wtd_session_set_callbacks(handle, none ? null : &cb));
         }
 
         internal void DeliverDatagram(IntPtr data, int len)

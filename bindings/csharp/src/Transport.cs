@@ -320,20 +320,22 @@ namespace Wtd
         /// go to it instead of the incoming queue. Runs on a wtd thread; see WtdSession.SetCallbacks.</summary>
         public void SetCallbacks(TransportReceivedHandler onReceived, TransportSentHandler onSent)
         {
+            // The managed lock is not held across the native call: replacing callbacks waits
+            // for a running callback, which may itself call into this object.
             lock (handle)
             {
                 this.onReceived = onReceived;
                 this.onSent = onSent;
                 if (handle.CallbackState == IntPtr.Zero && (onReceived != null || onSent != null))
                     handle.CallbackState = Callbacks.NewState(this);
-                NativeTransportCallbacks cb = new NativeTransportCallbacks();
-                cb.StructSize = (uint)sizeof(NativeTransportCallbacks);
-                cb.OnReceived = onReceived != null ? Callbacks.TransportReceivedPtr : IntPtr.Zero;
-                cb.OnSent = onSent != null ? Callbacks.TransportSentPtr : IntPtr.Zero;
-                cb.UserData = handle.CallbackState;
-                bool none = onReceived == null && onSent == null;
-                WtdException.Check(NativeMethods.wtd_transport_set_callbacks(handle, none ? null : &cb));
             }
+            NativeTransportCallbacks cb = new NativeTransportCallbacks();
+            cb.StructSize = (uint)sizeof(NativeTransportCallbacks);
+            cb.OnReceived = onReceived != null ? Callbacks.TransportReceivedPtr : IntPtr.Zero;
+            cb.OnSent = onSent != null ? Callbacks.TransportSentPtr : IntPtr.Zero;
+            cb.UserData = handle.CallbackState;
+            bool none = onReceived == null && onSent == null;
+            WtdException.Check(NativeMethods.wtd_transport_set_callbacks(handle, none ? null : &cb));
         }
 
         internal void DeliverReceived(IntPtr data, int len)

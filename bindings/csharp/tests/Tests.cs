@@ -85,6 +85,7 @@ namespace Wtd.Tests
             Run("echo_against_c_server_process", 60, EchoAgainstCServer);
             Run("csharp_server_csharp_client_async_echo", 60, CSharpServerClientAsyncEcho);
             Run("session_callbacks_echo_and_close", 60, SessionCallbacks);
+            Run("set_callbacks_while_a_callback_replaces_them", 30, SetCallbacksRace);
             Run("dispose_inside_callbacks", 60, DisposeInsideCallbacks);
             Run("log_handler", 30, LogHandler);
             Run("on_request_refuses", 60, OnRequestRefuses);
@@ -489,6 +490,33 @@ namespace Wtd.Tests
                 Check(echoed == 51, "51 echoed from the callback: " + echoed);
                 client.Close(9, "cb");
                 Check(closedCode.Task.Wait(5000) && closedCode.Task.Result == 9, "closed callback got code 9");
+                server.SetCallbacks(null, null);
+            }
+        }
+
+        /// <summary>A callback replaces its session's callbacks while another thread does the same
+        /// (the native call waits for the running callback): no deadlock.</summary>
+        private static void SetCallbacksRace()
+        {
+            WtdSession client, server;
+            Pair("/setcb-race", out client, out server);
+            using (client)
+            using (server)
+            {
+                var inCallback = new ManualResetEventSlim();
+                var replaced = new ManualResetEventSlim();
+                SessionDatagramHandler second = (s, b, n) => { };
+                server.SetCallbacks((s, b, n) =>
+                {
+                    inCallback.Set();
+                    Thread.Sleep(300); // the test thread calls SetCallbacks meanwhile
+                    s.SetCallbacks(second, null);
+                    replaced.Set();
+                }, null);
+                client.Send(new byte[] { 1 });
+                Check(inCallback.Wait(5000), "callback running");
+                server.SetCallbacks(second, null); // waits for the running callback to return
+                Check(replaced.Wait(5000), "the callback's own SetCallbacks returned");
                 server.SetCallbacks(null, null);
             }
         }

@@ -63,6 +63,13 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif // __cplusplus
+
+/* ============================================================================================== */
+/* Results, versions and the runtime */
+
 /**
  * Major version of the library this header belongs to.
  */
@@ -77,16 +84,6 @@
  * Patch version of the library this header belongs to.
  */
 #define WTD_VERSION_PATCH 0
-
-/**
- * Number of priority classes `wtd_queue_direction_stats` lists one by one.
- */
-#define WTD_QUEUE_STATS_CLASSES 8
-
-/**
- * Capacity of `wtd_monitor_alert.message`, NUL included.
- */
-#define WTD_ALERT_MESSAGE_MAX 128
 
 /**
  * Fixed result codes shared by the Rust API and the C ABI (`wtd_result`). Values never change;
@@ -176,6 +173,66 @@ typedef uint32_t wtd_result;
 #endif // __cplusplus
 
 /**
+ * Returns a short static description of a result code, e.g. "closed" for `WTD_ERR_CLOSED`, or
+ * "unknown" for a value that is not a `wtd_result`. Takes the code as a plain integer so any
+ * value is safe to pass.
+ *
+ * Ownership: the string is static; never free it. Thread: any. Errors: none; does not change
+ * `wtd_last_error_message()`.
+ */
+const char *wtd_result_str(uint32_t result);
+
+/**
+ * Returns the message of the most recent failed wtd call on the calling thread (NUL-terminated
+ * UTF-8), or "" when the most recent call succeeded or there was none.
+ *
+ * Ownership: owned by wtd; valid until the next wtd call on this thread (other than
+ * `wtd_last_error_message`, `wtd_result_str` and the version functions); copy it to keep it.
+ * Thread: per thread — each thread sees its own last error. Errors: none.
+ */
+const char *wtd_last_error_message(void);
+
+/**
+ * Returns the library version as a static string, e.g. "0.2.0". Compare with the
+ * `WTD_VERSION_*` macros to detect a header/library mismatch.
+ *
+ * Ownership: static; never free it. Thread: any. Errors: none.
+ */
+const char *wtd_version(void);
+
+/**
+ * Returns the library version as `(major << 16) | (minor << 8) | patch`.
+ *
+ * Thread: any. Errors: none.
+ */
+uint32_t wtd_version_number(void);
+
+/**
+ * Sets the number of worker threads of wtd's internal runtime (default 2). All network I/O,
+ * timers and callbacks run on these threads (named "wtd-rt").
+ *
+ * Call it before the first wtd call that creates a server, client or session (or after
+ * `wtd_shutdown()`). Thread: any.
+ * Errors: `WTD_ERR_INVALID_ARGUMENT` if `threads` is 0 or above 1024; `WTD_ERR_INVALID_STATE` if
+ * the runtime is already running.
+ */
+wtd_result wtd_set_runtime_threads(uint32_t threads);
+
+/**
+ * Stops wtd's internal runtime: session closes still in flight get up to 2 s to reach their
+ * peers, then background tasks are cancelled and the call waits up to 2
+ * seconds for the runtime threads to exit. Close and free your handles first; handles still open
+ * become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
+ * calling it twice, or before anything was started, is harmless.
+ *
+ * Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.
+ */
+void wtd_shutdown(void);
+
+/* ============================================================================================== */
+/* Log */
+
+/**
  * Severity of a log message; a callback registered with a maximum level receives every message
  * whose level is numerically less than or equal to it.
  */
@@ -215,205 +272,65 @@ typedef uint32_t wtd_log_level;
 #endif // __cplusplus
 
 /**
- * The WebTransport-over-HTTP/3 draft negotiated for a session.
+ * Log callback: `user_data` (from `wtd_log_callbacks`), the message's `level` (a
+ * `wtd_log_level` value) and `message`, a NUL-terminated UTF-8 string without a trailing newline,
+ * valid only during the call (copy it to keep it). Called from any thread that logs (usually a
+ * wtd runtime thread, sometimes the caller's own thread inside a wtd call), never concurrently
+ * with itself. It must not block for long and must not unwind (throw a C++ exception) into wtd.
  */
-enum wtd_draft
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * Not known (no session yet).
-     */
-    WTD_DRAFT_UNKNOWN = 0,
-    /**
-     * draft-ietf-webtrans-http3-02: Chromium's default, aioquic, web-transport-quinn, wtransport.
-     */
-    WTD_DRAFT_02 = 2,
-    /**
-     * draft-07: SETTINGS_WEBTRANSPORT_MAX_SESSIONS (Chromium behind a flag, Rust crates).
-     */
-    WTD_DRAFT_07 = 7,
-    /**
-     * draft-13: SETTINGS_WT_MAX_SESSIONS (pywebtransport 0.6–0.8).
-     */
-    WTD_DRAFT_13 = 13,
-    /**
-     * draft-15: SETTINGS_WT_ENABLED, `:protocol webtransport-h3` (pywebtransport ≥ 0.15).
-     */
-    WTD_DRAFT_15 = 15,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_draft wtd_draft;
-#else
-typedef uint32_t wtd_draft;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+typedef void (*wtd_log_cb)(void *user_data, wtd_log_level level, const char *message);
 
 /**
- * A problem `diagnose_issues` found.
+ * The log callback and its filter (versioned: set `struct_size = sizeof(wtd_log_callbacks)`).
  */
-enum wtd_issue
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
+typedef struct wtd_log_callbacks {
     /**
-     * Send success rate below 0.9.
+     * `sizeof(wtd_log_callbacks)`.
      */
-    WTD_ISSUE_LOW_SEND_SUCCESS_RATE = 1,
+    uint32_t struct_size;
     /**
-     * (send + receive drops) / (sent + received) above 0.1.
+     * Highest `wtd_log_level` delivered (`WTD_LOG_ERROR` 1 .. `WTD_LOG_TRACE` 5): messages of a
+     * numerically greater level are filtered out before they are even formatted.
      */
-    WTD_ISSUE_HIGH_DROP_RATE = 2,
+    uint32_t max_level;
     /**
-     * Outgoing queue above 90 % of its high water mark.
+     * Called for each message (NULL: logging off, the default).
      */
-    WTD_ISSUE_OUTGOING_QUEUE_NEARLY_FULL = 3,
+    wtd_log_cb on_log;
     /**
-     * Incoming queue above 90 % of its high water mark.
+     * Passed to `on_log`.
      */
-    WTD_ISSUE_INCOMING_QUEUE_NEARLY_FULL = 4,
-    /**
-     * Average send (queueing) time above 100 ms.
-     */
-    WTD_ISSUE_HIGH_SEND_LATENCY = 5,
-    /**
-     * The transport is closed.
-     */
-    WTD_ISSUE_CLOSED = 6,
-    /**
-     * The session is not open.
-     */
-    WTD_ISSUE_SESSION_NOT_READY = 7,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_issue wtd_issue;
-#else
-typedef uint32_t wtd_issue;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+    void *user_data;
+} wtd_log_callbacks;
 
 /**
- * How a reliable message ended.
+ * Installs the process-wide log callback, replacing any previous one (`callbacks` NULL, or
+ * `on_log` NULL, turns logging off — the default; the struct is copied).
+ *
+ * The callback is called from whichever wtd thread logs (usually a "wtd-rt" runtime thread,
+ * sometimes your own thread inside a wtd call), never concurrently with itself; `message` is
+ * valid only during the call; `user_data` is passed back unchanged and must stay valid until the
+ * callback is replaced or removed. Messages are not queued: once this function returns, the
+ * previous callback is not running and will not be called again. Logging from inside the
+ * callback is dropped.
+ *
+ * Thread: any, but not from inside the log callback itself.
+ * Errors: `WTD_ERR_INVALID_ARGUMENT` (`struct_size` too small, `max_level` outside
+ * `WTD_LOG_ERROR`..`WTD_LOG_TRACE` while `on_log` is set); `WTD_ERR_INVALID_STATE` when called
+ * from the log callback.
  */
-enum wtd_reliable_outcome
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * The peer acknowledged it.
-     */
-    WTD_RELIABLE_DELIVERED = 0,
-    /**
-     * No ACK after `max_retries` retransmissions (or the layer closed first).
-     */
-    WTD_RELIABLE_GAVE_UP = 1,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_reliable_outcome wtd_reliable_outcome;
-#else
-typedef uint32_t wtd_reliable_outcome;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+wtd_result wtd_log_set_callbacks(const struct wtd_log_callbacks *callbacks);
 
 /**
- * The alert kinds.
+ * "ERROR", "WARN", "INFO", "DEBUG", "TRACE", or "unknown" for any other value (a plain integer,
+ * so any value is safe to pass).
+ *
+ * Ownership: static; never free it. Thread: any. Errors: none.
  */
-enum wtd_alert_kind
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * Outgoing queue above `queue_threshold` × high water mark.
-     */
-    WTD_ALERT_HIGH_QUEUE_SIZE = 0,
-    /**
-     * Send success rate below `success_rate_threshold`.
-     */
-    WTD_ALERT_LOW_SUCCESS_RATE = 1,
-    /**
-     * Mean send time of the newer half of the trend window > 1.25 × the older half's (and ≥ 1 ms).
-     */
-    WTD_ALERT_INCREASING_SEND_TIME = 2,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_alert_kind wtd_alert_kind;
-#else
-typedef uint32_t wtd_alert_kind;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+const char *wtd_log_level_str(uint32_t level);
 
-/**
- * How the client checks the server's certificate (`wtd_client_options.verify`).
- */
-enum wtd_verify_mode
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * Trust the operating system's root certificates (default).
-     */
-    WTD_VERIFY_SYSTEM_ROOTS = 0,
-    /**
-     * Trust only the CAs in `ca_file` (PEM).
-     */
-    WTD_VERIFY_CA_FILE = 1,
-    /**
-     * Accept only a certificate whose SHA-256 is in `cert_hashes` (like the browser's
-     * `serverCertificateHashes`).
-     */
-    WTD_VERIFY_CERT_HASHES = 2,
-    /**
-     * No verification at all. Anyone on the path can impersonate the server: tests only.
-     */
-    WTD_VERIFY_NONE_DANGEROUS = 3,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_verify_mode wtd_verify_mode;
-#else
-typedef uint32_t wtd_verify_mode;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
-
-/**
- * What a full queue does with a new datagram.
- */
-enum wtd_drop_policy
-#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
-  : uint32_t
-#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
- {
-    /**
-     * Evict the oldest datagram of the lowest priority that is ≤ the new one's; if every queued
-     * datagram has a higher priority, reject the new one. (Default; pywebtransport's behaviour, but
-     * counted.)
-     */
-    WTD_DROP_OLDEST = 0,
-    /**
-     * Reject the new datagram (`WTD_ERR_WOULD_BLOCK`).
-     */
-    WTD_DROP_REJECT_NEW = 1,
-    /**
-     * Make the sender wait for room, up to its timeout (back-pressure).
-     */
-    WTD_DROP_BLOCK = 2,
-};
-#ifndef __cplusplus
-#if __STDC_VERSION__ >= 202311L
-typedef enum wtd_drop_policy wtd_drop_policy;
-#else
-typedef uint32_t wtd_drop_policy;
-#endif // __STDC_VERSION__ >= 202311L
-#endif // __cplusplus
+/* ============================================================================================== */
+/* Handles (opaque; see each object's section) */
 
 /**
  * A set of transports to send one datagram to (opaque). Create with `wtd_broadcaster_new`,
@@ -462,37 +379,45 @@ typedef struct wtd_structured wtd_structured;
  */
 typedef struct wtd_transport wtd_transport;
 
-/**
- * Log callback: `user_data` (from `wtd_log_callbacks`), the message's `level` (a
- * `wtd_log_level` value) and `message`, a NUL-terminated UTF-8 string without a trailing newline,
- * valid only during the call (copy it to keep it). Called from any thread that logs (usually a
- * wtd runtime thread, sometimes the caller's own thread inside a wtd call), never concurrently
- * with itself. It must not block for long and must not unwind (throw a C++ exception) into wtd.
- */
-typedef void (*wtd_log_cb)(void *user_data, wtd_log_level level, const char *message);
+/* ============================================================================================== */
+/* Server */
 
 /**
- * The log callback and its filter (versioned: set `struct_size = sizeof(wtd_log_callbacks)`).
+ * The WebTransport-over-HTTP/3 draft negotiated for a session.
  */
-typedef struct wtd_log_callbacks {
+enum wtd_draft
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
     /**
-     * `sizeof(wtd_log_callbacks)`.
+     * Not known (no session yet).
      */
-    uint32_t struct_size;
+    WTD_DRAFT_UNKNOWN = 0,
     /**
-     * Highest `wtd_log_level` delivered (`WTD_LOG_ERROR` 1 .. `WTD_LOG_TRACE` 5): messages of a
-     * numerically greater level are filtered out before they are even formatted.
+     * draft-ietf-webtrans-http3-02: Chromium's default, aioquic, web-transport-quinn, wtransport.
      */
-    uint32_t max_level;
+    WTD_DRAFT_02 = 2,
     /**
-     * Called for each message (NULL: logging off, the default).
+     * draft-07: SETTINGS_WEBTRANSPORT_MAX_SESSIONS (Chromium behind a flag, Rust crates).
      */
-    wtd_log_cb on_log;
+    WTD_DRAFT_07 = 7,
     /**
-     * Passed to `on_log`.
+     * draft-13: SETTINGS_WT_MAX_SESSIONS (pywebtransport 0.6–0.8).
      */
-    void *user_data;
-} wtd_log_callbacks;
+    WTD_DRAFT_13 = 13,
+    /**
+     * draft-15: SETTINGS_WT_ENABLED, `:protocol webtransport-h3` (pywebtransport ≥ 0.15).
+     */
+    WTD_DRAFT_15 = 15,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_draft wtd_draft;
+#else
+typedef uint32_t wtd_draft;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * A session request shown to `on_request`. Strings are NUL-terminated UTF-8, valid only during
@@ -672,6 +597,143 @@ typedef struct wtd_server_stats {
 } wtd_server_stats;
 
 /**
+ * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_server_options)`
+ * first: the library writes at most that many bytes and sets it to what it wrote.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
+ */
+wtd_result wtd_server_options_default(struct wtd_server_options *options);
+
+/**
+ * Creates a server and starts listening (`options` NULL = defaults).
+ *
+ * Ownership: on success `*out` owns the server; free it with `wtd_server_free`. The option
+ * strings are copied. Thread: any.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL `out`, bad host or options, `struct_size` too small),
+ * WTD_ERR_TLS (unreadable or mismatched certificate/key), WTD_ERR_IO (port in use).
+ */
+wtd_result wtd_server_new(const struct wtd_server_options *options, struct wtd_server **out);
+
+/**
+ * Writes the UDP port the server listens on to `*out`.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_IO.
+ */
+wtd_result wtd_server_port(const struct wtd_server *server, uint16_t *out);
+
+/**
+ * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while a new session
+ * waits for `wtd_server_accept` or the server is closed — level-triggered: it stays readable
+ * until accepts have emptied the queue (wtd clears it then; do not read from it or close it).
+ * With an `on_session` callback, sessions go to the callback and the descriptor only reports
+ * the close. Created on first call (an eventfd on Linux, a pipe elsewhere); the same
+ * descriptor every time; valid until `wtd_server_free`. Thread: any. Errors: NULL arguments;
+ * WTD_ERR_INTERNAL if the OS refuses a descriptor.
+ */
+wtd_result wtd_server_readiness_fd(const struct wtd_server *server, int32_t *out_fd);
+
+/**
+ * Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_server_cert_hash(const struct wtd_server *server, uint8_t *out32);
+
+/**
+ * Copies the certificate's SHA-256 as 64 lowercase hex characters plus a NUL into `buf`
+ * (`cap` ≥ 65).
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL server, NULL buf with cap > 0),
+ * WTD_ERR_BUFFER_TOO_SMALL (`cap` < 65; nothing written).
+ */
+wtd_result wtd_server_cert_hash_hex(const struct wtd_server *server, char *buf, size_t cap);
+
+/**
+ * Fills `*out` with the server's protection counters: what it refused or closed to protect
+ * itself, by reason. Set `out->struct_size = sizeof(wtd_server_stats)` first: the library writes
+ * at most that many bytes and sets it to what it wrote.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
+ */
+wtd_result wtd_server_get_stats(const struct wtd_server *server, struct wtd_server_stats *out);
+
+/**
+ * Takes the next new session into `*out`: `timeout_ms` 0 = poll, negative = wait forever,
+ * n > 0 = at most n ms.
+ *
+ * Ownership: `*out` owns the new session handle; free it with `wtd_session_free`.
+ * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
+ * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments),
+ * WTD_ERR_WOULD_BLOCK (none waiting, `timeout_ms` 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (after
+ * `wtd_server_close`; also wakes a waiting call).
+ */
+wtd_result wtd_server_accept(struct wtd_server *server,
+                             struct wtd_session **out,
+                             int32_t timeout_ms);
+
+/**
+ * Stops accepting, sends GOAWAY, closes every session (code 0, "server shutting down") and
+ * waits up to ~2 s for that to reach the peers. Idempotent. Session handles stay valid (closed)
+ * until freed.
+ *
+ * Thread: any; from a wtd callback it does not wait. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ */
+wtd_result wtd_server_close(struct wtd_server *server);
+
+/**
+ * Closes (as `wtd_server_close`) and releases the server. NULL is a no-op. Sessions it handed
+ * out stay valid (closed) until freed. No call may start on the handle afterwards.
+ *
+ * Thread: any. Errors: none (a caught panic is logged and recorded as the last error).
+ */
+void wtd_server_free(struct wtd_server *server);
+
+/**
+ * "draft-02", "draft-07", "draft-13", "draft-15", or "unknown" for any other value (a plain
+ * integer, so any value is safe to pass).
+ *
+ * Ownership: static; never free it. Thread: any. Errors: none.
+ */
+const char *wtd_draft_str(uint32_t draft);
+
+/* ============================================================================================== */
+/* Client */
+
+/**
+ * How the client checks the server's certificate (`wtd_client_options.verify`).
+ */
+enum wtd_verify_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Trust the operating system's root certificates (default).
+     */
+    WTD_VERIFY_SYSTEM_ROOTS = 0,
+    /**
+     * Trust only the CAs in `ca_file` (PEM).
+     */
+    WTD_VERIFY_CA_FILE = 1,
+    /**
+     * Accept only a certificate whose SHA-256 is in `cert_hashes` (like the browser's
+     * `serverCertificateHashes`).
+     */
+    WTD_VERIFY_CERT_HASHES = 2,
+    /**
+     * No verification at all. Anyone on the path can impersonate the server: tests only.
+     */
+    WTD_VERIFY_NONE_DANGEROUS = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_verify_mode wtd_verify_mode;
+#else
+typedef uint32_t wtd_verify_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Client options. Fill with `wtd_client_options_default`, then change fields.
  */
 typedef struct wtd_client_options {
@@ -716,6 +778,45 @@ typedef struct wtd_client_options {
      */
     const char *origin;
 } wtd_client_options;
+
+/**
+ * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_client_options)`
+ * first: the library writes at most that many bytes and sets it to what it wrote.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
+ */
+wtd_result wtd_client_options_default(struct wtd_client_options *options);
+
+/**
+ * Connects to `url` (`https://host:port/path`) and opens a WebTransport session, speaking the
+ * draft the server announces (`options` NULL = defaults). Blocks up to `connect_timeout_ms`.
+ *
+ * Ownership: on success `*out` owns the session (free it with `wtd_session_free`); the
+ * connection closes when its last session closes. The option strings and hashes are copied.
+ * Thread: any but a wtd callback thread (WTD_ERR_INVALID_STATE).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (bad URL or options, `cert_hash_count × 32` overflowing),
+ * WTD_ERR_TLS (certificate rejected), WTD_ERR_TIMEOUT, WTD_ERR_CONNECTION, WTD_ERR_REJECTED
+ * (server refused, e.g. 404), WTD_ERR_NOT_SUPPORTED (server has no WebTransport).
+ */
+wtd_result wtd_client_connect(const char *url,
+                              const struct wtd_client_options *options,
+                              struct wtd_session **out);
+
+/**
+ * Opens another session to `path` on the same connection as the client session `session`
+ * (several sessions share one QUIC connection; datagrams are routed per session). Blocks like
+ * `wtd_client_connect` and uses the options `session` was connected with (timeouts, queue
+ * capacity, origin).
+ *
+ * Ownership: on success `*out` owns the new session. Thread: as `wtd_client_connect`.
+ * Errors: as `wtd_client_connect`; WTD_ERR_CLOSED when the connection is gone.
+ */
+wtd_result wtd_session_open_sibling(struct wtd_session *session,
+                                    const char *path,
+                                    struct wtd_session **out);
+
+/* ============================================================================================== */
+/* Session */
 
 /**
  * One caller-owned buffer of a batch receive (`wtd_session_receive_batch`,
@@ -871,6 +972,288 @@ typedef struct wtd_session_stats {
      */
     uint64_t connection_send_flushed;
 } wtd_session_stats;
+
+/**
+ * Sends one datagram of `len` bytes now, without blocking or queueing in wtd.
+ *
+ * Ownership: `data` is only read during the call. Thread: any, including callbacks.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL data, `len` 0), WTD_ERR_TOO_LARGE (above
+ * `wtd_session_max_datagram_size`), WTD_ERR_WOULD_BLOCK (QUIC's send buffer is full; nothing is
+ * dropped silently), WTD_ERR_CLOSED (after close), WTD_ERR_NOT_SUPPORTED (the peer takes no
+ * datagrams).
+ */
+wtd_result wtd_session_send(struct wtd_session *session, const uint8_t *data, size_t len);
+
+/**
+ * Receives the oldest queued datagram into `buf` (capacity `cap`) and writes its length to
+ * `*out_len`. `timeout_ms`: 0 = don't wait, negative = forever, n > 0 = at most n ms. A datagram
+ * larger than `cap` stays queued (`buf` NULL with `cap` 0 is a size query).
+ *
+ * Ownership: `buf` is only written during the call. Thread: any; waiting on a wtd callback thread
+ * is refused (WTD_ERR_INVALID_STATE). A `wtd_session_free` from another thread wakes the call
+ * (WTD_ERR_CLOSED) and the handle stays valid until it returns.
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_len, NULL buf with cap > 0),
+ * WTD_ERR_WOULD_BLOCK (empty, timeout 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and empty; also
+ * wakes a waiting call), WTD_ERR_BUFFER_TOO_SMALL (its size is written to `*out_len`).
+ */
+wtd_result wtd_session_receive(struct wtd_session *session,
+                               uint8_t *buf,
+                               size_t cap,
+                               size_t *out_len,
+                               int32_t timeout_ms);
+
+/**
+ * Batch receive (the same shape as `wtd_transport_receive_batch`): waits up to `timeout_ms` for
+ * the first datagram (0 = don't wait, negative = forever), then takes what is already queued,
+ * up to `count` in all, each into the next of `buffers[0..count]` (its `len` set), in order.
+ * Stops early at a datagram larger than the next buffer (it stays queued). On success
+ * `*out_count` = buffers filled, at least 1. The game-loop poll: `timeout_ms` 0 drains everything
+ * queued in one call.
+ *
+ * Ownership: the buffers stay the caller's; only `data[0..len]` of the filled ones is written.
+ * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
+ * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_WOULD_BLOCK (nothing queued, `timeout_ms` 0),
+ * WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and nothing queued; also wakes a waiting call),
+ * WTD_ERR_BUFFER_TOO_SMALL (the first datagram does not fit `buffers[0]`: its size is written
+ * to `buffers[0].len` and it stays queued — the one output written on failure),
+ * WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
+ */
+wtd_result wtd_session_receive_batch(struct wtd_session *session,
+                                     struct wtd_datagram_buffer *buffers,
+                                     size_t count,
+                                     size_t *out_count,
+                                     int32_t timeout_ms);
+
+/**
+ * Installs the session's callbacks (`callbacks` NULL removes them; the struct is copied). They
+ * run on a wtd runtime thread, never two at once for one connection; inside them any
+ * non-blocking wtd call is allowed (send, close, receive with timeout 0); waiting calls return
+ * WTD_ERR_INVALID_STATE. With `on_datagram` set, arriving datagrams go to it instead of the
+ * receive queue; datagrams already queued stay queued for the receive calls. The `session`
+ * pointer passed to callbacks is this handle; callbacks stop once it is freed.
+ *
+ * Replacing: events not yet dispatched (queued behind a running callback) go to the new set;
+ * none is replayed or dropped. Called outside a callback it returns only after an old callback
+ * that is running has returned, so afterwards no old callback runs and the old `user_data` may
+ * be freed. Called from inside a callback it does not wait (the change applies from the next
+ * event). A transport made from the session receives regardless.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `struct_size` below the first
+ * published size).
+ */
+wtd_result wtd_session_set_callbacks(struct wtd_session *session,
+                                     const struct wtd_session_callbacks *callbacks);
+
+/**
+ * Closes the session with an application `code` and UTF-8 `reason` (NULL = ""; cut to 1024
+ * bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake with
+ * WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
+ *
+ * Thread: any, including callbacks. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `reason` not
+ * UTF-8).
+ */
+wtd_result wtd_session_close(struct wtd_session *session, uint32_t code, const char *reason);
+
+/**
+ * Writes to `*out` whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION
+ * capsule or HTTP/3 GOAWAY): finish what you are doing and close.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_is_draining(const struct wtd_session *session, bool *out);
+
+/**
+ * Writes to `*out` whether the session is closed (by either side). Cheap: meant to be called
+ * every frame.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_is_closed(const struct wtd_session *session, bool *out);
+
+/**
+ * After close: writes the close code to `*out_code` and copies the reason NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
+ * without the NUL. `buf` NULL with `cap` 0 queries the length.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_code, NULL reason_buf with
+ * cap > 0), WTD_ERR_INVALID_STATE (still open), WTD_ERR_BUFFER_TOO_SMALL (the needed length is
+ * written to `*out_len`).
+ */
+wtd_result wtd_session_close_info(const struct wtd_session *session,
+                                  uint32_t *out_code,
+                                  char *reason_buf,
+                                  size_t cap,
+                                  size_t *out_len);
+
+/**
+ * Blocks until the session has closed and its close notice was delivered (callbacks
+ * included), at most `timeout_ms` (negative = forever, 0 = check only).
+ *
+ * Thread: any but a wtd callback thread when waiting (WTD_ERR_INVALID_STATE).
+ * Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_TIMEOUT (still open).
+ */
+wtd_result wtd_session_wait_closed(const struct wtd_session *session, int32_t timeout_ms);
+
+/**
+ * Writes the session id (its CONNECT stream id; equal on both ends) to `*out`.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_id(const struct wtd_session *session, uint64_t *out);
+
+/**
+ * Writes the negotiated WebTransport draft (a `wtd_draft` value) to `*out`.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_draft(const struct wtd_session *session, wtd_draft *out);
+
+/**
+ * Copies the request `:path` (with query) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
+ * without the NUL. `buf` NULL with `cap` 0 queries the length.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL buf with cap > 0),
+ * WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
+ */
+wtd_result wtd_session_path(const struct wtd_session *session,
+                            char *buf,
+                            size_t cap,
+                            size_t *out_len);
+
+/**
+ * Copies the request's `origin` header ("" when none was sent) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
+ * without the NUL. `buf` NULL with `cap` 0 queries the length.
+ *
+ * Thread: any. Errors: as `wtd_session_path`.
+ */
+wtd_result wtd_session_origin(const struct wtd_session *session,
+                              char *buf,
+                              size_t cap,
+                              size_t *out_len);
+
+/**
+ * Writes the largest payload one datagram can carry now to `*out` (grows with path MTU
+ * discovery; 0 when the peer takes no datagrams). Cheap: meant to be called every frame.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
+ */
+wtd_result wtd_session_max_datagram_size(const struct wtd_session *session, size_t *out);
+
+/**
+ * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the session's
+ * receive queue holds a datagram or the session is closed — level-triggered: it stays readable
+ * until receives (`wtd_session_receive`/`_receive_batch`) have emptied the queue; wtd clears it
+ * then (do not read from it or close it). With an `on_datagram` callback set (or a transport
+ * made from the session), datagrams bypass the queue and the descriptor only reports the close.
+ * Created on first call (an eventfd on Linux, a pipe elsewhere); the same descriptor every
+ * time; valid until `wtd_session_free`. Thread: any. Errors: NULL arguments;
+ * WTD_ERR_INTERNAL if the OS refuses a descriptor.
+ */
+wtd_result wtd_session_readiness_fd(const struct wtd_session *session, int32_t *out_fd);
+
+/**
+ * Fills `*out` with the session's counters. Set `out->struct_size = sizeof(wtd_session_stats)`
+ * first: the library writes at most that many bytes and sets `struct_size` to what it wrote.
+ *
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
+ */
+wtd_result wtd_session_get_stats(const struct wtd_session *session, struct wtd_session_stats *out);
+
+/**
+ * Closes the session if still open (code 0, no reason) and releases the handle. NULL is a
+ * no-op. Callbacks stop: called outside a wtd callback, it returns only after any callback of
+ * this session that is running has returned, and none runs afterwards (so `user_data` may be
+ * freed next). Calls already blocked on this handle in other threads (`wtd_session_receive`,
+ * `wtd_session_wait_closed`) wake with WTD_ERR_CLOSED / return, and the memory stays valid
+ * until they do. No call may *start* on the handle after this. A transport made from the
+ * session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
+ * Thread: any.
+ * Errors: none (a caught panic is logged and recorded as the last error).
+ */
+void wtd_session_free(struct wtd_session *session);
+
+/* ============================================================================================== */
+/* Transport */
+
+/**
+ * Number of priority classes `wtd_queue_direction_stats` lists one by one.
+ */
+#define WTD_QUEUE_STATS_CLASSES 8
+
+/**
+ * A problem `diagnose_issues` found.
+ */
+enum wtd_issue
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Send success rate below 0.9.
+     */
+    WTD_ISSUE_LOW_SEND_SUCCESS_RATE = 1,
+    /**
+     * (send + receive drops) / (sent + received) above 0.1.
+     */
+    WTD_ISSUE_HIGH_DROP_RATE = 2,
+    /**
+     * Outgoing queue above 90 % of its high water mark.
+     */
+    WTD_ISSUE_OUTGOING_QUEUE_NEARLY_FULL = 3,
+    /**
+     * Incoming queue above 90 % of its high water mark.
+     */
+    WTD_ISSUE_INCOMING_QUEUE_NEARLY_FULL = 4,
+    /**
+     * Average send (queueing) time above 100 ms.
+     */
+    WTD_ISSUE_HIGH_SEND_LATENCY = 5,
+    /**
+     * The transport is closed.
+     */
+    WTD_ISSUE_CLOSED = 6,
+    /**
+     * The session is not open.
+     */
+    WTD_ISSUE_SESSION_NOT_READY = 7,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_issue wtd_issue;
+#else
+typedef uint32_t wtd_issue;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What a full queue does with a new datagram.
+ */
+enum wtd_drop_policy
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Evict the oldest datagram of the lowest priority that is ≤ the new one's; if every queued
+     * datagram has a higher priority, reject the new one. (Default; pywebtransport's behaviour, but
+     * counted.)
+     */
+    WTD_DROP_OLDEST = 0,
+    /**
+     * Reject the new datagram (`WTD_ERR_WOULD_BLOCK`).
+     */
+    WTD_DROP_REJECT_NEW = 1,
+    /**
+     * Make the sender wait for room, up to its timeout (back-pressure).
+     */
+    WTD_DROP_BLOCK = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_drop_policy wtd_drop_policy;
+#else
+typedef uint32_t wtd_drop_policy;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
 
 /**
  * Transport options. Fill with `wtd_transport_options_default`, then change fields.
@@ -1205,7 +1588,8 @@ typedef struct wtd_datagram_stats {
      */
     double receive_success_rate;
     /**
-     * (send_drops + receive_drops) / (datagrams_sent + datagrams_received); 0 before any.
+     * (send_drops + receive_drops) / max(1, datagrams_sent + datagrams_received) (drops with no
+     * traffic yet still count, as in pywebtransport's `diagnose_issues`).
      */
     double drop_rate;
 } wtd_datagram_stats;
@@ -1296,858 +1680,6 @@ typedef struct wtd_transport_callbacks {
      */
     void *user_data;
 } wtd_transport_callbacks;
-
-/**
- * Serializer callback: writes the bytes of object `obj` of type `type_id` into `buf` (capacity
- * `cap` = the largest body that fits one datagram) and their count to `*out_len`. Returns 0 on
- * success, anything else on failure (the send then fails with WTD_ERR_SERIALIZATION and nothing
- * is sent). Called on the thread that calls `wtd_structured_send_obj`.
- */
-typedef int (*wtd_structured_serialize_cb)(void *user_data,
-                                           uint16_t type_id,
-                                           const void *obj,
-                                           uint8_t *buf,
-                                           size_t cap,
-                                           size_t *out_len);
-
-/**
- * Deserializer callback: builds the object of type `type_id` from `data[0..len]` (valid only
- * during the call) and stores it in `*out_obj` (the caller of `wtd_structured_receive_obj` then
- * owns it). Returns 0 on success, anything else on failure (→ WTD_ERR_SERIALIZATION). Called on
- * the thread that calls `wtd_structured_receive_obj`.
- */
-typedef int (*wtd_structured_deserialize_cb)(void *user_data,
-                                             uint16_t type_id,
-                                             const uint8_t *data,
-                                             size_t len,
-                                             void **out_obj);
-
-/**
- * Options of a structured transport: the serializer (both callbacks are required). Fill with
- * `wtd_structured_options_default`, then set the callbacks.
- */
-typedef struct wtd_structured_options {
-    /**
-     * `sizeof(wtd_structured_options)` (set by `wtd_structured_options_default`).
-     */
-    uint32_t struct_size;
-    /**
-     * Reserved, 0.
-     */
-    uint32_t reserved;
-    /**
-     * Object → bytes (required).
-     */
-    wtd_structured_serialize_cb serialize;
-    /**
-     * Bytes → object (required).
-     */
-    wtd_structured_deserialize_cb deserialize;
-    /**
-     * Passed to both callbacks; must stay valid until `wtd_structured_free`.
-     */
-    void *user_data;
-} wtd_structured_options;
-
-/**
- * Reliability options. Fill with `wtd_reliability_options_default` (pywebtransport's constructor
- * defaults: ack_timeout 2 s, 5 retries) or `wtd_reliability_options_low_latency` (pywebtransport's /// `create`: 1 s, 3 retries), then change fields.
- */
-typedef struct wtd_reliability_options {
-    /**
-     * `sizeof(wtd_reliability_options)` (set by the `_default` / `_factory` functions).
-     */
-    uint32_t struct_size;
-    /**
-     * Retransmit timeout in ms before the first RTT sample (> 0); afterwards the timeout is
-     * derived from the measured RTT (srtt + 4·rttvar, clamped to min/max_rto_ms) and doubles
-     * with every retransmission of a message.
-     */
-    uint32_t ack_timeout_ms;
-    /**
-     * Retransmissions of one message before it is given up (reported as
-     * WTD_RELIABLE_GAVE_UP).
-     */
-    uint32_t max_retries;
-    /**
-     * 1 = deliver messages in sequence order (a gap waits up to `gap_timeout_ms`), 0 = as they
-     * arrive (default). Either way each message is delivered at most once.
-     */
-    uint32_t in_order;
-    /**
-     * Messages awaiting an ACK at once (> 0); beyond it `wtd_reliability_send` fails with
-     * WTD_ERR_WOULD_BLOCK. Default 256.
-     */
-    uint32_t max_in_flight;
-    /**
-     * Lower bound of the RTT-derived retransmit timeout, ms. Default 20.
-     */
-    uint32_t min_rto_ms;
-    /**
-     * Upper bound of the retransmit timeout (backoff included), ms. Default 10000.
-     */
-    uint32_t max_rto_ms;
-    /**
-     * A missing sequence number older than this (ms) is skipped by the receiver (the sender gave
-     * up on it) so later messages flow again; 0 (default) = derived from the sender's backoff:
-     * the sum of its `max_retries + 1` retransmit timeouts (ack_timeout doubling up to
-     * max_rto) + 100 ms, i.e. 44.1 s for `_default` and 15.1 s for `_factory`. A copy that
-     * arrives after its number was skipped is not acknowledged in in-order mode (the sender
-     * reports WTD_RELIABLE_GAVE_UP) and delivered late in unordered mode.
-     */
-    uint32_t gap_timeout_ms;
-    /**
-     * Transport priority of DATA frames; ACKs go one above. Default 0.
-     */
-    int32_t priority;
-    /**
-     * Receive window W, 0 (default) = 4 × max_in_flight (1024), at most 2^30: DATA with a
-     * sequence number at or beyond the oldest missing one + W is refused unacknowledged
-     * (`out_of_window`), and at most W messages are held for order or wait to be received
-     * (beyond: `refused_full`). Bounds what a peer can make this layer store.
-     */
-    uint32_t receive_window;
-} wtd_reliability_options;
-
-/**
- * One finished reliable send (an element of the array `wtd_reliability_poll_outcomes` fills;
- * the caller passes `sizeof(wtd_reliable_result)` as the element size, so fields can be appended).
- */
-typedef struct wtd_reliable_result {
-    /**
-     * The sequence number `wtd_reliability_send` returned.
-     */
-    uint32_t seq;
-    /**
-     * A `wtd_reliable_outcome` value: delivered (ACKed) or given up.
-     */
-    wtd_reliable_outcome outcome;
-} wtd_reliable_result;
-
-/**
- * A message was delivered to this end. `data` is valid only during the call.
- */
-typedef void (*wtd_reliability_message_cb)(void *user_data,
-                                           struct wtd_reliability *reliability,
-                                           const uint8_t *data,
-                                           size_t len);
-
-/**
- * A message sent from this end finished: acknowledged or given up (`outcome` a
- * `wtd_reliable_outcome` value).
- */
-typedef void (*wtd_reliability_outcome_cb)(void *user_data,
-                                           struct wtd_reliability *reliability,
-                                           uint32_t seq,
-                                           wtd_reliable_outcome outcome);
-
-/**
- * Reliability callbacks (versioned: set `struct_size = sizeof(wtd_reliability_callbacks)`).
- */
-typedef struct wtd_reliability_callbacks {
-    /**
-     * `sizeof(wtd_reliability_callbacks)`.
-     */
-    uint32_t struct_size;
-    /**
-     * Reserved, 0.
-     */
-    uint32_t reserved;
-    /**
-     * Message delivered (NULL: messages queue for `wtd_reliability_receive`).
-     */
-    wtd_reliability_message_cb on_message;
-    /**
-     * Send finished (NULL: outcomes queue for `wtd_reliability_poll_outcomes`).
-     */
-    wtd_reliability_outcome_cb on_outcome;
-    /**
-     * Passed to both callbacks.
-     */
-    void *user_data;
-} wtd_reliability_callbacks;
-
-/**
- * Counters of a reliability layer (`wtd_reliability_get_stats`). Append-only: check
- * `struct_size` before reading fields added later.
- */
-typedef struct wtd_reliability_stats {
-    /**
-     * Size of this struct as the library filled it.
-     */
-    uint32_t struct_size;
-    /**
-     * Reserved, 0.
-     */
-    uint32_t reserved;
-    /**
-     * Messages accepted by `wtd_reliability_send`.
-     */
-    uint64_t sent;
-    /**
-     * DATA retransmissions (each RTO expiry of an unacknowledged message).
-     */
-    uint64_t retransmits;
-    /**
-     * Sent messages the peer acknowledged (outcome WTD_RELIABLE_DELIVERED).
-     */
-    uint64_t acked;
-    /**
-     * Sent messages given up after `max_retries` retransmissions, or still pending at close
-     * (outcome WTD_RELIABLE_GAVE_UP).
-     */
-    uint64_t gave_up;
-    /**
-     * Messages delivered to the application on this end (each at most once).
-     */
-    uint64_t delivered;
-    /**
-     * DATA frames that arrived again after their message was delivered or held; suppressed
-     * (never delivered twice) and acknowledged again.
-     */
-    uint64_t duplicates;
-    /**
-     * ACK frames sent.
-     */
-    uint64_t acks_sent;
-    /**
-     * ACK frames received.
-     */
-    uint64_t acks_received;
-    /**
-     * ACKs for no pending message (late duplicates after a retransmission).
-     */
-    uint64_t unknown_acks;
-    /**
-     * Arriving frames that started like DATA/ACK but were malformed (dropped).
-     */
-    uint64_t malformed;
-    /**
-     * Sequence gaps the receiver skipped after `gap_timeout_ms`.
-     */
-    uint64_t gaps_skipped;
-    /**
-     * Outcomes dropped because nobody polled them (the queue holds 65,536; oldest dropped).
-     */
-    uint64_t outcomes_dropped;
-    /**
-     * Messages awaiting an ACK now.
-     */
-    uint64_t in_flight;
-    /**
-     * Smoothed round-trip time in µs (0 before the first sample; only unambiguous samples —
-     * messages acknowledged without a retransmission — are used).
-     */
-    uint64_t srtt_us;
-    /**
-     * Retransmit timeout in µs for a new message now.
-     */
-    uint64_t rto_us;
-    /**
-     * Arriving frames dropped on purpose by `wtd_reliability_set_test_drop_fraction`.
-     */
-    uint64_t injected_drops;
-    /**
-     * DATA frames that arrived.
-     */
-    uint64_t data_received;
-    /**
-     * DATA frames refused (not acknowledged) because their sequence number was at or beyond the
-     * oldest missing one + `receive_window`.
-     */
-    uint64_t out_of_window;
-    /**
-     * DATA frames refused (not acknowledged) because `receive_window` messages were already
-     * held for order or waiting to be received.
-     */
-    uint64_t refused_full;
-    /**
-     * DATA frames for a sequence number the receiver had skipped after the gap timeout:
-     * delivered late in unordered mode, refused unacknowledged in in-order mode.
-     */
-    uint64_t late_after_skip;
-    /**
-     * Now: sequence numbers tracked above the oldest missing one (held messages + seen
-     * numbers); at most `receive_window`.
-     */
-    uint64_t recv_buffered;
-    /**
-     * Now: messages waiting for `wtd_reliability_receive`; at most `receive_window`.
-     */
-    uint64_t recv_ready;
-    /**
-     * ACKs not sent because the transport's outgoing queue was full (an ACK never evicts an
-     * application datagram) or the send failed; the sender retransmits and the duplicate is
-     * acknowledged when there is room.
-     */
-    uint64_t acks_not_sent;
-} wtd_reliability_stats;
-
-/**
- * Outcome of one broadcast (`wtd_broadcaster_broadcast`).
- */
-typedef struct wtd_broadcast_result {
-    /**
-     * Size of this struct as the library filled it.
-     */
-    uint32_t struct_size;
-    /**
-     * Reserved, 0.
-     */
-    uint32_t reserved;
-    /**
-     * Transports that accepted (queued) the datagram.
-     */
-    size_t accepted;
-    /**
-     * Transports that refused it this time (queue full, too large) and were kept.
-     */
-    size_t failed;
-    /**
-     * Closed transports removed from the set by this broadcast.
-     */
-    size_t pruned;
-} wtd_broadcast_result;
-
-/**
- * Monitor options. Fill with `wtd_monitor_options_default` (pywebtransport's values), then change
- * fields.
- */
-typedef struct wtd_monitor_options {
-    /**
-     * `sizeof(wtd_monitor_options)` (set by `wtd_monitor_options_default`).
-     */
-    uint32_t struct_size;
-    /**
-     * Sampling period in ms (> 0). Default 5000.
-     */
-    uint32_t interval_ms;
-    /**
-     * Samples kept, oldest dropped (> 0). Default 100.
-     */
-    uint32_t samples_maxlen;
-    /**
-     * Alerts kept, oldest dropped (> 0). Default 50.
-     */
-    uint32_t alerts_maxlen;
-    /**
-     * `high_queue_size` fires when the outgoing queue holds more than this fraction of its high
-     * water mark. Default 0.9.
-     */
-    double queue_threshold;
-    /**
-     * `low_success_rate` fires when the send success rate is below this. Default 0.8.
-     */
-    double success_rate_threshold;
-    /**
-     * Samples compared by `increasing_send_time` (≥ 2): fires when the mean send time of the
-     * newer half exceeds the older half's by more than 25 %. Default 10.
-     */
-    uint32_t trend_window;
-    /**
-     * Reserved, 0.
-     */
-    uint32_t reserved;
-} wtd_monitor_options;
-
-/**
- * One monitor sample (an element of the array `wtd_monitor_get_samples` fills; the caller
- * passes `sizeof(wtd_monitor_sample)` as the element size, so fields can be appended).
- */
-typedef struct wtd_monitor_sample {
-    /**
-     * Unix time (s) of the sample.
-     */
-    double timestamp;
-    /**
-     * Transport's datagrams handed to QUIC so far (cumulative).
-     */
-    uint64_t datagrams_sent;
-    /**
-     * Transport's datagrams arrived so far (cumulative).
-     */
-    uint64_t datagrams_received;
-    /**
-     * Transport's send success rate so far (cumulative, 0..1).
-     */
-    double send_success_rate;
-    /**
-     * Mean queueing time (s) of the datagrams sent since the previous sample (0 when none).
-     */
-    double avg_send_time;
-    /**
-     * Outgoing queue size at the sample.
-     */
-    uint64_t queue_size;
-} wtd_monitor_sample;
-
-/**
- * One monitor alert (an element of the array `wtd_monitor_get_alerts` fills; the caller passes
- * `sizeof(wtd_monitor_alert)` as the element size, so fields can be appended).
- */
-typedef struct wtd_monitor_alert {
-    /**
-     * What was detected (a `wtd_alert_kind` value).
-     */
-    wtd_alert_kind kind;
-    /**
-     * Unix time (s) it was raised.
-     */
-    double timestamp;
-    /**
-     * Human-readable message, NUL-terminated UTF-8 (cut at a character boundary to fit).
-     */
-    char message[WTD_ALERT_MESSAGE_MAX];
-} wtd_monitor_alert;
-
-/**
- * Called once per raised alert (edge-triggered: once per episode). `alert` is valid only during
- * the call.
- */
-typedef void (*wtd_monitor_alert_cb)(void *user_data, const struct wtd_monitor_alert *alert);
-
-/**
- * Monitor callbacks (versioned: set `struct_size = sizeof(wtd_monitor_callbacks)`).
- */
-typedef struct wtd_monitor_callbacks {
-    /**
-     * `sizeof(wtd_monitor_callbacks)`.
-     */
-    uint32_t struct_size;
-    /**
-     * Reserved, 0.
-     */
-    uint32_t reserved;
-    /**
-     * Alert raised (NULL: alerts are only kept for `wtd_monitor_get_alerts`).
-     */
-    wtd_monitor_alert_cb on_alert;
-    /**
-     * Passed to the callback.
-     */
-    void *user_data;
-} wtd_monitor_callbacks;
-
-#ifdef __cplusplus
-extern "C" {
-#endif // __cplusplus
-
-/**
- * Returns a short static description of a result code, e.g. "closed" for `WTD_ERR_CLOSED`, or
- * "unknown" for a value that is not a `wtd_result`. Takes the code as a plain integer so any
- * value is safe to pass.
- *
- * Ownership: the string is static; never free it. Thread: any. Errors: none; does not change
- * `wtd_last_error_message()`.
- */
-const char *wtd_result_str(uint32_t result);
-
-/**
- * Returns the message of the most recent failed wtd call on the calling thread (NUL-terminated
- * UTF-8), or "" when the most recent call succeeded or there was none.
- *
- * Ownership: owned by wtd; valid until the next wtd call on this thread (other than
- * `wtd_last_error_message`, `wtd_result_str` and the version functions); copy it to keep it.
- * Thread: per thread — each thread sees its own last error. Errors: none.
- */
-const char *wtd_last_error_message(void);
-
-/**
- * Returns the library version as a static string, e.g. "0.2.0". Compare with the
- * `WTD_VERSION_*` macros to detect a header/library mismatch.
- *
- * Ownership: static; never free it. Thread: any. Errors: none.
- */
-const char *wtd_version(void);
-
-/**
- * Returns the library version as `(major << 16) | (minor << 8) | patch`.
- *
- * Thread: any. Errors: none.
- */
-uint32_t wtd_version_number(void);
-
-/**
- * Sets the number of worker threads of wtd's internal runtime (default 2). All network I/O,
- * timers and callbacks run on these threads (named "wtd-rt").
- *
- * Call it before the first wtd call that creates a server, client or session (or after
- * `wtd_shutdown()`). Thread: any.
- * Errors: `WTD_ERR_INVALID_ARGUMENT` if `threads` is 0 or above 1024; `WTD_ERR_INVALID_STATE` if
- * the runtime is already running.
- */
-wtd_result wtd_set_runtime_threads(uint32_t threads);
-
-/**
- * Stops wtd's internal runtime: session closes still in flight get up to 2 s to reach their
- * peers, then background tasks are cancelled and the call waits up to 2
- * seconds for the runtime threads to exit. Close and free your handles first; handles still open
- * become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
- * calling it twice, or before anything was started, is harmless.
- *
- * Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.
- */
-void wtd_shutdown(void);
-
-/**
- * Installs the process-wide log callback, replacing any previous one (`callbacks` NULL, or
- * `on_log` NULL, turns logging off — the default; the struct is copied).
- *
- * The callback is called from whichever wtd thread logs (usually a "wtd-rt" runtime thread,
- * sometimes your own thread inside a wtd call), never concurrently with itself; `message` is
- * valid only during the call; `user_data` is passed back unchanged and must stay valid until the
- * callback is replaced or removed. Messages are not queued: once this function returns, the
- * previous callback is not running and will not be called again. Logging from inside the
- * callback is dropped.
- *
- * Thread: any, but not from inside the log callback itself.
- * Errors: `WTD_ERR_INVALID_ARGUMENT` (`struct_size` too small, `max_level` outside
- * `WTD_LOG_ERROR`..`WTD_LOG_TRACE` while `on_log` is set); `WTD_ERR_INVALID_STATE` when called
- * from the log callback.
- */
-wtd_result wtd_log_set_callbacks(const struct wtd_log_callbacks *callbacks);
-
-/**
- * "ERROR", "WARN", "INFO", "DEBUG", "TRACE", or "unknown" for any other value (a plain integer,
- * so any value is safe to pass).
- *
- * Ownership: static; never free it. Thread: any. Errors: none.
- */
-const char *wtd_log_level_str(uint32_t level);
-
-/**
- * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_server_options)`
- * first: the library writes at most that many bytes and sets it to what it wrote.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
- */
-wtd_result wtd_server_options_default(struct wtd_server_options *options);
-
-/**
- * Creates a server and starts listening (`options` NULL = defaults).
- *
- * Ownership: on success `*out` owns the server; free it with `wtd_server_free`. The option
- * strings are copied. Thread: any.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL `out`, bad host or options, `struct_size` too small),
- * WTD_ERR_TLS (unreadable or mismatched certificate/key), WTD_ERR_IO (port in use).
- */
-wtd_result wtd_server_new(const struct wtd_server_options *options, struct wtd_server **out);
-
-/**
- * Writes the UDP port the server listens on to `*out`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_IO.
- */
-wtd_result wtd_server_port(const struct wtd_server *server, uint16_t *out);
-
-/**
- * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while a new session
- * waits for `wtd_server_accept` or the server is closed — level-triggered: it stays readable
- * until accepts have emptied the queue (wtd clears it then; do not read from it or close it).
- * With an `on_session` callback, sessions go to the callback and the descriptor only reports
- * the close. Created on first call (an eventfd on Linux, a pipe elsewhere); the same
- * descriptor every time; valid until `wtd_server_free`. Thread: any. Errors: NULL arguments;
- * WTD_ERR_INTERNAL if the OS refuses a descriptor.
- */
-wtd_result wtd_server_readiness_fd(const struct wtd_server *server, int32_t *out_fd);
-
-/**
- * Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_server_cert_hash(const struct wtd_server *server, uint8_t *out32);
-
-/**
- * Copies the certificate's SHA-256 as 64 lowercase hex characters plus a NUL into `buf`
- * (`cap` ≥ 65).
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL server, NULL buf with cap > 0),
- * WTD_ERR_BUFFER_TOO_SMALL (`cap` < 65; nothing written).
- */
-wtd_result wtd_server_cert_hash_hex(const struct wtd_server *server, char *buf, size_t cap);
-
-/**
- * Fills `*out` with the server's protection counters: what it refused or closed to protect
- * itself, by reason. Set `out->struct_size = sizeof(wtd_server_stats)` first: the library writes
- * at most that many bytes and sets it to what it wrote.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
- */
-wtd_result wtd_server_get_stats(const struct wtd_server *server, struct wtd_server_stats *out);
-
-/**
- * Takes the next new session into `*out`: `timeout_ms` 0 = poll, negative = wait forever,
- * n > 0 = at most n ms.
- *
- * Ownership: `*out` owns the new session handle; free it with `wtd_session_free`.
- * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
- * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments),
- * WTD_ERR_WOULD_BLOCK (none waiting, `timeout_ms` 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (after
- * `wtd_server_close`; also wakes a waiting call).
- */
-wtd_result wtd_server_accept(struct wtd_server *server,
-                             struct wtd_session **out,
-                             int32_t timeout_ms);
-
-/**
- * Stops accepting, sends GOAWAY, closes every session (code 0, "server shutting down") and
- * waits up to ~2 s for that to reach the peers. Idempotent. Session handles stay valid (closed)
- * until freed.
- *
- * Thread: any; from a wtd callback it does not wait. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
- */
-wtd_result wtd_server_close(struct wtd_server *server);
-
-/**
- * Closes (as `wtd_server_close`) and releases the server. NULL is a no-op. Sessions it handed
- * out stay valid (closed) until freed. No call may start on the handle afterwards.
- *
- * Thread: any. Errors: none (a caught panic is logged and recorded as the last error).
- */
-void wtd_server_free(struct wtd_server *server);
-
-/**
- * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_client_options)`
- * first: the library writes at most that many bytes and sets it to what it wrote.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
- */
-wtd_result wtd_client_options_default(struct wtd_client_options *options);
-
-/**
- * Connects to `url` (`https://host:port/path`) and opens a WebTransport session, speaking the
- * draft the server announces (`options` NULL = defaults). Blocks up to `connect_timeout_ms`.
- *
- * Ownership: on success `*out` owns the session (free it with `wtd_session_free`); the
- * connection closes when its last session closes. The option strings and hashes are copied.
- * Thread: any but a wtd callback thread (WTD_ERR_INVALID_STATE).
- * Errors: WTD_ERR_INVALID_ARGUMENT (bad URL or options, `cert_hash_count × 32` overflowing),
- * WTD_ERR_TLS (certificate rejected), WTD_ERR_TIMEOUT, WTD_ERR_CONNECTION, WTD_ERR_REJECTED
- * (server refused, e.g. 404), WTD_ERR_NOT_SUPPORTED (server has no WebTransport).
- */
-wtd_result wtd_client_connect(const char *url,
-                              const struct wtd_client_options *options,
-                              struct wtd_session **out);
-
-/**
- * Opens another session to `path` on the same connection as the client session `session`
- * (several sessions share one QUIC connection; datagrams are routed per session). Blocks like
- * `wtd_client_connect` and uses the options `session` was connected with (timeouts, queue
- * capacity, origin).
- *
- * Ownership: on success `*out` owns the new session. Thread: as `wtd_client_connect`.
- * Errors: as `wtd_client_connect`; WTD_ERR_CLOSED when the connection is gone.
- */
-wtd_result wtd_session_open_sibling(struct wtd_session *session,
-                                    const char *path,
-                                    struct wtd_session **out);
-
-/**
- * Sends one datagram of `len` bytes now, without blocking or queueing in wtd.
- *
- * Ownership: `data` is only read during the call. Thread: any, including callbacks.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL data, `len` 0), WTD_ERR_TOO_LARGE (above
- * `wtd_session_max_datagram_size`), WTD_ERR_WOULD_BLOCK (QUIC's send buffer is full; nothing is
- * dropped silently), WTD_ERR_CLOSED (after close), WTD_ERR_NOT_SUPPORTED (the peer takes no
- * datagrams).
- */
-wtd_result wtd_session_send(struct wtd_session *session, const uint8_t *data, size_t len);
-
-/**
- * Receives the oldest queued datagram into `buf` (capacity `cap`) and writes its length to
- * `*out_len`. `timeout_ms`: 0 = don't wait, negative = forever, n > 0 = at most n ms. A datagram
- * larger than `cap` stays queued (`buf` NULL with `cap` 0 is a size query).
- *
- * Ownership: `buf` is only written during the call. Thread: any; waiting on a wtd callback thread
- * is refused (WTD_ERR_INVALID_STATE). A `wtd_session_free` from another thread wakes the call
- * (WTD_ERR_CLOSED) and the handle stays valid until it returns.
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_len, NULL buf with cap > 0),
- * WTD_ERR_WOULD_BLOCK (empty, timeout 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and empty; also
- * wakes a waiting call), WTD_ERR_BUFFER_TOO_SMALL (its size is written to `*out_len`).
- */
-wtd_result wtd_session_receive(struct wtd_session *session,
-                               uint8_t *buf,
-                               size_t cap,
-                               size_t *out_len,
-                               int32_t timeout_ms);
-
-/**
- * Batch receive (the same shape as `wtd_transport_receive_batch`): waits up to `timeout_ms` for
- * the first datagram (0 = don't wait, negative = forever), then takes what is already queued,
- * up to `count` in all, each into the next of `buffers[0..count]` (its `len` set), in order.
- * Stops early at a datagram larger than the next buffer (it stays queued). On success
- * `*out_count` = buffers filled, at least 1. The game-loop poll: `timeout_ms` 0 drains everything
- * queued in one call.
- *
- * Ownership: the buffers stay the caller's; only `data[0..len]` of the filled ones is written.
- * Thread: any; waiting (`timeout_ms` ≠ 0) on a wtd callback thread is refused
- * (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_WOULD_BLOCK (nothing queued, `timeout_ms` 0),
- * WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and nothing queued; also wakes a waiting call),
- * WTD_ERR_BUFFER_TOO_SMALL (the first datagram does not fit `buffers[0]`: its size is written
- * to `buffers[0].len` and it stays queued — the one output written on failure),
- * WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
- */
-wtd_result wtd_session_receive_batch(struct wtd_session *session,
-                                     struct wtd_datagram_buffer *buffers,
-                                     size_t count,
-                                     size_t *out_count,
-                                     int32_t timeout_ms);
-
-/**
- * Installs the session's callbacks (`callbacks` NULL removes them; the struct is copied). They
- * run on a wtd runtime thread, never two at once for one connection; inside them any
- * non-blocking wtd call is allowed (send, close, receive with timeout 0); waiting calls return
- * WTD_ERR_INVALID_STATE. With `on_datagram` set, arriving datagrams go to it instead of the
- * receive queue; datagrams already queued stay queued for the receive calls. The `session`
- * pointer passed to callbacks is this handle; callbacks stop once it is freed.
- *
- * Replacing: events not yet dispatched (queued behind a running callback) go to the new set;
- * none is replayed or dropped. Called outside a callback it returns only after an old callback
- * that is running has returned, so afterwards no old callback runs and the old `user_data` may
- * be freed. Called from inside a callback it does not wait (the change applies from the next
- * event). A transport made from the session receives regardless.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `struct_size` below the first
- * published size).
- */
-wtd_result wtd_session_set_callbacks(struct wtd_session *session,
-                                     const struct wtd_session_callbacks *callbacks);
-
-/**
- * Closes the session with an application `code` and UTF-8 `reason` (NULL = ""; cut to 1024
- * bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake with
- * WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
- *
- * Thread: any, including callbacks. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `reason` not
- * UTF-8).
- */
-wtd_result wtd_session_close(struct wtd_session *session, uint32_t code, const char *reason);
-
-/**
- * Writes to `*out` whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION
- * capsule or HTTP/3 GOAWAY): finish what you are doing and close.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_is_draining(const struct wtd_session *session, bool *out);
-
-/**
- * Writes to `*out` whether the session is closed (by either side). Cheap: meant to be called
- * every frame.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_is_closed(const struct wtd_session *session, bool *out);
-
-/**
- * After close: writes the close code to `*out_code` and copies the reason NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
- * without the NUL. `buf` NULL with `cap` 0 queries the length.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_code, NULL reason_buf with
- * cap > 0), WTD_ERR_INVALID_STATE (still open), WTD_ERR_BUFFER_TOO_SMALL (the needed length is
- * written to `*out_len`).
- */
-wtd_result wtd_session_close_info(const struct wtd_session *session,
-                                  uint32_t *out_code,
-                                  char *reason_buf,
-                                  size_t cap,
-                                  size_t *out_len);
-
-/**
- * Blocks until the session has closed and its close notice was delivered (callbacks
- * included), at most `timeout_ms` (negative = forever, 0 = check only).
- *
- * Thread: any but a wtd callback thread when waiting (WTD_ERR_INVALID_STATE).
- * Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_TIMEOUT (still open).
- */
-wtd_result wtd_session_wait_closed(const struct wtd_session *session, int32_t timeout_ms);
-
-/**
- * Writes the session id (its CONNECT stream id; equal on both ends) to `*out`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_id(const struct wtd_session *session, uint64_t *out);
-
-/**
- * Writes the negotiated WebTransport draft (a `wtd_draft` value) to `*out`.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_draft(const struct wtd_session *session, wtd_draft *out);
-
-/**
- * "draft-02", "draft-07", "draft-13", "draft-15", or "unknown" for any other value (a plain
- * integer, so any value is safe to pass).
- *
- * Ownership: static; never free it. Thread: any. Errors: none.
- */
-const char *wtd_draft_str(uint32_t draft);
-
-/**
- * Copies the request `:path` (with query) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
- * without the NUL. `buf` NULL with `cap` 0 queries the length.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL buf with cap > 0),
- * WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
- */
-wtd_result wtd_session_path(const struct wtd_session *session,
-                            char *buf,
-                            size_t cap,
-                            size_t *out_len);
-
-/**
- * Copies the request's `origin` header ("" when none was sent) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
- * without the NUL. `buf` NULL with `cap` 0 queries the length.
- *
- * Thread: any. Errors: as `wtd_session_path`.
- */
-wtd_result wtd_session_origin(const struct wtd_session *session,
-                              char *buf,
-                              size_t cap,
-                              size_t *out_len);
-
-/**
- * Writes the largest payload one datagram can carry now to `*out` (grows with path MTU
- * discovery; 0 when the peer takes no datagrams). Cheap: meant to be called every frame.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
- */
-wtd_result wtd_session_max_datagram_size(const struct wtd_session *session, size_t *out);
-
-/**
- * A file descriptor for `poll`/`epoll`/`select` that is readable (POLLIN) while the session's
- * receive queue holds a datagram or the session is closed — level-triggered: it stays readable
- * until receives (`wtd_session_receive`/`_receive_batch`) have emptied the queue; wtd clears it
- * then (do not read from it or close it). With an `on_datagram` callback set (or a transport
- * made from the session), datagrams bypass the queue and the descriptor only reports the close.
- * Created on first call (an eventfd on Linux, a pipe elsewhere); the same descriptor every
- * time; valid until `wtd_session_free`. Thread: any. Errors: NULL arguments;
- * WTD_ERR_INTERNAL if the OS refuses a descriptor.
- */
-wtd_result wtd_session_readiness_fd(const struct wtd_session *session, int32_t *out_fd);
-
-/**
- * Fills `*out` with the session's counters. Set `out->struct_size = sizeof(wtd_session_stats)`
- * first: the library writes at most that many bytes and sets `struct_size` to what it wrote.
- *
- * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
- */
-wtd_result wtd_session_get_stats(const struct wtd_session *session, struct wtd_session_stats *out);
-
-/**
- * Closes the session if still open (code 0, no reason) and releases the handle. NULL is a
- * no-op. Callbacks stop: called outside a wtd callback, it returns only after any callback of
- * this session that is running has returned, and none runs afterwards (so `user_data` may be
- * freed next). Calls already blocked on this handle in other threads (`wtd_session_receive`,
- * `wtd_session_wait_closed`) wake with WTD_ERR_CLOSED / return, and the memory stays valid
- * until they do. No call may *start* on the handle after this. A transport made from the
- * session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
- * Thread: any.
- * Errors: none (a caught panic is logged and recorded as the last error).
- */
-void wtd_session_free(struct wtd_session *session);
 
 /**
  * Fills `*options` with the defaults (and its `struct_size`).
@@ -2558,6 +2090,61 @@ wtd_result wtd_create_heartbeat_datagram(uint8_t *buf, size_t cap, size_t *out_l
  */
 bool wtd_is_heartbeat_datagram(const uint8_t *data, size_t len);
 
+/* ============================================================================================== */
+/* Layer: structured datagrams */
+
+/**
+ * Serializer callback: writes the bytes of object `obj` of type `type_id` into `buf` (capacity
+ * `cap` = the largest body that fits one datagram) and their count to `*out_len`. Returns 0 on
+ * success, anything else on failure (the send then fails with WTD_ERR_SERIALIZATION and nothing
+ * is sent). Called on the thread that calls `wtd_structured_send_obj`.
+ */
+typedef int (*wtd_structured_serialize_cb)(void *user_data,
+                                           uint16_t type_id,
+                                           const void *obj,
+                                           uint8_t *buf,
+                                           size_t cap,
+                                           size_t *out_len);
+
+/**
+ * Deserializer callback: builds the object of type `type_id` from `data[0..len]` (valid only
+ * during the call) and stores it in `*out_obj` (the caller of `wtd_structured_receive_obj` then
+ * owns it). Returns 0 on success, anything else on failure (→ WTD_ERR_SERIALIZATION). Called on
+ * the thread that calls `wtd_structured_receive_obj`.
+ */
+typedef int (*wtd_structured_deserialize_cb)(void *user_data,
+                                             uint16_t type_id,
+                                             const uint8_t *data,
+                                             size_t len,
+                                             void **out_obj);
+
+/**
+ * Options of a structured transport: the serializer (both callbacks are required). Fill with
+ * `wtd_structured_options_default`, then set the callbacks.
+ */
+typedef struct wtd_structured_options {
+    /**
+     * `sizeof(wtd_structured_options)` (set by `wtd_structured_options_default`).
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Object → bytes (required).
+     */
+    wtd_structured_serialize_cb serialize;
+    /**
+     * Bytes → object (required).
+     */
+    wtd_structured_deserialize_cb deserialize;
+    /**
+     * Passed to both callbacks; must stay valid until `wtd_structured_free`.
+     */
+    void *user_data;
+} wtd_structured_options;
+
 /**
  * Fills `*options` with the defaults: `struct_size` set, no callbacks, `user_data` NULL.
  *
@@ -2645,6 +2232,268 @@ wtd_result wtd_structured_close(struct wtd_structured *structured);
  * Errors: none (a caught panic is logged and recorded as the last error).
  */
 void wtd_structured_free(struct wtd_structured *structured);
+
+/* ============================================================================================== */
+/* Layer: reliability */
+
+/**
+ * How a reliable message ended.
+ */
+enum wtd_reliable_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The peer acknowledged it.
+     */
+    WTD_RELIABLE_DELIVERED = 0,
+    /**
+     * No ACK after `max_retries` retransmissions (or the layer closed first).
+     */
+    WTD_RELIABLE_GAVE_UP = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_reliable_outcome wtd_reliable_outcome;
+#else
+typedef uint32_t wtd_reliable_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Reliability options. Fill with `wtd_reliability_options_default` (pywebtransport's constructor
+ * defaults: ack_timeout 2 s, 5 retries) or `wtd_reliability_options_low_latency` (pywebtransport's /// `create`: 1 s, 3 retries), then change fields.
+ */
+typedef struct wtd_reliability_options {
+    /**
+     * `sizeof(wtd_reliability_options)` (set by the `_default` / `_factory` functions).
+     */
+    uint32_t struct_size;
+    /**
+     * Retransmit timeout in ms before the first RTT sample (> 0); afterwards the timeout is
+     * derived from the measured RTT (srtt + 4·rttvar, clamped to min/max_rto_ms) and doubles
+     * with every retransmission of a message.
+     */
+    uint32_t ack_timeout_ms;
+    /**
+     * Retransmissions of one message before it is given up (reported as
+     * WTD_RELIABLE_GAVE_UP).
+     */
+    uint32_t max_retries;
+    /**
+     * 1 = deliver messages in sequence order (a gap waits up to `gap_timeout_ms`), 0 = as they
+     * arrive (default). Either way each message is delivered at most once.
+     */
+    uint32_t in_order;
+    /**
+     * Messages awaiting an ACK at once (> 0); beyond it `wtd_reliability_send` fails with
+     * WTD_ERR_WOULD_BLOCK. Default 256.
+     */
+    uint32_t max_in_flight;
+    /**
+     * Lower bound of the RTT-derived retransmit timeout, ms. Default 20.
+     */
+    uint32_t min_rto_ms;
+    /**
+     * Upper bound of the retransmit timeout (backoff included), ms. Default 10000.
+     */
+    uint32_t max_rto_ms;
+    /**
+     * A missing sequence number older than this (ms) is skipped by the receiver (the sender gave
+     * up on it) so later messages flow again; 0 (default) = derived from the sender's backoff:
+     * the sum of its `max_retries + 1` retransmit timeouts (ack_timeout doubling up to
+     * max_rto) + 100 ms, i.e. 44.1 s for `_default` and 15.1 s for `_factory`. A copy that
+     * arrives after its number was skipped is not acknowledged in in-order mode (the sender
+     * reports WTD_RELIABLE_GAVE_UP) and delivered late in unordered mode.
+     */
+    uint32_t gap_timeout_ms;
+    /**
+     * Transport priority of DATA frames; ACKs go one above. Default 0.
+     */
+    int32_t priority;
+    /**
+     * Receive window W, 0 (default) = 4 × max_in_flight (1024), at most 2^30: DATA with a
+     * sequence number at or beyond the oldest missing one + W is refused unacknowledged
+     * (`out_of_window`), and at most W messages are held for order or wait to be received
+     * (beyond: `refused_full`). Bounds what a peer can make this layer store.
+     */
+    uint32_t receive_window;
+} wtd_reliability_options;
+
+/**
+ * One finished reliable send (an element of the array `wtd_reliability_poll_outcomes` fills;
+ * the caller passes `sizeof(wtd_reliable_result)` as the element size, so fields can be appended).
+ */
+typedef struct wtd_reliable_result {
+    /**
+     * The sequence number `wtd_reliability_send` returned.
+     */
+    uint32_t seq;
+    /**
+     * A `wtd_reliable_outcome` value: delivered (ACKed) or given up.
+     */
+    wtd_reliable_outcome outcome;
+} wtd_reliable_result;
+
+/**
+ * A message was delivered to this end. `data` is valid only during the call.
+ */
+typedef void (*wtd_reliability_message_cb)(void *user_data,
+                                           struct wtd_reliability *reliability,
+                                           const uint8_t *data,
+                                           size_t len);
+
+/**
+ * A message sent from this end finished: acknowledged or given up (`outcome` a
+ * `wtd_reliable_outcome` value).
+ */
+typedef void (*wtd_reliability_outcome_cb)(void *user_data,
+                                           struct wtd_reliability *reliability,
+                                           uint32_t seq,
+                                           wtd_reliable_outcome outcome);
+
+/**
+ * Reliability callbacks (versioned: set `struct_size = sizeof(wtd_reliability_callbacks)`).
+ */
+typedef struct wtd_reliability_callbacks {
+    /**
+     * `sizeof(wtd_reliability_callbacks)`.
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Message delivered (NULL: messages queue for `wtd_reliability_receive`).
+     */
+    wtd_reliability_message_cb on_message;
+    /**
+     * Send finished (NULL: outcomes queue for `wtd_reliability_poll_outcomes`).
+     */
+    wtd_reliability_outcome_cb on_outcome;
+    /**
+     * Passed to both callbacks.
+     */
+    void *user_data;
+} wtd_reliability_callbacks;
+
+/**
+ * Counters of a reliability layer (`wtd_reliability_get_stats`). Append-only: check
+ * `struct_size` before reading fields added later.
+ */
+typedef struct wtd_reliability_stats {
+    /**
+     * Size of this struct as the library filled it.
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Messages accepted by `wtd_reliability_send`.
+     */
+    uint64_t sent;
+    /**
+     * DATA retransmissions (each RTO expiry of an unacknowledged message).
+     */
+    uint64_t retransmits;
+    /**
+     * Sent messages the peer acknowledged (outcome WTD_RELIABLE_DELIVERED).
+     */
+    uint64_t acked;
+    /**
+     * Sent messages given up after `max_retries` retransmissions, or still pending at close
+     * (outcome WTD_RELIABLE_GAVE_UP).
+     */
+    uint64_t gave_up;
+    /**
+     * Messages delivered to the application on this end (each at most once).
+     */
+    uint64_t delivered;
+    /**
+     * DATA frames that arrived again after their message was delivered or held; suppressed
+     * (never delivered twice) and acknowledged again.
+     */
+    uint64_t duplicates;
+    /**
+     * ACK frames sent.
+     */
+    uint64_t acks_sent;
+    /**
+     * ACK frames received.
+     */
+    uint64_t acks_received;
+    /**
+     * ACKs for no pending message (late duplicates after a retransmission).
+     */
+    uint64_t unknown_acks;
+    /**
+     * Arriving frames that started like DATA/ACK but were malformed (dropped).
+     */
+    uint64_t malformed;
+    /**
+     * Sequence gaps the receiver skipped after `gap_timeout_ms`.
+     */
+    uint64_t gaps_skipped;
+    /**
+     * Outcomes dropped because nobody polled them (the queue holds 65,536; oldest dropped).
+     */
+    uint64_t outcomes_dropped;
+    /**
+     * Messages awaiting an ACK now.
+     */
+    uint64_t in_flight;
+    /**
+     * Smoothed round-trip time in µs (0 before the first sample; only unambiguous samples —
+     * messages acknowledged without a retransmission — are used).
+     */
+    uint64_t srtt_us;
+    /**
+     * Retransmit timeout in µs for a new message now.
+     */
+    uint64_t rto_us;
+    /**
+     * Arriving frames dropped on purpose by `wtd_reliability_set_test_drop_fraction`.
+     */
+    uint64_t injected_drops;
+    /**
+     * DATA frames that arrived.
+     */
+    uint64_t data_received;
+    /**
+     * DATA frames refused (not acknowledged) because their sequence number was at or beyond the
+     * oldest missing one + `receive_window`.
+     */
+    uint64_t out_of_window;
+    /**
+     * DATA frames refused (not acknowledged) because `receive_window` messages were already
+     * held for order or waiting to be received.
+     */
+    uint64_t refused_full;
+    /**
+     * DATA frames for a sequence number the receiver had skipped after the gap timeout:
+     * delivered late in unordered mode, refused unacknowledged in in-order mode.
+     */
+    uint64_t late_after_skip;
+    /**
+     * Now: sequence numbers tracked above the oldest missing one (held messages + seen
+     * numbers); at most `receive_window`.
+     */
+    uint64_t recv_buffered;
+    /**
+     * Now: messages waiting for `wtd_reliability_receive`; at most `receive_window`.
+     */
+    uint64_t recv_ready;
+    /**
+     * ACKs not sent because the transport's outgoing queue was full (an ACK never evicts an
+     * application datagram) or the send failed; the sender retransmits and the duplicate is
+     * acknowledged when there is room.
+     */
+    uint64_t acks_not_sent;
+} wtd_reliability_stats;
 
 /**
  * Fills `*options` with the defaults: ack_timeout_ms 2000, max_retries 5,
@@ -2788,6 +2637,35 @@ wtd_result wtd_reliability_close(struct wtd_reliability *reliability);
  */
 void wtd_reliability_free(struct wtd_reliability *reliability);
 
+/* ============================================================================================== */
+/* Layer: broadcaster */
+
+/**
+ * Outcome of one broadcast (`wtd_broadcaster_broadcast`).
+ */
+typedef struct wtd_broadcast_result {
+    /**
+     * Size of this struct as the library filled it.
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Transports that accepted (queued) the datagram.
+     */
+    size_t accepted;
+    /**
+     * Transports that refused it this time (queue full, too large) and were kept.
+     */
+    size_t failed;
+    /**
+     * Closed transports removed from the set by this broadcast.
+     */
+    size_t pruned;
+} wtd_broadcast_result;
+
 /**
  * Creates an empty broadcaster (pywebtransport's `DatagramBroadcaster()` / `create()`).
  *
@@ -2846,6 +2724,162 @@ wtd_result wtd_broadcaster_broadcast(struct wtd_broadcaster *broadcaster,
  * Errors: none (a caught panic is logged and recorded as the last error).
  */
 void wtd_broadcaster_free(struct wtd_broadcaster *broadcaster);
+
+/* ============================================================================================== */
+/* Layer: monitor */
+
+/**
+ * Capacity of `wtd_monitor_alert.message`, NUL included.
+ */
+#define WTD_ALERT_MESSAGE_MAX 128
+
+/**
+ * The alert kinds.
+ */
+enum wtd_alert_kind
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Outgoing queue above `queue_threshold` × high water mark.
+     */
+    WTD_ALERT_HIGH_QUEUE_SIZE = 0,
+    /**
+     * Send success rate below `success_rate_threshold`.
+     */
+    WTD_ALERT_LOW_SUCCESS_RATE = 1,
+    /**
+     * Mean send time of the newer half of the trend window > 1.25 × the older half's (and ≥ 1 ms).
+     */
+    WTD_ALERT_INCREASING_SEND_TIME = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_alert_kind wtd_alert_kind;
+#else
+typedef uint32_t wtd_alert_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Monitor options. Fill with `wtd_monitor_options_default` (pywebtransport's values), then change
+ * fields.
+ */
+typedef struct wtd_monitor_options {
+    /**
+     * `sizeof(wtd_monitor_options)` (set by `wtd_monitor_options_default`).
+     */
+    uint32_t struct_size;
+    /**
+     * Sampling period in ms (> 0). Default 5000.
+     */
+    uint32_t interval_ms;
+    /**
+     * Samples kept, oldest dropped (> 0). Default 100.
+     */
+    uint32_t samples_maxlen;
+    /**
+     * Alerts kept, oldest dropped (> 0). Default 50.
+     */
+    uint32_t alerts_maxlen;
+    /**
+     * `high_queue_size` fires when the outgoing queue holds more than this fraction of its high
+     * water mark. Default 0.9.
+     */
+    double queue_threshold;
+    /**
+     * `low_success_rate` fires when the send success rate is below this. Default 0.8.
+     */
+    double success_rate_threshold;
+    /**
+     * Samples compared by `increasing_send_time` (≥ 2): fires when the mean send time of the
+     * newer half exceeds the older half's by more than 25 %. Default 10.
+     */
+    uint32_t trend_window;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+} wtd_monitor_options;
+
+/**
+ * One monitor sample (an element of the array `wtd_monitor_get_samples` fills; the caller
+ * passes `sizeof(wtd_monitor_sample)` as the element size, so fields can be appended).
+ */
+typedef struct wtd_monitor_sample {
+    /**
+     * Unix time (s) of the sample.
+     */
+    double timestamp;
+    /**
+     * Transport's datagrams handed to QUIC so far (cumulative).
+     */
+    uint64_t datagrams_sent;
+    /**
+     * Transport's datagrams arrived so far (cumulative).
+     */
+    uint64_t datagrams_received;
+    /**
+     * Transport's send success rate so far (cumulative, 0..1).
+     */
+    double send_success_rate;
+    /**
+     * Mean queueing time (s) of the datagrams sent since the previous sample (0 when none).
+     */
+    double avg_send_time;
+    /**
+     * Outgoing queue size at the sample.
+     */
+    uint64_t queue_size;
+} wtd_monitor_sample;
+
+/**
+ * One monitor alert (an element of the array `wtd_monitor_get_alerts` fills; the caller passes
+ * `sizeof(wtd_monitor_alert)` as the element size, so fields can be appended).
+ */
+typedef struct wtd_monitor_alert {
+    /**
+     * What was detected (a `wtd_alert_kind` value).
+     */
+    wtd_alert_kind kind;
+    /**
+     * Unix time (s) it was raised.
+     */
+    double timestamp;
+    /**
+     * Human-readable message, NUL-terminated UTF-8 (cut at a character boundary to fit).
+     */
+    char message[WTD_ALERT_MESSAGE_MAX];
+} wtd_monitor_alert;
+
+/**
+ * Called once per raised alert (edge-triggered: once per episode). `alert` is valid only during
+ * the call.
+ */
+typedef void (*wtd_monitor_alert_cb)(void *user_data, const struct wtd_monitor_alert *alert);
+
+/**
+ * Monitor callbacks (versioned: set `struct_size = sizeof(wtd_monitor_callbacks)`).
+ */
+typedef struct wtd_monitor_callbacks {
+    /**
+     * `sizeof(wtd_monitor_callbacks)`.
+     */
+    uint32_t struct_size;
+    /**
+     * Reserved, 0.
+     */
+    uint32_t reserved;
+    /**
+     * Alert raised (NULL: alerts are only kept for `wtd_monitor_get_alerts`).
+     */
+    wtd_monitor_alert_cb on_alert;
+    /**
+     * Passed to the callback.
+     */
+    void *user_data;
+} wtd_monitor_callbacks;
 
 /**
  * Fills `*options` with pywebtransport's defaults: interval_ms 5000, samples_maxlen 100,

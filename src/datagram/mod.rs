@@ -1,6 +1,7 @@
 //! The datagram layer: per-session transport (queues, TTL, priorities, drop policies, stats),
 //! and the pure logic it is built from, testable with an in-memory link and a manual clock.
 
+pub mod batch;
 pub mod broadcaster;
 pub mod clock;
 pub mod json;

@@ -52,20 +52,25 @@ pub fn diagnose_issues(t: &DatagramTransport) -> Vec<(wtd_issue, String)> {
     if s.drop_rate() > 0.1 {
         issues.push((
             wtd_issue::WTD_ISSUE_HIGH_DROP_RATE,
-            format!("High drop rate: {:.2}%", s.drop_rate() * 100.0),
+            format!(
+                "High drop rate: {}/{}",
+                s.send_drops + s.receive_drops,
+                s.datagrams_sent + s.datagrams_received
+            ),
         ));
     }
     let [(out_len, out_max, _), (in_len, in_max, _)] = t.queue_stats();
-    if out_len as f64 > out_max as f64 * 0.9 {
+    let usage = |len: usize, max: usize| (max > 0).then(|| len as f64 / max as f64);
+    if let Some(u) = usage(out_len, out_max).filter(|u| *u > 0.9) {
         issues.push((
             wtd_issue::WTD_ISSUE_OUTGOING_QUEUE_NEARLY_FULL,
-            format!("Outgoing queue nearly full: {out_len}/{out_max}"),
+            format!("Outgoing queue nearly full: {:.1}%", u * 100.0),
         ));
     }
-    if in_len as f64 > in_max as f64 * 0.9 {
+    if let Some(u) = usage(in_len, in_max).filter(|u| *u > 0.9) {
         issues.push((
             wtd_issue::WTD_ISSUE_INCOMING_QUEUE_NEARLY_FULL,
-            format!("Incoming queue nearly full: {in_len}/{in_max}"),
+            format!("Incoming queue nearly full: {:.1}%", u * 100.0),
         ));
     }
     if s.avg_send_time() > 0.1 {
@@ -122,6 +127,8 @@ pub fn debug_state(t: &DatagramTransport) -> String {
             "max_datagram_size": t.max_datagram_size(),
         },
         "statistics": {
+            "session_id": t.session_id(), "created_at": s.created_at,
+            "min_datagram_size": s.min_datagram_size, "max_datagram_size": s.max_datagram_size,
             "datagrams_sent": s.datagrams_sent, "bytes_sent": s.bytes_sent,
             "send_failures": s.send_failures, "send_drops": s.send_drops,
             "datagrams_received": s.datagrams_received, "bytes_received": s.bytes_received,

@@ -135,10 +135,11 @@ impl DatagramStats {
             0.0,
         )
     }
-    /// (send_drops + receive_drops) / (sent + received); 0 before any traffic.
+    /// (send_drops + receive_drops) / max(1, sent + received), as pywebtransport's
+    /// `diagnose_issues` computes it: drops with no traffic yet still count.
     pub fn drop_rate(&self) -> f64 {
-        let total = (self.datagrams_sent + self.datagrams_received) as f64;
-        ratio((self.send_drops + self.receive_drops) as f64, total, 0.0)
+        let total = (self.datagrams_sent + self.datagrams_received).max(1) as f64;
+        (self.send_drops + self.receive_drops) as f64 / total
     }
 }
 

@@ -85,6 +85,51 @@ impl StructuredTransport {
             .send(&encode(type_id, body), priority, ttl, timeout)
     }
 
+    /// Sends an object of a registered type whose body `fill` writes into the buffer it is given
+    /// (room for the largest body one datagram can carry) and whose length it returns; this layer
+    /// writes the 2-byte type id in front. Unregistered type, `fill` failing or claiming more
+    /// than the room: WTD_ERR_SERIALIZATION and nothing is sent; closed: WTD_ERR_CLOSED.
+    pub fn send_with(
+        &self,
+        type_id: u16,
+        priority: i32,
+        ttl: Option<Duration>,
+        timeout: Option<Duration>,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize>,
+    ) -> Result<()> {
+        if !self.is_registered(type_id) {
+            return Err(serialization(format!(
+                "type id {type_id} is not registered"
+            )));
+        }
+        if self.transport.is_closed() {
+            return Err(Error::closed("transport is closed"));
+        }
+        let room = self.transport.max_datagram_size().saturating_sub(2);
+        let mut buf = vec![0u8; 2 + room];
+        buf[..2].copy_from_slice(&type_id.to_be_bytes());
+        let len = fill(&mut buf[2..])?;
+        if len > room {
+            return Err(serialization(format!(
+                "serializer reported {len} bytes for a {room}-byte buffer"
+            )));
+        }
+        buf.truncate(2 + len);
+        self.transport.send(&buf, priority, ttl, timeout)
+    }
+
+    /// Receives the next structured datagram and hands its type id and body to `parse`. A
+    /// datagram that cannot be framed, is of an unregistered type, or that `parse` refuses is
+    /// consumed and counted as a receive error (it can never become valid).
+    pub fn receive_with<T>(
+        &self,
+        timeout: Option<Duration>,
+        parse: impl FnOnce(u16, &[u8]) -> Result<T>,
+    ) -> Result<T> {
+        let (id, body) = self.receive_obj(timeout)?;
+        parse(id, &body).inspect_err(|_| self.transport.record_receive_error())
+    }
+
     /// Receives the next structured datagram: (type id, body). A datagram shorter than 2 bytes
     /// or with an unregistered type id is consumed, counted as a receive error and reported as
     /// WTD_ERR_SERIALIZATION (it can never become valid, so it must not block the queue).

@@ -8,8 +8,7 @@ use std::time::Duration;
 use super::server::quic_settings;
 use super::session::{new_client_handle, wtd_session};
 use super::{
-    arg_opt_str, arg_ref, arg_slice, arg_str, guard, read_options_or_default, write_out,
-    write_sized,
+    arg_opt_str, arg_slice, arg_str, guard, read_options_or_default, write_out, write_sized,
 };
 use crate::endpoint::client::{self, ClientConfig};
 use crate::endpoint::tls::Verification;
@@ -86,13 +85,11 @@ const CLIENT_OPTIONS_V1: usize = std::mem::size_of::<wtd_client_options>();
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_client_options_default(
-    options: *mut wtd_client_options,
-) -> wtd_result {
+pub extern "C" fn wtd_client_options_default(options: *mut wtd_client_options) -> wtd_result {
     guard(|| write_sized(options, client_defaults(), CLIENT_OPTIONS_V1, "options"))
 }
 
-unsafe fn config_from(o: &wtd_client_options) -> Result<ClientConfig> {
+fn config_from(o: &wtd_client_options) -> Result<ClientConfig> {
     let verification = match o.verify {
         0 => Verification::SystemRoots,
         1 => Verification::CaFile(
@@ -106,14 +103,11 @@ unsafe fn config_from(o: &wtd_client_options) -> Result<ClientConfig> {
                     "WTD_VERIFY_CERT_HASHES needs cert_hashes and cert_hash_count > 0",
                 ));
             }
-            // SAFETY: the caller's contract: `cert_hash_count` hashes of 32 bytes.
-            let hashes: &[[u8; 32]] = unsafe {
-                arg_slice(
-                    o.cert_hashes as *const [u8; 32],
-                    o.cert_hash_count,
-                    "cert_hashes",
-                )?
-            };
+            let hashes: &[[u8; 32]] = arg_slice(
+                o.cert_hashes as *const [u8; 32],
+                o.cert_hash_count,
+                "cert_hashes",
+            )?;
             Verification::PinnedSha256(hashes.to_vec())
         }
         3 => Verification::DangerousNone,
@@ -143,7 +137,7 @@ unsafe fn config_from(o: &wtd_client_options) -> Result<ClientConfig> {
 /// WTD_ERR_TLS (certificate rejected), WTD_ERR_TIMEOUT, WTD_ERR_CONNECTION, WTD_ERR_REJECTED
 /// (server refused, e.g. 404), WTD_ERR_NOT_SUPPORTED (server has no WebTransport).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_client_connect(
+pub extern "C" fn wtd_client_connect(
     url: *const c_char,
     options: *const wtd_client_options,
     out: *mut *mut wtd_session,
@@ -168,13 +162,13 @@ pub unsafe extern "C" fn wtd_client_connect(
 /// Ownership: on success `*out` owns the new session. Thread: as `wtd_client_connect`.
 /// Errors: as `wtd_client_connect`; WTD_ERR_CLOSED when the connection is gone.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_open_sibling(
+pub extern "C" fn wtd_session_open_sibling(
     session: *mut wtd_session,
     path: *const c_char,
     out: *mut *mut wtd_session,
 ) -> wtd_result {
     guard(|| {
-        let handle = arg_ref(session as *const wtd_session, "session")?;
+        let handle = super::handle::borrow(session as *const wtd_session)?;
         let path = arg_str(path, "path")?;
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));

@@ -14,11 +14,14 @@ use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::handle::{
+    borrow, free_box, new_arc, new_box, take_arc, take_box, weak_ref, ArcOwned, BoxOwned, Handle,
+};
 use super::transport::{transport, wtd_transport};
 use super::{
-    arg_buffer, arg_bytes, arg_ref, check_elements, check_sized, guard, guard_void, into_handle,
-    ms_of, opt_ms, read_options, read_options_or_default, wait_of, weak_handle, write_elements,
-    write_out, write_sized, UserData,
+    arg_buffer, arg_bytes, check_elements, check_sized, guard, guard_void, ms_of, opt_ms,
+    read_options, read_options_or_default, wait_of, write_elements, write_out, write_sized,
+    UserData,
 };
 use crate::datagram::broadcaster::Broadcaster;
 use crate::datagram::monitor::{wtd_alert_kind, Alert, Monitor, MonitorConfig, Sample};
@@ -108,15 +111,20 @@ pub struct wtd_structured {
     user_data: UserData,
 }
 
-unsafe fn structured<'a>(p: *const wtd_structured) -> Result<&'a wtd_structured> {
-    arg_ref(p, "structured")
+impl Handle for wtd_structured {
+    type Ownership = BoxOwned;
+    const NAME: &'static str = "structured";
+}
+
+fn structured<'a>(p: *const wtd_structured) -> Result<&'a wtd_structured> {
+    borrow(p)
 }
 
 /// Fills `*options` with the defaults: `struct_size` set, no callbacks, `user_data` NULL.
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_structured_options_default(
+pub extern "C" fn wtd_structured_options_default(
     options: *mut wtd_structured_options,
 ) -> wtd_result {
     guard(|| {
@@ -140,7 +148,7 @@ pub unsafe extern "C" fn wtd_structured_options_default(
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/options/out, a NULL callback, struct_size too
 /// small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_structured_new(
+pub extern "C" fn wtd_structured_new(
     transport: *mut wtd_transport,
     options: *const wtd_structured_options,
     out: *mut *mut wtd_structured,
@@ -161,7 +169,7 @@ pub unsafe extern "C" fn wtd_structured_new(
                 "options.serialize and options.deserialize are both required",
             ));
         };
-        let handle = into_handle(wtd_structured {
+        let handle = new_box(wtd_structured {
             inner: StructuredTransport::new(t),
             serialize,
             deserialize,
@@ -175,7 +183,7 @@ pub unsafe extern "C" fn wtd_structured_new(
 /// received. Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `type_id` already registered).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_structured_register(
+pub extern "C" fn wtd_structured_register(
     structured: *mut wtd_structured,
     type_id: u16,
 ) -> wtd_result {
@@ -193,7 +201,7 @@ pub unsafe extern "C" fn wtd_structured_register(
 /// and the send errors of `wtd_transport_send` (WTD_ERR_TOO_LARGE, WTD_ERR_WOULD_BLOCK,
 /// WTD_ERR_TIMEOUT, WTD_ERR_CLOSED).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_structured_send_obj(
+pub extern "C" fn wtd_structured_send_obj(
     structured: *mut wtd_structured,
     type_id: u16,
     obj: *const c_void,
@@ -202,38 +210,27 @@ pub unsafe extern "C" fn wtd_structured_send_obj(
 ) -> wtd_result {
     guard(|| {
         let s = self::structured(structured)?;
-        if !s.inner.is_registered(type_id) {
-            return Err(serialization(format!(
-                "type id {type_id} is not registered"
-            )));
-        }
-        let t = s.inner.transport();
-        if t.is_closed() {
-            return Err(Error::closed("transport is closed"));
-        }
-        let cap = t.max_datagram_size().saturating_sub(2);
-        let mut buf = vec![0u8; cap];
-        let mut len = 0usize;
-        let rc = (s.serialize)(
-            s.user_data.get(),
-            type_id,
-            obj,
-            buf.as_mut_ptr(),
-            cap,
-            &mut len,
-        );
-        if rc != 0 {
-            return Err(serialization(format!(
-                "serializer failed ({rc}) for type id {type_id}"
-            )));
-        }
-        if len > cap {
-            return Err(serialization(format!(
-                "serializer reported {len} bytes for a {cap}-byte buffer"
-            )));
-        }
-        let ttl = opt_ms(ttl_ms);
-        s.inner.send_obj(type_id, &buf[..len], priority, ttl, None)
+        s.inner
+            .send_with(type_id, priority, opt_ms(ttl_ms), None, |body| {
+                let mut len = 0usize;
+                // SAFETY: the application's callback, called as its registration documents.
+                let rc = unsafe {
+                    (s.serialize)(
+                        s.user_data.get(),
+                        type_id,
+                        obj,
+                        body.as_mut_ptr(),
+                        body.len(),
+                        &mut len,
+                    )
+                };
+                if rc != 0 {
+                    return Err(serialization(format!(
+                        "serializer failed ({rc}) for type id {type_id}"
+                    )));
+                }
+                Ok(len)
+            })
     })
 }
 
@@ -250,7 +247,7 @@ pub unsafe extern "C" fn wtd_structured_send_obj(
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_SERIALIZATION (see above),
 /// WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and drained).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_structured_receive_obj(
+pub extern "C" fn wtd_structured_receive_obj(
     structured: *mut wtd_structured,
     out_type: *mut u16,
     out_obj: *mut *mut c_void,
@@ -261,16 +258,20 @@ pub unsafe extern "C" fn wtd_structured_receive_obj(
         if out_type.is_null() || out_obj.is_null() {
             return Err(Error::invalid("out_type and out_obj must not be NULL"));
         }
-        let (id, body) = s.inner.receive_obj(wait_of(timeout_ms))?;
-        let mut obj: *mut c_void = std::ptr::null_mut();
-        let rc = (s.deserialize)(s.user_data.get(), id, body.as_ptr(), body.len(), &mut obj);
-        if rc != 0 {
-            s.inner.transport().record_receive_error();
-            return Err(serialization(format!(
-                "deserializer failed ({rc}) for type id {id} ({} bytes)",
-                body.len()
-            )));
-        }
+        let (id, obj) = s.inner.receive_with(wait_of(timeout_ms), |id, body| {
+            let mut obj: *mut c_void = std::ptr::null_mut();
+            // SAFETY: the application's callback, called as its registration documents.
+            let rc = unsafe {
+                (s.deserialize)(s.user_data.get(), id, body.as_ptr(), body.len(), &mut obj)
+            };
+            if rc != 0 {
+                return Err(serialization(format!(
+                    "deserializer failed ({rc}) for type id {id} ({} bytes)",
+                    body.len()
+                )));
+            }
+            Ok((id, obj))
+        })?;
         write_out(out_type, id, "out_type")?;
         write_out(out_obj, obj, "out_obj")
     })
@@ -280,7 +281,7 @@ pub unsafe extern "C" fn wtd_structured_receive_obj(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_structured_is_closed(
+pub extern "C" fn wtd_structured_is_closed(
     structured: *const wtd_structured,
     out: *mut bool,
 ) -> wtd_result {
@@ -294,7 +295,7 @@ pub unsafe extern "C" fn wtd_structured_is_closed(
 /// `wtd_transport_close(transport, 0)`). Idempotent. The handle stays valid until
 /// `wtd_structured_free`. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_structured_close(structured: *mut wtd_structured) -> wtd_result {
+pub extern "C" fn wtd_structured_close(structured: *mut wtd_structured) -> wtd_result {
     guard(|| self::structured(structured)?.inner.transport().close(None))
 }
 
@@ -302,8 +303,8 @@ pub unsafe extern "C" fn wtd_structured_close(structured: *mut wtd_structured) -
 /// no-op. No other call on this handle may be running or start. Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_structured_free(structured: *mut wtd_structured) {
-    guard_void(|| super::free_handle(structured))
+pub extern "C" fn wtd_structured_free(structured: *mut wtd_structured) {
+    guard_void(|| free_box(structured))
 }
 
 // =================================================================================================
@@ -534,8 +535,13 @@ pub struct wtd_reliability {
     inner: ReliabilityLayer,
 }
 
-unsafe fn reliability<'a>(p: *const wtd_reliability) -> Result<&'a ReliabilityLayer> {
-    Ok(&arg_ref(p, "reliability")?.inner)
+impl Handle for wtd_reliability {
+    type Ownership = ArcOwned;
+    const NAME: &'static str = "reliability";
+}
+
+fn reliability<'a>(p: *const wtd_reliability) -> Result<&'a ReliabilityLayer> {
+    Ok(&borrow(p)?.inner)
 }
 
 /// Fills `*options` with the defaults: ack_timeout_ms 2000, max_retries 5,
@@ -546,7 +552,7 @@ unsafe fn reliability<'a>(p: *const wtd_reliability) -> Result<&'a ReliabilityLa
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_options_default(
+pub extern "C" fn wtd_reliability_options_default(
     options: *mut wtd_reliability_options,
 ) -> wtd_result {
     guard(|| {
@@ -561,7 +567,7 @@ pub unsafe extern "C" fn wtd_reliability_options_default(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_options_low_latency(
+pub extern "C" fn wtd_reliability_options_low_latency(
     options: *mut wtd_reliability_options,
 ) -> wtd_result {
     guard(|| {
@@ -582,7 +588,7 @@ pub unsafe extern "C" fn wtd_reliability_options_low_latency(
 /// max_in_flight 0, in_order not 0/1, min_rto_ms > max_rto_ms, receive_window above 2^30,
 /// struct_size too small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_new(
+pub extern "C" fn wtd_reliability_new(
     transport: *mut wtd_transport,
     options: *const wtd_reliability_options,
     out: *mut *mut wtd_reliability,
@@ -596,8 +602,7 @@ pub unsafe extern "C" fn wtd_reliability_new(
         let o = read_options_or_default(options, defaults, RELIABILITY_OPTIONS_V1, "options")?;
         let cfg = reliability_config(&o)?;
         let layer = ReliabilityLayer::attach(t, cfg)?;
-        let handle =
-            Arc::into_raw(Arc::new(wtd_reliability { inner: layer })) as *mut wtd_reliability;
+        let handle = new_arc(wtd_reliability { inner: layer });
         write_out(out, handle, "out")
     })
 }
@@ -612,7 +617,7 @@ pub unsafe extern "C" fn wtd_reliability_new(
 /// WTD_ERR_WOULD_BLOCK (`max_in_flight` messages await ACKs), WTD_ERR_CLOSED (layer or transport
 /// closed).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_send(
+pub extern "C" fn wtd_reliability_send(
     reliability: *mut wtd_reliability,
     data: *const u8,
     len: usize,
@@ -641,7 +646,7 @@ pub unsafe extern "C" fn wtd_reliability_send(
 /// WTD_ERR_BUFFER_TOO_SMALL, WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (layer closed
 /// and drained; a close wakes blocked receivers).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_receive(
+pub extern "C" fn wtd_reliability_receive(
     reliability: *mut wtd_reliability,
     buf: *mut u8,
     cap: usize,
@@ -689,7 +694,7 @@ pub unsafe extern "C" fn wtd_reliability_receive(
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL results with
 /// count > 0, `result_size` below the first published size, `count × result_size` overflowing).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_poll_outcomes(
+pub extern "C" fn wtd_reliability_poll_outcomes(
     reliability: *mut wtd_reliability,
     results: *mut wtd_reliable_result,
     result_size: usize,
@@ -730,12 +735,12 @@ pub unsafe extern "C" fn wtd_reliability_poll_outcomes(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `struct_size` too small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_set_callbacks(
+pub extern "C" fn wtd_reliability_set_callbacks(
     reliability: *mut wtd_reliability,
     callbacks: *const wtd_reliability_callbacks,
 ) -> wtd_result {
     guard(|| {
-        let handle = arg_ref(reliability as *const wtd_reliability, "reliability")?;
+        let handle = borrow(reliability as *const wtd_reliability)?;
         if callbacks.is_null() {
             handle.inner.set_callbacks(None);
             return Ok(());
@@ -748,18 +753,21 @@ pub unsafe extern "C" fn wtd_reliability_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options(callbacks, zero, RELIABILITY_CALLBACKS_V1, "callbacks")?;
-        let weak: Weak<wtd_reliability> = weak_handle(reliability as *const wtd_reliability);
+        let weak: Weak<wtd_reliability> = weak_ref(reliability as *const wtd_reliability)?;
         let mut rust = ReliabilityCallbacks::default();
         if let Some(f) = cbs.on_message {
             let (w, ud) = (weak.clone(), UserData(cbs.user_data));
             rust.on_message = Some(Box::new(move |data: bytes::Bytes| {
                 if let Some(h) = w.upgrade() {
-                    f(
-                        ud.get(),
-                        Arc::as_ptr(&h) as *mut wtd_reliability,
-                        data.as_ptr(),
-                        data.len(),
-                    );
+                    // SAFETY: the application's callback, called as its registration documents.
+                    unsafe {
+                        f(
+                            ud.get(),
+                            Arc::as_ptr(&h) as *mut wtd_reliability,
+                            data.as_ptr(),
+                            data.len(),
+                        )
+                    };
                 }
             }));
         }
@@ -767,7 +775,8 @@ pub unsafe extern "C" fn wtd_reliability_set_callbacks(
             let (w, ud) = (weak, UserData(cbs.user_data));
             rust.on_outcome = Some(Box::new(move |seq: u32, o: wtd_reliable_outcome| {
                 if let Some(h) = w.upgrade() {
-                    f(ud.get(), Arc::as_ptr(&h) as *mut wtd_reliability, seq, o);
+                    // SAFETY: the application's callback, called as its registration documents.
+                    unsafe { f(ud.get(), Arc::as_ptr(&h) as *mut wtd_reliability, seq, o) };
                 }
             }));
         }
@@ -782,7 +791,7 @@ pub unsafe extern "C" fn wtd_reliability_set_callbacks(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `fraction` outside 0..1 or NaN).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_set_test_drop_fraction(
+pub extern "C" fn wtd_reliability_set_test_drop_fraction(
     reliability: *mut wtd_reliability,
     fraction: f64,
 ) -> wtd_result {
@@ -793,7 +802,7 @@ pub unsafe extern "C" fn wtd_reliability_set_test_drop_fraction(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_get_stats(
+pub extern "C" fn wtd_reliability_get_stats(
     reliability: *const wtd_reliability,
     out: *mut wtd_reliability_stats,
 ) -> wtd_result {
@@ -838,7 +847,7 @@ pub unsafe extern "C" fn wtd_reliability_get_stats(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_close(reliability: *mut wtd_reliability) -> wtd_result {
+pub extern "C" fn wtd_reliability_close(reliability: *mut wtd_reliability) -> wtd_result {
     guard(|| {
         self::reliability(reliability)?.close();
         Ok(())
@@ -851,12 +860,11 @@ pub unsafe extern "C" fn wtd_reliability_close(reliability: *mut wtd_reliability
 /// starts afterwards. Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_reliability_free(reliability: *mut wtd_reliability) {
+pub extern "C" fn wtd_reliability_free(reliability: *mut wtd_reliability) {
     guard_void(|| {
-        if reliability.is_null() {
+        let Some(handle) = take_arc(reliability) else {
             return;
-        }
-        let handle = Arc::from_raw(reliability as *const wtd_reliability);
+        };
         handle.inner.set_callbacks(None);
         handle.inner.close();
         drop(handle);
@@ -873,8 +881,13 @@ pub struct wtd_broadcaster {
     inner: Broadcaster,
 }
 
-unsafe fn broadcaster<'a>(p: *const wtd_broadcaster) -> Result<&'a Broadcaster> {
-    Ok(&arg_ref(p, "broadcaster")?.inner)
+impl Handle for wtd_broadcaster {
+    type Ownership = BoxOwned;
+    const NAME: &'static str = "broadcaster";
+}
+
+fn broadcaster<'a>(p: *const wtd_broadcaster) -> Result<&'a Broadcaster> {
+    Ok(&borrow(p)?.inner)
 }
 
 /// Outcome of one broadcast (`wtd_broadcaster_broadcast`).
@@ -901,14 +914,14 @@ const BROADCAST_RESULT_V1: usize = std::mem::size_of::<wtd_broadcast_result>();
 /// Ownership: `*out` owns it; free with `wtd_broadcaster_free`. Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL out).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_broadcaster_new(out: *mut *mut wtd_broadcaster) -> wtd_result {
+pub extern "C" fn wtd_broadcaster_new(out: *mut *mut wtd_broadcaster) -> wtd_result {
     guard(|| {
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
         }
         write_out(
             out,
-            into_handle(wtd_broadcaster {
+            new_box(wtd_broadcaster {
                 inner: Broadcaster::new(),
             }),
             "out",
@@ -922,7 +935,7 @@ pub unsafe extern "C" fn wtd_broadcaster_new(out: *mut *mut wtd_broadcaster) -> 
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_CLOSED (transport closed).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_broadcaster_add(
+pub extern "C" fn wtd_broadcaster_add(
     broadcaster: *mut wtd_broadcaster,
     transport: *mut wtd_transport,
 ) -> wtd_result {
@@ -933,7 +946,7 @@ pub unsafe extern "C" fn wtd_broadcaster_add(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_broadcaster_remove(
+pub extern "C" fn wtd_broadcaster_remove(
     broadcaster: *mut wtd_broadcaster,
     transport: *mut wtd_transport,
 ) -> wtd_result {
@@ -948,7 +961,7 @@ pub unsafe extern "C" fn wtd_broadcaster_remove(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_broadcaster_count(
+pub extern "C" fn wtd_broadcaster_count(
     broadcaster: *const wtd_broadcaster,
     out: *mut usize,
 ) -> wtd_result {
@@ -965,8 +978,7 @@ fn broadcast(
     if len == 0 {
         return Err(Error::invalid("len is 0"));
     }
-    // SAFETY: the export's caller guarantees `data` points to `len` readable bytes.
-    let data = unsafe { arg_bytes(data, len, "data")? };
+    let data = arg_bytes(data, len, "data")?;
     Ok(b.broadcast(data, priority, opt_ms(ttl_ms)))
 }
 
@@ -980,7 +992,7 @@ fn broadcast(
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data, len 0, `out->struct_size` too
 /// small — checked before anything is sent). Per-transport failures are not errors.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_broadcaster_broadcast(
+pub extern "C" fn wtd_broadcaster_broadcast(
     broadcaster: *mut wtd_broadcaster,
     data: *const u8,
     len: usize,
@@ -1012,8 +1024,8 @@ pub unsafe extern "C" fn wtd_broadcaster_broadcast(
 /// no-op. No other call on this handle may be running or start. Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_broadcaster_free(broadcaster: *mut wtd_broadcaster) {
-    guard_void(|| super::free_handle(broadcaster))
+pub extern "C" fn wtd_broadcaster_free(broadcaster: *mut wtd_broadcaster) {
+    guard_void(|| free_box(broadcaster))
 }
 
 // =================================================================================================
@@ -1188,8 +1200,13 @@ pub struct wtd_monitor {
     inner: Monitor,
 }
 
-unsafe fn monitor<'a>(p: *const wtd_monitor) -> Result<&'a Monitor> {
-    Ok(&arg_ref(p, "monitor")?.inner)
+impl Handle for wtd_monitor {
+    type Ownership = BoxOwned;
+    const NAME: &'static str = "monitor";
+}
+
+fn monitor<'a>(p: *const wtd_monitor) -> Result<&'a Monitor> {
+    Ok(&borrow(p)?.inner)
 }
 
 /// Fills `*options` with pywebtransport's defaults: interval_ms 5000, samples_maxlen 100,
@@ -1197,9 +1214,7 @@ unsafe fn monitor<'a>(p: *const wtd_monitor) -> Result<&'a Monitor> {
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_options_default(
-    options: *mut wtd_monitor_options,
-) -> wtd_result {
+pub extern "C" fn wtd_monitor_options_default(options: *mut wtd_monitor_options) -> wtd_result {
     guard(|| write_sized(options, monitor_defaults(), MONITOR_OPTIONS_V1, "options"))
 }
 
@@ -1211,7 +1226,7 @@ pub unsafe extern "C" fn wtd_monitor_options_default(
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out, interval_ms / samples_maxlen /
 /// alerts_maxlen 0, trend_window < 2, a negative or non-finite threshold, struct_size too small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_new(
+pub extern "C" fn wtd_monitor_new(
     transport: *mut wtd_transport,
     options: *const wtd_monitor_options,
     out: *mut *mut wtd_monitor,
@@ -1224,21 +1239,21 @@ pub unsafe extern "C" fn wtd_monitor_new(
         let o =
             read_options_or_default(options, monitor_defaults(), MONITOR_OPTIONS_V1, "options")?;
         let m = Monitor::new(t, monitor_config(&o)?)?;
-        write_out(out, into_handle(wtd_monitor { inner: m }), "out")
+        write_out(out, new_box(wtd_monitor { inner: m }), "out")
     })
 }
 
 /// Starts sampling every `interval_ms` on a wtd runtime thread (first sample after one interval).
 /// Starting again restarts the period. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_start(monitor: *mut wtd_monitor) -> wtd_result {
+pub extern "C" fn wtd_monitor_start(monitor: *mut wtd_monitor) -> wtd_result {
     guard(|| self::monitor(monitor)?.start())
 }
 
 /// Stops sampling (samples and alerts stay). Idempotent. Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_stop(monitor: *mut wtd_monitor) -> wtd_result {
+pub extern "C" fn wtd_monitor_stop(monitor: *mut wtd_monitor) -> wtd_result {
     guard(|| {
         self::monitor(monitor)?.stop();
         Ok(())
@@ -1248,7 +1263,7 @@ pub unsafe extern "C" fn wtd_monitor_stop(monitor: *mut wtd_monitor) -> wtd_resu
 /// Writes to `*out` whether the monitor is sampling (pywebtransport's `is_monitoring`).
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_is_monitoring(
+pub extern "C" fn wtd_monitor_is_monitoring(
     monitor: *const wtd_monitor,
     out: *mut bool,
 ) -> wtd_result {
@@ -1259,7 +1274,7 @@ pub unsafe extern "C" fn wtd_monitor_is_monitoring(
 /// whether or not the monitor is started. A raised alert's callback runs on this thread before
 /// the call returns. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_sample_now(monitor: *mut wtd_monitor) -> wtd_result {
+pub extern "C" fn wtd_monitor_sample_now(monitor: *mut wtd_monitor) -> wtd_result {
     guard(|| {
         self::monitor(monitor)?.sample_now();
         Ok(())
@@ -1273,7 +1288,7 @@ pub unsafe extern "C" fn wtd_monitor_sample_now(monitor: *mut wtd_monitor) -> wt
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL samples with
 /// count > 0, `sample_size` below the first published size, `count × sample_size` overflowing).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_get_samples(
+pub extern "C" fn wtd_monitor_get_samples(
     monitor: *const wtd_monitor,
     samples: *mut wtd_monitor_sample,
     sample_size: usize,
@@ -1307,7 +1322,7 @@ pub unsafe extern "C" fn wtd_monitor_get_samples(
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL alerts with
 /// count > 0, `alert_size` below the first published size, `count × alert_size` overflowing).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_get_alerts(
+pub extern "C" fn wtd_monitor_get_alerts(
     monitor: *const wtd_monitor,
     alerts: *mut wtd_monitor_alert,
     alert_size: usize,
@@ -1339,7 +1354,7 @@ pub unsafe extern "C" fn wtd_monitor_get_alerts(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL monitor, `struct_size` too small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_set_callbacks(
+pub extern "C" fn wtd_monitor_set_callbacks(
     monitor: *mut wtd_monitor,
     callbacks: *const wtd_monitor_callbacks,
 ) -> wtd_result {
@@ -1362,7 +1377,8 @@ pub unsafe extern "C" fn wtd_monitor_set_callbacks(
                 let ud = UserData(cbs.user_data);
                 m.set_alert_callback(Some(Arc::new(move |a: &Alert| {
                     let c = c_alert(a);
-                    f(ud.get(), &c);
+                    // SAFETY: the application's callback, called as its registration documents.
+                    unsafe { f(ud.get(), &c) };
                 })));
             }
         }
@@ -1384,12 +1400,11 @@ pub extern "C" fn wtd_alert_kind_str(kind: u32) -> *const c_char {
 /// running finishes normally and none starts afterwards. Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_monitor_free(monitor: *mut wtd_monitor) {
+pub extern "C" fn wtd_monitor_free(monitor: *mut wtd_monitor) {
     guard_void(|| {
-        if monitor.is_null() {
+        let Some(m) = take_box(monitor) else {
             return;
-        }
-        let m = Box::from_raw(monitor);
+        };
         m.inner.stop();
         m.inner.set_alert_callback(None);
         drop(m);

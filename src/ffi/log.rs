@@ -38,7 +38,7 @@ const LOG_CALLBACKS_V1: usize = std::mem::size_of::<wtd_log_callbacks>();
 /// `WTD_LOG_ERROR`..`WTD_LOG_TRACE` while `on_log` is set); `WTD_ERR_INVALID_STATE` when called
 /// from the log callback.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_log_set_callbacks(callbacks: *const wtd_log_callbacks) -> wtd_result {
+pub extern "C" fn wtd_log_set_callbacks(callbacks: *const wtd_log_callbacks) -> wtd_result {
     guard(|| {
         if callbacks.is_null() {
             return logging::set_callback(None, std::ptr::null_mut(), wtd_log_level::WTD_LOG_ERROR);
@@ -49,8 +49,7 @@ pub unsafe extern "C" fn wtd_log_set_callbacks(callbacks: *const wtd_log_callbac
             on_log: None,
             user_data: std::ptr::null_mut(),
         };
-        // SAFETY: the caller's contract: a readable struct of `struct_size` bytes.
-        let c = unsafe { read_options(callbacks, zero, LOG_CALLBACKS_V1, "callbacks")? };
+        let c = read_options(callbacks, zero, LOG_CALLBACKS_V1, "callbacks")?;
         let level = match (c.on_log.is_some(), wtd_log_level::from_u32(c.max_level)) {
             (_, Some(l)) => l,
             (false, None) => wtd_log_level::WTD_LOG_ERROR,
@@ -96,7 +95,7 @@ mod tests {
         let _g = crate::logging::tests::LOG_TEST_LOCK
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        unsafe {
+        {
             assert_eq!(
                 wtd_log_set_callbacks(&cbs(0, true)),
                 wtd_result::WTD_ERR_INVALID_ARGUMENT

@@ -1,20 +1,26 @@
-//! The C ABI: every `extern "C"` export lives under this module.
+//! The C ABI: every `extern "C"` export lives under this module (a thin layer: argument checks,
+//! conversions and error mapping; the logic lives in `datagram/`, `session` and `endpoint/`).
 //!
-//! Conventions (SPEC §5), implemented by the helpers here and used by every export:
+//! Conventions, implemented by the helpers here and used by every export:
 //!
-//! * Every export is `#[no_mangle] pub unsafe extern "C"` and runs its body inside [`guard`] (or
+//! * Every export is `#[no_mangle] pub extern "C"` and runs its body inside [`guard`] (or
 //!   [`guard_void`] / [`guard_value`]), so no panic crosses the boundary (→ `WTD_ERR_PANIC`) and an
 //!   `Err` becomes its `wtd_result` with the message stored for `wtd_last_error_message()`.
-//! * Pointer arguments are checked with [`arg_ref`], [`arg_mut`], [`arg_bytes`], [`arg_str`],
-//!   [`arg_opt_str`]; outputs are written with [`write_out`], [`copy_str_out`],
-//!   [`copy_bytes_out`] only after everything else succeeded.
-//! * Opaque handles are boxes: [`into_handle`] / [`free_handle`] (NULL = no-op).
-//! * Versioned options structs start with `uint32_t struct_size`: read them with
+//! * Pointer arguments are checked with [`arg_ref`], [`arg_bytes`], [`arg_slice`], [`arg_buffer`],
+//!   [`arg_str`], [`arg_opt_str`]; lengths with [`checked_len`]; outputs are written with
+//!   [`write_out`], [`copy_str_out`], [`copy_bytes_out`], [`write_sized`] (growable structs) and
+//!   [`write_elements`] (arrays with an element size) only after everything else succeeded.
+//! * Opaque handles are typed ([`handle`]): Box-backed or Arc-backed, each with its own
+//!   constructor and free, so the wrong free does not compile.
+//! * Versioned input structs start with `uint32_t struct_size`: read them with
 //!   [`read_options`] / [`read_options_or_default`].
 
-// Every export documents its pointer contract (what may be NULL, what must stay valid) in its
-// `///` text, which cbindgen copies into wtd.h; a separate `# Safety` heading would not reach C.
-#![allow(clippy::missing_safety_doc)]
+// Every export is a safe `extern "C" fn` (as in rustls-ffi): the raw pointers it takes are
+// checked by the helpers below, and the contract the C caller keeps (what may be NULL, what must
+// stay valid) is in each export's `///` text, which cbindgen copies into wtd.h. `unsafe` stays in
+// small blocks inside the helpers and at the few direct calls of C function pointers.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -26,6 +32,8 @@ use crate::error::{wtd_result, Error, Result};
 // The header follows this order (cbindgen, `sort_by = "None"`), so it reads by object:
 // results/log → server → client → session → transport → layers. Blank lines keep rustfmt from
 // sorting the declarations.
+pub(crate) mod handle;
+
 pub mod result;
 
 pub mod log;
@@ -75,7 +83,7 @@ pub(crate) fn last_error_ptr() -> *const c_char {
 }
 
 /// This thread's last error message as an owned string ("" when none). For tests and Rust callers.
-#[allow(dead_code)]
+#[cfg(test)]
 pub(crate) fn last_error_string() -> String {
     LAST_ERROR.with(|e| {
         e.borrow()
@@ -131,7 +139,6 @@ pub(crate) fn guard_void(f: impl FnOnce()) {
 
 /// [`guard`] for exports that return a value directly (getters like `..._is_closed`): on `Err` or
 /// panic the message is recorded and `default` is returned.
-#[allow(dead_code)]
 pub(crate) fn guard_value<T>(default: T, f: impl FnOnce() -> Result<T>) -> T {
     clear_last_error();
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -158,100 +165,56 @@ fn check_aligned<T>(p: *const T, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A shared reference from a C pointer; NULL or misaligned → `WTD_ERR_INVALID_ARGUMENT`
-/// ("<what> is NULL").
-///
-/// # Safety
-/// A non-NULL `p` must point to a live, initialized `T` for `'a`.
-#[allow(dead_code)]
-pub(crate) unsafe fn arg_ref<'a, T>(p: *const T, what: &str) -> Result<&'a T> {
-    if p.is_null() {
-        return Err(null_err(what));
-    }
-    check_aligned(p, what)?;
-    Ok(&*p)
-}
+// The helpers below take raw pointers from C and are safe functions, like rustls-ffi's
+// `try_ref_from_ptr!`: the contract they rely on (a non-NULL pointer is valid for what it
+// claims) is the C caller's, stated on every export in the header. Each keeps its `unsafe` to
+// one small block after the checks that Rust can make (NULL, alignment, length limits).
 
-/// A mutable reference from a C pointer; NULL or misaligned → `WTD_ERR_INVALID_ARGUMENT`.
-///
-/// # Safety
-/// A non-NULL `p` must point to a live, initialized `T`, not aliased, for `'a`.
-#[allow(dead_code)]
-pub(crate) unsafe fn arg_mut<'a, T>(p: *mut T, what: &str) -> Result<&'a mut T> {
-    if p.is_null() {
-        return Err(null_err(what));
-    }
-    check_aligned(p, what)?;
-    Ok(&mut *p)
-}
-
-/// A byte slice from pointer + length. NULL with `len == 0` → empty slice; NULL with `len > 0`
-/// or `len > isize::MAX` → `WTD_ERR_INVALID_ARGUMENT`.
-///
-/// # Safety
-/// A non-NULL `p` must point to `len` readable bytes that stay valid and unmodified for `'a`.
-#[allow(dead_code)]
-pub(crate) unsafe fn arg_bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8]> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if p.is_null() {
-        return Err(Error::invalid(format!(
-            "{what} is NULL but its length is {len}"
-        )));
-    }
-    if len > isize::MAX as usize {
-        return Err(Error::invalid(format!("{what}: length {len} is too large")));
-    }
-    Ok(std::slice::from_raw_parts(p, len))
+/// A byte slice from pointer + length. `len == 0` → empty slice (any pointer); NULL with
+/// `len > 0` or `len > isize::MAX` → `WTD_ERR_INVALID_ARGUMENT`. Contract: a non-NULL `p`
+/// points to `len` readable bytes that stay valid and unmodified for `'a`.
+pub(crate) fn arg_bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8]> {
+    arg_slice(p, len, what)
 }
 
 /// A `&str` from a NUL-terminated C string; NULL or invalid UTF-8 → `WTD_ERR_INVALID_ARGUMENT`.
-///
-/// # Safety
-/// A non-NULL `p` must point to a NUL-terminated string valid for `'a`.
-#[allow(dead_code)]
-pub(crate) unsafe fn arg_str<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
+/// Contract: a non-NULL `p` points to a NUL-terminated string valid for `'a`.
+pub(crate) fn arg_str<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     if p.is_null() {
         return Err(null_err(what));
     }
-    CStr::from_ptr(p)
+    // SAFETY: non-NULL; NUL termination and lifetime are the C caller's contract.
+    unsafe { CStr::from_ptr(p) }
         .to_str()
         .map_err(|e| Error::invalid(format!("{what} is not valid UTF-8: {e}")))
 }
 
 /// Like [`arg_str`] but NULL → `None`.
-///
-/// # Safety
-/// As [`arg_str`].
-#[allow(dead_code)]
-pub(crate) unsafe fn arg_opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
+pub(crate) fn arg_opt_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
     if p.is_null() {
         return Ok(None);
     }
     arg_str(p, what).map(Some)
 }
 
-/// Writes an output value; NULL or misaligned → `WTD_ERR_INVALID_ARGUMENT`.
-///
-/// # Safety
-/// A non-NULL `p` must be valid for writing a `T`. The old value is not dropped.
-#[allow(dead_code)]
-pub(crate) unsafe fn write_out<T>(p: *mut T, v: T, what: &str) -> Result<()> {
+/// Writes an output value; NULL or misaligned → `WTD_ERR_INVALID_ARGUMENT`. The old value is not
+/// dropped. Contract: a non-NULL `p` is valid for writing a `T`.
+pub(crate) fn write_out<T>(p: *mut T, v: T, what: &str) -> Result<()> {
     if p.is_null() {
         return Err(null_err(what));
     }
     check_aligned(p, what)?;
-    p.write(v);
+    // SAFETY: non-NULL and aligned; writability is the C caller's contract.
+    unsafe { p.write(v) };
     Ok(())
 }
 
-/// Writes an optional output length (NULL → nothing).
-unsafe fn write_len(out_len: *mut usize, n: usize) -> Result<()> {
-    if out_len.is_null() {
+/// Writes an optional output (NULL → nothing).
+pub(crate) fn write_opt<T>(p: *mut T, v: T, what: &str) -> Result<()> {
+    if p.is_null() {
         return Ok(());
     }
-    write_out(out_len, n, "out_len")
+    write_out(p, v, what)
 }
 
 /// Copies `s` plus a terminating NUL into `buf` (capacity `cap` bytes, NUL included) and writes
@@ -260,122 +223,95 @@ unsafe fn write_len(out_len: *mut usize, n: usize) -> Result<()> {
 /// If `cap < s.len() + 1`, nothing is written to `buf`, the required length (without the NUL) is
 /// written to `out_len` (when not NULL) and `WTD_ERR_BUFFER_TOO_SMALL` is returned — so
 /// `(buf = NULL, cap = 0)` is a size query. `buf == NULL` with `cap > 0` → invalid argument.
-///
-/// # Safety
-/// A non-NULL `buf` must be writable for `cap` bytes; a non-NULL `out_len` writable.
-#[allow(dead_code)]
-pub(crate) unsafe fn copy_str_out(
+/// Contract: a non-NULL `buf` is writable for `cap` bytes; a non-NULL `out_len` writable.
+pub(crate) fn copy_str_out(
     s: &str,
     buf: *mut c_char,
     cap: usize,
     out_len: *mut usize,
 ) -> Result<()> {
-    if buf.is_null() && cap > 0 {
-        return Err(Error::invalid(format!(
-            "buffer is NULL but its capacity is {cap}"
-        )));
-    }
     let need = s.len();
     if cap < need + 1 {
-        write_len(out_len, need)?;
+        arg_buffer(buf as *mut u8, cap, "buf")?;
+        write_opt(out_len, need, "out_len")?;
         return Err(Error::new(
             wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
             format!("buffer too small: {need} bytes plus a NUL needed, capacity {cap}"),
         ));
     }
-    write_len(out_len, need)?;
-    std::ptr::copy_nonoverlapping(s.as_ptr(), buf as *mut u8, need);
-    *buf.add(need) = 0;
+    let dst = arg_buffer(buf as *mut u8, cap, "buf")?;
+    write_opt(out_len, need, "out_len")?;
+    dst[..need].copy_from_slice(s.as_bytes());
+    dst[need] = 0;
     Ok(())
 }
 
 /// Copies `data` into `buf` (capacity `cap`) and writes `data.len()` to `out_len` when not NULL.
 /// If `cap < data.len()`: the required length goes to `out_len`, `WTD_ERR_BUFFER_TOO_SMALL`.
-/// `buf == NULL` is allowed only with `cap == 0`.
-///
-/// # Safety
-/// A non-NULL `buf` must be writable for `cap` bytes; a non-NULL `out_len` writable.
-#[allow(dead_code)]
-pub(crate) unsafe fn copy_bytes_out(
+/// `buf == NULL` is allowed only with `cap == 0`. Contract: as [`copy_str_out`].
+pub(crate) fn copy_bytes_out(
     data: &[u8],
     buf: *mut u8,
     cap: usize,
     out_len: *mut usize,
 ) -> Result<()> {
-    if buf.is_null() && cap > 0 {
-        return Err(Error::invalid(format!(
-            "buffer is NULL but its capacity is {cap}"
-        )));
-    }
+    let dst = arg_buffer(buf, cap, "buf")?;
     let need = data.len();
+    write_opt(out_len, need, "out_len")?;
     if cap < need {
-        write_len(out_len, need)?;
         return Err(Error::new(
             wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
             format!("buffer too small: {need} bytes needed, capacity {cap}"),
         ));
     }
-    write_len(out_len, need)?;
-    if need > 0 {
-        std::ptr::copy_nonoverlapping(data.as_ptr(), buf, need);
-    }
+    dst[..need].copy_from_slice(data);
     Ok(())
 }
 
-/// Validates the `struct_size` of a versioned options struct: 0 (uninitialized) or less than
-/// `min` (the size of the first published version of the struct) → `WTD_ERR_INVALID_ARGUMENT`
-/// telling the caller to use the `_options_default()` function.
-#[allow(dead_code)]
+/// Validates the `struct_size` of a versioned input struct: below `min` (the size of the first
+/// published version; 0 = uninitialized) → `WTD_ERR_INVALID_ARGUMENT` telling the caller to set
+/// it.
 pub(crate) fn check_options_size(struct_size: u32, min: usize, what: &str) -> Result<()> {
     if (struct_size as usize) < min || struct_size == 0 {
         return Err(Error::invalid(format!(
-            "{what}.struct_size is {struct_size}, expected at least {min}; initialize the struct \
-             with its wtd_*_options_default() function"
+            "{what}.struct_size is {struct_size}, expected at least {min}: set it to sizeof the \
+             struct (the wtd_*_options_default functions fill options structs)"
         )));
     }
     Ok(())
 }
 
-/// Reads a versioned options struct from C. `T` must be `#[repr(C)]` and start with
+/// Reads a versioned input struct from C. `T` must be `#[repr(C)]` and start with
 /// `struct_size: u32`. The first `min(struct_size, size_of::<T>())` bytes come from the caller,
 /// the rest from `default` (so a caller built against an older, smaller header gets defaults for
 /// the fields appended since). The returned value's `struct_size` is set to `size_of::<T>()`.
 /// `min` is the size of the first published version of `T` (see [`check_options_size`]).
 ///
 /// Rules for `T` (so that a partial copy is always a valid value): fields are integers, floats,
-/// raw pointers or `Option<extern fn>` (no `bool`, no Rust enums — use `u8`/`i32` and validate);
+/// raw pointers or `Option<extern fn>` (no `bool`, no Rust enums — use `u32` and validate);
 /// new fields are only appended, and never into the previous version's tail padding (add explicit
 /// `_reserved` bytes to fill it when appending a field smaller than the padding).
-///
-/// # Safety
-/// `p` must be NULL or point to at least `struct_size` readable bytes (its first field).
-#[allow(dead_code)]
-pub(crate) unsafe fn read_options<T: Copy>(
-    p: *const T,
-    default: T,
-    min: usize,
-    what: &str,
-) -> Result<T> {
+/// Contract: a non-NULL `p` points to at least `struct_size` readable bytes.
+pub(crate) fn read_options<T: Copy>(p: *const T, default: T, min: usize, what: &str) -> Result<T> {
     if p.is_null() {
         return Err(null_err(what));
     }
     check_aligned(p as *const u32, what)?;
-    let struct_size = std::ptr::read(p as *const u32);
+    // SAFETY: non-NULL, aligned; the first field is readable by the C caller's contract.
+    let struct_size = unsafe { std::ptr::read(p as *const u32) };
     check_options_size(struct_size, min, what)?;
     let n = (struct_size as usize).min(std::mem::size_of::<T>());
     let mut out = default;
-    std::ptr::copy_nonoverlapping(p as *const u8, &mut out as *mut T as *mut u8, n);
+    // SAFETY: `n` bytes are readable (contract) and fit in `out`; `T` is plain data (rules above).
+    unsafe { std::ptr::copy_nonoverlapping(p as *const u8, &mut out as *mut T as *mut u8, n) };
     let full = u32::try_from(std::mem::size_of::<T>()).unwrap_or(u32::MAX);
-    std::ptr::write(&mut out as *mut T as *mut u32, full);
+    // SAFETY: `T` starts with `struct_size: u32` (rules above).
+    unsafe { std::ptr::write(&mut out as *mut T as *mut u32, full) };
     Ok(out)
 }
 
 /// [`read_options`], but a NULL pointer means "all defaults".
-///
-/// # Safety
-/// As [`read_options`].
-#[allow(dead_code)]
-pub(crate) unsafe fn read_options_or_default<T: Copy>(
+pub(crate) fn read_options_or_default<T: Copy>(
     p: *const T,
     default: T,
     min: usize,
@@ -402,79 +338,58 @@ pub(crate) fn checked_len(count: usize, elem_size: usize, what: &str) -> Result<
 
 /// A slice of `count` `T`s from C. `count == 0` → empty (any pointer); NULL with `count > 0`,
 /// a misaligned pointer or a byte length above `isize::MAX` → WTD_ERR_INVALID_ARGUMENT.
-///
-/// # Safety
-/// A non-NULL `p` must point to `count` initialized `T`s that stay valid for `'a`.
-pub(crate) unsafe fn arg_slice<'a, T>(p: *const T, count: usize, what: &str) -> Result<&'a [T]> {
+/// Contract: a non-NULL `p` points to `count` initialized `T`s that stay valid for `'a`.
+pub(crate) fn arg_slice<'a, T>(p: *const T, count: usize, what: &str) -> Result<&'a [T]> {
     if count == 0 {
         return Ok(&[]);
     }
     checked_len(count, std::mem::size_of::<T>(), what)?;
     if p.is_null() {
         return Err(Error::invalid(format!(
-            "{what} is NULL but count is {count}"
+            "{what} is NULL but its length is {count}"
         )));
     }
     check_aligned(p, what)?;
-    // SAFETY: non-NULL, aligned, length checked; validity is the caller's contract.
+    // SAFETY: non-NULL, aligned, length checked; validity is the C caller's contract.
     Ok(unsafe { std::slice::from_raw_parts(p, count) })
 }
 
-/// [`arg_slice`] for a mutable array the library fills.
-///
-/// # Safety
-/// A non-NULL `p` must point to `count` initialized `T`s, writable and not aliased, for `'a`.
-pub(crate) unsafe fn arg_slice_mut<'a, T>(
-    p: *mut T,
-    count: usize,
-    what: &str,
-) -> Result<&'a mut [T]> {
+/// [`arg_slice`] for a mutable array the library fills. Contract: a non-NULL `p` points to
+/// `count` initialized `T`s, writable and not aliased, for `'a`.
+pub(crate) fn arg_slice_mut<'a, T>(p: *mut T, count: usize, what: &str) -> Result<&'a mut [T]> {
     if count == 0 {
         return Ok(&mut []);
     }
     checked_len(count, std::mem::size_of::<T>(), what)?;
     if p.is_null() {
         return Err(Error::invalid(format!(
-            "{what} is NULL but count is {count}"
+            "{what} is NULL but its length is {count}"
         )));
     }
     check_aligned(p, what)?;
-    // SAFETY: non-NULL, aligned, length checked; validity is the caller's contract.
+    // SAFETY: non-NULL, aligned, length checked; validity is the C caller's contract.
     Ok(unsafe { std::slice::from_raw_parts_mut(p, count) })
 }
 
-/// A caller-owned receive buffer: `buf[0..cap]`, where NULL is allowed only with `cap == 0`.
-///
-/// # Safety
-/// A non-NULL `buf` must be writable for `cap` bytes and not aliased during the call.
-pub(crate) unsafe fn arg_buffer<'a>(buf: *mut u8, cap: usize, what: &str) -> Result<&'a mut [u8]> {
-    if buf.is_null() {
-        if cap > 0 {
-            return Err(Error::invalid(format!(
-                "{what} is NULL but its capacity is {cap}"
-            )));
-        }
-        return Ok(&mut []);
-    }
-    if cap > isize::MAX as usize {
+/// A caller-owned output buffer `buf[0..cap]`, where NULL is allowed only with `cap == 0`.
+/// Contract: a non-NULL `buf` is writable for `cap` bytes and not aliased during the call.
+pub(crate) fn arg_buffer<'a>(buf: *mut u8, cap: usize, what: &str) -> Result<&'a mut [u8]> {
+    if buf.is_null() && cap > 0 {
         return Err(Error::invalid(format!(
-            "{what}: capacity {cap} is too large"
+            "{what} is NULL but its capacity is {cap}"
         )));
     }
-    // SAFETY: non-NULL, length checked; validity is the caller's contract.
-    Ok(unsafe { std::slice::from_raw_parts_mut(buf, cap) })
+    arg_slice_mut(buf, cap, what)
 }
 
 /// Checks a growable output struct before any work is done (see [`write_sized`]).
-///
-/// # Safety
-/// A non-NULL `out` must be readable for 4 bytes.
-pub(crate) unsafe fn check_sized<T>(out: *mut T, min: usize, what: &str) -> Result<()> {
+/// Contract: a non-NULL `out` is readable for 4 bytes.
+pub(crate) fn check_sized<T>(out: *mut T, min: usize, what: &str) -> Result<usize> {
     if out.is_null() {
         return Err(null_err(what));
     }
     check_aligned(out as *const u32, what)?;
-    // SAFETY: non-NULL and aligned; the caller's contract makes the first 4 bytes readable.
+    // SAFETY: non-NULL and aligned; the first 4 bytes are readable by the C caller's contract.
     let size = unsafe { std::ptr::read(out as *const u32) } as usize;
     if size < min {
         return Err(Error::invalid(format!(
@@ -482,7 +397,7 @@ pub(crate) unsafe fn check_sized<T>(out: *mut T, min: usize, what: &str) -> Resu
              before the call"
         )));
     }
-    Ok(())
+    Ok(size)
 }
 
 /// Writes a growable output struct (`T` is `#[repr(C)]` and starts with `struct_size: u32`):
@@ -490,16 +405,11 @@ pub(crate) unsafe fn check_sized<T>(out: *mut T, min: usize, what: &str) -> Resu
 /// `min(that, sizeof T)` bytes of `v` and sets `out->struct_size` to the number written. A
 /// `struct_size` below `min` (the struct's first published size; 0 = forgotten) →
 /// WTD_ERR_INVALID_ARGUMENT and nothing is written.
-///
-/// # Safety
-/// A non-NULL `out` must be writable for the `struct_size` bytes its first field states.
-pub(crate) unsafe fn write_sized<T: Copy>(out: *mut T, v: T, min: usize, what: &str) -> Result<()> {
-    // SAFETY: the caller's contract.
-    unsafe { check_sized(out, min, what)? };
-    // SAFETY: checked just above.
-    let size = unsafe { std::ptr::read(out as *const u32) } as usize;
+/// Contract: a non-NULL `out` is writable for the `struct_size` bytes its first field states.
+pub(crate) fn write_sized<T: Copy>(out: *mut T, v: T, min: usize, what: &str) -> Result<()> {
+    let size = check_sized(out, min, what)?;
     let n = size.min(std::mem::size_of::<T>());
-    // SAFETY: `n` ≤ both the caller's stated size and `size_of::<T>()`.
+    // SAFETY: `n` ≤ both the caller's stated size and `size_of::<T>()`; `out` is aligned.
     unsafe {
         std::ptr::copy_nonoverlapping(&v as *const T as *const u8, out as *mut u8, n);
         std::ptr::write(out as *mut u32, n as u32);
@@ -509,7 +419,7 @@ pub(crate) unsafe fn write_sized<T: Copy>(out: *mut T, v: T, min: usize, what: &
 
 /// Checks a caller-allocated array for [`write_elements`] before any work is done: `elem_size`
 /// at least `min` (when `count > 0`), `count × elem_size` within `isize::MAX`, `base` non-NULL
-/// when `count > 0` and aligned for `T`.
+/// when `count > 0`, aligned for `T`, and `elem_size` a multiple of `T`'s alignment.
 pub(crate) fn check_elements<T>(
     base: *mut T,
     elem_size: usize,
@@ -542,13 +452,10 @@ pub(crate) fn check_elements<T>(
 
 /// Writes `items` into a caller-allocated array of elements `elem_size` bytes apart (the
 /// caller's `sizeof` of the element struct, which may be older and smaller, or newer and larger,
-/// than `T`): each element gets `min(elem_size, sizeof T)` bytes. `elem_size` below `min` (the
-/// struct's first published size), or `count × elem_size` overflowing → WTD_ERR_INVALID_ARGUMENT.
-/// Returns how many were written (at most `count`).
-///
-/// # Safety
-/// A non-NULL `base` must be writable for `count × elem_size` bytes.
-pub(crate) unsafe fn write_elements<T: Copy>(
+/// than `T`): each element gets `min(elem_size, sizeof T)` bytes. Refused as
+/// [`check_elements`] says. Returns how many were written (at most `count`).
+/// Contract: a non-NULL `base` is writable for `count × elem_size` bytes.
+pub(crate) fn write_elements<T: Copy>(
     base: *mut T,
     elem_size: usize,
     count: usize,
@@ -560,7 +467,8 @@ pub(crate) unsafe fn write_elements<T: Copy>(
     let n = elem_size.min(std::mem::size_of::<T>());
     let mut written = 0;
     for item in items.into_iter().take(count) {
-        // SAFETY: element `written` < count lies inside the caller's `count × elem_size` bytes.
+        // SAFETY: element `written` < count lies inside the caller's `count × elem_size` bytes
+        // (checked not to overflow); `n` ≤ both sizes.
         unsafe {
             let dst = (base as *mut u8).add(written * elem_size);
             std::ptr::copy_nonoverlapping(&item as *const T as *const u8, dst, n);
@@ -592,23 +500,6 @@ pub(crate) fn ms_of_opt(d: Option<std::time::Duration>) -> u32 {
 /// A duration in whole milliseconds, saturating at `u32::MAX`.
 pub(crate) fn ms_of(d: std::time::Duration) -> u32 {
     u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
-/// Moves `v` to the heap and returns it as an opaque handle for C. Free with [`free_handle`].
-#[allow(dead_code)]
-pub(crate) fn into_handle<T>(v: T) -> *mut T {
-    Box::into_raw(Box::new(v))
-}
-
-/// Drops a handle made by [`into_handle`]. NULL is a no-op.
-///
-/// # Safety
-/// `p` must be NULL or come from `into_handle::<T>` and not have been freed.
-#[allow(dead_code)]
-pub(crate) unsafe fn free_handle<T>(p: *mut T) {
-    if !p.is_null() {
-        drop(Box::from_raw(p));
-    }
 }
 
 #[cfg(test)]
@@ -699,18 +590,29 @@ mod tests {
 
     #[test]
     fn arg_helpers_reject_null() {
-        unsafe {
-            let e = arg_ref::<u32>(null(), "session").unwrap_err();
+        {
+            let e = arg_slice::<u32>(null(), 1, "session").unwrap_err();
             assert_eq!(e.code, wtd_result::WTD_ERR_INVALID_ARGUMENT);
-            assert_eq!(e.message, "session is NULL");
-            assert!(arg_mut::<u32>(null_mut(), "t").is_err());
-            let x = 5u32;
-            assert_eq!(*arg_ref(&x, "x").unwrap(), 5);
-            let misaligned = (&[0u64; 2] as *const u64 as *const u8).add(1) as *const u64;
-            assert!(arg_ref(misaligned, "m")
+            assert_eq!(e.message, "session is NULL but its length is 1");
+            let x = [5u32];
+            assert_eq!(arg_slice(x.as_ptr(), 1, "x").unwrap(), &[5]);
+            let misaligned = (&[0u64; 2] as *const u64 as *const u8).wrapping_add(1) as *const u64;
+            assert!(arg_slice(misaligned, 1, "m")
                 .unwrap_err()
                 .message
                 .contains("misaligned"));
+            // Issue 9 item 13: length × count overflow and > isize::MAX are refused.
+            assert!(
+                arg_slice::<[u8; 32]>(x.as_ptr() as *const [u8; 32], usize::MAX / 16, "h")
+                    .unwrap_err()
+                    .message
+                    .contains("too large")
+            );
+            assert!(arg_bytes(x.as_ptr() as *const u8, isize::MAX as usize + 1, "d").is_err());
+            assert!(checked_len(usize::MAX / 2, 3, "c").is_err());
+            assert_eq!(checked_len(4, 8, "c").unwrap(), 32);
+            assert!(arg_buffer(null_mut(), 3, "buf").is_err());
+            assert!(arg_buffer(null_mut(), 0, "buf").unwrap().is_empty());
             assert_eq!(arg_bytes(null(), 0, "data").unwrap(), &[] as &[u8]);
             assert!(arg_bytes(null(), 3, "data").is_err());
             assert_eq!(arg_bytes(b"abc".as_ptr(), 2, "data").unwrap(), b"ab");
@@ -763,9 +665,8 @@ mod tests {
             a: 10,
             b: 20,
         };
-        let got = unsafe {
-            read_options(&old as *const OptsV1 as *const OptsV2, def, 16, "opts").unwrap()
-        };
+        let got =
+            { read_options(&old as *const OptsV1 as *const OptsV2, def, 16, "opts").unwrap() };
         assert_eq!(
             got,
             OptsV2 {
@@ -783,32 +684,19 @@ mod tests {
             c: 9,
             _reserved: 0,
         };
-        assert_eq!(
-            unsafe { read_options(&newer, def, 16, "opts").unwrap() }.c,
-            9
-        );
+        assert_eq!(read_options(&newer, def, 16, "opts").unwrap().c, 9);
         let zero = OptsV2 {
             struct_size: 0,
             ..newer
         };
-        let e = unsafe { read_options(&zero, def, 16, "opts") }.unwrap_err();
+        let e = read_options(&zero, def, 16, "opts").unwrap_err();
         assert!(e.message.contains("opts.struct_size is 0"), "{}", e.message);
-        assert!(unsafe { read_options::<OptsV2>(null(), def, 16, "opts") }.is_err());
+        assert!(read_options::<OptsV2>(null(), def, 16, "opts").is_err());
         assert_eq!(
-            unsafe { read_options_or_default::<OptsV2>(null(), def, 16, "o") }.unwrap(),
+            read_options_or_default::<OptsV2>(null(), def, 16, "o").unwrap(),
             def
         );
         assert!(check_options_size(8, 16, "o").is_err());
-    }
-
-    #[test]
-    fn handles() {
-        let h = into_handle(String::from("x"));
-        unsafe {
-            assert_eq!(arg_ref(h, "h").unwrap(), "x");
-            free_handle(h);
-            free_handle::<String>(null_mut());
-        }
     }
 }
 
@@ -824,14 +712,4 @@ impl UserData {
     pub(crate) fn get(&self) -> *mut std::ffi::c_void {
         self.0
     }
-}
-
-/// A weak reference to an `Arc`-backed handle, for callbacks that must never see it freed.
-///
-/// # Safety
-/// `p` must come from `Arc::into_raw` and still be alive.
-pub(crate) unsafe fn weak_handle<T>(p: *const T) -> std::sync::Weak<T> {
-    std::sync::Arc::increment_strong_count(p);
-    let strong = std::sync::Arc::from_raw(p);
-    std::sync::Arc::downgrade(&strong)
 }

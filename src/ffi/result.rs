@@ -52,7 +52,7 @@ pub extern "C" fn wtd_result_str(result: u32) -> *const c_char {
 /// `wtd_last_error_message`, `wtd_result_str` and the version functions); copy it to keep it.
 /// Thread: per thread — each thread sees its own last error. Errors: none.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_last_error_message() -> *const c_char {
+pub extern "C" fn wtd_last_error_message() -> *const c_char {
     last_error_ptr()
 }
 
@@ -61,7 +61,7 @@ pub unsafe extern "C" fn wtd_last_error_message() -> *const c_char {
 ///
 /// Ownership: static; never free it. Thread: any. Errors: none.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_version() -> *const c_char {
+pub extern "C" fn wtd_version() -> *const c_char {
     VERSION.as_ptr() as *const c_char
 }
 
@@ -69,7 +69,7 @@ pub unsafe extern "C" fn wtd_version() -> *const c_char {
 ///
 /// Thread: any. Errors: none.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_version_number() -> u32 {
+pub extern "C" fn wtd_version_number() -> u32 {
     (WTD_VERSION_MAJOR << 16) | (WTD_VERSION_MINOR << 8) | WTD_VERSION_PATCH
 }
 
@@ -81,7 +81,7 @@ pub unsafe extern "C" fn wtd_version_number() -> u32 {
 /// Errors: `WTD_ERR_INVALID_ARGUMENT` if `threads` is 0 or above 1024; `WTD_ERR_INVALID_STATE` if
 /// the runtime is already running.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_set_runtime_threads(threads: u32) -> wtd_result {
+pub extern "C" fn wtd_set_runtime_threads(threads: u32) -> wtd_result {
     guard(|| crate::runtime::set_threads(threads as usize))
 }
 
@@ -93,7 +93,7 @@ pub unsafe extern "C" fn wtd_set_runtime_threads(threads: u32) -> wtd_result {
 ///
 /// Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_shutdown() {
+pub extern "C" fn wtd_shutdown() {
     guard_void(|| {
         crate::logging::log_debug!("wtd_shutdown: stopping the runtime");
         // Let session closes in flight reach their peers first (bounded).
@@ -136,7 +136,7 @@ mod tests {
         let v = unsafe { CStr::from_ptr(wtd_version()) }.to_str().unwrap();
         assert_eq!(v, env!("CARGO_PKG_VERSION"));
         assert_eq!(
-            unsafe { wtd_version_number() },
+            wtd_version_number(),
             WTD_VERSION_MAJOR << 16 | WTD_VERSION_MINOR << 8 | WTD_VERSION_PATCH
         );
     }
@@ -145,12 +145,12 @@ mod tests {
     fn set_runtime_threads_rejects_zero() {
         // Zero is refused before the runtime state is consulted; other values are exercised in
         // runtime.rs on a private runtime so this test cannot disturb the global one.
-        let r = unsafe { wtd_set_runtime_threads(0) };
+        let r = wtd_set_runtime_threads(0);
         assert_eq!(r, wtd_result::WTD_ERR_INVALID_ARGUMENT);
         let msg = unsafe { CStr::from_ptr(wtd_last_error_message()) };
         assert!(msg.to_str().unwrap().contains("at least 1"));
         assert_eq!(
-            unsafe { wtd_set_runtime_threads(100_000) },
+            wtd_set_runtime_threads(100_000),
             wtd_result::WTD_ERR_INVALID_ARGUMENT
         );
     }

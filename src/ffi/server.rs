@@ -6,10 +6,11 @@ use std::ffi::{c_char, c_void, CString};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::handle::{borrow, free_box, new_box, BoxOwned, Handle};
 use super::session::{new_handle, wtd_session};
 use super::{
-    arg_opt_str, arg_ref, copy_str_out, free_handle, guard, into_handle, read_options_or_default,
-    wait_of, write_out, write_sized, UserData,
+    arg_buffer, arg_opt_str, copy_str_out, guard, read_options_or_default, wait_of, write_out,
+    write_sized, UserData,
 };
 use crate::endpoint::server::{
     Identity, Server, ServerConfig, DEFAULT_ACCEPT_QUEUE_CAPACITY, DEFAULT_DEADLINE,
@@ -25,6 +26,11 @@ use crate::session::DEFAULT_INCOMING_CAPACITY;
 /// `wtd_server_free`.
 pub struct wtd_server {
     inner: Server,
+}
+
+impl Handle for wtd_server {
+    type Ownership = BoxOwned;
+    const NAME: &'static str = "server";
 }
 
 /// A session request shown to `on_request`. Strings are NUL-terminated UTF-8, valid only during
@@ -165,9 +171,7 @@ const SERVER_OPTIONS_V1: usize = std::mem::offset_of!(wtd_server_options, accept
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_options_default(
-    options: *mut wtd_server_options,
-) -> wtd_result {
+pub extern "C" fn wtd_server_options_default(options: *mut wtd_server_options) -> wtd_result {
     guard(|| write_sized(options, server_defaults(), SERVER_OPTIONS_V1, "options"))
 }
 
@@ -181,7 +185,7 @@ pub(crate) fn quic_settings(idle_ms: u32, keep_alive_ms: u32) -> Result<QuicSett
     })
 }
 
-unsafe fn config_from(o: &wtd_server_options) -> Result<ServerConfig> {
+fn config_from(o: &wtd_server_options) -> Result<ServerConfig> {
     let host = arg_opt_str(o.host, "host")?.unwrap_or("0.0.0.0");
     let ip: IpAddr = host
         .parse()
@@ -248,12 +252,14 @@ unsafe fn config_from(o: &wtd_server_options) -> Result<ServerConfig> {
                 origin: origin.as_ref().map_or(std::ptr::null(), |o| o.as_ptr()),
                 draft,
             };
-            f(ud.get(), &r)
+            // SAFETY: the application's callback, called as its registration documents.
+            unsafe { f(ud.get(), &r) }
         }));
     }
     if let Some(f) = o.on_session {
         let ud = UserData(o.user_data);
-        cfg.on_session = Some(Box::new(move |s| f(ud.get(), new_handle(s))));
+        // SAFETY: the application's callback, called as its registration documents.
+        cfg.on_session = Some(Box::new(move |s| unsafe { f(ud.get(), new_handle(s)) }));
     }
     Ok(cfg)
 }
@@ -265,7 +271,7 @@ unsafe fn config_from(o: &wtd_server_options) -> Result<ServerConfig> {
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL `out`, bad host or options, `struct_size` too small),
 /// WTD_ERR_TLS (unreadable or mismatched certificate/key), WTD_ERR_IO (port in use).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_new(
+pub extern "C" fn wtd_server_new(
     options: *const wtd_server_options,
     out: *mut *mut wtd_server,
 ) -> wtd_result {
@@ -275,19 +281,19 @@ pub unsafe extern "C" fn wtd_server_new(
         }
         let o = read_options_or_default(options, server_defaults(), SERVER_OPTIONS_V1, "options")?;
         let server = Server::bind(config_from(&o)?)?;
-        write_out(out, into_handle(wtd_server { inner: server }), "out")
+        write_out(out, new_box(wtd_server { inner: server }), "out")
     })
 }
 
-unsafe fn server<'a>(p: *const wtd_server) -> Result<&'a Server> {
-    Ok(&arg_ref(p, "server")?.inner)
+fn server<'a>(p: *const wtd_server) -> Result<&'a Server> {
+    Ok(&borrow(p)?.inner)
 }
 
 /// Writes the UDP port the server listens on to `*out`.
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_IO.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_port(server: *const wtd_server, out: *mut u16) -> wtd_result {
+pub extern "C" fn wtd_server_port(server: *const wtd_server, out: *mut u16) -> wtd_result {
     guard(|| write_out(out, self::server(server)?.local_addr()?.port(), "out"))
 }
 
@@ -299,7 +305,7 @@ pub unsafe extern "C" fn wtd_server_port(server: *const wtd_server, out: *mut u1
 /// descriptor every time; valid until `wtd_server_free`. Thread: any. Errors: NULL arguments;
 /// WTD_ERR_INTERNAL if the OS refuses a descriptor.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_readiness_fd(
+pub extern "C" fn wtd_server_readiness_fd(
     server: *const wtd_server,
     out_fd: *mut i32,
 ) -> wtd_result {
@@ -310,16 +316,10 @@ pub unsafe extern "C" fn wtd_server_readiness_fd(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_cert_hash(
-    server: *const wtd_server,
-    out32: *mut u8,
-) -> wtd_result {
+pub extern "C" fn wtd_server_cert_hash(server: *const wtd_server, out32: *mut u8) -> wtd_result {
     guard(|| {
         let hash = self::server(server)?.cert_sha256();
-        if out32.is_null() {
-            return Err(Error::invalid("out32 is NULL"));
-        }
-        std::ptr::copy_nonoverlapping(hash.as_ptr(), out32, 32);
+        arg_buffer(out32, 32, "out32")?.copy_from_slice(&hash);
         Ok(())
     })
 }
@@ -330,7 +330,7 @@ pub unsafe extern "C" fn wtd_server_cert_hash(
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL server, NULL buf with cap > 0),
 /// WTD_ERR_BUFFER_TOO_SMALL (`cap` < 65; nothing written).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_cert_hash_hex(
+pub extern "C" fn wtd_server_cert_hash_hex(
     server: *const wtd_server,
     buf: *mut c_char,
     cap: usize,
@@ -351,7 +351,7 @@ pub unsafe extern "C" fn wtd_server_cert_hash_hex(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_get_stats(
+pub extern "C" fn wtd_server_get_stats(
     server: *const wtd_server,
     out: *mut wtd_server_stats,
 ) -> wtd_result {
@@ -384,7 +384,7 @@ pub unsafe extern "C" fn wtd_server_get_stats(
 /// WTD_ERR_WOULD_BLOCK (none waiting, `timeout_ms` 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (after
 /// `wtd_server_close`; also wakes a waiting call).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_accept(
+pub extern "C" fn wtd_server_accept(
     server: *mut wtd_server,
     out: *mut *mut wtd_session,
     timeout_ms: i32,
@@ -405,7 +405,7 @@ pub unsafe extern "C" fn wtd_server_accept(
 ///
 /// Thread: any; from a wtd callback it does not wait. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_close(server: *mut wtd_server) -> wtd_result {
+pub extern "C" fn wtd_server_close(server: *mut wtd_server) -> wtd_result {
     guard(|| {
         self::server(server)?.close();
         Ok(())
@@ -417,6 +417,6 @@ pub unsafe extern "C" fn wtd_server_close(server: *mut wtd_server) -> wtd_result
 ///
 /// Thread: any. Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_server_free(server: *mut wtd_server) {
-    super::guard_void(|| free_handle(server))
+pub extern "C" fn wtd_server_free(server: *mut wtd_server) {
+    super::guard_void(|| free_box(server))
 }

@@ -7,10 +7,12 @@ use std::ffi::{c_char, c_void, CString};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use super::handle::{arc_ref, borrow, new_arc, take_arc, weak_ref, ArcOwned, Handle};
 use super::{
-    arg_buffer, arg_bytes, arg_opt_str, arg_ref, arg_slice_mut, copy_str_out, guard,
-    read_options_or_default, wait_of, weak_handle, write_out, write_sized, UserData,
+    arg_buffer, arg_bytes, arg_opt_str, arg_slice_mut, copy_str_out, guard,
+    read_options_or_default, wait_of, write_out, write_sized, UserData,
 };
+use crate::datagram::batch;
 use crate::error::{wtd_result, Error, Result};
 use crate::h3::wtd_draft;
 use crate::session::{Session, SessionCallbacks};
@@ -33,24 +35,27 @@ pub(crate) fn new_client_handle(
     session: Session,
     client_config: Option<crate::endpoint::client::ClientConfig>,
 ) -> *mut wtd_session {
-    Arc::into_raw(Arc::new(wtd_session {
+    new_arc(wtd_session {
         inner: session,
         client_config,
-    })) as *mut wtd_session
+    })
+}
+
+impl Handle for wtd_session {
+    type Ownership = ArcOwned;
+    const NAME: &'static str = "session";
 }
 
 /// Borrows the session behind a handle; NULL → invalid argument.
-pub(crate) unsafe fn session<'a>(p: *const wtd_session) -> Result<&'a Session> {
-    Ok(&arg_ref(p, "session")?.inner)
+pub(crate) fn session<'a>(p: *const wtd_session) -> Result<&'a Session> {
+    Ok(&borrow(p)?.inner)
 }
 
 /// A strong reference to the handle for the length of a call that may block, so that
 /// `wtd_session_free` from another thread while the call waits does not free it under the
 /// call (the call then wakes with WTD_ERR_CLOSED and the handle goes when it returns).
-pub(crate) unsafe fn session_ref(p: *const wtd_session) -> Result<Arc<wtd_session>> {
-    arg_ref(p, "session")?;
-    Arc::increment_strong_count(p);
-    Ok(Arc::from_raw(p))
+pub(crate) fn session_ref(p: *const wtd_session) -> Result<Arc<wtd_session>> {
+    arc_ref(p)
 }
 
 /// One caller-owned buffer of a batch receive (`wtd_session_receive_batch`,
@@ -169,7 +174,7 @@ const CALLBACKS_V1: usize = std::mem::size_of::<wtd_session_callbacks>();
 /// dropped silently), WTD_ERR_CLOSED (after close), WTD_ERR_NOT_SUPPORTED (the peer takes no
 /// datagrams).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_send(
+pub extern "C" fn wtd_session_send(
     session: *mut wtd_session,
     data: *const u8,
     len: usize,
@@ -194,7 +199,7 @@ pub unsafe extern "C" fn wtd_session_send(
 /// WTD_ERR_WOULD_BLOCK (empty, timeout 0), WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (closed and empty; also
 /// wakes a waiting call), WTD_ERR_BUFFER_TOO_SMALL (its size is written to `*out_len`).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_receive(
+pub extern "C" fn wtd_session_receive(
     session: *mut wtd_session,
     buf: *mut u8,
     cap: usize,
@@ -236,7 +241,7 @@ pub unsafe extern "C" fn wtd_session_receive(
 /// to `buffers[0].len` and it stays queued — the one output written on failure),
 /// WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_receive_batch(
+pub extern "C" fn wtd_session_receive_batch(
     session: *mut wtd_session,
     buffers: *mut wtd_datagram_buffer,
     count: usize,
@@ -245,32 +250,9 @@ pub unsafe extern "C" fn wtd_session_receive_batch(
 ) -> wtd_result {
     guard(|| {
         let handle = session_ref(session)?;
-        let s = &handle.inner;
         let slots = batch_slots(buffers, count, out_count)?;
-        let mut needed = 0;
-        // SAFETY: batch_slots checked every slot's data/capacity pair.
-        let first = unsafe { slot_bytes(&slots[0]) };
-        match s.recv_datagram_into(first, wait_of(timeout_ms), &mut needed) {
-            Ok(n) => slots[0].len = n,
-            Err(e) => {
-                if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                    slots[0].len = needed;
-                }
-                return Err(e);
-            }
-        }
-        let rest = &mut slots[1..];
-        let more = s.recv_batch_with(rest.len(), |i, d| {
-            // SAFETY: as above.
-            let dst = unsafe { slot_bytes(&rest[i]) };
-            if d.len() > dst.len() {
-                return false;
-            }
-            dst[..d.len()].copy_from_slice(d);
-            rest[i].len = d.len();
-            true
-        });
-        write_out(out_count, 1 + more, "out_count")
+        let n = batch::receive_into(&handle.inner, &mut CSlots(slots), wait_of(timeout_ms))?;
+        write_out(out_count, n, "out_count")
     })
 }
 
@@ -278,7 +260,7 @@ pub unsafe extern "C" fn wtd_session_receive_batch(
 ///
 /// # Safety
 /// A non-NULL `buffers` must point to `count` writable `wtd_datagram_buffer`s.
-pub(crate) unsafe fn batch_slots<'a>(
+pub(crate) fn batch_slots<'a>(
     buffers: *mut wtd_datagram_buffer,
     count: usize,
     out_count: *const usize,
@@ -289,8 +271,7 @@ pub(crate) unsafe fn batch_slots<'a>(
     if count == 0 {
         return Err(Error::invalid("count must be > 0"));
     }
-    // SAFETY: the caller's contract.
-    let slots = unsafe { arg_slice_mut(buffers, count, "buffers")? };
+    let slots = arg_slice_mut(buffers, count, "buffers")?;
     if let Some(i) = slots
         .iter()
         .position(|b| b.data.is_null() && b.capacity > 0)
@@ -308,16 +289,22 @@ pub(crate) unsafe fn batch_slots<'a>(
     Ok(slots)
 }
 
-/// The writable bytes of one checked slot.
-///
-/// # Safety
-/// The slot passed [`batch_slots`] and its `data` stays valid and unaliased for `'a`.
-pub(crate) unsafe fn slot_bytes<'a>(slot: &wtd_datagram_buffer) -> &'a mut [u8] {
-    if slot.capacity == 0 {
-        return &mut [];
+/// Checked `wtd_datagram_buffer`s (from [`batch_slots`]) as the batch loop's slots.
+pub(crate) struct CSlots<'a>(pub(crate) &'a mut [wtd_datagram_buffer]);
+
+impl batch::Slots for CSlots<'_> {
+    fn count(&self) -> usize {
+        self.0.len()
     }
-    // SAFETY: non-NULL (checked by batch_slots when capacity > 0), length ≤ isize::MAX.
-    unsafe { std::slice::from_raw_parts_mut(slot.data, slot.capacity) }
+    fn buf(&mut self, i: usize) -> &mut [u8] {
+        let slot = &self.0[i];
+        // `batch_slots` checked data/capacity (non-NULL when capacity > 0, capacity ≤ isize::MAX);
+        // validity is the C caller's contract.
+        arg_buffer(slot.data, slot.capacity, "buffer").unwrap_or_default()
+    }
+    fn set_len(&mut self, i: usize, len: usize) {
+        self.0[i].len = len;
+    }
 }
 
 /// Installs the session's callbacks (`callbacks` NULL removes them; the struct is copied). They
@@ -336,12 +323,12 @@ pub(crate) unsafe fn slot_bytes<'a>(slot: &wtd_datagram_buffer) -> &'a mut [u8] 
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `struct_size` below the first
 /// published size).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_set_callbacks(
+pub extern "C" fn wtd_session_set_callbacks(
     session: *mut wtd_session,
     callbacks: *const wtd_session_callbacks,
 ) -> wtd_result {
     guard(|| {
-        let handle = arg_ref(session as *const wtd_session, "session")?;
+        let handle = borrow(session as *const wtd_session)?;
         if callbacks.is_null() {
             handle.inner.set_callbacks(None);
             return Ok(());
@@ -354,18 +341,21 @@ pub unsafe extern "C" fn wtd_session_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options_or_default(callbacks, zero, CALLBACKS_V1, "callbacks")?;
-        let weak: Weak<wtd_session> = weak_handle(session as *const wtd_session);
+        let weak: Weak<wtd_session> = weak_ref(session as *const wtd_session)?;
         let mut rust = SessionCallbacks::default();
         if let Some(f) = cbs.on_datagram {
             let (w, ud) = (weak.clone(), UserData(cbs.user_data));
             rust.on_datagram = Some(Box::new(move |data: bytes::Bytes| {
                 if let Some(h) = w.upgrade() {
-                    f(
-                        ud.get(),
-                        Arc::as_ptr(&h) as *mut wtd_session,
-                        data.as_ptr(),
-                        data.len(),
-                    );
+                    // SAFETY: the application's callback, called as its registration documents.
+                    unsafe {
+                        f(
+                            ud.get(),
+                            Arc::as_ptr(&h) as *mut wtd_session,
+                            data.as_ptr(),
+                            data.len(),
+                        )
+                    };
                 }
             }));
         }
@@ -374,12 +364,15 @@ pub unsafe extern "C" fn wtd_session_set_callbacks(
             rust.on_closed = Some(Box::new(move |info| {
                 if let Some(h) = w.upgrade() {
                     let reason = CString::new(info.reason.replace('\0', " ")).unwrap_or_default();
-                    f(
-                        ud.get(),
-                        Arc::as_ptr(&h) as *mut wtd_session,
-                        info.code,
-                        reason.as_ptr(),
-                    );
+                    // SAFETY: the application's callback, called as its registration documents.
+                    unsafe {
+                        f(
+                            ud.get(),
+                            Arc::as_ptr(&h) as *mut wtd_session,
+                            info.code,
+                            reason.as_ptr(),
+                        )
+                    };
                 }
             }));
         }
@@ -395,7 +388,7 @@ pub unsafe extern "C" fn wtd_session_set_callbacks(
 /// Thread: any, including callbacks. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `reason` not
 /// UTF-8).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_close(
+pub extern "C" fn wtd_session_close(
     session: *mut wtd_session,
     code: u32,
     reason: *const c_char,
@@ -412,7 +405,7 @@ pub unsafe extern "C" fn wtd_session_close(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_is_draining(
+pub extern "C" fn wtd_session_is_draining(
     session: *const wtd_session,
     out: *mut bool,
 ) -> wtd_result {
@@ -424,10 +417,7 @@ pub unsafe extern "C" fn wtd_session_is_draining(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_is_closed(
-    session: *const wtd_session,
-    out: *mut bool,
-) -> wtd_result {
+pub extern "C" fn wtd_session_is_closed(session: *const wtd_session, out: *mut bool) -> wtd_result {
     guard(|| write_out(out, self::session(session)?.is_closed(), "out"))
 }
 
@@ -438,7 +428,7 @@ pub unsafe extern "C" fn wtd_session_is_closed(
 /// cap > 0), WTD_ERR_INVALID_STATE (still open), WTD_ERR_BUFFER_TOO_SMALL (the needed length is
 /// written to `*out_len`).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_close_info(
+pub extern "C" fn wtd_session_close_info(
     session: *const wtd_session,
     out_code: *mut u32,
     reason_buf: *mut c_char,
@@ -464,7 +454,7 @@ pub unsafe extern "C" fn wtd_session_close_info(
 /// Thread: any but a wtd callback thread when waiting (WTD_ERR_INVALID_STATE).
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_TIMEOUT (still open).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_wait_closed(
+pub extern "C" fn wtd_session_wait_closed(
     session: *const wtd_session,
     timeout_ms: i32,
 ) -> wtd_result {
@@ -481,7 +471,7 @@ pub unsafe extern "C" fn wtd_session_wait_closed(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_id(session: *const wtd_session, out: *mut u64) -> wtd_result {
+pub extern "C" fn wtd_session_id(session: *const wtd_session, out: *mut u64) -> wtd_result {
     guard(|| write_out(out, self::session(session)?.id(), "out"))
 }
 
@@ -489,7 +479,7 @@ pub unsafe extern "C" fn wtd_session_id(session: *const wtd_session, out: *mut u
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_draft(
+pub extern "C" fn wtd_session_draft(
     session: *const wtd_session,
     out: *mut wtd_draft,
 ) -> wtd_result {
@@ -511,7 +501,7 @@ pub extern "C" fn wtd_draft_str(draft: u32) -> *const c_char {
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL buf with cap > 0),
 /// WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_path(
+pub extern "C" fn wtd_session_path(
     session: *const wtd_session,
     buf: *mut c_char,
     cap: usize,
@@ -525,7 +515,7 @@ pub unsafe extern "C" fn wtd_session_path(
 ///
 /// Thread: any. Errors: as `wtd_session_path`.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_origin(
+pub extern "C" fn wtd_session_origin(
     session: *const wtd_session,
     buf: *mut c_char,
     cap: usize,
@@ -550,7 +540,7 @@ pub unsafe extern "C" fn wtd_session_origin(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_max_datagram_size(
+pub extern "C" fn wtd_session_max_datagram_size(
     session: *const wtd_session,
     out: *mut usize,
 ) -> wtd_result {
@@ -566,7 +556,7 @@ pub unsafe extern "C" fn wtd_session_max_datagram_size(
 /// time; valid until `wtd_session_free`. Thread: any. Errors: NULL arguments;
 /// WTD_ERR_INTERNAL if the OS refuses a descriptor.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_readiness_fd(
+pub extern "C" fn wtd_session_readiness_fd(
     session: *const wtd_session,
     out_fd: *mut i32,
 ) -> wtd_result {
@@ -578,7 +568,7 @@ pub unsafe extern "C" fn wtd_session_readiness_fd(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_get_stats(
+pub extern "C" fn wtd_session_get_stats(
     session: *const wtd_session,
     out: *mut wtd_session_stats,
 ) -> wtd_result {
@@ -622,12 +612,11 @@ pub unsafe extern "C" fn wtd_session_get_stats(
 /// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_session_free(session: *mut wtd_session) {
+pub extern "C" fn wtd_session_free(session: *mut wtd_session) {
     super::guard_void(|| {
-        if session.is_null() {
+        let Some(handle) = take_arc(session) else {
             return;
-        }
-        let handle = Arc::from_raw(session as *const wtd_session);
+        };
         handle.inner.set_callbacks(None);
         handle.inner.close(0, "");
         drop(handle);

@@ -9,12 +9,14 @@ use std::ffi::{c_char, c_void};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::session::{batch_slots, session, slot_bytes, wtd_datagram_buffer, wtd_session};
+use super::handle::{borrow, new_arc, take_arc, weak_ref, ArcOwned, Handle};
+use super::session::{batch_slots, session, wtd_datagram_buffer, wtd_session, CSlots};
 use super::{
-    arg_buffer, arg_bytes, arg_ref, arg_slice_mut, check_sized, copy_bytes_out, copy_str_out,
-    guard, guard_value, ms_of_opt, opt_ms, read_options_or_default, wait_of, weak_handle,
-    write_out, write_sized, UserData,
+    arg_buffer, arg_bytes, arg_slice, arg_slice_mut, check_sized, copy_bytes_out, copy_str_out,
+    guard, guard_value, ms_of_opt, opt_ms, read_options_or_default, wait_of, write_out,
+    write_sized, UserData,
 };
+use crate::datagram::batch;
 use crate::datagram::json;
 use crate::datagram::report::{self, wtd_issue};
 use crate::datagram::transport::{
@@ -29,6 +31,11 @@ use crate::error::{wtd_result, Error, Result};
 /// freed while another call on it is running.
 pub struct wtd_transport {
     inner: DatagramTransport,
+}
+
+impl Handle for wtd_transport {
+    type Ownership = ArcOwned;
+    const NAME: &'static str = "transport";
 }
 
 /// Transport options. Fill with `wtd_transport_options_default`, then change fields.
@@ -109,8 +116,8 @@ fn config_from(o: &wtd_transport_options) -> Result<TransportConfig> {
 }
 
 /// Borrows the transport behind a handle; NULL → invalid argument.
-pub(crate) unsafe fn transport<'a>(p: *const wtd_transport) -> Result<&'a DatagramTransport> {
-    Ok(&arg_ref(p, "transport")?.inner)
+pub(crate) fn transport<'a>(p: *const wtd_transport) -> Result<&'a DatagramTransport> {
+    Ok(&borrow(p)?.inner)
 }
 
 fn too_small(need: usize, cap: usize) -> Error {
@@ -138,7 +145,7 @@ fn receive_fitting(
 }
 
 /// Receives into `buf`, writing the length, or the needed size on WTD_ERR_BUFFER_TOO_SMALL.
-unsafe fn receive_into(
+fn receive_into(
     t: &DatagramTransport,
     buf: *mut u8,
     cap: usize,
@@ -148,8 +155,7 @@ unsafe fn receive_into(
     if out_len.is_null() {
         return Err(Error::invalid("out_len is NULL"));
     }
-    // SAFETY: the export's caller guarantees `buf` is writable for `cap` bytes.
-    let slice = unsafe { arg_buffer(buf, cap, "buf")? };
+    let slice = arg_buffer(buf, cap, "buf")?;
     let needed = Cell::new(0);
     match receive_fitting(t, cap, timeout, &needed) {
         Ok(r) => {
@@ -172,9 +178,7 @@ unsafe fn receive_into(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_options_default(
-    options: *mut wtd_transport_options,
-) -> wtd_result {
+pub extern "C" fn wtd_transport_options_default(options: *mut wtd_transport_options) -> wtd_result {
     guard(|| {
         write_sized(
             options,
@@ -198,7 +202,7 @@ pub unsafe extern "C" fn wtd_transport_options_default(
 /// outgoing_high_water_mark 0, filter_heartbeats not 0/1, struct_size too small),
 /// WTD_ERR_CLOSED (the session is already closed).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_new(
+pub extern "C" fn wtd_transport_new(
     session: *mut wtd_session,
     options: *const wtd_transport_options,
     out: *mut *mut wtd_transport,
@@ -216,7 +220,7 @@ pub unsafe extern "C" fn wtd_transport_new(
         )?;
         let cfg = config_from(&o)?;
         let t = DatagramTransport::for_session(s, cfg)?;
-        let handle = Arc::into_raw(Arc::new(wtd_transport { inner: t })) as *mut wtd_transport;
+        let handle = new_arc(wtd_transport { inner: t });
         write_out(out, handle, "out")
     })
 }
@@ -226,7 +230,7 @@ pub unsafe extern "C" fn wtd_transport_new(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_get_options(
+pub extern "C" fn wtd_transport_get_options(
     transport: *const wtd_transport,
     options: *mut wtd_transport_options,
 ) -> wtd_result {
@@ -255,7 +259,7 @@ pub unsafe extern "C" fn wtd_transport_get_options(
 /// Thread: any; a flush from a callback thread is refused (WTD_ERR_INVALID_STATE) — use 0 there.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_INVALID_STATE (see above).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_close(
+pub extern "C" fn wtd_transport_close(
     transport: *mut wtd_transport,
     flush_timeout_ms: u32,
 ) -> wtd_result {
@@ -269,12 +273,11 @@ pub unsafe extern "C" fn wtd_transport_close(
 /// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_free(transport: *mut wtd_transport) {
+pub extern "C" fn wtd_transport_free(transport: *mut wtd_transport) {
     super::guard_void(|| {
-        if transport.is_null() {
+        let Some(handle) = take_arc(transport) else {
             return;
-        }
-        let handle = Arc::from_raw(transport as *const wtd_transport);
+        };
         handle.inner.set_callbacks(None);
         let _ = handle.inner.close(None);
         drop(handle);
@@ -298,7 +301,7 @@ pub unsafe extern "C" fn wtd_transport_free(transport: *mut wtd_transport) {
 /// WTD_ERR_WOULD_BLOCK / WTD_ERR_TIMEOUT (queue full, counted in `rejected_full`),
 /// WTD_ERR_CLOSED (transport closed). Every failure is counted in `send_failures`.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_send(
+pub extern "C" fn wtd_transport_send(
     transport: *mut wtd_transport,
     data: *const u8,
     len: usize,
@@ -317,7 +320,7 @@ pub unsafe extern "C" fn wtd_transport_send(
 /// WTD_ERR_WOULD_BLOCK at once). Same errors. Thread: any, including callbacks.
 /// Errors: as `wtd_transport_send`.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_try_send(
+pub extern "C" fn wtd_transport_try_send(
     transport: *mut wtd_transport,
     data: *const u8,
     len: usize,
@@ -351,7 +354,7 @@ pub struct wtd_datagram_view {
 /// out_accepted, NULL `items` with `count > 0`, or an item with NULL data and len > 0 (checked
 /// before anything is sent).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_send_multiple(
+pub extern "C" fn wtd_transport_send_multiple(
     transport: *mut wtd_transport,
     items: *const wtd_datagram_view,
     count: usize,
@@ -369,12 +372,7 @@ pub unsafe extern "C" fn wtd_transport_send_multiple(
         if count == 0 {
             return Ok(());
         }
-        if items.is_null() {
-            return Err(Error::invalid(format!(
-                "items is NULL but count is {count}"
-            )));
-        }
-        let views = std::slice::from_raw_parts(items, count);
+        let views = arg_slice(items, count, "items")?;
         if let Some(i) = views.iter().position(|v| v.data.is_null() && v.len > 0) {
             return Err(Error::invalid(format!(
                 "items[{i}].data is NULL but its length is {}",
@@ -386,7 +384,7 @@ pub unsafe extern "C" fn wtd_transport_send_multiple(
             .map(|v| arg_bytes(v.data, v.len, "an item's data"))
             .collect::<Result<Vec<&[u8]>>>()?;
         let (n, err) = t.send_multiple(&slices, priority, opt_ms(ttl_ms));
-        *out_accepted = n;
+        write_out(out_accepted, n, "out_accepted")?;
         err.map_or(Ok(()), Err)
     })
 }
@@ -398,7 +396,7 @@ pub unsafe extern "C" fn wtd_transport_send_multiple(
 /// Ownership: `json` is only read during the call. Thread: as `wtd_transport_send`.
 /// Errors: WTD_ERR_SERIALIZATION, plus those of `wtd_transport_send`.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_send_json(
+pub extern "C" fn wtd_transport_send_json(
     transport: *mut wtd_transport,
     json: *const c_char,
     len: usize,
@@ -427,7 +425,7 @@ pub unsafe extern "C" fn wtd_transport_send_json(
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport/out_len, NULL buf with cap > 0), and the
 /// ones above.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_receive(
+pub extern "C" fn wtd_transport_receive(
     transport: *mut wtd_transport,
     buf: *mut u8,
     cap: usize,
@@ -444,7 +442,7 @@ pub unsafe extern "C" fn wtd_transport_receive(
 /// Thread: any, including callbacks.
 /// Errors: as `wtd_transport_receive`.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_try_receive(
+pub extern "C" fn wtd_transport_try_receive(
     transport: *mut wtd_transport,
     buf: *mut u8,
     cap: usize,
@@ -471,7 +469,7 @@ pub unsafe extern "C" fn wtd_transport_try_receive(
 /// to `buffers[0].len` and it stays queued — the one output written on failure),
 /// WTD_ERR_INVALID_ARGUMENT (NULL pointers, `count` 0, a buffer with NULL data and capacity > 0).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_receive_batch(
+pub extern "C" fn wtd_transport_receive_batch(
     transport: *mut wtd_transport,
     buffers: *mut wtd_datagram_buffer,
     count: usize,
@@ -481,31 +479,7 @@ pub unsafe extern "C" fn wtd_transport_receive_batch(
     guard(|| {
         let t = self::transport(transport)?;
         let slots = batch_slots(buffers, count, out_count)?;
-        let needed = Cell::new(0);
-        let mut n = 0;
-        while n < slots.len() {
-            let wait = if n == 0 {
-                wait_of(timeout_ms)
-            } else {
-                Some(Duration::ZERO)
-            };
-            match receive_fitting(t, slots[n].capacity, wait, &needed) {
-                Ok(r) => {
-                    // SAFETY: batch_slots checked the slot.
-                    let dst = unsafe { slot_bytes(&slots[n]) };
-                    dst[..r.data.len()].copy_from_slice(&r.data);
-                    slots[n].len = r.data.len();
-                    n += 1;
-                }
-                Err(e) if n == 0 => {
-                    if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                        slots[0].len = needed.get();
-                    }
-                    return Err(e);
-                }
-                Err(_) => break,
-            }
-        }
+        let n = batch::receive_into(t, &mut CSlots(slots), wait_of(timeout_ms))?;
         write_out(out_count, n, "out_count")
     })
 }
@@ -549,7 +523,7 @@ const METADATA_V1: usize = std::mem::size_of::<wtd_datagram_metadata>();
 /// Thread: as `wtd_transport_receive`. Errors: as `wtd_transport_receive`, plus
 /// WTD_ERR_INVALID_ARGUMENT when `meta` is NULL.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_receive_with_metadata(
+pub extern "C" fn wtd_transport_receive_with_metadata(
     transport: *mut wtd_transport,
     buf: *mut u8,
     cap: usize,
@@ -562,12 +536,9 @@ pub unsafe extern "C" fn wtd_transport_receive_with_metadata(
         // Checked before a datagram is taken, so a bad `meta` loses nothing.
         check_sized(meta, METADATA_V1, "meta")?;
         let r = receive_into(t, buf, cap, out_len, wait_of(timeout_ms))?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, &r.data);
         let mut checksum = [0 as c_char; 9];
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for (i, b) in digest.as_ref()[..4].iter().enumerate() {
-            checksum[2 * i] = HEX[(b >> 4) as usize] as c_char;
-            checksum[2 * i + 1] = HEX[(b & 15) as usize] as c_char;
+        for (dst, src) in checksum.iter_mut().zip(batch::checksum8(&r.data)) {
+            *dst = src as c_char;
         }
         let m = wtd_datagram_metadata {
             struct_size: std::mem::size_of::<wtd_datagram_metadata>() as u32,
@@ -597,7 +568,7 @@ pub unsafe extern "C" fn wtd_transport_receive_with_metadata(
 /// Thread: as `wtd_transport_receive`. Errors: the ones above and those of
 /// `wtd_transport_receive`.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_receive_json(
+pub extern "C" fn wtd_transport_receive_json(
     transport: *mut wtd_transport,
     buf: *mut c_char,
     cap: usize,
@@ -642,7 +613,7 @@ pub unsafe extern "C" fn wtd_transport_receive_json(
 /// Empties the incoming queue; `*out_count` (optional) = datagrams dropped (counted in
 /// `cleared_incoming` and `receive_drops`). Thread: any. Errors: NULL transport.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_clear_receive_buffer(
+pub extern "C" fn wtd_transport_clear_receive_buffer(
     transport: *mut wtd_transport,
     out_count: *mut usize,
 ) -> wtd_result {
@@ -659,7 +630,7 @@ pub unsafe extern "C" fn wtd_transport_clear_receive_buffer(
 /// `cleared_outgoing` and `send_drops`). Wakes blocked senders. Thread: any.
 /// Errors: NULL transport.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_clear_send_buffer(
+pub extern "C" fn wtd_transport_clear_send_buffer(
     transport: *mut wtd_transport,
     out_count: *mut usize,
 ) -> wtd_result {
@@ -674,7 +645,7 @@ pub unsafe extern "C" fn wtd_transport_clear_send_buffer(
 
 /// Datagrams waiting in the incoming queue. Thread: any. Errors: NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_get_receive_buffer_size(
+pub extern "C" fn wtd_transport_get_receive_buffer_size(
     transport: *const wtd_transport,
     out: *mut usize,
 ) -> wtd_result {
@@ -689,7 +660,7 @@ pub unsafe extern "C" fn wtd_transport_get_receive_buffer_size(
 
 /// Datagrams waiting in the outgoing queue. Thread: any. Errors: NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_get_send_buffer_size(
+pub extern "C" fn wtd_transport_get_send_buffer_size(
     transport: *const wtd_transport,
     out: *mut usize,
 ) -> wtd_result {
@@ -762,7 +733,7 @@ fn queue_direction(q: &(usize, usize, Vec<(i32, usize)>)) -> wtd_queue_direction
 /// Fills `*out` with the size, capacity and per-priority counts of both queues.
 /// Thread: any. Errors: NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_get_queue_stats(
+pub extern "C" fn wtd_transport_get_queue_stats(
     transport: *const wtd_transport,
     out: *mut wtd_queue_stats,
 ) -> wtd_result {
@@ -866,7 +837,8 @@ pub struct wtd_datagram_stats {
     /// 1 − (receive_drops + receive_errors) / (datagrams_received + receive_errors); 1 before
     /// any.
     pub receive_success_rate: f64,
-    /// (send_drops + receive_drops) / (datagrams_sent + datagrams_received); 0 before any.
+    /// (send_drops + receive_drops) / max(1, datagrams_sent + datagrams_received) (drops with no
+    /// traffic yet still count, as in pywebtransport's `diagnose_issues`).
     pub drop_rate: f64,
 }
 
@@ -874,7 +846,7 @@ pub struct wtd_datagram_stats {
 /// because C cannot have a function and a struct of the same name). Thread: any.
 /// Errors: NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_get_stats(
+pub extern "C" fn wtd_transport_get_stats(
     transport: *const wtd_transport,
     out: *mut wtd_datagram_stats,
 ) -> wtd_result {
@@ -933,7 +905,7 @@ pub unsafe extern "C" fn wtd_transport_get_stats(
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL buf with cap > 0),
 /// WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_debug_state(
+pub extern "C" fn wtd_transport_debug_state(
     transport: *const wtd_transport,
     buf: *mut c_char,
     cap: usize,
@@ -952,7 +924,7 @@ pub unsafe extern "C" fn wtd_transport_debug_state(
 /// nothing written to `out` (`out` NULL with `count` 0 queries the count). Messages: `wtd_transport_diagnose_issues_json`.
 /// Thread: any. Errors: NULL transport/out_count.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_diagnose_issues(
+pub extern "C" fn wtd_transport_diagnose_issues(
     transport: *const wtd_transport,
     out: *mut wtd_issue,
     count: usize,
@@ -983,7 +955,7 @@ pub unsafe extern "C" fn wtd_transport_diagnose_issues(
 /// (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`. Thread: any.
 /// Errors: as `wtd_transport_debug_state`.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_diagnose_issues_json(
+pub extern "C" fn wtd_transport_diagnose_issues_json(
     transport: *const wtd_transport,
     buf: *mut c_char,
     cap: usize,
@@ -1002,7 +974,7 @@ pub unsafe extern "C" fn wtd_transport_diagnose_issues_json(
 /// another `start_heartbeat` (which replaces it) or close. Runs on a wtd runtime thread.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, interval 0), WTD_ERR_CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_start_heartbeat(
+pub extern "C" fn wtd_transport_start_heartbeat(
     transport: *mut wtd_transport,
     interval_ms: u32,
 ) -> wtd_result {
@@ -1011,7 +983,7 @@ pub unsafe extern "C" fn wtd_transport_start_heartbeat(
 
 /// Stops the heartbeat (no-op when none runs). Thread: any. Errors: NULL transport.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_stop_heartbeat(transport: *mut wtd_transport) -> wtd_result {
+pub extern "C" fn wtd_transport_stop_heartbeat(transport: *mut wtd_transport) -> wtd_result {
     guard(|| {
         self::transport(transport)?.stop_heartbeat();
         Ok(())
@@ -1021,7 +993,7 @@ pub unsafe extern "C" fn wtd_transport_stop_heartbeat(transport: *mut wtd_transp
 /// Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has. Thread: any.
 /// Errors: NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_last_heartbeat_received(
+pub extern "C" fn wtd_transport_last_heartbeat_received(
     transport: *const wtd_transport,
     out: *mut f64,
 ) -> wtd_result {
@@ -1036,7 +1008,7 @@ pub unsafe extern "C" fn wtd_transport_last_heartbeat_received(
 /// Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
 /// takes no datagrams). Thread: any. Errors: NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_max_datagram_size(
+pub extern "C" fn wtd_transport_max_datagram_size(
     transport: *const wtd_transport,
     out: *mut usize,
 ) -> wtd_result {
@@ -1051,7 +1023,7 @@ pub unsafe extern "C" fn wtd_transport_max_datagram_size(
 /// elsewhere); the same descriptor every time; valid until `wtd_transport_free`.
 /// Thread: any. Errors: NULL arguments; WTD_ERR_INTERNAL if the OS refuses a descriptor.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_readiness_fd(
+pub extern "C" fn wtd_transport_readiness_fd(
     transport: *const wtd_transport,
     out_fd: *mut i32,
 ) -> wtd_result {
@@ -1098,7 +1070,7 @@ pub struct wtd_throughput_result {
 /// Thread: not a callback thread (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT
 /// (NULL, duration 0), WTD_ERR_TOO_LARGE (size 0 or above max_datagram_size), WTD_ERR_CLOSED.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_throughput_test(
+pub extern "C" fn wtd_transport_throughput_test(
     transport: *mut wtd_transport,
     duration_ms: u32,
     size: usize,
@@ -1168,12 +1140,12 @@ const CALLBACKS_V1: usize = std::mem::size_of::<wtd_transport_callbacks>();
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, struct_size too small).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_set_callbacks(
+pub extern "C" fn wtd_transport_set_callbacks(
     transport: *mut wtd_transport,
     callbacks: *const wtd_transport_callbacks,
 ) -> wtd_result {
     guard(|| {
-        let handle = arg_ref(transport as *const wtd_transport, "transport")?;
+        let handle = borrow(transport as *const wtd_transport)?;
         if callbacks.is_null() {
             handle.inner.set_callbacks(None);
             return Ok(());
@@ -1186,18 +1158,21 @@ pub unsafe extern "C" fn wtd_transport_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options_or_default(callbacks, zero, CALLBACKS_V1, "callbacks")?;
-        let weak: Weak<wtd_transport> = weak_handle(transport as *const wtd_transport);
+        let weak: Weak<wtd_transport> = weak_ref(transport as *const wtd_transport)?;
         let mut rust = TransportCallbacks::default();
         if let Some(f) = cbs.on_received {
             let (w, ud) = (weak.clone(), UserData(cbs.user_data));
             rust.on_received = Some(Box::new(move |data: bytes::Bytes| {
                 if let Some(h) = w.upgrade() {
-                    f(
-                        ud.get(),
-                        Arc::as_ptr(&h) as *mut wtd_transport,
-                        data.as_ptr(),
-                        data.len(),
-                    );
+                    // SAFETY: the application's callback, called as its registration documents.
+                    unsafe {
+                        f(
+                            ud.get(),
+                            Arc::as_ptr(&h) as *mut wtd_transport,
+                            data.as_ptr(),
+                            data.len(),
+                        )
+                    };
                 }
             }));
         }
@@ -1205,7 +1180,8 @@ pub unsafe extern "C" fn wtd_transport_set_callbacks(
             let (w, ud) = (weak, UserData(cbs.user_data));
             rust.on_sent = Some(Box::new(move |size: usize| {
                 if let Some(h) = w.upgrade() {
-                    f(ud.get(), Arc::as_ptr(&h) as *mut wtd_transport, size);
+                    // SAFETY: the application's callback, called as its registration documents.
+                    unsafe { f(ud.get(), Arc::as_ptr(&h) as *mut wtd_transport, size) };
                 }
             }));
         }
@@ -1215,7 +1191,7 @@ pub unsafe extern "C" fn wtd_transport_set_callbacks(
 }
 
 /// Runs a property getter: checks the handle, writes `f(transport)` to `out`.
-unsafe fn getter<T>(
+fn getter<T>(
     transport: *const wtd_transport,
     out: *mut T,
     f: impl FnOnce(&DatagramTransport) -> T,
@@ -1229,7 +1205,7 @@ unsafe fn getter<T>(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_is_closed(
+pub extern "C" fn wtd_transport_is_closed(
     transport: *const wtd_transport,
     out: *mut bool,
 ) -> wtd_result {
@@ -1240,7 +1216,7 @@ pub unsafe extern "C" fn wtd_transport_is_closed(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_is_readable(
+pub extern "C" fn wtd_transport_is_readable(
     transport: *const wtd_transport,
     out: *mut bool,
 ) -> wtd_result {
@@ -1251,7 +1227,7 @@ pub unsafe extern "C" fn wtd_transport_is_readable(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_is_writable(
+pub extern "C" fn wtd_transport_is_writable(
     transport: *const wtd_transport,
     out: *mut bool,
 ) -> wtd_result {
@@ -1263,7 +1239,7 @@ pub unsafe extern "C" fn wtd_transport_is_writable(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_send_sequence(
+pub extern "C" fn wtd_transport_send_sequence(
     transport: *const wtd_transport,
     out: *mut u64,
 ) -> wtd_result {
@@ -1274,7 +1250,7 @@ pub unsafe extern "C" fn wtd_transport_send_sequence(
 ///
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_receive_sequence(
+pub extern "C" fn wtd_transport_receive_sequence(
     transport: *const wtd_transport,
     out: *mut u64,
 ) -> wtd_result {
@@ -1285,7 +1261,7 @@ pub unsafe extern "C" fn wtd_transport_receive_sequence(
 /// when read and counted in `expired_incoming`. Applies to what is already queued.
 /// Thread: any. Errors: NULL transport.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_set_incoming_max_age(
+pub extern "C" fn wtd_transport_set_incoming_max_age(
     transport: *mut wtd_transport,
     max_age_ms: u32,
 ) -> wtd_result {
@@ -1298,7 +1274,7 @@ pub unsafe extern "C" fn wtd_transport_set_incoming_max_age(
 /// Sets the outgoing max age in ms (0 = no limit): queued datagrams older than this are dropped
 /// before sending and counted in `dropped_too_old`. Thread: any. Errors: NULL transport.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_transport_set_outgoing_max_age(
+pub extern "C" fn wtd_transport_set_outgoing_max_age(
     transport: *mut wtd_transport,
     max_age_ms: u32,
 ) -> wtd_result {
@@ -1316,7 +1292,7 @@ pub unsafe extern "C" fn wtd_transport_set_outgoing_max_age(
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL buf with cap > 0), WTD_ERR_BUFFER_TOO_SMALL (the
 /// needed length is written to `*out_len`).
 #[no_mangle]
-pub unsafe extern "C" fn wtd_create_heartbeat_datagram(
+pub extern "C" fn wtd_create_heartbeat_datagram(
     buf: *mut u8,
     cap: usize,
     out_len: *mut usize,
@@ -1332,6 +1308,6 @@ pub unsafe extern "C" fn wtd_create_heartbeat_datagram(
 /// True when `data[0..len]` is a heartbeat datagram (starts with `HEARTBEAT:`); false for NULL.
 /// Thread: any. Errors: none.
 #[no_mangle]
-pub unsafe extern "C" fn wtd_is_heartbeat_datagram(data: *const u8, len: usize) -> bool {
+pub extern "C" fn wtd_is_heartbeat_datagram(data: *const u8, len: usize) -> bool {
     guard_value(false, || Ok(is_heartbeat(arg_bytes(data, len, "data")?)))
 }

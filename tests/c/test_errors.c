@@ -194,6 +194,15 @@ static void test_options(void) {
     client_options(&co);
     co.cert_hashes = NULL;
     INVALID(wtd_client_connect(url, &co, &s), "WTD_VERIFY_CERT_HASHES with cert_hashes NULL");
+    /* Issue 9 item 13: count × 32 overflows size_t (0.1 built a slice from the wrapped length). */
+    client_options(&co);
+    co.cert_hash_count = SIZE_MAX / 16;
+    INVALID(wtd_client_connect(url, &co, &s), "cert_hash_count = SIZE_MAX/16 (count x 32 overflows)");
+    CHECK(strstr(wtd_last_error_message(), "too large") != NULL, "the message says why: %s",
+          wtd_last_error_message());
+    client_options(&co);
+    co.cert_hash_count = (SIZE_MAX / 2) / 32 + 1;
+    INVALID(wtd_client_connect(url, &co, &s), "cert_hash_count x 32 above PTRDIFF_MAX");
     client_options(&co);
     co.verify = WTD_VERIFY_CA_FILE;
     INVALID(wtd_client_connect(url, &co, &s), "WTD_VERIFY_CA_FILE without ca_file");
@@ -289,6 +298,8 @@ static void test_session_errors(void) {
     INVALID(wtd_session_receive_batch(c, NULL, 1, &n, 0), "wtd_session_receive_batch buffers NULL");
     INVALID(wtd_session_receive_batch(c, &one, 1, NULL, 0), "wtd_session_receive_batch out_count NULL");
     INVALID(wtd_session_receive_batch(c, &null_data, 1, &n, 0), "receive_batch with a buffer data NULL, capacity 16");
+    INVALID(wtd_session_receive_batch(c, &one, SIZE_MAX / 8, &n, 0),
+            "receive_batch with count x sizeof(wtd_datagram_buffer) overflowing");
     INVALID(wtd_session_open_sibling(c, "/x", NULL), "wtd_session_open_sibling out NULL");
     INVALID(wtd_session_open_sibling(c, NULL, &s2), "wtd_session_open_sibling path NULL");
     INVALID(wtd_session_open_sibling(c, "no-slash", &s2), "wtd_session_open_sibling path without '/'");

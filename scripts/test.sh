@@ -56,6 +56,7 @@ cmake --build "$BUILD_DIR" --parallel "$JOBS"
 step "ctest"
 ctest --test-dir "$BUILD_DIR" --output-on-failure
 step "Go binding (scripts/test-go.sh)"; WTD_BUILD_DIR="$BUILD_DIR" "$ROOT/scripts/test-go.sh"
+step "C# binding (scripts/test-csharp.sh)"; WTD_BUILD_DIR="$BUILD_DIR" "$ROOT/scripts/test-csharp.sh"
 
 step "header drift (include/wtd.h vs git)"
 if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1 || [ -e "$ROOT/.git" ]; then

@@ -863,13 +863,16 @@ impl Inner {
         }
     }
 
-    /// Hands the head of the outgoing queue to the link if it has room, dropping expired or
-    /// too-old heads on the way (counted). Returns (size sent, blocked: the link had no room).
-    fn send_head(&self) -> (Option<usize>, bool) {
+    /// Hands the heads of the outgoing queue (up to [`SENDER_BATCH`], highest priority first) to
+    /// the link in one call, dropping expired or too-old ones on the way (counted); what the link
+    /// has no room for goes back to the front, in order. Returns (sizes sent, blocked: the link
+    /// had no room).
+    fn send_heads(&self) -> (Vec<usize>, bool) {
         let mut out = lock(&self.out);
         let now = self.clock.now_us();
         let (mut expired, mut too_old, mut failed) = (0u64, 0u64, 0u64);
-        let result = loop {
+        let mut heads = Vec::new();
+        while heads.len() < SENDER_BATCH {
             let popped = out.queue.pop(now, |_, r| {
                 if r == DropReason::Expired {
                     expired += 1
@@ -877,24 +880,42 @@ impl Inner {
                     too_old += 1
                 }
             });
-            let Some(e) = popped else { break (None, false) };
-            match self.link.try_send(&e.data) {
-                Ok(()) => {
-                    // Counted before the lock is released, so a flush never sees a gap.
-                    let queued_s = secs(now.saturating_sub(e.enqueued_us));
-                    lock(&self.stats).record_sent(e.data.len(), queued_s);
-                    break (Some(e.data.len()), false);
-                }
-                Err(err) if err.code == wtd_result::WTD_ERR_WOULD_BLOCK => {
-                    out.queue.unpop(e);
-                    break (None, true);
-                }
-                Err(err) => {
-                    log_debug!("datagram not sent: {err}");
-                    failed += 1;
-                }
+            match popped {
+                Some(e) => heads.push(e),
+                None => break,
             }
+        }
+        let views: Vec<&[u8]> = heads.iter().map(|e| &e.data[..]).collect();
+        let (n, err) = if views.is_empty() {
+            (0, None)
+        } else {
+            self.link.try_send_batch(&views)
         };
+        drop(views);
+        let sizes: Vec<usize> = heads[..n].iter().map(|e| e.data.len()).collect();
+        if n > 0 {
+            // Counted before the lock is released, so a flush never sees a gap.
+            let mut st = lock(&self.stats);
+            for e in &heads[..n] {
+                st.record_sent(e.data.len(), secs(now.saturating_sub(e.enqueued_us)));
+            }
+        }
+        let mut rest = heads.split_off(n);
+        let blocked = match err {
+            Some(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => true,
+            Some(e) => {
+                // This one cannot be sent at all (e.g. the path limit shrank below it): dropped
+                // and counted; the ones after it are tried again.
+                log_debug!("datagram not sent: {e}");
+                failed += 1;
+                rest.remove(0);
+                false
+            }
+            None => false,
+        };
+        for e in rest.into_iter().rev() {
+            out.queue.unpop(e);
+        }
         drop(out);
         if expired + too_old + failed > 0 {
             let mut st = lock(&self.stats);
@@ -904,7 +925,7 @@ impl Inner {
             st.send_failures += failed;
         }
         self.out_room.notify_all();
-        result
+        (sizes, blocked)
     }
 
     /// Marks closed, drops what is queued to send, wakes everyone.
@@ -1050,16 +1071,21 @@ impl Inner {
 /// Drains the outgoing queue into the link. The head is handed to QUIC under the queue lock,
 /// so a datagram is either queued (subject to priority, TTL, eviction) or sent — never both.
 /// While QUIC has no room the task re-checks every millisecond, or sooner when work arrives.
+/// Most queued datagrams the sender task hands to the link in one go.
+const SENDER_BATCH: usize = 64;
+
 /// How long an idle sender task waits before checking whether its transport still exists.
 const IDLE_SENDER_WAIT: Duration = Duration::from_secs(1);
 
 async fn sender_task(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let (sent, blocked) = inner.send_head();
-        if let Some(size) = sent {
-            inner.after_sent(size);
-            continue;
+        let (sent, blocked) = inner.send_heads();
+        if !sent.is_empty() {
+            inner.after_sent_all(sent.into_iter());
+            if !blocked {
+                continue;
+            }
         }
         if inner.closed.load(Ordering::SeqCst) {
             return;

@@ -95,8 +95,11 @@ if [ "$BENCH" = 1 ]; then
         (cd "$ROOT" && cargo build --release --lib)
         REL="$ROOT/target/release/libwtd.so"
     fi
+    rm -rf "$BUILD_DIR/go-release/lib"
     mkdir -p "$BUILD_DIR/go-release/lib"
-    cp "$REL" "$BUILD_DIR/go-release/lib/libwtd.so.0"
+    # Under the SONAME the test binary asks for (libwtd.so.0.2 for API 0.2).
+    soname="$(readelf -d "$REL" 2>/dev/null | sed -n 's/.*SONAME.*\[\(.*\)\].*/\1/p')"
+    cp "$REL" "$BUILD_DIR/go-release/lib/${soname:-libwtd.so.0}"
     log "go test -bench . (release library $REL)"
     LD_LIBRARY_PATH="$BUILD_DIR/go-release/lib" go test -run '^$' -bench . -benchtime 20000x -count 3 .
 fi

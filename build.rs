@@ -18,7 +18,11 @@ fn main() {
         let minor = env::var("CARGO_PKG_VERSION_MINOR").unwrap_or_else(|_| "0".into());
         // Before 1.0 every minor version may break the ABI (0.2 did), so the SONAME carries it
         // (CMakeLists.txt's WTD_SOVERSION follows the same rule).
-        let soversion = if major == "0" { format!("0.{minor}") } else { major };
+        let soversion = if major == "0" {
+            format!("0.{minor}")
+        } else {
+            major
+        };
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libwtd.so.{soversion}");
     }
 
@@ -98,9 +102,18 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ),
     ("Log", &["wtd_log_"]),
     ("Handles (opaque; see each object's section)", &["@handle"]),
-    ("Server", &["wtd_server", "wtd_session_request", "wtd_draft"]),
-    ("Client", &["wtd_client", "wtd_verify_mode", "wtd_session_open_sibling"]),
-    ("Session", &["wtd_session", "wtd_datagram_buffer", "wtd_draft_str"]),
+    (
+        "Server",
+        &["wtd_server", "wtd_session_request", "wtd_draft"],
+    ),
+    (
+        "Client",
+        &["wtd_client", "wtd_verify_mode", "wtd_session_open_sibling"],
+    ),
+    (
+        "Session",
+        &["wtd_session", "wtd_datagram_buffer", "wtd_draft_str"],
+    ),
     (
         "Transport",
         &[
@@ -119,7 +132,10 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("Layer: structured datagrams", &["wtd_structured"]),
     ("Layer: reliability", &["wtd_reliab"]),
     ("Layer: broadcaster", &["wtd_broadcast"]),
-    ("Layer: monitor", &["wtd_monitor", "wtd_alert", "WTD_ALERT_"]),
+    (
+        "Layer: monitor",
+        &["wtd_monitor", "wtd_alert", "WTD_ALERT_"],
+    ),
 ];
 
 /// The name an item of cbindgen's output declares, its kind (0 constant, 1 type, 2 function)
@@ -181,7 +197,11 @@ fn by_object(text: &str) -> Result<String, String> {
     {
         let (name, kind, opaque) =
             item_name(item).ok_or_else(|| format!("unknown item: {item}"))?;
-        let key = if opaque { "@handle".to_string() } else { name.clone() };
+        let key = if opaque {
+            "@handle".to_string()
+        } else {
+            name.clone()
+        };
         let section = SECTIONS
             .iter()
             .position(|(_, prefixes)| prefixes.iter().any(|p| key.starts_with(p)))

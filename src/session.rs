@@ -514,9 +514,56 @@ impl Session {
     /// callback of this session is running, so after it returns none will run (the application
     /// may then free what its callbacks used). Called from inside a callback it does not wait:
     /// the change applies from the next event.
+    ///
+    /// Datagrams already waiting in the queue when a datagram callback is installed are handed
+    /// to it (in order, on the connection's driver, before later arrivals), so a server that
+    /// installs its callbacks right after accepting loses none that arrived in between.
     pub fn set_callbacks(&self, callbacks: Option<SessionCallbacks>) {
-        *lock(&self.incoming.callbacks) = callbacks.map(Arc::new);
+        let installed = callbacks.map(Arc::new);
+        let takes_datagrams = installed.as_ref().is_some_and(|c| c.on_datagram.is_some());
+        *lock(&self.incoming.callbacks) = installed;
         self.incoming.quiesce();
+        if takes_datagrams {
+            self.hand_queued_to_callbacks();
+        }
+    }
+
+    /// Moves what the receive queue holds to the datagram callback (see `set_callbacks`).
+    fn hand_queued_to_callbacks(&self) {
+        let queued: Vec<Bytes> = {
+            let mut st = self.incoming.lock();
+            let queued = st.queue.drain(..).collect::<Vec<_>>();
+            self.incoming.readiness.update(st.closed.is_some());
+            queued
+        };
+        if queued.is_empty() {
+            return;
+        }
+        let incoming = self.incoming.clone();
+        self.core.post(Box::new(move || {
+            let _delivering = incoming.deliver();
+            let cbs = lock(&incoming.callbacks).clone();
+            let Some(f) = cbs.as_ref().and_then(|c| c.on_datagram.as_ref()) else {
+                // Replaced again meanwhile by callbacks without a datagram callback: back to
+                // the queue, in front of anything newer.
+                let mut st = incoming.lock();
+                for d in queued.into_iter().rev() {
+                    st.queue.push_front(d);
+                }
+                incoming.readiness.update(true);
+                drop(st);
+                incoming.ready.notify_all();
+                return;
+            };
+            incoming
+                .read
+                .fetch_add(queued.len() as u64, Ordering::Relaxed);
+            for d in queued {
+                if catch_unwind(AssertUnwindSafe(|| f(d))).is_err() {
+                    log_error!("a datagram callback panicked");
+                }
+            }
+        }));
     }
 
     /// Attaches (or with `None` detaches) the callbacks of a layer above — a datagram transport.

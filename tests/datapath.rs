@@ -208,3 +208,32 @@ fn closing_a_transport_gives_the_session_its_datagrams_back() {
     client.send_datagram(b"to the newer one").unwrap();
     assert_eq!(&new.receive(T).unwrap().data[..], b"to the newer one");
 }
+
+/// Datagrams that arrived between accept and installing a datagram callback are handed to the
+/// callback (in order, before later ones) instead of waiting in a queue nobody reads.
+#[test]
+fn a_new_datagram_callback_gets_what_was_already_queued() {
+    let (srv, cfg, url) = pair();
+    let client = connect(&url, &cfg).unwrap();
+    let server = srv.accept(T).unwrap();
+    for i in 0u8..3 {
+        client.send_datagram(&[i]).unwrap();
+    }
+    wait_until("three queued datagrams", || server.stats().queued == 3);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    server.set_callbacks(Some(SessionCallbacks {
+        on_datagram: Some(Box::new(move |d| s2.lock().unwrap().push(d[0]))),
+        ..Default::default()
+    }));
+    client.send_datagram(&[3]).unwrap();
+    wait_until("four datagrams at the callback", || {
+        seen.lock().unwrap().len() == 4
+    });
+    assert_eq!(*seen.lock().unwrap(), vec![0, 1, 2, 3]);
+    let st = server.stats();
+    assert_eq!(
+        (st.queued, st.datagrams_read, st.datagrams_received),
+        (0, 4, 4)
+    );
+}

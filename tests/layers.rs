@@ -179,6 +179,9 @@ fn monitor_alerts_fire_once_per_episode() {
     );
     // Drained (each datagram waited 100 ms → rising send time), then a second episode.
     clock.advance_us(100_000);
+    // Wait out a send attempt that read the clock before the advance (it holds the queue lock
+    // for the whole attempt), so the sends below are timed with the new clock.
+    let _ = a.send_buffer_size();
     la.set_blocked(false);
     wait_until(|| a.send_buffer_size() == 0);
     m.sample_now();

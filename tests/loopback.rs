@@ -359,3 +359,37 @@ fn transport_flood_keeps_memory_bounded_and_counts_every_drop() {
         r.evicted_incoming
     );
 }
+
+/// Closing the last session of a client connection right after a sibling: the server sees the
+/// last session's own code and reason, not a connection close — the client waits for every close
+/// in flight before closing the connection (it used to close under the second capsule when the
+/// first close's wait ended: 0–4 of 30 lost their code).
+#[test]
+fn closing_siblings_back_to_back_keeps_each_sessions_code() {
+    let srv = server();
+    for round in 0..20u32 {
+        let first = connect(&url(&srv, "/a"), &pinned(&srv)).unwrap();
+        let sibling = wtd::endpoint::client::open_sibling(&first, "/b", &pinned(&srv)).unwrap();
+        let s1 = srv.accept(T).unwrap();
+        let s2 = srv.accept(T).unwrap();
+        let (sa, sb) = if s1.request().path == "/a" {
+            (s1, s2)
+        } else {
+            (s2, s1)
+        };
+        sibling.close(7, "sibling");
+        first.close(9, "last");
+        let a = sa.wait_closed(Duration::from_secs(5)).unwrap();
+        let b = sb.wait_closed(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            (a.code, a.reason.as_str()),
+            (9, "last"),
+            "round {round}: {a:?}"
+        );
+        assert_eq!(
+            (b.code, b.reason.as_str()),
+            (7, "sibling"),
+            "round {round}: {b:?}"
+        );
+    }
+}

@@ -83,6 +83,7 @@ fn ttl_runs_out_while_queued_and_is_counted() {
         .unwrap();
     p.a.send(b"none", 0, None, None).unwrap();
     p.clock.advance_us(20_000);
+    let _ = p.a.send_buffer_size(); // wait out an attempt timed before the advance
     p.link_a.set_blocked(false);
     assert_eq!(drain(&p.b), vec![b"long".to_vec(), b"none".to_vec()]);
     let s = p.a.stats();
@@ -402,6 +403,7 @@ fn diagnose_reports_the_seed_checks() {
         "{codes:?}"
     );
     p.clock.advance_us(200_000);
+    let _ = p.a.send_buffer_size(); // wait out an attempt timed before the advance
     p.link_a.set_blocked(false);
     wait_until(|| p.a.send_buffer_size() == 0);
     let issues = diagnose_issues(&p.a);

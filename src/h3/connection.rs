@@ -116,6 +116,8 @@ pub struct Connection {
     /// Connection-level counters.
     pub counters: ConnectionCounters,
     close_when_idle: AtomicBool,
+    /// Local session closes whose capsule is still on its way.
+    local_closes: AtomicUsize,
     outbox: Mutex<Outbox>,
     outbox_work: Notify,
     /// quinn's max_datagram_size (0: not known yet), refreshed once per drain/flush and by
@@ -182,6 +184,7 @@ impl Connection {
             events: events_tx,
             counters: ConnectionCounters::default(),
             close_when_idle: AtomicBool::new(role == Role::Client),
+            local_closes: AtomicUsize::new(0),
             outbox: Mutex::new(Outbox::default()),
             outbox_work: Notify::new(),
             max_datagram: AtomicUsize::new(0),
@@ -430,9 +433,26 @@ impl Connection {
         }
     }
 
-    /// Called when a local close finished: a client closes its connection once no session is left.
+    /// A local session close started (its capsule is on its way; see `local_close_done`).
+    pub(crate) fn local_close_started(&self) {
+        self.local_closes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A local close finished: a client closes its connection once no session is left and no
+    /// other session's close is still on its way (closing under it would turn that session's
+    /// code and reason into a connection close at the peer).
+    pub(crate) fn local_close_done(&self) {
+        self.local_closes.fetch_sub(1, Ordering::AcqRel);
+        self.session_gone();
+    }
+
+    /// A session ended: a client closes its connection once no session is left and no local
+    /// close is still on its way.
     pub(crate) fn session_gone(&self) {
-        if self.close_when_idle.load(Ordering::Relaxed) && self.session_count() == 0 {
+        if self.close_when_idle.load(Ordering::Relaxed)
+            && self.local_closes.load(Ordering::Acquire) == 0
+            && self.session_count() == 0
+        {
             self.quic.close(varint_of(H3_NO_ERROR), b"");
         }
     }

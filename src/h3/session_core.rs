@@ -253,6 +253,7 @@ impl SessionCore {
         }
         let capsule = capsule::encode_close(code, reason, !self.draft.raw_capsules());
         let me = self.clone();
+        self.conn.local_close_started();
         crate::h3::connection::spawn_closing(async move {
             if let Some(mut send) = me.send.lock().await.take() {
                 let _ = send.write_all(&capsule).await;
@@ -264,7 +265,7 @@ impl SessionCore {
             let mut ended = me.peer_ended.subscribe();
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), ended.wait_for(|e| *e))
                 .await;
-            me.conn.session_gone();
+            me.conn.local_close_done();
         });
     }
 

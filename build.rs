@@ -15,7 +15,11 @@ fn main() {
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if target_os == "linux" {
         let major = env::var("CARGO_PKG_VERSION_MAJOR").unwrap_or_else(|_| "0".into());
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libwtd.so.{major}");
+        let minor = env::var("CARGO_PKG_VERSION_MINOR").unwrap_or_else(|_| "0".into());
+        // Before 1.0 every minor version may break the ABI (0.2 did), so the SONAME carries it
+        // (CMakeLists.txt's WTD_SOVERSION follows the same rule).
+        let soversion = if major == "0" { format!("0.{minor}") } else { major };
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libwtd.so.{soversion}");
     }
 
     if env::var_os("WTD_SKIP_HEADER").is_some() {

@@ -34,7 +34,8 @@
  *     wtd_transport_diagnose_issues), and wtd_transport_send_multiple always writes
  *     *out_accepted. wtd_result_str() and wtd_last_error_message() (per thread) explain failures.
  *   - Enums cross the boundary as uint32_t. Functions taking one from C take a plain integer
- *     (an unknown value names itself "unknown"; in an options field it is WTD_ERR_INVALID_ARGUMENT).
+ *     (an unknown value names itself "unknown"; in an options field it is
+ *     WTD_ERR_INVALID_ARGUMENT).
  *   - Versioned structs start with uint32_t struct_size. Inputs (options, callbacks): set it to
  *     sizeof the struct (the *_options_default functions do); fields beyond it get defaults.
  *     Outputs (stats, results, metadata, and the structs *_options_default fill): set it to
@@ -203,6 +204,7 @@ const char *wtd_version(void);
 /**
  * Returns the library version as `(major << 16) | (minor << 8) | patch`.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: none.
  */
 uint32_t wtd_version_number(void);
@@ -212,7 +214,9 @@ uint32_t wtd_version_number(void);
  * timers and callbacks run on these threads (named "wtd-rt").
  *
  * Call it before the first wtd call that creates a server, client or session (or after
- * `wtd_shutdown()`). Thread: any.
+ * `wtd_shutdown()`).
+ * Ownership: nothing is handed over.
+ * Thread: any.
  * Errors: `WTD_ERR_INVALID_ARGUMENT` if `threads` is 0 or above 1024; `WTD_ERR_INVALID_STATE` if
  * the runtime is already running.
  */
@@ -225,6 +229,7 @@ wtd_result wtd_set_runtime_threads(uint32_t threads);
  * become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
  * calling it twice, or before anything was started, is harmless.
  *
+ * Ownership: nothing is handed over.
  * Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.
  */
 void wtd_shutdown(void);
@@ -314,6 +319,8 @@ typedef struct wtd_log_callbacks {
  * previous callback is not running and will not be called again. Logging from inside the
  * callback is dropped.
  *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
  * Thread: any, but not from inside the log callback itself.
  * Errors: `WTD_ERR_INVALID_ARGUMENT` (`struct_size` too small, `max_level` outside
  * `WTD_LOG_ERROR`..`WTD_LOG_TRACE` while `on_log` is set); `WTD_ERR_INVALID_STATE` when called
@@ -600,6 +607,7 @@ typedef struct wtd_server_stats {
  * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_server_options)`
  * first: the library writes at most that many bytes and sets it to what it wrote.
  *
+ * Ownership: `*options` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
  */
 wtd_result wtd_server_options_default(struct wtd_server_options *options);
@@ -617,6 +625,7 @@ wtd_result wtd_server_new(const struct wtd_server_options *options, struct wtd_s
 /**
  * Writes the UDP port the server listens on to `*out`.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_IO.
  */
 wtd_result wtd_server_port(const struct wtd_server *server, uint16_t *out);
@@ -627,7 +636,9 @@ wtd_result wtd_server_port(const struct wtd_server *server, uint16_t *out);
  * until accepts have emptied the queue (wtd clears it then; do not read from it or close it).
  * With an `on_session` callback, sessions go to the callback and the descriptor only reports
  * the close. Created on first call (an eventfd on Linux, a pipe elsewhere); the same
- * descriptor every time; valid until `wtd_server_free`. Thread: any. Errors: NULL arguments;
+ * descriptor every time; valid until `wtd_server_free`.
+ * Ownership: the descriptor stays wtd's (do not read from it or close it).
+ * Thread: any. Errors: NULL arguments;
  * WTD_ERR_INTERNAL if the OS refuses a descriptor.
  */
 wtd_result wtd_server_readiness_fd(const struct wtd_server *server, int32_t *out_fd);
@@ -635,6 +646,7 @@ wtd_result wtd_server_readiness_fd(const struct wtd_server *server, int32_t *out
 /**
  * Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
  *
+ * Ownership: `out32` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_server_cert_hash(const struct wtd_server *server, uint8_t *out32);
@@ -643,6 +655,7 @@ wtd_result wtd_server_cert_hash(const struct wtd_server *server, uint8_t *out32)
  * Copies the certificate's SHA-256 as 64 lowercase hex characters plus a NUL into `buf`
  * (`cap` ≥ 65).
  *
+ * Ownership: the buffers stay the caller's and are only written during the call.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL server, NULL buf with cap > 0),
  * WTD_ERR_BUFFER_TOO_SMALL (`cap` < 65; nothing written).
  */
@@ -653,6 +666,7 @@ wtd_result wtd_server_cert_hash_hex(const struct wtd_server *server, char *buf, 
  * itself, by reason. Set `out->struct_size = sizeof(wtd_server_stats)` first: the library writes
  * at most that many bytes and sets it to what it wrote.
  *
+ * Ownership: `*out` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
  */
 wtd_result wtd_server_get_stats(const struct wtd_server *server, struct wtd_server_stats *out);
@@ -676,6 +690,7 @@ wtd_result wtd_server_accept(struct wtd_server *server,
  * waits up to ~2 s for that to reach the peers. Idempotent. Session handles stay valid (closed)
  * until freed.
  *
+ * Ownership: nothing is handed over.
  * Thread: any; from a wtd callback it does not wait. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_server_close(struct wtd_server *server);
@@ -684,6 +699,7 @@ wtd_result wtd_server_close(struct wtd_server *server);
  * Closes (as `wtd_server_close`) and releases the server. NULL is a no-op. Sessions it handed
  * out stay valid (closed) until freed. No call may start on the handle afterwards.
  *
+ * Ownership: releases the handle; it must not be used afterwards.
  * Thread: any. Errors: none (a caught panic is logged and recorded as the last error).
  */
 void wtd_server_free(struct wtd_server *server);
@@ -783,6 +799,7 @@ typedef struct wtd_client_options {
  * Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_client_options)`
  * first: the library writes at most that many bytes and sets it to what it wrote.
  *
+ * Ownership: `*options` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
  */
 wtd_result wtd_client_options_default(struct wtd_client_options *options);
@@ -1038,6 +1055,8 @@ wtd_result wtd_session_receive_batch(struct wtd_session *session,
  * be freed. Called from inside a callback it does not wait (the change applies from the next
  * event). A transport made from the session receives regardless.
  *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `struct_size` below the first
  * published size).
  */
@@ -1049,6 +1068,7 @@ wtd_result wtd_session_set_callbacks(struct wtd_session *session,
  * bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake with
  * WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
  *
+ * Ownership: nothing is handed over.
  * Thread: any, including callbacks. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `reason` not
  * UTF-8).
  */
@@ -1058,6 +1078,7 @@ wtd_result wtd_session_close(struct wtd_session *session, uint32_t code, const c
  * Writes to `*out` whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION
  * capsule or HTTP/3 GOAWAY): finish what you are doing and close.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_session_is_draining(const struct wtd_session *session, bool *out);
@@ -1066,6 +1087,7 @@ wtd_result wtd_session_is_draining(const struct wtd_session *session, bool *out)
  * Writes to `*out` whether the session is closed (by either side). Cheap: meant to be called
  * every frame.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_session_is_closed(const struct wtd_session *session, bool *out);
@@ -1074,6 +1096,7 @@ wtd_result wtd_session_is_closed(const struct wtd_session *session, bool *out);
  * After close: writes the close code to `*out_code` and copies the reason NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
  * without the NUL. `buf` NULL with `cap` 0 queries the length.
  *
+ * Ownership: the buffers stay the caller's and are only written during the call.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_code, NULL reason_buf with
  * cap > 0), WTD_ERR_INVALID_STATE (still open), WTD_ERR_BUFFER_TOO_SMALL (the needed length is
  * written to `*out_len`).
@@ -1088,6 +1111,7 @@ wtd_result wtd_session_close_info(const struct wtd_session *session,
  * Blocks until the session has closed and its close notice was delivered (callbacks
  * included), at most `timeout_ms` (negative = forever, 0 = check only).
  *
+ * Ownership: nothing is handed over.
  * Thread: any but a wtd callback thread when waiting (WTD_ERR_INVALID_STATE).
  * Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_TIMEOUT (still open).
  */
@@ -1096,6 +1120,7 @@ wtd_result wtd_session_wait_closed(const struct wtd_session *session, int32_t ti
 /**
  * Writes the session id (its CONNECT stream id; equal on both ends) to `*out`.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_session_id(const struct wtd_session *session, uint64_t *out);
@@ -1103,6 +1128,7 @@ wtd_result wtd_session_id(const struct wtd_session *session, uint64_t *out);
 /**
  * Writes the negotiated WebTransport draft (a `wtd_draft` value) to `*out`.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_session_draft(const struct wtd_session *session, wtd_draft *out);
@@ -1111,6 +1137,7 @@ wtd_result wtd_session_draft(const struct wtd_session *session, wtd_draft *out);
  * Copies the request `:path` (with query) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
  * without the NUL. `buf` NULL with `cap` 0 queries the length.
  *
+ * Ownership: the buffers stay the caller's and are only written during the call.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL buf with cap > 0),
  * WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
  */
@@ -1123,6 +1150,7 @@ wtd_result wtd_session_path(const struct wtd_session *session,
  * Copies the request's `origin` header ("" when none was sent) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
  * without the NUL. `buf` NULL with `cap` 0 queries the length.
  *
+ * Ownership: the buffers stay the caller's and are only written during the call.
  * Thread: any. Errors: as `wtd_session_path`.
  */
 wtd_result wtd_session_origin(const struct wtd_session *session,
@@ -1134,6 +1162,7 @@ wtd_result wtd_session_origin(const struct wtd_session *session,
  * Writes the largest payload one datagram can carry now to `*out` (grows with path MTU
  * discovery; 0 when the peer takes no datagrams). Cheap: meant to be called every frame.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_session_max_datagram_size(const struct wtd_session *session, size_t *out);
@@ -1145,7 +1174,9 @@ wtd_result wtd_session_max_datagram_size(const struct wtd_session *session, size
  * then (do not read from it or close it). With an `on_datagram` callback set (or a transport
  * made from the session), datagrams bypass the queue and the descriptor only reports the close.
  * Created on first call (an eventfd on Linux, a pipe elsewhere); the same descriptor every
- * time; valid until `wtd_session_free`. Thread: any. Errors: NULL arguments;
+ * time; valid until `wtd_session_free`.
+ * Ownership: the descriptor stays wtd's (do not read from it or close it).
+ * Thread: any. Errors: NULL arguments;
  * WTD_ERR_INTERNAL if the OS refuses a descriptor.
  */
 wtd_result wtd_session_readiness_fd(const struct wtd_session *session, int32_t *out_fd);
@@ -1154,6 +1185,7 @@ wtd_result wtd_session_readiness_fd(const struct wtd_session *session, int32_t *
  * Fills `*out` with the session's counters. Set `out->struct_size = sizeof(wtd_session_stats)`
  * first: the library writes at most that many bytes and sets `struct_size` to what it wrote.
  *
+ * Ownership: `*out` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
  */
 wtd_result wtd_session_get_stats(const struct wtd_session *session, struct wtd_session_stats *out);
@@ -1166,6 +1198,7 @@ wtd_result wtd_session_get_stats(const struct wtd_session *session, struct wtd_s
  * `wtd_session_wait_closed`) wake with WTD_ERR_CLOSED / return, and the memory stays valid
  * until they do. No call may *start* on the handle after this. A transport made from the
  * session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
+ * Ownership: releases the handle; it must not be used afterwards.
  * Thread: any.
  * Errors: none (a caught panic is logged and recorded as the last error).
  */
@@ -1684,6 +1717,7 @@ typedef struct wtd_transport_callbacks {
 /**
  * Fills `*options` with the defaults (and its `struct_size`).
  *
+ * Ownership: `*options` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
  */
 wtd_result wtd_transport_options_default(struct wtd_transport_options *options);
@@ -1710,6 +1744,7 @@ wtd_result wtd_transport_new(struct wtd_session *session,
  * Writes the transport's current configuration to `*options` (max ages reflect
  * `wtd_transport_set_*_max_age`; `incoming_high_water_mark` is the effective value).
  *
+ * Ownership: `*options` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
  */
 wtd_result wtd_transport_get_options(const struct wtd_transport *transport,
@@ -1722,6 +1757,7 @@ wtd_result wtd_transport_get_options(const struct wtd_transport *transport,
  * later sends fail with WTD_ERR_CLOSED; datagrams already received stay readable. The session
  * stays open. The handle stays valid until `wtd_transport_free`.
  *
+ * Ownership: nothing is handed over.
  * Thread: any; a flush from a callback thread is refused (WTD_ERR_INVALID_STATE) — use 0 there.
  * Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_INVALID_STATE (see above).
  */
@@ -1732,6 +1768,7 @@ wtd_result wtd_transport_close(struct wtd_transport *transport, uint32_t flush_t
  * releases the handle. NULL is a no-op. No other call on this handle may be running or start.
  * Callbacks already running finish normally; none starts afterwards.
  *
+ * Ownership: releases the handle; it must not be used afterwards.
  * Thread: any.
  * Errors: none (a caught panic is logged and recorded as the last error).
  */
@@ -1762,7 +1799,9 @@ wtd_result wtd_transport_send(struct wtd_transport *transport,
 
 /**
  * `wtd_transport_send` that never waits (a full WTD_DROP_BLOCK queue fails with
- * WTD_ERR_WOULD_BLOCK at once). Same errors. Thread: any, including callbacks.
+ * WTD_ERR_WOULD_BLOCK at once). Same errors.
+ * Ownership: `data` is only read during the call (copied when queued).
+ * Thread: any, including callbacks.
  * Errors: as `wtd_transport_send`.
  */
 wtd_result wtd_transport_try_send(struct wtd_transport *transport,
@@ -1825,6 +1864,7 @@ wtd_result wtd_transport_receive(struct wtd_transport *transport,
 
 /**
  * `wtd_transport_receive` with `timeout_ms` 0: never waits (WTD_ERR_WOULD_BLOCK when empty).
+ * Ownership: the buffers stay the caller's and are only written during the call.
  * Thread: any, including callbacks.
  * Errors: as `wtd_transport_receive`.
  */
@@ -1859,6 +1899,7 @@ wtd_result wtd_transport_receive_batch(struct wtd_transport *transport,
  * `wtd_transport_receive` that also fills `*meta` (computing the SHA-256 checksum, which only
  * this function does). Same buffer, timeout and error rules; `*meta` is written on success only.
  *
+ * Ownership: the buffers stay the caller's and are only written during the call.
  * Thread: as `wtd_transport_receive`. Errors: as `wtd_transport_receive`, plus
  * WTD_ERR_INVALID_ARGUMENT when `meta` is NULL.
  */
@@ -1878,6 +1919,7 @@ wtd_result wtd_transport_receive_with_metadata(struct wtd_transport *transport,
  * fit stays queued too (WTD_ERR_BUFFER_TOO_SMALL, the needed length without NUL in `*out_len`;
  * `buf` NULL with `cap` 0 is a size query).
  *
+ * Ownership: the buffers stay the caller's and are only written during the call.
  * Thread: as `wtd_transport_receive`. Errors: the ones above and those of
  * `wtd_transport_receive`.
  */
@@ -1889,30 +1931,39 @@ wtd_result wtd_transport_receive_json(struct wtd_transport *transport,
 
 /**
  * Empties the incoming queue; `*out_count` (optional) = datagrams dropped (counted in
- * `cleared_incoming` and `receive_drops`). Thread: any. Errors: NULL transport.
+ * `cleared_incoming` and `receive_drops`).
+ * Ownership: nothing is handed over (`*out_count` is only written).
+ * Thread: any. Errors: NULL transport.
  */
 wtd_result wtd_transport_clear_receive_buffer(struct wtd_transport *transport, size_t *out_count);
 
 /**
  * Empties the outgoing queue; `*out_count` (optional) = datagrams dropped (counted in
- * `cleared_outgoing` and `send_drops`). Wakes blocked senders. Thread: any.
+ * `cleared_outgoing` and `send_drops`). Wakes blocked senders.
+ * Ownership: nothing is handed over (`*out_count` is only written).
+ * Thread: any.
  * Errors: NULL transport.
  */
 wtd_result wtd_transport_clear_send_buffer(struct wtd_transport *transport, size_t *out_count);
 
 /**
- * Datagrams waiting in the incoming queue. Thread: any. Errors: NULL arguments.
+ * Datagrams waiting in the incoming queue.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL arguments.
  */
 wtd_result wtd_transport_get_receive_buffer_size(const struct wtd_transport *transport,
                                                  size_t *out);
 
 /**
- * Datagrams waiting in the outgoing queue. Thread: any. Errors: NULL arguments.
+ * Datagrams waiting in the outgoing queue.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL arguments.
  */
 wtd_result wtd_transport_get_send_buffer_size(const struct wtd_transport *transport, size_t *out);
 
 /**
  * Fills `*out` with the size, capacity and per-priority counts of both queues.
+ * Ownership: `*out` is the caller's; the library only writes it.
  * Thread: any. Errors: NULL arguments.
  */
 wtd_result wtd_transport_get_queue_stats(const struct wtd_transport *transport,
@@ -1920,7 +1971,9 @@ wtd_result wtd_transport_get_queue_stats(const struct wtd_transport *transport,
 
 /**
  * Fills `*out` with the transport's statistics (pywebtransport's `stats` property; named `get_stats`
- * because C cannot have a function and a struct of the same name). Thread: any.
+ * because C cannot have a function and a struct of the same name).
+ * Ownership: `*out` is the caller's; the library only writes it.
+ * Thread: any.
  * Errors: NULL arguments.
  */
 wtd_result wtd_transport_get_stats(const struct wtd_transport *transport,
@@ -1931,7 +1984,9 @@ wtd_result wtd_transport_get_stats(const struct wtd_transport *transport,
  * "sequences" — pywebtransport's) NUL-terminated into `buf` (capacity `cap`, NUL included);
  * `*out_len` (optional) = length without NUL. Too small: WTD_ERR_BUFFER_TOO_SMALL with the
  * needed length in `*out_len` (`buf` NULL, `cap` 0 queries it; the snapshot may grow slightly
- * between calls, so leave headroom). Thread: any.
+ * between calls, so leave headroom).
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any.
  * Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL buf with cap > 0),
  * WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
  */
@@ -1946,6 +2001,7 @@ wtd_result wtd_transport_debug_state(const struct wtd_transport *transport,
  * `out[0..*out_count]`. `count` = room in `out`; when more issues than that were found:
  * WTD_ERR_BUFFER_TOO_SMALL with the count in `*out_count` (written on that failure too) and
  * nothing written to `out` (`out` NULL with `count` 0 queries the count). Messages: `wtd_transport_diagnose_issues_json`.
+ * Ownership: the array stays the caller's and is only written during the call.
  * Thread: any. Errors: NULL transport/out_count.
  */
 wtd_result wtd_transport_diagnose_issues(const struct wtd_transport *transport,
@@ -1955,7 +2011,9 @@ wtd_result wtd_transport_diagnose_issues(const struct wtd_transport *transport,
 
 /**
  * `wtd_transport_diagnose_issues` as a JSON array `[{"code": n, "message": ".."}, ...]`
- * (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`. Thread: any.
+ * (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`.
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any.
  * Errors: as `wtd_transport_debug_state`.
  */
 wtd_result wtd_transport_diagnose_issues_json(const struct wtd_transport *transport,
@@ -1967,17 +2025,22 @@ wtd_result wtd_transport_diagnose_issues_json(const struct wtd_transport *transp
  * Sends `HEARTBEAT:<unix seconds>` (ASCII) at priority 1 every `interval_ms`, the first one at
  * once (not waiting; a full queue skips that beat), until `wtd_transport_stop_heartbeat`,
  * another `start_heartbeat` (which replaces it) or close. Runs on a wtd runtime thread.
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, interval 0), WTD_ERR_CLOSED.
  */
 wtd_result wtd_transport_start_heartbeat(struct wtd_transport *transport, uint32_t interval_ms);
 
 /**
- * Stops the heartbeat (no-op when none runs). Thread: any. Errors: NULL transport.
+ * Stops the heartbeat (no-op when none runs).
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL transport.
  */
 wtd_result wtd_transport_stop_heartbeat(struct wtd_transport *transport);
 
 /**
- * Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has. Thread: any.
+ * Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has.
+ * Ownership: nothing is handed over.
+ * Thread: any.
  * Errors: NULL arguments.
  */
 wtd_result wtd_transport_last_heartbeat_received(const struct wtd_transport *transport,
@@ -1985,7 +2048,9 @@ wtd_result wtd_transport_last_heartbeat_received(const struct wtd_transport *tra
 
 /**
  * Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
- * takes no datagrams). Thread: any. Errors: NULL arguments.
+ * takes no datagrams).
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL arguments.
  */
 wtd_result wtd_transport_max_datagram_size(const struct wtd_transport *transport, size_t *out);
 
@@ -1996,6 +2061,7 @@ wtd_result wtd_transport_max_datagram_size(const struct wtd_transport *transport
  * close it). With an `on_received` callback set, datagrams go to the callback and the
  * descriptor only reports the close. Created on first call (an eventfd on Linux, a pipe
  * elsewhere); the same descriptor every time; valid until `wtd_transport_free`.
+ * Ownership: the descriptor stays wtd's (do not read from it or close it).
  * Thread: any. Errors: NULL arguments; WTD_ERR_INTERNAL if the OS refuses a descriptor.
  */
 wtd_result wtd_transport_readiness_fd(const struct wtd_transport *transport, int32_t *out_fd);
@@ -2005,6 +2071,7 @@ wtd_result wtd_transport_readiness_fd(const struct wtd_transport *transport, int
  * (≤ 1 s) for the queue to drain, and reports what really left (pywebtransport counted enqueue
  * attempts). Blocks for about `duration_ms`; traffic counts in the normal statistics too.
  *
+ * Ownership: `*out` is the caller's; the library only writes it.
  * Thread: not a callback thread (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT
  * (NULL, duration 0), WTD_ERR_TOO_LARGE (size 0 or above max_datagram_size), WTD_ERR_CLOSED.
  */
@@ -2021,6 +2088,14 @@ wtd_result wtd_transport_throughput_test(struct wtd_transport *transport,
  * blocking ones return WTD_ERR_INVALID_STATE. The `transport` pointer passed is this handle;
  * callbacks stop once it is freed (a callback never sees a freed handle).
  *
+ * Replacing: events not yet dispatched go to the new set (none is replayed or dropped);
+ * datagrams already in the incoming queue stay there for the receive calls. Unlike
+ * `wtd_session_set_callbacks`, this call does not wait for a callback that is already running:
+ * it may finish with the old `user_data` after the call returns, so keep the old `user_data`
+ * valid until the transport is freed or a later event has reached the new callbacks.
+ *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, struct_size too small).
  */
 wtd_result wtd_transport_set_callbacks(struct wtd_transport *transport,
@@ -2029,6 +2104,7 @@ wtd_result wtd_transport_set_callbacks(struct wtd_transport *transport,
 /**
  * True once closed (by `wtd_transport_close`/`_free` or because the session ended).
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
  */
 wtd_result wtd_transport_is_closed(const struct wtd_transport *transport, bool *out);
@@ -2036,6 +2112,7 @@ wtd_result wtd_transport_is_closed(const struct wtd_transport *transport, bool *
 /**
  * True while datagrams can be read (open, or closed with some still queued).
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
  */
 wtd_result wtd_transport_is_readable(const struct wtd_transport *transport, bool *out);
@@ -2043,6 +2120,7 @@ wtd_result wtd_transport_is_readable(const struct wtd_transport *transport, bool
 /**
  * True while datagrams can be sent (transport and session open).
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
  */
 wtd_result wtd_transport_is_writable(const struct wtd_transport *transport, bool *out);
@@ -2051,6 +2129,7 @@ wtd_result wtd_transport_is_writable(const struct wtd_transport *transport, bool
  * Datagrams accepted for sending so far: handed to QUIC or queued (local counter, never on the
  * wire); refused sends do not count.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
  */
 wtd_result wtd_transport_send_sequence(const struct wtd_transport *transport, uint64_t *out);
@@ -2058,6 +2137,7 @@ wtd_result wtd_transport_send_sequence(const struct wtd_transport *transport, ui
 /**
  * Datagrams that arrived so far (local counter, never on the wire).
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
  */
 wtd_result wtd_transport_receive_sequence(const struct wtd_transport *transport, uint64_t *out);
@@ -2065,20 +2145,25 @@ wtd_result wtd_transport_receive_sequence(const struct wtd_transport *transport,
 /**
  * Sets the incoming max age in ms (0 = no limit): queued datagrams older than this are dropped
  * when read and counted in `expired_incoming`. Applies to what is already queued.
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: NULL transport.
  */
 wtd_result wtd_transport_set_incoming_max_age(struct wtd_transport *transport, uint32_t max_age_ms);
 
 /**
  * Sets the outgoing max age in ms (0 = no limit): queued datagrams older than this are dropped
- * before sending and counted in `dropped_too_old`. Thread: any. Errors: NULL transport.
+ * before sending and counted in `dropped_too_old`.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: NULL transport.
  */
 wtd_result wtd_transport_set_outgoing_max_age(struct wtd_transport *transport, uint32_t max_age_ms);
 
 /**
  * Writes a heartbeat payload, `HEARTBEAT:<unix seconds>` (ASCII, no NUL), into `buf` (capacity
  * `cap`) and its length to `*out_len` (optional). Too small: WTD_ERR_BUFFER_TOO_SMALL with the
- * needed length in `*out_len` (32 bytes always suffice). Thread: any.
+ * needed length in `*out_len` (32 bytes always suffice).
+ * Ownership: the buffers stay the caller's and are only written during the call.
+ * Thread: any.
  * Errors: WTD_ERR_INVALID_ARGUMENT (NULL buf with cap > 0), WTD_ERR_BUFFER_TOO_SMALL (the
  * needed length is written to `*out_len`).
  */
@@ -2086,6 +2171,7 @@ wtd_result wtd_create_heartbeat_datagram(uint8_t *buf, size_t cap, size_t *out_l
 
 /**
  * True when `data[0..len]` is a heartbeat datagram (starts with `HEARTBEAT:`); false for NULL.
+ * Ownership: `data` is only read during the call.
  * Thread: any. Errors: none.
  */
 bool wtd_is_heartbeat_datagram(const uint8_t *data, size_t len);
@@ -2148,6 +2234,7 @@ typedef struct wtd_structured_options {
 /**
  * Fills `*options` with the defaults: `struct_size` set, no callbacks, `user_data` NULL.
  *
+ * Ownership: `*options` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
  */
 wtd_result wtd_structured_options_default(struct wtd_structured_options *options);
@@ -2170,7 +2257,9 @@ wtd_result wtd_structured_new(struct wtd_transport *transport,
 
 /**
  * Registers `type_id` (pywebtransport's registry entry): objects of this type may be sent and
- * received. Thread: any.
+ * received.
+ * Ownership: nothing is handed over.
+ * Thread: any.
  * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `type_id` already registered).
  */
 wtd_result wtd_structured_register(struct wtd_structured *structured, uint16_t type_id);
@@ -2215,6 +2304,7 @@ wtd_result wtd_structured_receive_obj(struct wtd_structured *structured,
 /**
  * Writes to `*out` whether the underlying transport is closed (pywebtransport's `is_closed`).
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_structured_is_closed(const struct wtd_structured *structured, bool *out);
@@ -2222,13 +2312,17 @@ wtd_result wtd_structured_is_closed(const struct wtd_structured *structured, boo
 /**
  * Closes the underlying transport without flushing (pywebtransport's `close`; same as
  * `wtd_transport_close(transport, 0)`). Idempotent. The handle stays valid until
- * `wtd_structured_free`. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ * `wtd_structured_free`.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_structured_close(struct wtd_structured *structured);
 
 /**
  * Releases the handle (the transport stays open: it belongs to its own handle). NULL is a
- * no-op. No other call on this handle may be running or start. Thread: any.
+ * no-op. No other call on this handle may be running or start.
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
  * Errors: none (a caught panic is logged and recorded as the last error).
  */
 void wtd_structured_free(struct wtd_structured *structured);
@@ -2502,6 +2596,7 @@ typedef struct wtd_reliability_stats {
  * sizeof(wtd_reliability_options)` first (the library writes at most that many bytes and sets it
  * to what it wrote).
  *
+ * Ownership: `*options` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
  */
 wtd_result wtd_reliability_options_default(struct wtd_reliability_options *options);
@@ -2511,6 +2606,7 @@ wtd_result wtd_reliability_options_default(struct wtd_reliability_options *optio
  * rest as `wtd_reliability_options_default` (pywebtransport's `DatagramReliabilityLayer.create`).
  * `struct_size` as for `wtd_reliability_options_default`.
  *
+ * Ownership: `*options` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
  */
 wtd_result wtd_reliability_options_low_latency(struct wtd_reliability_options *options);
@@ -2538,6 +2634,7 @@ wtd_result wtd_reliability_new(struct wtd_transport *transport,
  * receives its sequence number, which `wtd_reliability_poll_outcomes` / the outcome callback
  * report later. Never blocks.
  *
+ * Ownership: `data` is only read during the call (copied when queued).
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data with len > 0),
  * WTD_ERR_TOO_LARGE (len + 9 framing bytes above the transport's max_datagram_size),
  * WTD_ERR_WOULD_BLOCK (`max_in_flight` messages await ACKs), WTD_ERR_CLOSED (layer or transport
@@ -2556,6 +2653,7 @@ wtd_result wtd_reliability_send(struct wtd_reliability *reliability,
  * If the message is larger than `cap`: WTD_ERR_BUFFER_TOO_SMALL, its size in `*out_len`, and the
  * message stays first in line (nothing is lost; `buf` NULL with `cap` 0 is a size query).
  *
+ * Ownership: the buffers stay the caller's and are only written during the call.
  * Thread: any; a waiting receive from a callback thread is refused (WTD_ERR_INVALID_STATE).
  * Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_len, NULL buf with cap > 0),
  * WTD_ERR_BUFFER_TOO_SMALL, WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (layer closed
@@ -2574,6 +2672,7 @@ wtd_result wtd_reliability_receive(struct wtd_reliability *reliability,
  * set (the queue keeps the newest 65,536; older ones are counted in `outcomes_dropped`). Never
  * blocks.
  *
+ * Ownership: the array stays the caller's and is only written during the call.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL results with
  * count > 0, `result_size` below the first published size, `count × result_size` overflowing).
  */
@@ -2593,7 +2692,11 @@ wtd_result wtd_reliability_poll_outcomes(struct wtd_reliability *reliability,
  * never in parallel for one layer. Inside them non-blocking wtd calls are allowed (e.g.
  * `wtd_reliability_send`); waiting ones return WTD_ERR_INVALID_STATE. The `reliability` pointer
  * passed is this handle; callbacks stop once it is freed (a callback never sees a freed handle).
+ * Like `wtd_transport_set_callbacks`, replacing does not wait for a callback that is already
+ * running (it may finish with the old `user_data` after the call returns).
  *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `struct_size` too small).
  */
 wtd_result wtd_reliability_set_callbacks(struct wtd_reliability *reliability,
@@ -2604,6 +2707,7 @@ wtd_result wtd_reliability_set_callbacks(struct wtd_reliability *reliability,
  * 0 = off, the default) of arriving DATA and ACK frames before processing them (deterministic
  * pseudo-random), to simulate loss on a real link. Counted in `injected_drops`.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `fraction` outside 0..1 or NaN).
  */
 wtd_result wtd_reliability_set_test_drop_fraction(struct wtd_reliability *reliability,
@@ -2612,6 +2716,7 @@ wtd_result wtd_reliability_set_test_drop_fraction(struct wtd_reliability *reliab
 /**
  * Fills `*out` with the layer's counters (see `wtd_reliability_stats`).
  *
+ * Ownership: `*out` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_reliability_get_stats(const struct wtd_reliability *reliability,
@@ -2624,6 +2729,7 @@ wtd_result wtd_reliability_get_stats(const struct wtd_reliability *reliability,
  * messages already delivered stay readable. The transport stays open. Idempotent; the handle
  * stays valid until `wtd_reliability_free`.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_reliability_close(struct wtd_reliability *reliability);
@@ -2632,7 +2738,9 @@ wtd_result wtd_reliability_close(struct wtd_reliability *reliability);
  * Removes the callbacks, closes the layer (see `wtd_reliability_close`; give-ups then only go to
  * the outcome queue, which is freed too) and releases the handle. NULL is a no-op. No other call
  * on this handle may be running or start; callbacks already running finish normally and none
- * starts afterwards. Thread: any.
+ * starts afterwards.
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
  * Errors: none (a caught panic is logged and recorded as the last error).
  */
 void wtd_reliability_free(struct wtd_reliability *reliability);
@@ -2679,6 +2787,7 @@ wtd_result wtd_broadcaster_new(struct wtd_broadcaster **out);
  * reference to the transport, so freeing the transport handle is safe: the closed transport is
  * then pruned by the next broadcast or count.
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_CLOSED (transport closed).
  */
 wtd_result wtd_broadcaster_add(struct wtd_broadcaster *broadcaster,
@@ -2687,6 +2796,7 @@ wtd_result wtd_broadcaster_add(struct wtd_broadcaster *broadcaster,
 /**
  * Removes `transport` from the set (not in it: a no-op, WTD_OK).
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_broadcaster_remove(struct wtd_broadcaster *broadcaster,
@@ -2696,6 +2806,7 @@ wtd_result wtd_broadcaster_remove(struct wtd_broadcaster *broadcaster,
  * Writes the number of transports in the set to `*out` (closed ones are pruned first; the
  * pywebtransport's `get_transport_count`).
  *
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_broadcaster_count(const struct wtd_broadcaster *broadcaster, size_t *out);
@@ -2720,7 +2831,9 @@ wtd_result wtd_broadcaster_broadcast(struct wtd_broadcaster *broadcaster,
 
 /**
  * Releases the broadcaster and its references to the transports (they stay open). NULL is a
- * no-op. No other call on this handle may be running or start. Thread: any.
+ * no-op. No other call on this handle may be running or start.
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
  * Errors: none (a caught panic is logged and recorded as the last error).
  */
 void wtd_broadcaster_free(struct wtd_broadcaster *broadcaster);
@@ -2885,6 +2998,7 @@ typedef struct wtd_monitor_callbacks {
  * Fills `*options` with pywebtransport's defaults: interval_ms 5000, samples_maxlen 100,
  * alerts_maxlen 50, queue_threshold 0.9, success_rate_threshold 0.8, trend_window 10.
  *
+ * Ownership: `*options` is the caller's; the library only writes it.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
  */
 wtd_result wtd_monitor_options_default(struct wtd_monitor_options *options);
@@ -2904,18 +3018,23 @@ wtd_result wtd_monitor_new(struct wtd_transport *transport,
 
 /**
  * Starts sampling every `interval_ms` on a wtd runtime thread (first sample after one interval).
- * Starting again restarts the period. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ * Starting again restarts the period.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_monitor_start(struct wtd_monitor *monitor);
 
 /**
- * Stops sampling (samples and alerts stay). Idempotent. Thread: any.
+ * Stops sampling (samples and alerts stay). Idempotent.
+ * Ownership: nothing is handed over.
+ * Thread: any.
  * Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_monitor_stop(struct wtd_monitor *monitor);
 
 /**
  * Writes to `*out` whether the monitor is sampling (pywebtransport's `is_monitoring`).
+ * Ownership: nothing is handed over.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
  */
 wtd_result wtd_monitor_is_monitoring(const struct wtd_monitor *monitor, bool *out);
@@ -2923,7 +3042,9 @@ wtd_result wtd_monitor_is_monitoring(const struct wtd_monitor *monitor, bool *ou
 /**
  * Takes one sample now and evaluates the alerts — what the timer does every interval; works
  * whether or not the monitor is started. A raised alert's callback runs on this thread before
- * the call returns. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+ * the call returns.
+ * Ownership: nothing is handed over.
+ * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
  */
 wtd_result wtd_monitor_sample_now(struct wtd_monitor *monitor);
 
@@ -2932,6 +3053,7 @@ wtd_result wtd_monitor_sample_now(struct wtd_monitor *monitor);
  * `count` elements of `sample_size` bytes — pass `sizeof(wtd_monitor_sample)`); `*out_count` =
  * how many (pywebtransport's `get_samples(limit)`).
  *
+ * Ownership: the array stays the caller's and is only written during the call.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL samples with
  * count > 0, `sample_size` below the first published size, `count × sample_size` overflowing).
  */
@@ -2946,6 +3068,7 @@ wtd_result wtd_monitor_get_samples(const struct wtd_monitor *monitor,
  * into `alerts` (an array of `count` elements of `alert_size` bytes — pass
  * `sizeof(wtd_monitor_alert)`); `*out_count` = how many (pywebtransport's `get_alerts`).
  *
+ * Ownership: the array stays the caller's and is only written during the call.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL alerts with
  * count > 0, `alert_size` below the first published size, `count × alert_size` overflowing).
  */
@@ -2965,6 +3088,8 @@ wtd_result wtd_monitor_get_alerts(const struct wtd_monitor *monitor,
  * non-blocking wtd calls are allowed. `user_data` must stay valid until the callbacks are
  * replaced and a running one has returned, or the monitor is freed.
  *
+ * Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+ * callbacks may run.
  * Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL monitor, `struct_size` too small).
  */
 wtd_result wtd_monitor_set_callbacks(struct wtd_monitor *monitor,
@@ -2981,7 +3106,9 @@ const char *wtd_alert_kind_str(uint32_t kind);
 /**
  * Stops sampling, removes the callback and releases the monitor (the transport stays open).
  * NULL is a no-op. No other call on this handle may be running or start; a callback already
- * running finishes normally and none starts afterwards. Thread: any.
+ * running finishes normally and none starts afterwards.
+ * Ownership: releases the handle; it must not be used afterwards.
+ * Thread: any.
  * Errors: none (a caught panic is logged and recorded as the last error).
  */
 void wtd_monitor_free(struct wtd_monitor *monitor);

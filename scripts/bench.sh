@@ -23,9 +23,10 @@ cargo build --release --lib >&2
 
 OUT="$ROOT/build-release/bench"
 mkdir -p "$OUT/lib"
-# The cdylib's SONAME is libwtd.so.0: give the bench program its own copy under that name.
-cp -f target/release/libwtd.so "$OUT/lib/libwtd.so.0"
-ln -sf libwtd.so.0 "$OUT/lib/libwtd.so"
+# Give the bench program its own copy of the cdylib under its SONAME (libwtd.so.0.2 for 0.2).
+SONAME="$(readelf -d target/release/libwtd.so | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
+cp -f target/release/libwtd.so "$OUT/lib/$SONAME"
+ln -sf "$SONAME" "$OUT/lib/libwtd.so"
 CC="${CC:-$(command -v cc || command -v gcc)}"
 log "$CC -O2 bench/c/wtd_bench.c"
 "$CC" -O2 -g -std=c11 -Wall -Wextra -I"$ROOT/include" "$ROOT/bench/c/wtd_bench.c" \

@@ -3,6 +3,7 @@
 //! that does not fit (it stays queued). `wtd_session_receive_batch` and
 //! `wtd_transport_receive_batch` are both this loop, so they cannot drift apart.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use super::transport::DatagramTransport;
@@ -104,18 +105,8 @@ impl BatchSource for DatagramTransport {
         timeout: Option<Duration>,
         needed: &mut usize,
     ) -> Result<usize> {
-        let cap = buf.len();
-        let seen = std::cell::Cell::new(0);
-        let r = self.receive_where(timeout, |d| {
-            if d.len() > cap {
-                seen.set(d.len());
-                return Err(Error::new(
-                    wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
-                    format!("next datagram has {} bytes, buffer holds {cap}", d.len()),
-                ));
-            }
-            Ok(())
-        });
+        let seen = Cell::new(0);
+        let r = self.receive_where(timeout, fits(buf.len(), &seen));
         match r {
             Ok(r) => {
                 buf[..r.data.len()].copy_from_slice(&r.data);
@@ -126,6 +117,22 @@ impl BatchSource for DatagramTransport {
                 Err(e)
             }
         }
+    }
+}
+
+/// The acceptance test of a receive into `cap` bytes: a larger datagram (or message) is refused
+/// with WTD_ERR_BUFFER_TOO_SMALL and its size recorded in `needed`, so it stays queued and the
+/// caller can report the size.
+pub fn fits(cap: usize, needed: &Cell<usize>) -> impl Fn(&[u8]) -> Result<()> + '_ {
+    move |d| {
+        if d.len() > cap {
+            needed.set(d.len());
+            return Err(Error::new(
+                wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
+                format!("next datagram has {} bytes, buffer holds {cap}", d.len()),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -83,6 +83,7 @@ const CLIENT_OPTIONS_V1: usize = std::mem::size_of::<wtd_client_options>();
 /// Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_client_options)`
 /// first: the library writes at most that many bytes and sets it to what it wrote.
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
 #[no_mangle]
 pub extern "C" fn wtd_client_options_default(options: *mut wtd_client_options) -> wtd_result {

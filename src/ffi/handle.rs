@@ -83,6 +83,39 @@ pub(crate) fn weak_ref<T: Handle<Ownership = ArcOwned>>(p: *const T) -> Result<W
     Ok(Arc::downgrade(&arc_ref(p)?))
 }
 
+/// What a C callback closure holds: its handle, weakly (a callback never runs once the handle
+/// is freed), and the application's `user_data`.
+pub(crate) struct CallbackTarget<T> {
+    handle: Weak<T>,
+    user_data: super::UserData,
+}
+
+impl<T> Clone for CallbackTarget<T> {
+    fn clone(&self) -> Self {
+        CallbackTarget {
+            handle: self.handle.clone(),
+            user_data: self.user_data,
+        }
+    }
+}
+
+impl<T: Handle<Ownership = ArcOwned>> CallbackTarget<T> {
+    /// The target for callbacks registered on handle `p` with `user_data`.
+    pub(crate) fn new(p: *const T, user_data: *mut std::ffi::c_void) -> Result<Self> {
+        Ok(CallbackTarget {
+            handle: weak_ref(p)?,
+            user_data: super::UserData(user_data),
+        })
+    }
+
+    /// Runs `f(user_data, handle)` if the handle is still alive (it stays alive during `f`).
+    pub(crate) fn call(&self, f: impl FnOnce(*mut std::ffi::c_void, *mut T)) {
+        if let Some(h) = self.handle.upgrade() {
+            f(self.user_data.get(), Arc::as_ptr(&h) as *mut T);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

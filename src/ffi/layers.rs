@@ -11,11 +11,12 @@
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::handle::{
-    borrow, free_box, new_arc, new_box, take_arc, take_box, weak_ref, ArcOwned, BoxOwned, Handle,
+    borrow, free_box, new_arc, new_box, take_arc, take_box, ArcOwned, BoxOwned, CallbackTarget,
+    Handle,
 };
 use super::transport::{transport, wtd_transport};
 use super::{
@@ -23,6 +24,7 @@ use super::{
     read_options, read_options_or_default, wait_of, write_elements, write_out, write_sized,
     UserData,
 };
+use crate::datagram::batch;
 use crate::datagram::broadcaster::Broadcaster;
 use crate::datagram::monitor::{wtd_alert_kind, Alert, Monitor, MonitorConfig, Sample};
 use crate::datagram::reliability::{
@@ -122,6 +124,7 @@ fn structured<'a>(p: *const wtd_structured) -> Result<&'a wtd_structured> {
 
 /// Fills `*options` with the defaults: `struct_size` set, no callbacks, `user_data` NULL.
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
 pub extern "C" fn wtd_structured_options_default(
@@ -180,7 +183,9 @@ pub extern "C" fn wtd_structured_new(
 }
 
 /// Registers `type_id` (pywebtransport's registry entry): objects of this type may be sent and
-/// received. Thread: any.
+/// received.
+/// Ownership: nothing is handed over.
+/// Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `type_id` already registered).
 #[no_mangle]
 pub extern "C" fn wtd_structured_register(
@@ -279,6 +284,7 @@ pub extern "C" fn wtd_structured_receive_obj(
 
 /// Writes to `*out` whether the underlying transport is closed (pywebtransport's `is_closed`).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_structured_is_closed(
@@ -293,14 +299,18 @@ pub extern "C" fn wtd_structured_is_closed(
 
 /// Closes the underlying transport without flushing (pywebtransport's `close`; same as
 /// `wtd_transport_close(transport, 0)`). Idempotent. The handle stays valid until
-/// `wtd_structured_free`. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+/// `wtd_structured_free`.
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
 pub extern "C" fn wtd_structured_close(structured: *mut wtd_structured) -> wtd_result {
     guard(|| self::structured(structured)?.inner.transport().close(None))
 }
 
 /// Releases the handle (the transport stays open: it belongs to its own handle). NULL is a
-/// no-op. No other call on this handle may be running or start. Thread: any.
+/// no-op. No other call on this handle may be running or start.
+/// Ownership: releases the handle; it must not be used afterwards.
+/// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub extern "C" fn wtd_structured_free(structured: *mut wtd_structured) {
@@ -550,6 +560,7 @@ fn reliability<'a>(p: *const wtd_reliability) -> Result<&'a ReliabilityLayer> {
 /// sizeof(wtd_reliability_options)` first (the library writes at most that many bytes and sets it
 /// to what it wrote).
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
 pub extern "C" fn wtd_reliability_options_default(
@@ -565,6 +576,7 @@ pub extern "C" fn wtd_reliability_options_default(
 /// rest as `wtd_reliability_options_default` (pywebtransport's `DatagramReliabilityLayer.create`).
 /// `struct_size` as for `wtd_reliability_options_default`.
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
 pub extern "C" fn wtd_reliability_options_low_latency(
@@ -612,6 +624,7 @@ pub extern "C" fn wtd_reliability_new(
 /// receives its sequence number, which `wtd_reliability_poll_outcomes` / the outcome callback
 /// report later. Never blocks.
 ///
+/// Ownership: `data` is only read during the call (copied when queued).
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, NULL data with len > 0),
 /// WTD_ERR_TOO_LARGE (len + 9 framing bytes above the transport's max_datagram_size),
 /// WTD_ERR_WOULD_BLOCK (`max_in_flight` messages await ACKs), WTD_ERR_CLOSED (layer or transport
@@ -641,6 +654,7 @@ pub extern "C" fn wtd_reliability_send(
 /// If the message is larger than `cap`: WTD_ERR_BUFFER_TOO_SMALL, its size in `*out_len`, and the
 /// message stays first in line (nothing is lost; `buf` NULL with `cap` 0 is a size query).
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any; a waiting receive from a callback thread is refused (WTD_ERR_INVALID_STATE).
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_len, NULL buf with cap > 0),
 /// WTD_ERR_BUFFER_TOO_SMALL, WTD_ERR_WOULD_BLOCK, WTD_ERR_TIMEOUT, WTD_ERR_CLOSED (layer closed
@@ -660,16 +674,7 @@ pub extern "C" fn wtd_reliability_receive(
         }
         let slice = arg_buffer(buf, cap, "buf")?;
         let needed = Cell::new(0usize);
-        let res = r.receive_where(wait_of(timeout_ms), |m| {
-            if m.len() > cap {
-                needed.set(m.len());
-                return Err(Error::new(
-                    wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
-                    format!("next message has {} bytes, buffer holds {cap}", m.len()),
-                ));
-            }
-            Ok(())
-        });
+        let res = r.receive_where(wait_of(timeout_ms), batch::fits(cap, &needed));
         match res {
             Ok(m) => {
                 slice[..m.len()].copy_from_slice(&m);
@@ -691,6 +696,7 @@ pub extern "C" fn wtd_reliability_receive(
 /// set (the queue keeps the newest 65,536; older ones are counted in `outcomes_dropped`). Never
 /// blocks.
 ///
+/// Ownership: the array stays the caller's and is only written during the call.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL results with
 /// count > 0, `result_size` below the first published size, `count × result_size` overflowing).
 #[no_mangle]
@@ -732,7 +738,11 @@ pub extern "C" fn wtd_reliability_poll_outcomes(
 /// never in parallel for one layer. Inside them non-blocking wtd calls are allowed (e.g.
 /// `wtd_reliability_send`); waiting ones return WTD_ERR_INVALID_STATE. The `reliability` pointer
 /// passed is this handle; callbacks stop once it is freed (a callback never sees a freed handle).
+/// Like `wtd_transport_set_callbacks`, replacing does not wait for a callback that is already
+/// running (it may finish with the old `user_data` after the call returns).
 ///
+/// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+/// callbacks may run.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `struct_size` too small).
 #[no_mangle]
 pub extern "C" fn wtd_reliability_set_callbacks(
@@ -753,31 +763,24 @@ pub extern "C" fn wtd_reliability_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options(callbacks, zero, RELIABILITY_CALLBACKS_V1, "callbacks")?;
-        let weak: Weak<wtd_reliability> = weak_ref(reliability as *const wtd_reliability)?;
+        let target = CallbackTarget::new(reliability as *const wtd_reliability, cbs.user_data)?;
         let mut rust = ReliabilityCallbacks::default();
         if let Some(f) = cbs.on_message {
-            let (w, ud) = (weak.clone(), UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_message = Some(Box::new(move |data: bytes::Bytes| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe {
-                        f(
-                            ud.get(),
-                            Arc::as_ptr(&h) as *mut wtd_reliability,
-                            data.as_ptr(),
-                            data.len(),
-                        )
-                    };
-                }
+                    unsafe { f(ud, h, data.as_ptr(), data.len()) };
+                });
             }));
         }
         if let Some(f) = cbs.on_outcome {
-            let (w, ud) = (weak, UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_outcome = Some(Box::new(move |seq: u32, o: wtd_reliable_outcome| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe { f(ud.get(), Arc::as_ptr(&h) as *mut wtd_reliability, seq, o) };
-                }
+                    unsafe { f(ud, h, seq, o) };
+                });
             }));
         }
         handle.inner.set_callbacks(Some(rust));
@@ -789,6 +792,7 @@ pub extern "C" fn wtd_reliability_set_callbacks(
 /// 0 = off, the default) of arriving DATA and ACK frames before processing them (deterministic
 /// pseudo-random), to simulate loss on a real link. Counted in `injected_drops`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle, `fraction` outside 0..1 or NaN).
 #[no_mangle]
 pub extern "C" fn wtd_reliability_set_test_drop_fraction(
@@ -800,6 +804,7 @@ pub extern "C" fn wtd_reliability_set_test_drop_fraction(
 
 /// Fills `*out` with the layer's counters (see `wtd_reliability_stats`).
 ///
+/// Ownership: `*out` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_reliability_get_stats(
@@ -845,6 +850,7 @@ pub extern "C" fn wtd_reliability_get_stats(
 /// messages already delivered stay readable. The transport stays open. Idempotent; the handle
 /// stays valid until `wtd_reliability_free`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
 pub extern "C" fn wtd_reliability_close(reliability: *mut wtd_reliability) -> wtd_result {
@@ -857,7 +863,9 @@ pub extern "C" fn wtd_reliability_close(reliability: *mut wtd_reliability) -> wt
 /// Removes the callbacks, closes the layer (see `wtd_reliability_close`; give-ups then only go to
 /// the outcome queue, which is freed too) and releases the handle. NULL is a no-op. No other call
 /// on this handle may be running or start; callbacks already running finish normally and none
-/// starts afterwards. Thread: any.
+/// starts afterwards.
+/// Ownership: releases the handle; it must not be used afterwards.
+/// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub extern "C" fn wtd_reliability_free(reliability: *mut wtd_reliability) {
@@ -933,6 +941,7 @@ pub extern "C" fn wtd_broadcaster_new(out: *mut *mut wtd_broadcaster) -> wtd_res
 /// reference to the transport, so freeing the transport handle is safe: the closed transport is
 /// then pruned by the next broadcast or count.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_CLOSED (transport closed).
 #[no_mangle]
 pub extern "C" fn wtd_broadcaster_add(
@@ -944,6 +953,7 @@ pub extern "C" fn wtd_broadcaster_add(
 
 /// Removes `transport` from the set (not in it: a no-op, WTD_OK).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
 pub extern "C" fn wtd_broadcaster_remove(
@@ -959,6 +969,7 @@ pub extern "C" fn wtd_broadcaster_remove(
 /// Writes the number of transports in the set to `*out` (closed ones are pruned first; the
 /// pywebtransport's `get_transport_count`).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_broadcaster_count(
@@ -1021,7 +1032,9 @@ pub extern "C" fn wtd_broadcaster_broadcast(
 }
 
 /// Releases the broadcaster and its references to the transports (they stay open). NULL is a
-/// no-op. No other call on this handle may be running or start. Thread: any.
+/// no-op. No other call on this handle may be running or start.
+/// Ownership: releases the handle; it must not be used afterwards.
+/// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub extern "C" fn wtd_broadcaster_free(broadcaster: *mut wtd_broadcaster) {
@@ -1212,6 +1225,7 @@ fn monitor<'a>(p: *const wtd_monitor) -> Result<&'a Monitor> {
 /// Fills `*options` with pywebtransport's defaults: interval_ms 5000, samples_maxlen 100,
 /// alerts_maxlen 50, queue_threshold 0.9, success_rate_threshold 0.8, trend_window 10.
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
 pub extern "C" fn wtd_monitor_options_default(options: *mut wtd_monitor_options) -> wtd_result {
@@ -1244,13 +1258,17 @@ pub extern "C" fn wtd_monitor_new(
 }
 
 /// Starts sampling every `interval_ms` on a wtd runtime thread (first sample after one interval).
-/// Starting again restarts the period. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+/// Starting again restarts the period.
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
 pub extern "C" fn wtd_monitor_start(monitor: *mut wtd_monitor) -> wtd_result {
     guard(|| self::monitor(monitor)?.start())
 }
 
-/// Stops sampling (samples and alerts stay). Idempotent. Thread: any.
+/// Stops sampling (samples and alerts stay). Idempotent.
+/// Ownership: nothing is handed over.
+/// Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
 pub extern "C" fn wtd_monitor_stop(monitor: *mut wtd_monitor) -> wtd_result {
@@ -1261,6 +1279,7 @@ pub extern "C" fn wtd_monitor_stop(monitor: *mut wtd_monitor) -> wtd_result {
 }
 
 /// Writes to `*out` whether the monitor is sampling (pywebtransport's `is_monitoring`).
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_monitor_is_monitoring(
@@ -1272,7 +1291,9 @@ pub extern "C" fn wtd_monitor_is_monitoring(
 
 /// Takes one sample now and evaluates the alerts — what the timer does every interval; works
 /// whether or not the monitor is started. A raised alert's callback runs on this thread before
-/// the call returns. Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
+/// the call returns.
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
 pub extern "C" fn wtd_monitor_sample_now(monitor: *mut wtd_monitor) -> wtd_result {
     guard(|| {
@@ -1285,6 +1306,7 @@ pub extern "C" fn wtd_monitor_sample_now(monitor: *mut wtd_monitor) -> wtd_resul
 /// `count` elements of `sample_size` bytes — pass `sizeof(wtd_monitor_sample)`); `*out_count` =
 /// how many (pywebtransport's `get_samples(limit)`).
 ///
+/// Ownership: the array stays the caller's and is only written during the call.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL samples with
 /// count > 0, `sample_size` below the first published size, `count × sample_size` overflowing).
 #[no_mangle]
@@ -1319,6 +1341,7 @@ pub extern "C" fn wtd_monitor_get_samples(
 /// into `alerts` (an array of `count` elements of `alert_size` bytes — pass
 /// `sizeof(wtd_monitor_alert)`); `*out_count` = how many (pywebtransport's `get_alerts`).
 ///
+/// Ownership: the array stays the caller's and is only written during the call.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL handle/out_count, NULL alerts with
 /// count > 0, `alert_size` below the first published size, `count × alert_size` overflowing).
 #[no_mangle]
@@ -1352,6 +1375,8 @@ pub extern "C" fn wtd_monitor_get_alerts(
 /// non-blocking wtd calls are allowed. `user_data` must stay valid until the callbacks are
 /// replaced and a running one has returned, or the monitor is freed.
 ///
+/// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+/// callbacks may run.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL monitor, `struct_size` too small).
 #[no_mangle]
 pub extern "C" fn wtd_monitor_set_callbacks(
@@ -1397,7 +1422,9 @@ pub extern "C" fn wtd_alert_kind_str(kind: u32) -> *const c_char {
 
 /// Stops sampling, removes the callback and releases the monitor (the transport stays open).
 /// NULL is a no-op. No other call on this handle may be running or start; a callback already
-/// running finishes normally and none starts afterwards. Thread: any.
+/// running finishes normally and none starts afterwards.
+/// Ownership: releases the handle; it must not be used afterwards.
+/// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub extern "C" fn wtd_monitor_free(monitor: *mut wtd_monitor) {

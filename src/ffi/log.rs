@@ -33,6 +33,8 @@ const LOG_CALLBACKS_V1: usize = std::mem::size_of::<wtd_log_callbacks>();
 /// previous callback is not running and will not be called again. Logging from inside the
 /// callback is dropped.
 ///
+/// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+/// callbacks may run.
 /// Thread: any, but not from inside the log callback itself.
 /// Errors: `WTD_ERR_INVALID_ARGUMENT` (`struct_size` too small, `max_level` outside
 /// `WTD_LOG_ERROR`..`WTD_LOG_TRACE` while `on_log` is set); `WTD_ERR_INVALID_STATE` when called

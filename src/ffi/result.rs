@@ -67,6 +67,7 @@ pub extern "C" fn wtd_version() -> *const c_char {
 
 /// Returns the library version as `(major << 16) | (minor << 8) | patch`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: none.
 #[no_mangle]
 pub extern "C" fn wtd_version_number() -> u32 {
@@ -77,7 +78,9 @@ pub extern "C" fn wtd_version_number() -> u32 {
 /// timers and callbacks run on these threads (named "wtd-rt").
 ///
 /// Call it before the first wtd call that creates a server, client or session (or after
-/// `wtd_shutdown()`). Thread: any.
+/// `wtd_shutdown()`).
+/// Ownership: nothing is handed over.
+/// Thread: any.
 /// Errors: `WTD_ERR_INVALID_ARGUMENT` if `threads` is 0 or above 1024; `WTD_ERR_INVALID_STATE` if
 /// the runtime is already running.
 #[no_mangle]
@@ -91,6 +94,7 @@ pub extern "C" fn wtd_set_runtime_threads(threads: u32) -> wtd_result {
 /// become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
 /// calling it twice, or before anything was started, is harmless.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.
 #[no_mangle]
 pub extern "C" fn wtd_shutdown() {

@@ -169,6 +169,7 @@ const SERVER_OPTIONS_V1: usize = std::mem::offset_of!(wtd_server_options, accept
 /// Fills `*options` with the defaults. Set `options->struct_size = sizeof(wtd_server_options)`
 /// first: the library writes at most that many bytes and sets it to what it wrote.
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, `struct_size` too small).
 #[no_mangle]
 pub extern "C" fn wtd_server_options_default(options: *mut wtd_server_options) -> wtd_result {
@@ -291,6 +292,7 @@ fn server<'a>(p: *const wtd_server) -> Result<&'a Server> {
 
 /// Writes the UDP port the server listens on to `*out`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments), WTD_ERR_IO.
 #[no_mangle]
 pub extern "C" fn wtd_server_port(server: *const wtd_server, out: *mut u16) -> wtd_result {
@@ -302,7 +304,9 @@ pub extern "C" fn wtd_server_port(server: *const wtd_server, out: *mut u16) -> w
 /// until accepts have emptied the queue (wtd clears it then; do not read from it or close it).
 /// With an `on_session` callback, sessions go to the callback and the descriptor only reports
 /// the close. Created on first call (an eventfd on Linux, a pipe elsewhere); the same
-/// descriptor every time; valid until `wtd_server_free`. Thread: any. Errors: NULL arguments;
+/// descriptor every time; valid until `wtd_server_free`.
+/// Ownership: the descriptor stays wtd's (do not read from it or close it).
+/// Thread: any. Errors: NULL arguments;
 /// WTD_ERR_INTERNAL if the OS refuses a descriptor.
 #[no_mangle]
 pub extern "C" fn wtd_server_readiness_fd(
@@ -314,6 +318,7 @@ pub extern "C" fn wtd_server_readiness_fd(
 
 /// Copies the SHA-256 of the server's certificate (32 bytes) to `out32`.
 ///
+/// Ownership: `out32` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_server_cert_hash(server: *const wtd_server, out32: *mut u8) -> wtd_result {
@@ -327,6 +332,7 @@ pub extern "C" fn wtd_server_cert_hash(server: *const wtd_server, out32: *mut u8
 /// Copies the certificate's SHA-256 as 64 lowercase hex characters plus a NUL into `buf`
 /// (`cap` ≥ 65).
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL server, NULL buf with cap > 0),
 /// WTD_ERR_BUFFER_TOO_SMALL (`cap` < 65; nothing written).
 #[no_mangle]
@@ -349,6 +355,7 @@ pub extern "C" fn wtd_server_cert_hash_hex(
 /// itself, by reason. Set `out->struct_size = sizeof(wtd_server_stats)` first: the library writes
 /// at most that many bytes and sets it to what it wrote.
 ///
+/// Ownership: `*out` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
 #[no_mangle]
 pub extern "C" fn wtd_server_get_stats(
@@ -403,6 +410,7 @@ pub extern "C" fn wtd_server_accept(
 /// waits up to ~2 s for that to reach the peers. Idempotent. Session handles stay valid (closed)
 /// until freed.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any; from a wtd callback it does not wait. Errors: WTD_ERR_INVALID_ARGUMENT (NULL).
 #[no_mangle]
 pub extern "C" fn wtd_server_close(server: *mut wtd_server) -> wtd_result {
@@ -415,6 +423,7 @@ pub extern "C" fn wtd_server_close(server: *mut wtd_server) -> wtd_result {
 /// Closes (as `wtd_server_close`) and releases the server. NULL is a no-op. Sessions it handed
 /// out stay valid (closed) until freed. No call may start on the handle afterwards.
 ///
+/// Ownership: releases the handle; it must not be used afterwards.
 /// Thread: any. Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
 pub extern "C" fn wtd_server_free(server: *mut wtd_server) {

@@ -4,13 +4,13 @@
 #![allow(non_camel_case_types)]
 
 use std::ffi::{c_char, c_void, CString};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::handle::{arc_ref, borrow, new_arc, take_arc, weak_ref, ArcOwned, Handle};
+use super::handle::{arc_ref, borrow, new_arc, take_arc, ArcOwned, CallbackTarget, Handle};
 use super::{
     arg_buffer, arg_bytes, arg_opt_str, arg_slice_mut, copy_str_out, guard,
-    read_options_or_default, wait_of, write_out, write_sized, UserData,
+    read_options_or_default, wait_of, write_out, write_sized,
 };
 use crate::datagram::batch;
 use crate::error::{wtd_result, Error, Result};
@@ -320,6 +320,8 @@ impl batch::Slots for CSlots<'_> {
 /// be freed. Called from inside a callback it does not wait (the change applies from the next
 /// event). A transport made from the session receives regardless.
 ///
+/// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+/// callbacks may run.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `struct_size` below the first
 /// published size).
 #[no_mangle]
@@ -341,39 +343,25 @@ pub extern "C" fn wtd_session_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options_or_default(callbacks, zero, CALLBACKS_V1, "callbacks")?;
-        let weak: Weak<wtd_session> = weak_ref(session as *const wtd_session)?;
+        let target = CallbackTarget::new(session as *const wtd_session, cbs.user_data)?;
         let mut rust = SessionCallbacks::default();
         if let Some(f) = cbs.on_datagram {
-            let (w, ud) = (weak.clone(), UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_datagram = Some(Box::new(move |data: bytes::Bytes| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe {
-                        f(
-                            ud.get(),
-                            Arc::as_ptr(&h) as *mut wtd_session,
-                            data.as_ptr(),
-                            data.len(),
-                        )
-                    };
-                }
+                    unsafe { f(ud, h, data.as_ptr(), data.len()) };
+                });
             }));
         }
         if let Some(f) = cbs.on_closed {
-            let (w, ud) = (weak, UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_closed = Some(Box::new(move |info| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     let reason = CString::new(info.reason.replace('\0', " ")).unwrap_or_default();
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe {
-                        f(
-                            ud.get(),
-                            Arc::as_ptr(&h) as *mut wtd_session,
-                            info.code,
-                            reason.as_ptr(),
-                        )
-                    };
-                }
+                    unsafe { f(ud, h, info.code, reason.as_ptr()) };
+                });
             }));
         }
         handle.inner.set_callbacks(Some(rust));
@@ -385,6 +373,7 @@ pub extern "C" fn wtd_session_set_callbacks(
 /// bytes). Never blocks; idempotent (later calls keep the first code). Blocked receivers wake with
 /// WTD_ERR_CLOSED. The handle stays valid until `wtd_session_free`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any, including callbacks. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, `reason` not
 /// UTF-8).
 #[no_mangle]
@@ -403,6 +392,7 @@ pub extern "C" fn wtd_session_close(
 /// Writes to `*out` whether the peer asked to wind the session down (DRAIN_WEBTRANSPORT_SESSION
 /// capsule or HTTP/3 GOAWAY): finish what you are doing and close.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_is_draining(
@@ -415,6 +405,7 @@ pub extern "C" fn wtd_session_is_draining(
 /// Writes to `*out` whether the session is closed (by either side). Cheap: meant to be called
 /// every frame.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_is_closed(session: *const wtd_session, out: *mut bool) -> wtd_result {
@@ -424,6 +415,7 @@ pub extern "C" fn wtd_session_is_closed(session: *const wtd_session, out: *mut b
 /// After close: writes the close code to `*out_code` and copies the reason NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
 /// without the NUL. `buf` NULL with `cap` 0 queries the length.
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session/out_code, NULL reason_buf with
 /// cap > 0), WTD_ERR_INVALID_STATE (still open), WTD_ERR_BUFFER_TOO_SMALL (the needed length is
 /// written to `*out_len`).
@@ -451,6 +443,7 @@ pub extern "C" fn wtd_session_close_info(
 /// Blocks until the session has closed and its close notice was delivered (callbacks
 /// included), at most `timeout_ms` (negative = forever, 0 = check only).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any but a wtd callback thread when waiting (WTD_ERR_INVALID_STATE).
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_TIMEOUT (still open).
 #[no_mangle]
@@ -469,6 +462,7 @@ pub extern "C" fn wtd_session_wait_closed(
 
 /// Writes the session id (its CONNECT stream id; equal on both ends) to `*out`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_id(session: *const wtd_session, out: *mut u64) -> wtd_result {
@@ -477,6 +471,7 @@ pub extern "C" fn wtd_session_id(session: *const wtd_session, out: *mut u64) -> 
 
 /// Writes the negotiated WebTransport draft (a `wtd_draft` value) to `*out`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_draft(
@@ -498,6 +493,7 @@ pub extern "C" fn wtd_draft_str(draft: u32) -> *const c_char {
 /// Copies the request `:path` (with query) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
 /// without the NUL. `buf` NULL with `cap` 0 queries the length.
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL session, NULL buf with cap > 0),
 /// WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
 #[no_mangle]
@@ -513,6 +509,7 @@ pub extern "C" fn wtd_session_path(
 /// Copies the request's `origin` header ("" when none was sent) NUL-terminated into `buf` (capacity `cap`, NUL included); `*out_len` (optional) = its length
 /// without the NUL. `buf` NULL with `cap` 0 queries the length.
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any. Errors: as `wtd_session_path`.
 #[no_mangle]
 pub extern "C" fn wtd_session_origin(
@@ -538,6 +535,7 @@ pub extern "C" fn wtd_session_origin(
 /// Writes the largest payload one datagram can carry now to `*out` (grows with path MTU
 /// discovery; 0 when the peer takes no datagrams). Cheap: meant to be called every frame.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments).
 #[no_mangle]
 pub extern "C" fn wtd_session_max_datagram_size(
@@ -553,7 +551,9 @@ pub extern "C" fn wtd_session_max_datagram_size(
 /// then (do not read from it or close it). With an `on_datagram` callback set (or a transport
 /// made from the session), datagrams bypass the queue and the descriptor only reports the close.
 /// Created on first call (an eventfd on Linux, a pipe elsewhere); the same descriptor every
-/// time; valid until `wtd_session_free`. Thread: any. Errors: NULL arguments;
+/// time; valid until `wtd_session_free`.
+/// Ownership: the descriptor stays wtd's (do not read from it or close it).
+/// Thread: any. Errors: NULL arguments;
 /// WTD_ERR_INTERNAL if the OS refuses a descriptor.
 #[no_mangle]
 pub extern "C" fn wtd_session_readiness_fd(
@@ -566,6 +566,7 @@ pub extern "C" fn wtd_session_readiness_fd(
 /// Fills `*out` with the session's counters. Set `out->struct_size = sizeof(wtd_session_stats)`
 /// first: the library writes at most that many bytes and sets `struct_size` to what it wrote.
 ///
+/// Ownership: `*out` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL arguments, `struct_size` too small).
 #[no_mangle]
 pub extern "C" fn wtd_session_get_stats(
@@ -609,6 +610,7 @@ pub extern "C" fn wtd_session_get_stats(
 /// `wtd_session_wait_closed`) wake with WTD_ERR_CLOSED / return, and the memory stays valid
 /// until they do. No call may *start* on the handle after this. A transport made from the
 /// session sees it closed (its receives return WTD_ERR_CLOSED); free the transport as usual.
+/// Ownership: releases the handle; it must not be used afterwards.
 /// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]

@@ -6,15 +6,14 @@
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_void};
-use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::handle::{borrow, new_arc, take_arc, weak_ref, ArcOwned, Handle};
+use super::handle::{borrow, new_arc, take_arc, ArcOwned, CallbackTarget, Handle};
 use super::session::{batch_slots, session, wtd_datagram_buffer, wtd_session, CSlots};
 use super::{
     arg_buffer, arg_bytes, arg_slice, arg_slice_mut, check_sized, copy_bytes_out, copy_str_out,
     guard, guard_value, ms_of_opt, opt_ms, read_options_or_default, wait_of, write_out,
-    write_sized, UserData,
+    write_sized,
 };
 use crate::datagram::batch;
 use crate::datagram::json;
@@ -120,30 +119,6 @@ pub(crate) fn transport<'a>(p: *const wtd_transport) -> Result<&'a DatagramTrans
     Ok(&borrow(p)?.inner)
 }
 
-fn too_small(need: usize, cap: usize) -> Error {
-    Error::new(
-        wtd_result::WTD_ERR_BUFFER_TOO_SMALL,
-        format!("next datagram has {need} bytes, buffer holds {cap}"),
-    )
-}
-
-/// Receives the next datagram only if it fits `cap` bytes (else it stays queued and `needed` gets
-/// its size).
-fn receive_fitting(
-    t: &DatagramTransport,
-    cap: usize,
-    timeout: Option<Duration>,
-    needed: &Cell<usize>,
-) -> Result<Received> {
-    t.receive_where(timeout, |d| {
-        if d.len() > cap {
-            needed.set(d.len());
-            return Err(too_small(d.len(), cap));
-        }
-        Ok(())
-    })
-}
-
 /// Receives into `buf`, writing the length, or the needed size on WTD_ERR_BUFFER_TOO_SMALL.
 fn receive_into(
     t: &DatagramTransport,
@@ -157,7 +132,7 @@ fn receive_into(
     }
     let slice = arg_buffer(buf, cap, "buf")?;
     let needed = Cell::new(0);
-    match receive_fitting(t, cap, timeout, &needed) {
+    match t.receive_where(timeout, batch::fits(cap, &needed)) {
         Ok(r) => {
             slice[..r.data.len()].copy_from_slice(&r.data);
             write_out(out_len, r.data.len(), "out_len")?;
@@ -176,6 +151,7 @@ fn receive_into(
 
 /// Fills `*options` with the defaults (and its `struct_size`).
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT when `options` is NULL.
 #[no_mangle]
 pub extern "C" fn wtd_transport_options_default(options: *mut wtd_transport_options) -> wtd_result {
@@ -228,6 +204,7 @@ pub extern "C" fn wtd_transport_new(
 /// Writes the transport's current configuration to `*options` (max ages reflect
 /// `wtd_transport_set_*_max_age`; `incoming_high_water_mark` is the effective value).
 ///
+/// Ownership: `*options` is the caller's; the library only writes it.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_options(
@@ -256,6 +233,7 @@ pub extern "C" fn wtd_transport_get_options(
 /// later sends fail with WTD_ERR_CLOSED; datagrams already received stay readable. The session
 /// stays open. The handle stays valid until `wtd_transport_free`.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any; a flush from a callback thread is refused (WTD_ERR_INVALID_STATE) — use 0 there.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL), WTD_ERR_INVALID_STATE (see above).
 #[no_mangle]
@@ -270,6 +248,7 @@ pub extern "C" fn wtd_transport_close(
 /// releases the handle. NULL is a no-op. No other call on this handle may be running or start.
 /// Callbacks already running finish normally; none starts afterwards.
 ///
+/// Ownership: releases the handle; it must not be used afterwards.
 /// Thread: any.
 /// Errors: none (a caught panic is logged and recorded as the last error).
 #[no_mangle]
@@ -317,7 +296,9 @@ pub extern "C" fn wtd_transport_send(
 }
 
 /// `wtd_transport_send` that never waits (a full WTD_DROP_BLOCK queue fails with
-/// WTD_ERR_WOULD_BLOCK at once). Same errors. Thread: any, including callbacks.
+/// WTD_ERR_WOULD_BLOCK at once). Same errors.
+/// Ownership: `data` is only read during the call (copied when queued).
+/// Thread: any, including callbacks.
 /// Errors: as `wtd_transport_send`.
 #[no_mangle]
 pub extern "C" fn wtd_transport_try_send(
@@ -439,6 +420,7 @@ pub extern "C" fn wtd_transport_receive(
 }
 
 /// `wtd_transport_receive` with `timeout_ms` 0: never waits (WTD_ERR_WOULD_BLOCK when empty).
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: any, including callbacks.
 /// Errors: as `wtd_transport_receive`.
 #[no_mangle]
@@ -520,6 +502,7 @@ const METADATA_V1: usize = std::mem::size_of::<wtd_datagram_metadata>();
 /// `wtd_transport_receive` that also fills `*meta` (computing the SHA-256 checksum, which only
 /// this function does). Same buffer, timeout and error rules; `*meta` is written on success only.
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: as `wtd_transport_receive`. Errors: as `wtd_transport_receive`, plus
 /// WTD_ERR_INVALID_ARGUMENT when `meta` is NULL.
 #[no_mangle]
@@ -565,6 +548,7 @@ pub extern "C" fn wtd_transport_receive_with_metadata(
 /// fit stays queued too (WTD_ERR_BUFFER_TOO_SMALL, the needed length without NUL in `*out_len`;
 /// `buf` NULL with `cap` 0 is a size query).
 ///
+/// Ownership: the buffers stay the caller's and are only written during the call.
 /// Thread: as `wtd_transport_receive`. Errors: the ones above and those of
 /// `wtd_transport_receive`.
 #[no_mangle]
@@ -611,7 +595,9 @@ pub extern "C" fn wtd_transport_receive_json(
 // ----- buffers and queues ------------------------------------------------------------------
 
 /// Empties the incoming queue; `*out_count` (optional) = datagrams dropped (counted in
-/// `cleared_incoming` and `receive_drops`). Thread: any. Errors: NULL transport.
+/// `cleared_incoming` and `receive_drops`).
+/// Ownership: nothing is handed over (`*out_count` is only written).
+/// Thread: any. Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_clear_receive_buffer(
     transport: *mut wtd_transport,
@@ -627,7 +613,9 @@ pub extern "C" fn wtd_transport_clear_receive_buffer(
 }
 
 /// Empties the outgoing queue; `*out_count` (optional) = datagrams dropped (counted in
-/// `cleared_outgoing` and `send_drops`). Wakes blocked senders. Thread: any.
+/// `cleared_outgoing` and `send_drops`). Wakes blocked senders.
+/// Ownership: nothing is handed over (`*out_count` is only written).
+/// Thread: any.
 /// Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_clear_send_buffer(
@@ -643,7 +631,9 @@ pub extern "C" fn wtd_transport_clear_send_buffer(
     })
 }
 
-/// Datagrams waiting in the incoming queue. Thread: any. Errors: NULL arguments.
+/// Datagrams waiting in the incoming queue.
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_receive_buffer_size(
     transport: *const wtd_transport,
@@ -658,7 +648,9 @@ pub extern "C" fn wtd_transport_get_receive_buffer_size(
     })
 }
 
-/// Datagrams waiting in the outgoing queue. Thread: any. Errors: NULL arguments.
+/// Datagrams waiting in the outgoing queue.
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_send_buffer_size(
     transport: *const wtd_transport,
@@ -731,6 +723,7 @@ fn queue_direction(q: &(usize, usize, Vec<(i32, usize)>)) -> wtd_queue_direction
 }
 
 /// Fills `*out` with the size, capacity and per-priority counts of both queues.
+/// Ownership: `*out` is the caller's; the library only writes it.
 /// Thread: any. Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_queue_stats(
@@ -843,7 +836,9 @@ pub struct wtd_datagram_stats {
 }
 
 /// Fills `*out` with the transport's statistics (pywebtransport's `stats` property; named `get_stats`
-/// because C cannot have a function and a struct of the same name). Thread: any.
+/// because C cannot have a function and a struct of the same name).
+/// Ownership: `*out` is the caller's; the library only writes it.
+/// Thread: any.
 /// Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_get_stats(
@@ -901,7 +896,9 @@ pub extern "C" fn wtd_transport_get_stats(
 /// "sequences" — pywebtransport's) NUL-terminated into `buf` (capacity `cap`, NUL included);
 /// `*out_len` (optional) = length without NUL. Too small: WTD_ERR_BUFFER_TOO_SMALL with the
 /// needed length in `*out_len` (`buf` NULL, `cap` 0 queries it; the snapshot may grow slightly
-/// between calls, so leave headroom). Thread: any.
+/// between calls, so leave headroom).
+/// Ownership: the buffers stay the caller's and are only written during the call.
+/// Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, NULL buf with cap > 0),
 /// WTD_ERR_BUFFER_TOO_SMALL (the needed length is written to `*out_len`).
 #[no_mangle]
@@ -922,6 +919,7 @@ pub extern "C" fn wtd_transport_debug_state(
 /// `out[0..*out_count]`. `count` = room in `out`; when more issues than that were found:
 /// WTD_ERR_BUFFER_TOO_SMALL with the count in `*out_count` (written on that failure too) and
 /// nothing written to `out` (`out` NULL with `count` 0 queries the count). Messages: `wtd_transport_diagnose_issues_json`.
+/// Ownership: the array stays the caller's and is only written during the call.
 /// Thread: any. Errors: NULL transport/out_count.
 #[no_mangle]
 pub extern "C" fn wtd_transport_diagnose_issues(
@@ -952,7 +950,9 @@ pub extern "C" fn wtd_transport_diagnose_issues(
 }
 
 /// `wtd_transport_diagnose_issues` as a JSON array `[{"code": n, "message": ".."}, ...]`
-/// (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`. Thread: any.
+/// (`code` a `wtd_issue` value), copied like `wtd_transport_debug_state`.
+/// Ownership: the buffers stay the caller's and are only written during the call.
+/// Thread: any.
 /// Errors: as `wtd_transport_debug_state`.
 #[no_mangle]
 pub extern "C" fn wtd_transport_diagnose_issues_json(
@@ -972,6 +972,7 @@ pub extern "C" fn wtd_transport_diagnose_issues_json(
 /// Sends `HEARTBEAT:<unix seconds>` (ASCII) at priority 1 every `interval_ms`, the first one at
 /// once (not waiting; a full queue skips that beat), until `wtd_transport_stop_heartbeat`,
 /// another `start_heartbeat` (which replaces it) or close. Runs on a wtd runtime thread.
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL, interval 0), WTD_ERR_CLOSED.
 #[no_mangle]
 pub extern "C" fn wtd_transport_start_heartbeat(
@@ -981,7 +982,9 @@ pub extern "C" fn wtd_transport_start_heartbeat(
     guard(|| self::transport(transport)?.start_heartbeat(Duration::from_millis(interval_ms.into())))
 }
 
-/// Stops the heartbeat (no-op when none runs). Thread: any. Errors: NULL transport.
+/// Stops the heartbeat (no-op when none runs).
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_stop_heartbeat(transport: *mut wtd_transport) -> wtd_result {
     guard(|| {
@@ -990,7 +993,9 @@ pub extern "C" fn wtd_transport_stop_heartbeat(transport: *mut wtd_transport) ->
     })
 }
 
-/// Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has. Thread: any.
+/// Unix time (s) the last heartbeat from the peer arrived, or 0.0 when none has.
+/// Ownership: nothing is handed over.
+/// Thread: any.
 /// Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_last_heartbeat_received(
@@ -1006,7 +1011,9 @@ pub extern "C" fn wtd_transport_last_heartbeat_received(
 }
 
 /// Largest payload one datagram can carry now (grows with path MTU discovery; 0 when the peer
-/// takes no datagrams). Thread: any. Errors: NULL arguments.
+/// takes no datagrams).
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_max_datagram_size(
     transport: *const wtd_transport,
@@ -1021,6 +1028,7 @@ pub extern "C" fn wtd_transport_max_datagram_size(
 /// close it). With an `on_received` callback set, datagrams go to the callback and the
 /// descriptor only reports the close. Created on first call (an eventfd on Linux, a pipe
 /// elsewhere); the same descriptor every time; valid until `wtd_transport_free`.
+/// Ownership: the descriptor stays wtd's (do not read from it or close it).
 /// Thread: any. Errors: NULL arguments; WTD_ERR_INTERNAL if the OS refuses a descriptor.
 #[no_mangle]
 pub extern "C" fn wtd_transport_readiness_fd(
@@ -1067,6 +1075,7 @@ pub struct wtd_throughput_result {
 /// (≤ 1 s) for the queue to drain, and reports what really left (pywebtransport counted enqueue
 /// attempts). Blocks for about `duration_ms`; traffic counts in the normal statistics too.
 ///
+/// Ownership: `*out` is the caller's; the library only writes it.
 /// Thread: not a callback thread (WTD_ERR_INVALID_STATE). Errors: WTD_ERR_INVALID_ARGUMENT
 /// (NULL, duration 0), WTD_ERR_TOO_LARGE (size 0 or above max_datagram_size), WTD_ERR_CLOSED.
 #[no_mangle]
@@ -1138,6 +1147,14 @@ const CALLBACKS_V1: usize = std::mem::size_of::<wtd_transport_callbacks>();
 /// blocking ones return WTD_ERR_INVALID_STATE. The `transport` pointer passed is this handle;
 /// callbacks stop once it is freed (a callback never sees a freed handle).
 ///
+/// Replacing: events not yet dispatched go to the new set (none is replayed or dropped);
+/// datagrams already in the incoming queue stay there for the receive calls. Unlike
+/// `wtd_session_set_callbacks`, this call does not wait for a callback that is already running:
+/// it may finish with the old `user_data` after the call returns, so keep the old `user_data`
+/// valid until the transport is freed or a later event has reached the new callbacks.
+///
+/// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
+/// callbacks may run.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT (NULL transport, struct_size too small).
 #[no_mangle]
 pub extern "C" fn wtd_transport_set_callbacks(
@@ -1158,31 +1175,24 @@ pub extern "C" fn wtd_transport_set_callbacks(
             user_data: std::ptr::null_mut(),
         };
         let cbs = read_options_or_default(callbacks, zero, CALLBACKS_V1, "callbacks")?;
-        let weak: Weak<wtd_transport> = weak_ref(transport as *const wtd_transport)?;
+        let target = CallbackTarget::new(transport as *const wtd_transport, cbs.user_data)?;
         let mut rust = TransportCallbacks::default();
         if let Some(f) = cbs.on_received {
-            let (w, ud) = (weak.clone(), UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_received = Some(Box::new(move |data: bytes::Bytes| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe {
-                        f(
-                            ud.get(),
-                            Arc::as_ptr(&h) as *mut wtd_transport,
-                            data.as_ptr(),
-                            data.len(),
-                        )
-                    };
-                }
+                    unsafe { f(ud, h, data.as_ptr(), data.len()) };
+                });
             }));
         }
         if let Some(f) = cbs.on_sent {
-            let (w, ud) = (weak, UserData(cbs.user_data));
+            let t = target.clone();
             rust.on_sent = Some(Box::new(move |size: usize| {
-                if let Some(h) = w.upgrade() {
+                t.call(|ud, h| {
                     // SAFETY: the application's callback, called as its registration documents.
-                    unsafe { f(ud.get(), Arc::as_ptr(&h) as *mut wtd_transport, size) };
-                }
+                    unsafe { f(ud, h, size) };
+                });
             }));
         }
         handle.inner.set_callbacks(Some(rust));
@@ -1203,6 +1213,7 @@ fn getter<T>(
 
 /// True once closed (by `wtd_transport_close`/`_free` or because the session ended).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_is_closed(
@@ -1214,6 +1225,7 @@ pub extern "C" fn wtd_transport_is_closed(
 
 /// True while datagrams can be read (open, or closed with some still queued).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_is_readable(
@@ -1225,6 +1237,7 @@ pub extern "C" fn wtd_transport_is_readable(
 
 /// True while datagrams can be sent (transport and session open).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_is_writable(
@@ -1237,6 +1250,7 @@ pub extern "C" fn wtd_transport_is_writable(
 /// Datagrams accepted for sending so far: handed to QUIC or queued (local counter, never on the
 /// wire); refused sends do not count.
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_send_sequence(
@@ -1248,6 +1262,7 @@ pub extern "C" fn wtd_transport_send_sequence(
 
 /// Datagrams that arrived so far (local counter, never on the wire).
 ///
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: WTD_ERR_INVALID_ARGUMENT for NULL arguments.
 #[no_mangle]
 pub extern "C" fn wtd_transport_receive_sequence(
@@ -1259,6 +1274,7 @@ pub extern "C" fn wtd_transport_receive_sequence(
 
 /// Sets the incoming max age in ms (0 = no limit): queued datagrams older than this are dropped
 /// when read and counted in `expired_incoming`. Applies to what is already queued.
+/// Ownership: nothing is handed over.
 /// Thread: any. Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_set_incoming_max_age(
@@ -1272,7 +1288,9 @@ pub extern "C" fn wtd_transport_set_incoming_max_age(
 }
 
 /// Sets the outgoing max age in ms (0 = no limit): queued datagrams older than this are dropped
-/// before sending and counted in `dropped_too_old`. Thread: any. Errors: NULL transport.
+/// before sending and counted in `dropped_too_old`.
+/// Ownership: nothing is handed over.
+/// Thread: any. Errors: NULL transport.
 #[no_mangle]
 pub extern "C" fn wtd_transport_set_outgoing_max_age(
     transport: *mut wtd_transport,
@@ -1288,7 +1306,9 @@ pub extern "C" fn wtd_transport_set_outgoing_max_age(
 
 /// Writes a heartbeat payload, `HEARTBEAT:<unix seconds>` (ASCII, no NUL), into `buf` (capacity
 /// `cap`) and its length to `*out_len` (optional). Too small: WTD_ERR_BUFFER_TOO_SMALL with the
-/// needed length in `*out_len` (32 bytes always suffice). Thread: any.
+/// needed length in `*out_len` (32 bytes always suffice).
+/// Ownership: the buffers stay the caller's and are only written during the call.
+/// Thread: any.
 /// Errors: WTD_ERR_INVALID_ARGUMENT (NULL buf with cap > 0), WTD_ERR_BUFFER_TOO_SMALL (the
 /// needed length is written to `*out_len`).
 #[no_mangle]
@@ -1306,6 +1326,7 @@ pub extern "C" fn wtd_create_heartbeat_datagram(
 }
 
 /// True when `data[0..len]` is a heartbeat datagram (starts with `HEARTBEAT:`); false for NULL.
+/// Ownership: `data` is only read during the call.
 /// Thread: any. Errors: none.
 #[no_mangle]
 pub extern "C" fn wtd_is_heartbeat_datagram(data: *const u8, len: usize) -> bool {

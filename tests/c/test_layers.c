@@ -694,6 +694,22 @@ static void test_monitor(pair *p) {
     CHECK_R(wtd_monitor_get_samples(m, all, sizeof(wtd_monitor_sample), 64, &n_all), WTD_OK);
     CHECK_R(wtd_monitor_get_samples(m, s, sizeof(wtd_monitor_sample), 2, &n), WTD_OK);
     CHECK(n == 2 && n_all >= 4);
+    {
+        /* API 0.2 element size: a newer caller's bigger element gets the library's fields at
+         * the caller's stride, the rest untouched; an element size below the first published
+         * one is refused. */
+        struct wide {
+            wtd_monitor_sample s;
+            uint64_t appended_later;
+        } w[2];
+        size_t k = 0;
+        memset(w, 0xEE, sizeof w);
+        CHECK_R(wtd_monitor_get_samples(m, &w[0].s, sizeof w[0], 2, &k), WTD_OK);
+        CHECK(k == 2 && w[1].s.timestamp == all[n_all - 1].timestamp);
+        CHECK(w[0].appended_later == 0xEEEEEEEEEEEEEEEEull && w[1].appended_later == 0xEEEEEEEEEEEEEEEEull);
+        CHECK_R(wtd_monitor_get_samples(m, s, sizeof(wtd_monitor_sample) - 8, 2, &k), INV);
+        CHECK_R(wtd_monitor_get_samples(m, s, sizeof(wtd_monitor_sample), SIZE_MAX / 8, &k), INV);
+    }
     if (n == 2 && n_all >= 2) {
         CHECK(s[0].timestamp == all[n_all - 2].timestamp && s[1].timestamp == all[n_all - 1].timestamp);
         CHECK(s[0].timestamp <= s[1].timestamp && s[1].queue_size == all[n_all - 1].queue_size);

@@ -667,6 +667,52 @@ static void *blocked_receiver(void *p) {
     return NULL;
 }
 
+/* API 0.2 growable output structs: the library reads the caller's struct_size first and writes
+ * at most that many bytes, reporting what it wrote. A struct_size below the first published size
+ * (0 = forgotten) is refused before anything is written; a newer caller's bigger struct gets the
+ * library's fields and keeps its tail. */
+static void test_struct_size(wtd_transport *st) {
+    struct {
+        wtd_datagram_stats s;
+        unsigned char canary[64];
+    } box;
+    const uint32_t short_size = (uint32_t)offsetof(wtd_datagram_stats, bytes_received);
+    size_t untouched = 0;
+    const unsigned char *bytes = (const unsigned char *)&box;
+    printf("# struct_size\n");
+    memset(&box, 0xAB, sizeof box);
+    box.s.struct_size = short_size;
+    CHECK_R(wtd_transport_get_stats(st, &box.s), INV);
+    CHECK(strstr(wtd_last_error_message(), "struct_size") != NULL);
+    while (untouched + 4 < sizeof box && bytes[4 + untouched] == 0xAB) untouched++;
+    CHECK(untouched + 4 == sizeof box); /* nothing written on the refusal */
+    box.s.struct_size = 0;
+    CHECK_R(wtd_transport_get_stats(st, &box.s), INV);
+    {
+        struct {
+            wtd_datagram_stats s;
+            uint64_t appended_later[4];
+        } big;
+        memset(&big, 0xCD, sizeof big);
+        big.s.struct_size = sizeof big;
+        CHECK_R(wtd_transport_get_stats(st, &big.s), WTD_OK);
+        CHECK(big.s.struct_size == sizeof big.s);
+        CHECK(big.appended_later[0] == 0xCDCDCDCDCDCDCDCDull &&
+              big.appended_later[3] == 0xCDCDCDCDCDCDCDCDull);
+    }
+    {
+        struct {
+            wtd_transport_options o;
+            uint32_t appended_later[4];
+        } big;
+        memset(&big, 0xCD, sizeof big);
+        big.o.struct_size = sizeof big;
+        CHECK_R(wtd_transport_options_default(&big.o), WTD_OK);
+        CHECK(big.o.struct_size == sizeof big.o && big.appended_later[0] == 0xCDCDCDCDu);
+        CHECK(big.o.outgoing_high_water_mark == 100);
+    }
+}
+
 static void test_close(wtd_transport *ct, wtd_transport *st) {
     size_t n = 0;
     CHECK_R(wtd_transport_clear_receive_buffer(st, &n), WTD_OK);
@@ -736,6 +782,7 @@ int main(void) {
         return 1;
     }
 
+    test_struct_size(st);
     test_properties(ct, st, cs);
     test_send_receive_metadata(ct, st);
     test_json(ct, st);

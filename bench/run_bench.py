@@ -314,7 +314,7 @@ def main():
     threads = os.environ.get("WTD_BENCH_THREADS") or "default (2)"
     print(f"  setup: {a.secs:g} s blasts, median of {a.repeat} one-way runs, {a.pings} ping samples "
           f"(+100 warm-up), {pin}; wtd runtime threads {threads}; raw quinn on a tokio current-thread "
-          f"runtime; wtd_session_send retry on WOULD_BLOCK = {os.environ.get('WTD_BENCH_BACKOFF') or 'spin'}")
+          f"runtime; wtd_session_send retry on WOULD_BLOCK = {os.environ.get('WTD_BENCH_BACKOFF') or 'yield'}")
     print("  CPU used by OTHER processes during the run (% of all CPUs; > a few % skews figures): "
           + ", ".join(f"{n} {p:.0f} %" for n, p in bg.sections))
     print(f"  machine: {platform.node()} nproc={os.cpu_count()} cpu={cpu_model()} kernel={platform.release()}")

@@ -115,7 +115,11 @@ fn blast(s: &Session, size: usize, secs: f64) {
             loop {
                 match s.send_datagram(&p) {
                     Ok(()) => break,
-                    Err(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => would_block += 1,
+                    Err(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => {
+                        // As the C blaster: give the CPU back (wtd's runtime threads share it).
+                        would_block += 1;
+                        std::thread::yield_now();
+                    }
                     Err(e) => panic!("send: {e}"),
                 }
             }

@@ -10,7 +10,7 @@
 # 5. bench/run_bench.py: every measurement on 127.0.0.1, prints ONE table (same run, same machine)
 #
 # Environment: WTD_BENCH_THREADS (wtd runtime threads, default wtd's own), WTD_BENCH_BACKOFF
-# (spin|yield: what the wtd_session_send blaster does on WTD_ERR_WOULD_BLOCK, default spin),
+# (yield|spin: what the wtd_session_send blaster does on WTD_ERR_WOULD_BLOCK, default yield),
 # WTD_BENCH_MAX_BUSY (wait, up to 5 min, until other processes use less than this % CPU; default 15).
 set -euo pipefail
 

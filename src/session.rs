@@ -143,6 +143,17 @@ impl Incoming {
         self.room.wake_driver(wake_driver);
     }
 
+    /// Gives each datagram to the application's datagram callback (counted as read; a panic
+    /// is logged and the rest are still delivered).
+    fn hand_each(&self, f: &DatagramCallback, batch: impl ExactSizeIterator<Item = Bytes>) {
+        self.read.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for d in batch {
+            if catch_unwind(AssertUnwindSafe(|| f(d))).is_err() {
+                log_error!("a datagram callback panicked");
+            }
+        }
+    }
+
     /// Who takes arriving datagrams: the attached layer, else the application's callbacks.
     fn callbacks(&self) -> Option<Arc<SessionCallbacks>> {
         lock(&self.layer)
@@ -221,12 +232,7 @@ impl SessionEvents for Incoming {
                 return None;
             }
             if let Some(f) = &cbs.on_datagram {
-                self.read.fetch_add(n as u64, Ordering::Relaxed);
-                for d in batch.drain(..) {
-                    if catch_unwind(AssertUnwindSafe(|| f(d))).is_err() {
-                        log_error!("a datagram callback panicked");
-                    }
-                }
+                self.hand_each(f, batch.drain(..));
                 return None;
             }
         }
@@ -555,14 +561,7 @@ impl Session {
                 incoming.ready.notify_all();
                 return;
             };
-            incoming
-                .read
-                .fetch_add(queued.len() as u64, Ordering::Relaxed);
-            for d in queued {
-                if catch_unwind(AssertUnwindSafe(|| f(d))).is_err() {
-                    log_error!("a datagram callback panicked");
-                }
-            }
+            incoming.hand_each(f, queued.into_iter());
         }));
     }
 

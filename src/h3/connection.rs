@@ -238,7 +238,7 @@ impl Connection {
         counters: &Arc<SendCounters>,
     ) -> Result<()> {
         let len = wire.len();
-        let mut ob = lock(&self.outbox);
+        let ob = lock(&self.outbox);
         if ob.closed {
             return Err(Error::closed("connection is closed"));
         }
@@ -250,32 +250,35 @@ impl Connection {
                 return Ok(());
             }
         }
-        if !self.has_room(&mut ob, len) {
-            return Err(Error::would_block("datagram send buffer is full"));
+        match self.enqueue(ob, std::iter::once(wire), counters) {
+            (_, Some(e)) => Err(e),
+            _ => Ok(()),
         }
-        ob.bytes += len;
-        ob.queue.push_back((wire, counters.clone()));
-        let wake = !ob.flushing;
-        ob.flushing = true;
-        drop(ob);
-        if wake {
-            super::flusher::schedule(self.clone());
-        }
-        Ok(())
     }
 
     /// [`Connection::send_datagram`] for a batch (always through the outbox): accepts them in
-    /// order under one lock until the outbox is full, and wakes the flush task at most once.
+    /// order under one lock until the outbox is full, and wakes the flusher at most once.
     /// Returns how many were accepted and why the rest were not.
     pub(crate) fn send_datagrams(
         self: &Arc<Self>,
         wires: impl Iterator<Item = Bytes>,
         counters: &Arc<SendCounters>,
     ) -> (usize, Option<Error>) {
-        let mut ob = lock(&self.outbox);
+        let ob = lock(&self.outbox);
         if ob.closed {
             return (0, Some(Error::closed("connection is closed")));
         }
+        self.enqueue(ob, wires, counters)
+    }
+
+    /// Appends `wires` to the (locked, open) outbox while there is room, then releases the lock
+    /// and schedules the connection on the shared flusher if its outbox was idle.
+    fn enqueue(
+        self: &Arc<Self>,
+        mut ob: std::sync::MutexGuard<'_, Outbox>,
+        wires: impl Iterator<Item = Bytes>,
+        counters: &Arc<SendCounters>,
+    ) -> (usize, Option<Error>) {
         let mut n = 0;
         let mut err = None;
         for wire in wires {

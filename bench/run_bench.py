@@ -311,7 +311,8 @@ def main():
     print(f"  fan-out: server {json.dumps(res['fanout']['server'])} client {json.dumps(res['fanout']['client'])}")
     pin = ("sender/client pinned to CPU 0, receiver/server to CPU 1 (taskset); broadcast unpinned"
            if R.pin else "no CPU pinning")
-    threads = os.environ.get("WTD_BENCH_THREADS") or "default (2)"
+    threads = os.environ.get("WTD_BENCH_THREADS") or (
+        "default (1 in the pinned processes, 2 in the unpinned broadcast)" if R.pin else "default (2)")
     print(f"  setup: {a.secs:g} s blasts, median of {a.repeat} one-way runs, {a.pings} ping samples "
           f"(+100 warm-up), {pin}; wtd runtime threads {threads}; raw quinn on a tokio current-thread "
           f"runtime; wtd_session_send retry on WOULD_BLOCK = {os.environ.get('WTD_BENCH_BACKOFF') or 'yield'}")

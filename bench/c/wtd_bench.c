@@ -16,7 +16,7 @@
  *   wtd_bench server fanout SESSIONS HZ SECS      accept SESSIONS, broadcast 64 B at HZ for SECS (own CPU %)
  *   wtd_bench client fanin URL HASH CONNS PER_CONN open CONNS x PER_CONN sessions, count arrivals
  *
- * Environment: WTD_BENCH_THREADS = wtd runtime threads (default: wtd's default, 2);
+ * Environment: WTD_BENCH_THREADS = wtd runtime threads (default: wtd's default: 2, 1 when pinned to one CPU);
  * WTD_BENCH_BACKOFF = yield (default: sched_yield() before retrying wtd_session_send on
  * WOULD_BLOCK) | spin (retry at once; on a pinned core it starves wtd's own runtime threads).
  */

@@ -117,7 +117,7 @@ func Version() string { return C.GoString(C.wtd_version()) }
 // program exit if you want a clean shutdown (not required).
 func Shutdown() { C.wtd_shutdown() }
 
-// SetRuntimeThreads sets the number of wtd's network threads (default 2). Call it before the
+// SetRuntimeThreads sets the number of wtd's network threads (default 2, 1 when the process may use one CPU only). Call it before the
 // first Listen or Dial (or after Shutdown).
 func SetRuntimeThreads(n int) error {
 	if n <= 0 || n > 1024 {

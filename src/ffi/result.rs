@@ -74,8 +74,10 @@ pub extern "C" fn wtd_version_number() -> u32 {
     (WTD_VERSION_MAJOR << 16) | (WTD_VERSION_MINOR << 8) | WTD_VERSION_PATCH
 }
 
-/// Sets the number of worker threads of wtd's internal runtime (default 2). All network I/O,
-/// timers and callbacks run on these threads (named "wtd-rt").
+/// Sets the number of worker threads of wtd's internal runtime. All network I/O, timers and
+/// callbacks run on these threads (named "wtd-rt"). Default: 2, or 1 when the process may run on
+/// only one CPU (its affinity mask, e.g. `taskset -c 3`, or a cgroup CPU quota below 2): two
+/// workers on one CPU only add wake-ups and context switches between them.
 ///
 /// Call it before the first wtd call that creates a server, client or session (or after
 /// `wtd_shutdown()`).

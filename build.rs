@@ -97,6 +97,7 @@ const SECTIONS: &[(&str, &[&str])] = &[
             "wtd_last_error_message",
             "wtd_version",
             "wtd_set_runtime_threads",
+            "wtd_set_send_coalescing",
             "wtd_shutdown",
         ],
     ),

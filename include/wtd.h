@@ -225,6 +225,22 @@ uint32_t wtd_version_number(void);
 wtd_result wtd_set_runtime_threads(uint32_t threads);
 
 /**
+ * Lets datagrams sent from application threads wait up to `interval_us` microseconds so that
+ * they leave together (like GameNetworkingSockets' Nagle time, for every connection at once).
+ *
+ * 0 (the default): the first send of a burst wakes a wtd thread at once, which hands the
+ * burst to the network — lowest latency, one wake-up (a system call, and on a shared core a
+ * context switch) per burst on the sending thread. Above 0: while traffic lasts, wtd looks at
+ * every connection's queued datagrams once per interval, and sends never wake a wtd thread (no
+ * system call on the sending thread); a datagram leaves at most one interval later. Sends made
+ * inside wtd callbacks are not delayed. Takes effect at once; may be changed at any time.
+ * Ownership: nothing is handed over.
+ * Thread: any.
+ * Errors: `WTD_ERR_INVALID_ARGUMENT` above 100000 (100 ms).
+ */
+wtd_result wtd_set_send_coalescing(uint32_t interval_us);
+
+/**
  * Stops wtd's internal runtime: session closes still in flight get up to 2 s to reach their
  * peers, then background tasks are cancelled and the call waits up to 2
  * seconds for the runtime threads to exit. Close and free your handles first; handles still open

@@ -20,5 +20,6 @@ pub mod session;
 pub use endpoint::client::{connect, ClientConfig};
 pub use endpoint::server::{Server, ServerConfig};
 pub use endpoint::tls::Verification;
+pub use h3::flusher::{send_coalescing, set_send_coalescing};
 pub use session::Session;
 pub mod datagram;

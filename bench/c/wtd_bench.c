@@ -16,7 +16,8 @@
  *   wtd_bench server fanout SESSIONS HZ SECS      accept SESSIONS, broadcast 64 B at HZ for SECS (own CPU %)
  *   wtd_bench client fanin URL HASH CONNS PER_CONN open CONNS x PER_CONN sessions, count arrivals
  *
- * Environment: WTD_BENCH_THREADS = wtd runtime threads (default: wtd's default: 2, 1 when pinned to one CPU);
+ * Environment: WTD_BENCH_COALESCE_US = wtd_set_send_coalescing interval (default 0: off);
+ * WTD_BENCH_THREADS = wtd runtime threads (default: wtd's default: 2, 1 when pinned to one CPU);
  * WTD_BENCH_BACKOFF = yield (default: sched_yield() before retrying wtd_session_send on
  * WOULD_BLOCK) | spin (retry at once; on a pinned core it starves wtd's own runtime threads).
  */
@@ -616,6 +617,8 @@ static int client_fanin(const char *url, const char *hash_hex, int conns, int pe
 int main(int argc, char **argv) {
     const char *th = getenv("WTD_BENCH_THREADS");
     if (th && *th) CHECK(wtd_set_runtime_threads((uint32_t)atoi(th)));
+    const char *co = getenv("WTD_BENCH_COALESCE_US");
+    if (co && *co) CHECK(wtd_set_send_coalescing((uint32_t)atoi(co)));
     const char *bo = getenv("WTD_BENCH_BACKOFF");
     /* Default: give the CPU back on WTD_ERR_WOULD_BLOCK (what a game loop does, and what raw
      * quinn's awaiting sender does); "spin" retries at once. */

@@ -159,6 +159,11 @@ static void test_runtime(void) {
     wtd_shutdown();
     wtd_shutdown();
     CHECK(wtd_set_runtime_threads(1) == WTD_OK);
+    /* Send coalescing: any time, up to 100 ms. */
+    CHECK(wtd_set_send_coalescing(100001) == WTD_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(wtd_last_error_message(), "maximum") != NULL);
+    CHECK(wtd_set_send_coalescing(100000) == WTD_OK);
+    CHECK(wtd_set_send_coalescing(0) == WTD_OK);
 }
 
 int main(void) {

@@ -12,6 +12,7 @@ pub use logging::wtd_log_level;
 
 pub mod endpoint;
 pub mod h3;
+mod gate;
 mod lock;
 mod pace;
 mod ready;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::error::{Error, Result};
+use crate::gate::{Entered, Gate};
 use crate::h3::session_core::{CloseInfo, RequestInfo, SessionCore, SessionEvents};
 use crate::h3::wtd_draft;
 use crate::pace::{ReaderPace, Room};
@@ -104,8 +105,8 @@ pub(crate) struct Incoming {
     /// application replacing or clearing its own (e.g. when it frees the session) never
     /// detaches the layer.
     layer: Mutex<Option<Arc<SessionCallbacks>>>,
-    /// Held while callbacks run, so replacing them can wait for one in flight.
-    delivering: Mutex<()>,
+    /// Entered while callbacks run, so replacing them can wait for one in flight.
+    gate: Gate,
     /// Readable while the queue holds a datagram or the session is closed (updated under
     /// `state`'s lock).
     readiness: Readiness,
@@ -124,7 +125,7 @@ impl Incoming {
             capacity: capacity.max(1),
             callbacks: Mutex::new(None),
             layer: Mutex::new(None),
-            delivering: Mutex::new(()),
+            gate: Gate::default(),
             readiness: Readiness::default(),
             received: AtomicU64::new(0),
             received_bytes: AtomicU64::new(0),
@@ -162,38 +163,13 @@ impl Incoming {
     }
 
     /// Marks this thread as delivering this session's events until the guard drops.
-    fn deliver(&self) -> Delivering<'_> {
-        let guard = lock(&self.delivering);
-        let outer = DELIVERING.with(|d| d.replace(self as *const Incoming as usize));
-        Delivering {
-            _guard: guard,
-            outer,
-        }
+    fn deliver(&self) -> Entered<'_> {
+        self.gate.enter()
     }
 
     /// Returns once no callback of this session is running (see `Session::set_callbacks`).
     fn quiesce(&self) {
-        let inside = DELIVERING.with(|d| d.get()) == self as *const Incoming as usize;
-        if !inside && !crate::runtime::on_runtime_thread() {
-            drop(lock(&self.delivering));
-        }
-    }
-}
-
-thread_local! {
-    /// The `Incoming` whose callbacks this thread is running now (0: none).
-    static DELIVERING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// While alive: this thread runs one session's callbacks.
-struct Delivering<'a> {
-    _guard: std::sync::MutexGuard<'a, ()>,
-    outer: usize,
-}
-
-impl Drop for Delivering<'_> {
-    fn drop(&mut self) {
-        DELIVERING.with(|d| d.set(self.outer));
+        self.gate.quiesce();
     }
 }
 

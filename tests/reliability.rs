@@ -495,3 +495,57 @@ fn a_full_receive_queue_refuses_data_until_the_application_reads() {
     assert_eq!(e.b.stats().delivered, 20);
     assert_eq!(e.a.stats().gave_up, 0);
 }
+
+/// Replacing a layer's callbacks returns only after a callback already running has returned,
+/// and the old set is never called afterwards (the application may free what it used).
+#[test]
+fn replacing_callbacks_waits_for_a_running_one_and_the_old_set_stays_silent() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let e = ends(fast());
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let entered_tx = Mutex::new(entered_tx);
+    let finished = Arc::new(AtomicBool::new(false));
+    let replaced = Arc::new(AtomicBool::new(false));
+    let old_after_replace = Arc::new(AtomicUsize::new(0));
+    let (f, r, late) = (finished.clone(), replaced.clone(), old_after_replace.clone());
+    e.b.set_callbacks(Some(ReliabilityCallbacks {
+        on_message: Some(Box::new(move |_| {
+            if r.load(Ordering::SeqCst) {
+                late.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            if !f.load(Ordering::SeqCst) {
+                let _ = entered_tx.lock().unwrap().send(());
+                std::thread::sleep(Duration::from_millis(200));
+                f.store(true, Ordering::SeqCst);
+            }
+        })),
+        ..Default::default()
+    }));
+    let a = e.a.clone();
+    let sender = std::thread::spawn(move || {
+        for i in 0..200u32 {
+            a.send(&i.to_le_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let news = Arc::new(AtomicUsize::new(0));
+    let n = news.clone();
+    e.b.set_callbacks(Some(ReliabilityCallbacks {
+        on_message: Some(Box::new(move |_| {
+            n.fetch_add(1, Ordering::SeqCst);
+        })),
+        ..Default::default()
+    }));
+    replaced.store(true, Ordering::SeqCst);
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "set_callbacks returned while the old callback was still running"
+    );
+    sender.join().unwrap();
+    wait_until("the new callbacks get messages", Duration::from_secs(10), || {
+        news.load(Ordering::SeqCst) > 0
+    });
+    assert_eq!(old_after_replace.load(Ordering::SeqCst), 0);
+}

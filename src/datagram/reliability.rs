@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use super::transport::DatagramTransport;
 use crate::error::{wtd_result, Error, Result};
+use crate::gate::Gate;
 use crate::runtime;
 
 /// Bytes a DATA frame adds to the payload.
@@ -341,6 +342,8 @@ struct Inner {
     ready: Condvar,
     wake: Notify,
     callbacks: Mutex<Option<Arc<ReliabilityCallbacks>>>,
+    /// Entered around each callback, so replacing the callbacks can wait for one in flight.
+    gate: Gate,
     dispatching: AtomicBool,
 }
 
@@ -396,6 +399,7 @@ impl ReliabilityLayer {
             ready: Condvar::new(),
             wake: Notify::new(),
             callbacks: Mutex::new(None),
+            gate: Gate::default(),
             dispatching: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&inner);
@@ -544,9 +548,12 @@ impl ReliabilityLayer {
         Ok(())
     }
 
-    /// Installs (None: removes) callbacks.
+    /// Installs (None: removes) callbacks. Returns once no callback of the old set is running
+    /// (at once when called from inside one of this layer's callbacks or on a wtd runtime
+    /// thread): after it returns, only the new set is called.
     pub fn set_callbacks(&self, callbacks: Option<ReliabilityCallbacks>) {
         *lock(&self.inner.callbacks) = callbacks.map(Arc::new);
+        self.inner.gate.quiesce();
     }
 
     /// Counters.
@@ -650,10 +657,13 @@ impl Inner {
             if self.dispatching.swap(true, Ordering::AcqRel) {
                 return;
             }
-            let cbs = lock(&self.callbacks).clone();
             loop {
                 let ev = lock(&self.state).events.pop_front();
                 let Some(ev) = ev else { break };
+                // Looked up per event under the gate: once set_callbacks returned, the old set
+                // is never called again.
+                let _running = self.gate.enter();
+                let cbs = lock(&self.callbacks).clone();
                 let Some(cbs) = &cbs else { continue };
                 let run = std::panic::AssertUnwindSafe(|| match ev {
                     Event::Message(m) => {

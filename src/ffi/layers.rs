@@ -738,8 +738,10 @@ pub extern "C" fn wtd_reliability_poll_outcomes(
 /// never in parallel for one layer. Inside them non-blocking wtd calls are allowed (e.g.
 /// `wtd_reliability_send`); waiting ones return WTD_ERR_INVALID_STATE. The `reliability` pointer
 /// passed is this handle; callbacks stop once it is freed (a callback never sees a freed handle).
-/// Like `wtd_transport_set_callbacks`, replacing does not wait for a callback that is already
-/// running (it may finish with the old `user_data` after the call returns).
+/// Replacing waits until a callback of the old set that is already running has returned, and the
+/// old set is never called afterwards, so its `user_data` may be freed when this returns (called
+/// from inside one of this layer's callbacks, or from any wtd callback thread, it does not wait:
+/// the change applies from the next event).
 ///
 /// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
 /// callbacks may run.

@@ -94,7 +94,7 @@ async fn connect_async(url: &str, config: &ClientConfig) -> Result<Session> {
     } else {
         "0.0.0.0:0".parse().expect("literal")
     };
-    let mut endpoint = quinn::Endpoint::client(bind)?;
+    let mut endpoint = super::socket::endpoint(bind, None)?;
     endpoint.set_default_client_config(qc);
     let connecting = endpoint
         .connect(addr, &u.host)

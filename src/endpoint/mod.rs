@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod server;
+pub mod socket;
 pub mod tls;
 pub mod url;
 

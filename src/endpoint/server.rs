@@ -396,7 +396,7 @@ impl Server {
         let handle = runtime::handle()?;
         let endpoint = {
             let _guard = handle.enter();
-            quinn::Endpoint::server(server_config, config.bind).map_err(|e| {
+            super::socket::endpoint(config.bind, Some(server_config)).map_err(|e| {
                 Error::new(
                     wtd_result::WTD_ERR_IO,
                     format!("cannot listen on {}: {e}", config.bind),

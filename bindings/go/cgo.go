@@ -117,8 +117,8 @@ func Version() string { return C.GoString(C.wtd_version()) }
 // program exit if you want a clean shutdown (not required).
 func Shutdown() { C.wtd_shutdown() }
 
-// SetRuntimeThreads sets the number of wtd's network threads (default 2, 1 when the process may use one CPU only). Call it before the
-// first Listen or Dial (or after Shutdown).
+// SetRuntimeThreads sets the number of wtd's network threads (default 2; 1 when the process may
+// use only one CPU). Call it before the first Listen or Dial (or after Shutdown).
 func SetRuntimeThreads(n int) error {
 	if n <= 0 || n > 1024 {
 		return &Error{Op: "SetRuntimeThreads", Code: ErrInvalidArgument, Message: "threads must be 1..1024"}
@@ -127,6 +127,22 @@ func SetRuntimeThreads(n int) error {
 	defer runtime.UnlockOSThread()
 	if r := C.wtd_set_runtime_threads(C.uint32_t(n)); r != 0 {
 		return fail("SetRuntimeThreads", r)
+	}
+	return nil
+}
+
+// SetSendCoalescing lets datagrams sent from Go wait up to d (at most 100 ms) so that wtd hands
+// them to the network together, once per interval while traffic lasts: a send then wakes no wtd
+// thread (no system call). 0, the default, hands each burst over at once. Like
+// GameNetworkingSockets' Nagle time, for every connection; takes effect at once.
+func SetSendCoalescing(d time.Duration) error {
+	if d < 0 || d > 100*time.Millisecond {
+		return &Error{Op: "SetSendCoalescing", Code: ErrInvalidArgument, Message: "interval must be 0..100ms"}
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if r := C.wtd_set_send_coalescing(C.uint32_t(d / time.Microsecond)); r != 0 {
+		return fail("SetSendCoalescing", r)
 	}
 	return nil
 }

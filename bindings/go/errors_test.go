@@ -209,3 +209,16 @@ func TestVersionMatchesHeader(t *testing.T) {
 		t.Errorf("library %s, header %s", Version(), want)
 	}
 }
+
+// SetSendCoalescing range-checks in Go and reaches the library (which accepts 0..100 ms).
+func TestSetSendCoalescing(t *testing.T) {
+	if err := SetSendCoalescing(101 * time.Millisecond); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("101 ms: %v", err)
+	}
+	if err := SetSendCoalescing(2 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetSendCoalescing(0); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -251,6 +251,14 @@ namespace Wtd
             WtdException.Check(NativeMethods.wtd_set_runtime_threads(threads));
         }
 
+        /// <summary>Lets datagrams sent from your threads wait up to <paramref name="intervalUs"/>
+        /// µs (at most 100000) so that wtd hands them to the network together, once per interval
+        /// while traffic lasts, with no wake-up of a wtd thread per send. 0 (default): at once.</summary>
+        public static void SetSendCoalescing(uint intervalUs)
+        {
+            WtdException.Check(NativeMethods.wtd_set_send_coalescing(intervalUs));
+        }
+
         /// <summary>Stops wtd's runtime and the binding's readiness thread (close and dispose
         /// handles first). Idempotent; a later call starts a new runtime, so a Unity Editor can
         /// call it before every domain reload.</summary>

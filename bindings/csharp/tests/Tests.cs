@@ -253,6 +253,9 @@ namespace Wtd.Tests
             Check(WtdLibrary.DraftString(WtdDraft.Draft02) == "draft-02", "draft string");
             Check(WtdLibrary.LogLevelString(WtdLogLevel.Warn) != WtdLibrary.LogLevelString((WtdLogLevel)77), "log level strings");
             Check(WtdLibrary.ResultString((WtdResult)999) == WtdLibrary.ResultString((WtdResult)1000), "unknown codes share one string");
+            ThrowsWtd(WtdResult.InvalidArgument, () => WtdLibrary.SetSendCoalescing(100001), "coalescing above 100 ms");
+            WtdLibrary.SetSendCoalescing(1000);
+            WtdLibrary.SetSendCoalescing(0);
             // A bad URL: the exception carries the code and the native message of this thread.
             WtdException e = ThrowsWtd(WtdResult.InvalidArgument, () => WtdSession.Connect("not a url"), "bad url");
             Check(e.Message.Length > "wtd: ".Length + 20 && e.Message.Contains("InvalidArgument"), "message carries details: " + e.Message);

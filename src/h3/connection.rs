@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use once_cell::sync::Lazy;
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -97,6 +97,29 @@ struct Outbox {
     flushing: bool,
     /// The connection is over: nothing more is accepted.
     closed: bool,
+    /// Where accepted datagrams are copied (prefix + payload): each is a slice of a shared
+    /// chunk, so a send costs no allocation of its own (see [`OUTBOX_CHUNK`]).
+    arena: BytesMut,
+}
+
+/// Size of the chunks the outbox copies datagrams into (≈ 230 datagrams of 64 B, 16 of 1000 B).
+/// A chunk is freed when the last datagram in it has left quinn; each connection that sends
+/// keeps at most one partly used chunk. One allocation per chunk instead of one per datagram
+/// matters: the application thread allocates and a runtime thread frees, which sends glibc's
+/// malloc down its slow path every time (9 % of a 64 B sender's profile, plus 3 % in free).
+pub const OUTBOX_CHUNK: usize = 16 * 1024;
+
+impl Outbox {
+    /// `prefix` + `payload` as one `Bytes` carved out of the arena.
+    fn copy_in(&mut self, prefix: &[u8], payload: &[u8]) -> Bytes {
+        let len = prefix.len() + payload.len();
+        if self.arena.capacity() < len {
+            self.arena = BytesMut::with_capacity(OUTBOX_CHUNK.max(len));
+        }
+        self.arena.extend_from_slice(prefix);
+        self.arena.extend_from_slice(payload);
+        self.arena.split().freeze()
+    }
 }
 
 /// An HTTP/3 connection with WebTransport enabled.
@@ -234,11 +257,12 @@ impl Connection {
     /// the direct path, quinn's buffer) has no room.
     pub(crate) fn send_datagram(
         self: &Arc<Self>,
-        wire: Bytes,
+        prefix: &[u8],
+        payload: &[u8],
         counters: &Arc<SendCounters>,
     ) -> Result<()> {
-        let len = wire.len();
-        let ob = lock(&self.outbox);
+        let len = prefix.len() + payload.len();
+        let mut ob = lock(&self.outbox);
         if ob.closed {
             return Err(Error::closed("connection is closed"));
         }
@@ -246,11 +270,12 @@ impl Connection {
             // Nobody else hands datagrams to quinn while we hold the outbox lock: the room
             // check and the send are atomic, so quinn never evicts one we counted.
             if self.quic.datagram_send_buffer_space() >= len {
+                let wire = ob.copy_in(prefix, payload);
                 self.quic.send_datagram(wire).map_err(map_send_error)?;
                 return Ok(());
             }
         }
-        match self.enqueue(ob, std::iter::once(wire), counters) {
+        match self.enqueue(ob, prefix, std::iter::once(payload), counters) {
             (_, Some(e)) => Err(e),
             _ => Ok(()),
         }
@@ -259,34 +284,39 @@ impl Connection {
     /// [`Connection::send_datagram`] for a batch (always through the outbox): accepts them in
     /// order under one lock until the outbox is full, and wakes the flusher at most once.
     /// Returns how many were accepted and why the rest were not.
-    pub(crate) fn send_datagrams(
+    pub(crate) fn send_datagrams<'a>(
         self: &Arc<Self>,
-        wires: impl Iterator<Item = Bytes>,
+        prefix: &[u8],
+        payloads: impl Iterator<Item = &'a [u8]>,
         counters: &Arc<SendCounters>,
     ) -> (usize, Option<Error>) {
         let ob = lock(&self.outbox);
         if ob.closed {
             return (0, Some(Error::closed("connection is closed")));
         }
-        self.enqueue(ob, wires, counters)
+        self.enqueue(ob, prefix, payloads, counters)
     }
 
-    /// Appends `wires` to the (locked, open) outbox while there is room, then releases the lock
-    /// and schedules the connection on the shared flusher if its outbox was idle.
-    fn enqueue(
+    /// Appends `prefix` + each payload to the (locked, open) outbox while there is room, then
+    /// releases the lock and schedules the connection on the shared flusher if its outbox was
+    /// idle.
+    fn enqueue<'a>(
         self: &Arc<Self>,
         mut ob: std::sync::MutexGuard<'_, Outbox>,
-        wires: impl Iterator<Item = Bytes>,
+        prefix: &[u8],
+        payloads: impl Iterator<Item = &'a [u8]>,
         counters: &Arc<SendCounters>,
     ) -> (usize, Option<Error>) {
         let mut n = 0;
         let mut err = None;
-        for wire in wires {
-            if !self.has_room(&mut ob, wire.len()) {
+        for payload in payloads {
+            let len = prefix.len() + payload.len();
+            if !self.has_room(&mut ob, len) {
                 err = Some(Error::would_block("datagram send buffer is full"));
                 break;
             }
-            ob.bytes += wire.len();
+            ob.bytes += len;
+            let wire = ob.copy_in(prefix, payload);
             ob.queue.push_back((wire, counters.clone()));
             n += 1;
         }
@@ -689,6 +719,7 @@ async fn flush_outbox(conn: Arc<Connection>) {
         counters.dropped_unsent.fetch_add(1, Ordering::Relaxed);
     }
     ob.bytes = 0;
+    ob.arena = BytesMut::new();
 }
 
 /// A QUIC varint for an error code (codes above 2^62 cannot occur; clamp defensively).
@@ -944,4 +975,34 @@ async fn read_decoder(reader: &mut StreamReader) -> std::result::Result<(), Stre
     // With no dynamic table in use there is nothing for the peer's decoder to tell us.
     while reader.next_bytes().await?.is_some() {}
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Datagrams accepted one after another are slices of one chunk (no allocation each); a
+    /// datagram that does not fit starts a new chunk; bytes are prefix then payload.
+    #[test]
+    fn outbox_copies_datagrams_into_shared_chunks() {
+        let mut ob = Outbox::default();
+        let a = ob.copy_in(&[0x80, 0x01], &[7u8; 64]);
+        let b = ob.copy_in(&[0x80, 0x01], &[8u8; 64]);
+        assert_eq!(&a[..2], &[0x80, 0x01]);
+        assert!(a[2..].iter().all(|&x| x == 7) && b[2..].iter().all(|&x| x == 8));
+        assert_eq!(a.as_ptr() as usize + a.len(), b.as_ptr() as usize, "same chunk");
+        let mut last = b;
+        let mut chunks = 1;
+        for _ in 0..(2 * OUTBOX_CHUNK / 66) {
+            let c = ob.copy_in(&[1], &[2u8; 65]);
+            if last.as_ptr() as usize + last.len() != c.as_ptr() as usize {
+                chunks += 1;
+            }
+            last = c;
+        }
+        assert!((2..=4).contains(&chunks), "{chunks} chunks for 2 chunks' worth");
+        // Larger than a chunk: a chunk of its own size.
+        let big = ob.copy_in(&[1], &vec![3u8; OUTBOX_CHUNK + 10]);
+        assert_eq!(big.len(), OUTBOX_CHUNK + 11);
+    }
 }

@@ -5,7 +5,7 @@ use crate::lock::lock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::capsule;
 use super::connection::{Connection, SendCounters};
@@ -173,10 +173,7 @@ impl SessionCore {
     /// WTD_ERR_WOULD_BLOCK when the connection's send buffer is full — never a silent eviction.
     pub fn send_datagram(&self, payload: &[u8]) -> Result<()> {
         self.check_sendable(payload.len())?;
-        let mut buf = BytesMut::with_capacity(self.prefix.len() + payload.len());
-        buf.extend_from_slice(&self.prefix);
-        buf.extend_from_slice(payload);
-        self.conn.send_datagram(buf.freeze(), &self.sent)?;
+        self.conn.send_datagram(&self.prefix, payload, &self.sent)?;
         self.sent.datagrams.fetch_add(1, Ordering::Relaxed);
         self.sent
             .bytes
@@ -196,18 +193,9 @@ impl SessionCore {
                 break;
             }
         }
-        // One allocation for the whole batch; each datagram is a slice of it.
-        let total: usize = payloads[..valid]
-            .iter()
-            .map(|p| self.prefix.len() + p.len())
-            .sum();
-        let mut buf = BytesMut::with_capacity(total);
-        let wires = payloads[..valid].iter().map(|p| {
-            buf.extend_from_slice(&self.prefix);
-            buf.extend_from_slice(p);
-            buf.split().freeze()
-        });
-        let (n, blocked) = self.conn.send_datagrams(wires, &self.sent);
+        let (n, blocked) =
+            self.conn
+                .send_datagrams(&self.prefix, payloads[..valid].iter().copied(), &self.sent);
         let bytes: usize = payloads[..n].iter().map(|p| p.len()).sum();
         self.sent.datagrams.fetch_add(n as u64, Ordering::Relaxed);
         self.sent.bytes.fetch_add(bytes as u64, Ordering::Relaxed);

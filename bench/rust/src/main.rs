@@ -80,7 +80,21 @@ fn server_endpoint() -> quinn::Endpoint {
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
     let mut sc = quinn::ServerConfig::with_single_cert(vec![cert], key).unwrap();
     sc.transport_config(transport());
-    quinn::Endpoint::server(sc, "127.0.0.1:0".parse().unwrap()).unwrap()
+    endpoint(Some(sc))
+}
+
+/// Kernel socket buffers as wtd asks for them (src/endpoint/socket.rs: 4 MiB each way), so the
+/// two columns differ only in what wtd does per datagram — with the 208 KiB default, a loaded
+/// machine makes quinn lose packets and back off, and raw quinn would look slower than it is.
+const SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+fn endpoint(server: Option<quinn::ServerConfig>) -> quinn::Endpoint {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let state = quinn::udp::UdpSocketState::new((&socket).into()).unwrap();
+    let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
+    let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
+    let runtime: Arc<dyn quinn::Runtime> = Arc::new(quinn::TokioRuntime);
+    quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime).unwrap()
 }
 
 async fn connect(port: u16) -> (quinn::Endpoint, quinn::Connection) {
@@ -94,7 +108,7 @@ async fn connect(port: u16) -> (quinn::Endpoint, quinn::Connection) {
     let qc = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut cc = quinn::ClientConfig::new(Arc::new(qc));
     cc.transport_config(transport());
-    let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut ep = endpoint(None);
     ep.set_default_client_config(cc);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let conn = ep.connect(addr, "localhost").unwrap().await.unwrap();

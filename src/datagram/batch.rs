@@ -33,6 +33,23 @@ pub trait BatchSource {
         needed: &mut usize,
     ) -> Result<usize>;
 
+    /// The whole batch receive (see [`receive_into`]); `slots` holds at least one buffer. By
+    /// default a waiting [`BatchSource::take_into`] for the first datagram, then
+    /// [`BatchSource::take_more`].
+    fn take_batch(&self, slots: &mut dyn Slots, timeout: Option<Duration>) -> Result<usize> {
+        let mut needed = 0;
+        match self.take_into(slots.buf(0), timeout, &mut needed) {
+            Ok(len) => slots.set_len(0, len),
+            Err(e) => {
+                if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
+                    slots.set_len(0, needed);
+                }
+                return Err(e);
+            }
+        }
+        Ok(1 + self.take_more(slots, 1))
+    }
+
     /// Takes already-queued datagrams, without waiting, into `slots[first..]` in order, stopping
     /// at the first that does not fit; returns how many were taken.
     fn take_more(&self, slots: &mut dyn Slots, first: usize) -> usize {
@@ -60,17 +77,7 @@ pub fn receive_into(
     if slots.count() == 0 {
         return Err(Error::invalid("count must be > 0"));
     }
-    let mut needed = 0;
-    match src.take_into(slots.buf(0), timeout, &mut needed) {
-        Ok(len) => slots.set_len(0, len),
-        Err(e) => {
-            if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
-                slots.set_len(0, needed);
-            }
-            return Err(e);
-        }
-    }
-    Ok(1 + src.take_more(slots, 1))
+    src.take_batch(slots, timeout)
 }
 
 impl BatchSource for Session {
@@ -114,6 +121,33 @@ impl BatchSource for DatagramTransport {
             }
             Err(e) => {
                 *needed = seen.get();
+                Err(e)
+            }
+        }
+    }
+
+    /// One wait, one lock and one counter update for the whole batch (not one receive per
+    /// datagram): copies straight from the queue into the caller's buffers.
+    fn take_batch(&self, slots: &mut dyn Slots, timeout: Option<Duration>) -> Result<usize> {
+        let seen = Cell::new(0);
+        let r = self.take_incoming(
+            slots.count(),
+            timeout,
+            |i, d| {
+                let dst = slots.buf(i);
+                fits(dst.len(), &seen)(d)?;
+                dst[..d.len()].copy_from_slice(d);
+                slots.set_len(i, d.len());
+                Ok(())
+            },
+            |_, _| {},
+        );
+        match r {
+            Ok((n, _)) => Ok(n),
+            Err(e) => {
+                if e.code == wtd_result::WTD_ERR_BUFFER_TOO_SMALL {
+                    slots.set_len(0, seen.get());
+                }
                 Err(e)
             }
         }

@@ -2,7 +2,7 @@
 //! FIFO among equals, per-datagram TTL, a maximum age, a high water mark with a drop policy —
 //! and every drop reported with its reason so the caller can count it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -76,10 +76,26 @@ pub enum Push {
     Full(Entry),
 }
 
+/// One priority's datagrams, oldest first.
+#[derive(Debug)]
+struct Bucket {
+    priority: i32,
+    entries: VecDeque<Entry>,
+}
+
 /// Priority queue with a high water mark.
+///
+/// The priorities present are kept in a vector sorted from lowest to highest, so the common
+/// case — every datagram at one priority — pushes to and pops from the last bucket without a
+/// search. A bucket that empties is removed, but its storage is kept as `spare` for the next
+/// new bucket: a reader that drains the queue after every batch does not make it free and
+/// re-grow its buffer each time.
 #[derive(Debug)]
 pub struct DatagramQueue {
-    buckets: BTreeMap<i32, VecDeque<Entry>>,
+    /// Non-empty buckets, ascending priority.
+    buckets: Vec<Bucket>,
+    /// Storage of the last bucket that emptied (empty, capacity kept).
+    spare: VecDeque<Entry>,
     len: usize,
     high_water_mark: usize,
     policy: wtd_drop_policy,
@@ -92,7 +108,8 @@ impl DatagramQueue {
     /// An empty queue holding at most `high_water_mark` (≥ 1) datagrams.
     pub fn new(high_water_mark: usize, policy: wtd_drop_policy) -> Self {
         DatagramQueue {
-            buckets: BTreeMap::new(),
+            buckets: Vec::new(),
+            spare: VecDeque::new(),
             len: 0,
             high_water_mark: high_water_mark.max(1),
             policy,
@@ -137,11 +154,11 @@ impl DatagramQueue {
             if self.policy != wtd_drop_policy::WTD_DROP_OLDEST {
                 return Push::Full(entry);
             }
-            let lowest = *self.buckets.keys().next().expect("full queue has a bucket");
+            let lowest = self.buckets.first().expect("full queue has a bucket").priority;
             if lowest > entry.priority {
                 return Push::Full(entry);
             }
-            let evicted = self.pop_bucket_front(lowest);
+            let evicted = self.pop_bucket_front(0);
             self.insert(entry);
             return Push::Queued { evicted };
         }
@@ -151,18 +168,38 @@ impl DatagramQueue {
 
     fn insert(&mut self, entry: Entry) {
         self.with_ttl += usize::from(entry.ttl_us > 0);
-        self.buckets
-            .entry(entry.priority)
-            .or_default()
-            .push_back(entry);
         self.len += 1;
+        let i = self.bucket_for(entry.priority);
+        self.buckets[i].entries.push_back(entry);
     }
 
-    fn pop_bucket_front(&mut self, priority: i32) -> Option<Entry> {
-        let bucket = self.buckets.get_mut(&priority)?;
-        let e = bucket.pop_front();
-        if bucket.is_empty() {
-            self.buckets.remove(&priority);
+    /// Index of the bucket of `priority`, created (from the spare storage) when missing.
+    fn bucket_for(&mut self, priority: i32) -> usize {
+        if let Some(top) = self.buckets.last() {
+            if top.priority == priority {
+                return self.buckets.len() - 1;
+            }
+        }
+        match self.buckets.binary_search_by_key(&priority, |b| b.priority) {
+            Ok(i) => i,
+            Err(i) => {
+                let entries = std::mem::take(&mut self.spare);
+                self.buckets.insert(i, Bucket { priority, entries });
+                i
+            }
+        }
+    }
+
+    /// Removes the oldest entry of bucket `i`; an emptied bucket is removed and its storage
+    /// kept as the spare.
+    fn pop_bucket_front(&mut self, i: usize) -> Option<Entry> {
+        let bucket = self.buckets.get_mut(i)?;
+        let e = bucket.entries.pop_front();
+        if bucket.entries.is_empty() {
+            let emptied = self.buckets.remove(i).entries;
+            if emptied.capacity() > self.spare.capacity() {
+                self.spare = emptied;
+            }
         }
         if let Some(e) = &e {
             self.len -= 1;
@@ -179,7 +216,7 @@ impl DatagramQueue {
         mut dropped: impl FnMut(Entry, DropReason),
     ) -> Option<Entry> {
         loop {
-            let top = *self.buckets.keys().next_back()?;
+            let top = self.buckets.len().checked_sub(1)?;
             let e = self.pop_bucket_front(top)?;
             if e.expired(now_us) {
                 dropped(e, DropReason::Expired);
@@ -195,16 +232,14 @@ impl DatagramQueue {
     /// mark is not checked: it held that place a moment ago).
     pub fn unpop(&mut self, entry: Entry) {
         self.with_ttl += usize::from(entry.ttl_us > 0);
-        self.buckets
-            .entry(entry.priority)
-            .or_default()
-            .push_front(entry);
         self.len += 1;
+        let i = self.bucket_for(entry.priority);
+        self.buckets[i].entries.push_front(entry);
     }
 
     /// The next datagram `pop` would consider (it may still turn out expired).
     pub fn peek(&self) -> Option<&Entry> {
-        self.buckets.values().next_back().and_then(VecDeque::front)
+        self.buckets.last().and_then(|b| b.entries.front())
     }
 
     /// Removes everything; returns how many were removed.
@@ -224,9 +259,9 @@ impl DatagramQueue {
         }
         let mut removed = 0;
         let mut removed_ttl = 0;
-        for bucket in self.buckets.values_mut() {
-            let mut keep = VecDeque::with_capacity(bucket.len());
-            for e in bucket.drain(..) {
+        for bucket in &mut self.buckets {
+            let mut keep = VecDeque::with_capacity(bucket.entries.len());
+            for e in bucket.entries.drain(..) {
                 let gone = if e.expired(now_us) {
                     Some(DropReason::Expired)
                 } else if e.too_old(now_us, max_age) {
@@ -242,9 +277,9 @@ impl DatagramQueue {
                     keep.push_back(e);
                 }
             }
-            *bucket = keep;
+            bucket.entries = keep;
         }
-        self.buckets.retain(|_, b| !b.is_empty());
+        self.buckets.retain(|b| !b.entries.is_empty());
         self.len -= removed;
         self.with_ttl -= removed_ttl;
     }
@@ -254,7 +289,7 @@ impl DatagramQueue {
         self.buckets
             .iter()
             .rev()
-            .map(|(p, b)| (*p, b.len()))
+            .map(|b| (b.priority, b.entries.len()))
             .collect()
     }
 }

@@ -468,15 +468,13 @@ impl DatagramTransport {
         if max_count == 0 {
             return Err(Error::invalid("max_count must be > 0"));
         }
-        let (mut inc, started, now) = self.wait_incoming(timeout)?;
-        let mut out = Vec::with_capacity(max_count.min(inc.queue.len()));
-        while out.len() < max_count {
-            let Some(e) = inc.queue.pop(now, |_, _| {}) else {
-                break;
-            };
-            out.push(self.received(e, now, 0.0));
-        }
-        let waited = self.took(inc, started, out.len());
+        let mut out = Vec::new();
+        let (_, waited) = self.take_incoming(
+            max_count,
+            timeout,
+            |_, _| Ok(()),
+            |e, now| out.push(self.received(e, now, 0.0)),
+        )?;
         if let Some(first) = out.first_mut() {
             first.receive_time = waited;
         }
@@ -490,17 +488,52 @@ impl DatagramTransport {
         timeout: Option<Duration>,
         accept: impl Fn(&[u8]) -> Result<()>,
     ) -> Result<Received> {
-        let (mut inc, started, now) = self.wait_incoming(timeout)?;
+        let mut got = None;
         // A refusal leaves the datagram queued; the caller decides whether it was the
         // datagram's fault (and counts it with `record_receive_error`).
-        accept(&inc.queue.peek().expect("waited for one").data)?;
-        let e = inc.queue.pop(now, |_, _| {}).expect("peeked");
-        let waited = self.took(inc, started, 1);
+        let (_, waited) = self.take_incoming(1, timeout, |_, d| accept(d), |e, now| {
+            got = Some((e, now))
+        })?;
+        let (e, now) = got.expect("take_incoming took one");
         Ok(self.received(e, now, waited))
     }
 
-    /// After the application took `n` datagrams: readiness, the driver's back-pressure wake-up
-    /// and the read counters. Releases the queue lock; returns the seconds the call waited.
+    /// The receive loop behind every receive call: waits up to `timeout` for the first
+    /// datagram, then, under that one lock, offers the queued datagrams in order to
+    /// `accept(index, payload)` and hands each accepted one to `take(entry, clock reading)`, up
+    /// to `max` (≥ 1). A refused datagram stays queued: a refusal of the first is returned, a
+    /// later one ends the batch. Returns how many were taken (≥ 1) and the seconds the call
+    /// waited. Per call, not per datagram: one lock, one purge, one readiness update, one
+    /// update of the read counters.
+    pub(crate) fn take_incoming(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+        mut accept: impl FnMut(usize, &[u8]) -> Result<()>,
+        mut take: impl FnMut(Entry, u64),
+    ) -> Result<(usize, f64)> {
+        let (mut inc, started, now) = self.wait_incoming(timeout)?;
+        let mut n = 0;
+        while n < max {
+            let Some(next) = inc.queue.peek() else { break };
+            if let Err(e) = accept(n, &next.data) {
+                if n == 0 {
+                    return Err(e);
+                }
+                break;
+            }
+            // The purge at `now` left nothing that popping at `now` would drop.
+            let e = inc.queue.pop(now, |_, _| {}).expect("peeked");
+            take(e, now);
+            n += 1;
+        }
+        let waited = self.took(inc, started, n);
+        Ok((n, waited))
+    }
+
+    /// After the application took `n` datagrams in one call: readiness, the driver's
+    /// back-pressure wake-up and the read counters (one timed receive). Releases the queue lock;
+    /// returns the seconds the call waited.
     fn took(
         &self,
         mut inc: std::sync::MutexGuard<'_, Incoming>,

@@ -12,12 +12,20 @@ use tokio::sync::Notify;
 
 use super::clock::{Clock, SystemClock};
 use super::link::{Link, LinkSink};
-use super::queue::{wtd_drop_policy, DatagramQueue, DropReason, Entry, Push};
+use super::queue::{wtd_drop_policy, DatagramQueue, Entry, Push};
 use super::stats::DatagramStats;
 use crate::error::{wtd_result, Error, Result};
 use crate::pace::{ReaderPace, Room};
 use crate::ready::Readiness;
 use crate::runtime;
+
+mod send;
+use send::Payloads;
+
+/// The result of a one-datagram [`DatagramTransport::send_items`].
+fn one((_, err): (usize, Option<Error>)) -> Result<()> {
+    err.map_or(Ok(()), Err)
+}
 
 /// Prefix of heartbeat datagrams.
 pub const HEARTBEAT_PREFIX: &[u8] = b"HEARTBEAT:";
@@ -120,6 +128,8 @@ pub struct TransportCallbacks {
 struct Outgoing {
     queue: DatagramQueue,
     sequence: u64,
+    /// Scratch list of the heads being handed to the link (kept to reuse its allocation).
+    heads: Vec<Entry>,
 }
 
 struct Incoming {
@@ -217,6 +227,7 @@ impl DatagramTransport {
             out: Mutex::new(Outgoing {
                 queue: out_q,
                 sequence: 0,
+                heads: Vec::new(),
             }),
             out_room: Condvar::new(),
             out_work: Notify::new(),
@@ -247,6 +258,7 @@ impl DatagramTransport {
     /// Queues a datagram (higher `priority` first, FIFO among equals; `ttl` drops it if still
     /// queued when it runs out). When the queue is full the drop policy decides; a BLOCK-policy
     /// send waits up to `timeout` (`None`: the configured sender timeout; `Some(ZERO)`: don't).
+    /// While nothing is queued and QUIC has room, the datagram goes to QUIC at once.
     pub fn send(
         &self,
         data: &[u8],
@@ -254,11 +266,7 @@ impl DatagramTransport {
         ttl: Option<Duration>,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let r = self.send_inner(data, None, priority, ttl, timeout);
-        if r.is_err() {
-            lock(&self.inner.stats).send_failures += 1;
-        }
-        r
+        one(self.send_items(Payloads::Slices(&[data]), priority, ttl, timeout))
     }
 
     /// [`DatagramTransport::send`] of a shared buffer: when it has to wait in the queue the
@@ -270,11 +278,7 @@ impl DatagramTransport {
         ttl: Option<Duration>,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let r = self.send_inner(data, Some(data), priority, ttl, timeout);
-        if r.is_err() {
-            lock(&self.inner.stats).send_failures += 1;
-        }
-        r
+        one(self.send_items(Payloads::Shared(data), priority, ttl, timeout))
     }
 
     /// True when both handles are the same transport.
@@ -293,156 +297,18 @@ impl DatagramTransport {
         self.send(data, priority, ttl, Some(Duration::ZERO))
     }
 
-    /// Sends each datagram in order; stops at the first failure. Returns how many were
-    /// accepted, and the first failure if any. While nothing is queued, the datagrams the link
-    /// has room for go to it in one call (one lock of each queue, one wake-up); the rest go
-    /// through [`DatagramTransport::send`] one by one (queue, policy, waiting).
+    /// Sends each datagram in order like [`DatagramTransport::send`] (a BLOCK-policy queue waits
+    /// up to the configured sender timeout per datagram); stops at the first failure. Returns how
+    /// many were accepted, and the first failure if any. One call is one lock of the queue, one
+    /// statistics update and at most one wake-up of the sender task: while nothing is queued, the
+    /// datagrams QUIC has room for go to it in one hand-over, and the rest are queued together.
     pub fn send_multiple(
         &self,
         items: &[&[u8]],
         priority: i32,
         ttl: Option<Duration>,
     ) -> (usize, Option<Error>) {
-        let start = self.send_direct_batch(items);
-        for (i, d) in items.iter().enumerate().skip(start) {
-            if let Err(e) = self.send(d, priority, ttl, None) {
-                return (i, Some(e));
-            }
-        }
-        (items.len(), None)
-    }
-
-    /// The fast path of `send_multiple`: with an empty outgoing queue, hands the longest
-    /// acceptable prefix of `items` to the link in one call. Returns how many it handed over;
-    /// anything it could not take is left to the per-datagram path (which reports the error).
-    fn send_direct_batch(&self, items: &[&[u8]]) -> usize {
-        let inner = &self.inner;
-        if self.is_closed() {
-            return 0;
-        }
-        let max = inner.link.max_datagram_size();
-        let valid = items
-            .iter()
-            .take_while(|d| !d.is_empty() && d.len() <= max)
-            .count();
-        if valid == 0 {
-            return 0;
-        }
-        let mut out = lock(&inner.out);
-        if !out.queue.is_empty() {
-            return 0;
-        }
-        let (n, _) = inner.link.try_send_batch(&items[..valid]);
-        out.sequence += n as u64;
-        {
-            let mut st = lock(&inner.stats);
-            for d in &items[..n] {
-                st.record_sent(d.len(), 0.0);
-            }
-        }
-        drop(out);
-        inner.after_sent_all(items[..n].iter().map(|d| d.len()));
-        n
-    }
-
-    fn send_inner(
-        &self,
-        data: &[u8],
-        shared: Option<&Bytes>,
-        priority: i32,
-        ttl: Option<Duration>,
-        timeout: Option<Duration>,
-    ) -> Result<()> {
-        let inner = &self.inner;
-        if self.is_closed() {
-            return Err(Error::closed("transport is closed"));
-        }
-        if data.is_empty() {
-            return Err(Error::invalid("empty datagram"));
-        }
-        let max = inner.link.max_datagram_size();
-        if data.len() > max {
-            let mut st = lock(&inner.stats);
-            st.dropped_too_large += 1;
-            return Err(Error::new(
-                wtd_result::WTD_ERR_TOO_LARGE,
-                format!(
-                    "datagram of {} bytes exceeds max_datagram_size {max}",
-                    data.len()
-                ),
-            ));
-        }
-        let mut out = lock(&inner.out);
-        // Fast path: nothing queued and QUIC has room — hand it over right here.
-        if out.queue.is_empty() {
-            match inner.link.try_send(data) {
-                Ok(()) => {
-                    out.sequence += 1;
-                    lock(&inner.stats).record_sent(data.len(), 0.0);
-                    drop(out);
-                    inner.after_sent(data.len());
-                    return Ok(());
-                }
-                Err(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let now = inner.clock.now_us();
-        let mut entry = Entry {
-            data: shared
-                .cloned()
-                .unwrap_or_else(|| Bytes::copy_from_slice(data)),
-            priority,
-            ttl_us: ttl.map_or(0, |t| t.as_micros().max(1) as u64),
-            enqueued_us: now,
-            sequence: out.sequence + 1,
-        };
-        let deadline = match timeout {
-            Some(t) => Instant::now() + t,
-            None => Instant::now() + lock(&inner.config).sender_timeout,
-        };
-        loop {
-            if self.is_closed() {
-                return Err(Error::closed("transport closed while waiting for room"));
-            }
-            match out.queue.push(entry) {
-                Push::Queued { evicted } => {
-                    out.sequence += 1;
-                    drop(out);
-                    if evicted.is_some() {
-                        let mut st = lock(&inner.stats);
-                        st.dropped_full += 1;
-                        st.send_drops += 1;
-                    }
-                    inner.out_work.notify_one();
-                    return Ok(());
-                }
-                Push::Full(back) => {
-                    entry = back;
-                    if out.queue.policy() != wtd_drop_policy::WTD_DROP_BLOCK {
-                        drop(out);
-                        lock(&inner.stats).rejected_full += 1;
-                        return Err(Error::would_block("outgoing queue is full"));
-                    }
-                    let now = Instant::now();
-                    if now >= deadline {
-                        drop(out);
-                        lock(&inner.stats).rejected_full += 1;
-                        return Err(if timeout == Some(Duration::ZERO) {
-                            Error::would_block("outgoing queue is full")
-                        } else {
-                            Error::timeout("outgoing queue stayed full")
-                        });
-                    }
-                    runtime::check_may_block()?;
-                    out = inner
-                        .out_room
-                        .wait_timeout(out, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
-        }
+        self.send_items(Payloads::Slices(items), priority, ttl, None)
     }
 
     // ----- receiving -----------------------------------------------------------------------
@@ -878,87 +744,38 @@ impl DatagramTransport {
 }
 
 impl Inner {
-    /// Emits the sent event (the stats were recorded under the queue lock).
-    fn after_sent(&self, size: usize) {
-        self.after_sent_all(std::iter::once(size));
+    /// The callbacks, when a sent event is wanted.
+    fn sent_callbacks(&self) -> Option<Arc<TransportCallbacks>> {
+        lock(&self.callbacks)
+            .as_ref()
+            .filter(|c| c.on_sent.is_some())
+            .cloned()
     }
 
-    /// Emits the sent event for each size (one look-up of the callbacks).
-    fn after_sent_all(&self, sizes: impl Iterator<Item = usize>) {
-        let cbs = lock(&self.callbacks).clone();
-        if let Some(cbs) = cbs.filter(|c| c.on_sent.is_some()) {
-            for size in sizes {
-                let cbs = cbs.clone();
-                self.link.post(Box::new(move || {
-                    (cbs.on_sent.as_ref().expect("filtered"))(size)
-                }));
-            }
+    /// Emits the sent event for each size, serialized with the link's callbacks.
+    fn post_sent(&self, cbs: &Arc<TransportCallbacks>, sizes: Vec<usize>) {
+        for size in sizes {
+            let cbs = cbs.clone();
+            self.link.post(Box::new(move || {
+                (cbs.on_sent.as_ref().expect("filtered"))(size)
+            }));
         }
     }
 
-    /// Hands the heads of the outgoing queue (up to [`SENDER_BATCH`], highest priority first) to
-    /// the link in one call, dropping expired or too-old ones on the way (counted); what the link
-    /// has no room for goes back to the front, in order. Returns (sizes sent, blocked: the link
-    /// had no room).
-    fn send_heads(&self) -> (Vec<usize>, bool) {
-        let mut out = lock(&self.out);
-        let now = self.clock.now_us();
-        let (mut expired, mut too_old, mut failed) = (0u64, 0u64, 0u64);
-        let mut heads = Vec::new();
-        while heads.len() < SENDER_BATCH {
-            let popped = out.queue.pop(now, |_, r| {
-                if r == DropReason::Expired {
-                    expired += 1
-                } else {
-                    too_old += 1
-                }
-            });
-            match popped {
-                Some(e) => heads.push(e),
-                None => break,
-            }
+    /// The sender task's round: hands the queue to the link as far as it has room, wakes
+    /// senders waiting for queue room, emits the sent events. Returns true when the link had no
+    /// room for the rest.
+    fn send_queued(&self) -> bool {
+        let cbs = self.sent_callbacks();
+        let mut sizes = Vec::new();
+        let hand = self.hand_heads(&mut lock(&self.out), cbs.is_some().then_some(&mut sizes));
+        if hand.freed {
+            self.out_room.notify_all();
         }
-        let views: Vec<&[u8]> = heads.iter().map(|e| &e.data[..]).collect();
-        let (n, err) = if views.is_empty() {
-            (0, None)
-        } else {
-            self.link.try_send_batch(&views)
-        };
-        drop(views);
-        let sizes: Vec<usize> = heads[..n].iter().map(|e| e.data.len()).collect();
-        if n > 0 {
-            // Counted before the lock is released, so a flush never sees a gap.
-            let mut st = lock(&self.stats);
-            for e in &heads[..n] {
-                st.record_sent(e.data.len(), secs(now.saturating_sub(e.enqueued_us)));
-            }
+        if let Some(cbs) = cbs {
+            self.post_sent(&cbs, sizes);
         }
-        let mut rest = heads.split_off(n);
-        let blocked = match err {
-            Some(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => true,
-            Some(e) => {
-                // This one cannot be sent at all (e.g. the path limit shrank below it): dropped
-                // and counted; the ones after it are tried again.
-                log_debug!("datagram not sent: {e}");
-                failed += 1;
-                rest.remove(0);
-                false
-            }
-            None => false,
-        };
-        for e in rest.into_iter().rev() {
-            out.queue.unpop(e);
-        }
-        drop(out);
-        if expired + too_old + failed > 0 {
-            let mut st = lock(&self.stats);
-            st.dropped_expired += expired;
-            st.dropped_too_old += too_old;
-            st.send_drops += expired + too_old;
-            st.send_failures += failed;
-        }
-        self.out_room.notify_all();
-        (sizes, blocked)
+        hand.blocked
     }
 
     /// Marks closed, drops what is queued to send, wakes everyone.
@@ -1101,25 +918,20 @@ impl Inner {
     }
 }
 
-/// Drains the outgoing queue into the link. The head is handed to QUIC under the queue lock,
-/// so a datagram is either queued (subject to priority, TTL, eviction) or sent — never both.
-/// While QUIC has no room the task re-checks every millisecond, or sooner when work arrives.
-/// Most queued datagrams the sender task hands to the link in one go.
+/// Most queued datagrams handed to the link in one call.
 const SENDER_BATCH: usize = 64;
 
 /// How long an idle sender task waits before checking whether its transport still exists.
 const IDLE_SENDER_WAIT: Duration = Duration::from_secs(1);
 
+/// Drains the outgoing queue into the link (senders also do so themselves on each send). The
+/// heads are handed to QUIC under the queue lock, so a datagram is either queued (subject to
+/// priority, TTL, eviction) or sent — never both. While QUIC has no room the task re-checks
+/// every millisecond, or sooner when work arrives.
 async fn sender_task(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let (sent, blocked) = inner.send_heads();
-        if !sent.is_empty() {
-            inner.after_sent_all(sent.into_iter());
-            if !blocked {
-                continue;
-            }
-        }
+        let blocked = inner.send_queued();
         if inner.closed.load(Ordering::SeqCst) {
             return;
         }

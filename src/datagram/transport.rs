@@ -3,7 +3,7 @@
 //! incoming queue, and exact statistics with a reason for every drop.
 
 use crate::lock::lock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -128,6 +128,9 @@ pub struct TransportCallbacks {
 struct Outgoing {
     queue: DatagramQueue,
     sequence: u64,
+    /// The send side's counters, kept under this lock (the send path holds it anyway); merged
+    /// into [`DatagramTransport::stats`].
+    stats: DatagramStats,
     /// Scratch list of the heads being handed to the link (kept to reuse its allocation).
     heads: Vec<Entry>,
 }
@@ -135,6 +138,9 @@ struct Outgoing {
 struct Incoming {
     queue: DatagramQueue,
     sequence: u64,
+    /// The receive side's counters, kept under this lock (arrivals and reads hold it anyway);
+    /// merged into [`DatagramTransport::stats`].
+    stats: DatagramStats,
     /// Receivers blocked now (an arrival wakes one only if there is one).
     waiters: usize,
     /// Back-pressure toward the connection's driver (crate::pace).
@@ -165,9 +171,12 @@ struct Inner {
     /// Readable while the incoming queue holds a datagram or the transport is closed (updated
     /// under `inc`'s lock).
     readiness: Readiness,
+    /// Counters not kept under a queue's lock (see [`Outgoing::stats`], [`Incoming::stats`]).
     stats: Mutex<DatagramStats>,
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
     callbacks: Mutex<Option<Arc<TransportCallbacks>>>,
+    /// `callbacks` has an `on_sent` (so a send without one skips that lock).
+    wants_sent: AtomicBool,
     interceptor: Mutex<Option<Interceptor>>,
     last_heartbeat_us: AtomicU64,
     heartbeat_epoch: AtomicU64,
@@ -227,6 +236,7 @@ impl DatagramTransport {
             out: Mutex::new(Outgoing {
                 queue: out_q,
                 sequence: 0,
+                stats: DatagramStats::default(),
                 heads: Vec::new(),
             }),
             out_room: Condvar::new(),
@@ -234,6 +244,7 @@ impl DatagramTransport {
             inc: Mutex::new(Incoming {
                 queue: in_q,
                 sequence: 0,
+                stats: DatagramStats::default(),
                 waiters: 0,
                 pace: ReaderPace::default(),
             }),
@@ -241,8 +252,9 @@ impl DatagramTransport {
             room: Room::default(),
             readiness: Readiness::default(),
             stats: Mutex::new(stats),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             callbacks: Mutex::new(None),
+            wants_sent: AtomicBool::new(false),
             interceptor: Mutex::new(None),
             last_heartbeat_us: AtomicU64::new(0),
             heartbeat_epoch: AtomicU64::new(0),
@@ -411,12 +423,11 @@ impl DatagramTransport {
             .readiness
             .update(!inc.queue.is_empty() || self.is_closed());
         let wake = inc.took();
+        let waited = started.elapsed().as_secs_f64();
+        inc.stats.datagrams_read += n as u64;
+        inc.stats.record_receive_wait(waited);
         drop(inc);
         inner.room.wake_driver(wake);
-        let waited = started.elapsed().as_secs_f64();
-        let mut st = lock(&inner.stats);
-        st.datagrams_read += n as u64;
-        st.record_receive_wait(waited);
         waited
     }
 
@@ -449,11 +460,8 @@ impl DatagramTransport {
             let now = inner.clock.now_us();
             let mut expired = 0u64;
             inc.queue.purge(now, |_, _| expired += 1);
-            if expired > 0 {
-                let mut st = lock(&inner.stats);
-                st.expired_incoming += expired;
-                st.receive_drops += expired;
-            }
+            inc.stats.expired_incoming += expired;
+            inc.stats.receive_drops += expired;
             if !inc.queue.is_empty() {
                 return Ok((inc, started, now));
             }
@@ -501,22 +509,18 @@ impl DatagramTransport {
         let n = {
             let mut inc = lock(&self.inner.inc);
             let n = inc.queue.clear();
+            inc.stats.cleared_incoming += n as u64;
+            inc.stats.receive_drops += n as u64;
             self.inner.readiness.update(self.is_closed());
             n
         };
-        let mut st = lock(&self.inner.stats);
-        st.cleared_incoming += n as u64;
-        st.receive_drops += n as u64;
         n
     }
 
     /// Empties the outgoing queue; returns how many were dropped (counted).
     pub fn clear_send_buffer(&self) -> usize {
-        let n = lock(&self.inner.out).queue.clear();
+        let n = self.inner.clear_outgoing();
         self.inner.out_room.notify_all();
-        let mut st = lock(&self.inner.stats);
-        st.cleared_outgoing += n as u64;
-        st.send_drops += n as u64;
         n
     }
 
@@ -549,7 +553,10 @@ impl DatagramTransport {
     }
     /// A copy of the statistics.
     pub fn stats(&self) -> DatagramStats {
-        lock(&self.inner.stats).clone()
+        let mut st = lock(&self.inner.stats).clone();
+        st.merge(&lock(&self.inner.out).stats);
+        st.merge(&lock(&self.inner.inc).stats);
+        st
     }
     /// A copy of the configuration.
     pub fn config(&self) -> TransportConfig {
@@ -612,7 +619,10 @@ impl DatagramTransport {
 
     /// Installs (None: removes) event callbacks.
     pub fn set_callbacks(&self, callbacks: Option<TransportCallbacks>) {
-        *lock(&self.inner.callbacks) = callbacks.map(Arc::new);
+        let mut cbs = lock(&self.inner.callbacks);
+        *cbs = callbacks.map(Arc::new);
+        let wants = cbs.as_ref().is_some_and(|c| c.on_sent.is_some());
+        self.inner.wants_sent.store(wants, Ordering::Release);
     }
 
     // ----- heartbeat -----------------------------------------------------------------------
@@ -746,6 +756,9 @@ impl DatagramTransport {
 impl Inner {
     /// The callbacks, when a sent event is wanted.
     fn sent_callbacks(&self) -> Option<Arc<TransportCallbacks>> {
+        if !self.wants_sent.load(Ordering::Acquire) {
+            return None;
+        }
         lock(&self.callbacks)
             .as_ref()
             .filter(|c| c.on_sent.is_some())
@@ -778,18 +791,22 @@ impl Inner {
         hand.blocked
     }
 
+    /// Empties the outgoing queue, counting what it held as cleared; returns how many.
+    fn clear_outgoing(&self) -> usize {
+        let mut out = lock(&self.out);
+        let n = out.queue.clear();
+        out.stats.cleared_outgoing += n as u64;
+        out.stats.send_drops += n as u64;
+        n
+    }
+
     /// Marks closed, drops what is queued to send, wakes everyone.
     fn shut(&self) {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
         self.heartbeat_epoch.fetch_add(1, Ordering::SeqCst);
-        let n = lock(&self.out).queue.clear() as u64;
-        {
-            let mut st = lock(&self.stats);
-            st.cleared_outgoing += n;
-            st.send_drops += n;
-        }
+        self.clear_outgoing();
         self.out_room.notify_all();
         self.out_work.notify_one();
         {
@@ -842,46 +859,47 @@ impl LinkSink for Inner {
 
 impl Inner {
     /// Counts, filters (heartbeats, interceptor) and queues or hands to the callback every
-    /// datagram of `batch`. Per batch: one clock read, one lock of each of stats, interceptor,
-    /// callbacks and the incoming queue, and at most one wake-up.
+    /// datagram of `batch`. Per batch: one clock read, one lock of each of interceptor,
+    /// callbacks and the incoming queue (the counters are updated under it), and at most one
+    /// wake-up.
     fn accept_batch(&self, batch: &mut Vec<Bytes>) {
         if batch.is_empty() {
             return;
         }
         let now = self.clock.now_us();
-        {
-            let mut st = lock(&self.stats);
-            for d in batch.iter() {
-                st.record_received(d.len());
-            }
+        // What happens to the batch, counted together once its fate is known.
+        let mut got = DatagramStats::default();
+        for d in batch.iter() {
+            got.record_received(d.len());
         }
         if batch.iter().any(|d| is_heartbeat(d)) {
             self.last_heartbeat_us.store(now + 1, Ordering::Relaxed);
             if lock(&self.config).filter_heartbeats {
                 let before = batch.len();
                 batch.retain(|d| !is_heartbeat(d));
-                lock(&self.stats).heartbeats_filtered += (before - batch.len()) as u64;
+                got.heartbeats_filtered += (before - batch.len()) as u64;
             }
         }
         let interceptor = lock(&self.interceptor).clone();
         if let Some(take) = interceptor {
             batch.retain(|d| !take(d));
         }
-        if batch.is_empty() {
-            return;
-        }
         let n = batch.len() as u64;
-        if self.closed.load(Ordering::SeqCst) {
-            let mut st = lock(&self.stats);
-            st.cleared_incoming += n;
-            st.receive_drops += n;
+        if n == 0 || self.closed.load(Ordering::SeqCst) {
+            got.cleared_incoming += n;
+            got.receive_drops += n;
             batch.clear();
+            lock(&self.stats).merge(&got);
             return;
         }
         let cbs = lock(&self.callbacks).clone();
         if let Some(f) = cbs.as_ref().and_then(|c| c.on_received.as_ref()) {
-            lock(&self.inc).sequence += n;
-            lock(&self.stats).datagrams_read += n;
+            got.datagrams_read += n;
+            {
+                let mut inc = lock(&self.inc);
+                inc.sequence += n;
+                inc.stats.merge(&got);
+            }
             for d in batch.drain(..) {
                 f(d);
             }
@@ -902,14 +920,12 @@ impl Inner {
                 evicted += 1;
             }
         }
+        got.evicted_incoming += evicted;
+        got.receive_drops += evicted;
+        inc.stats.merge(&got);
         self.readiness.update(!inc.queue.is_empty());
         let waiters = inc.waiters;
         drop(inc);
-        if evicted > 0 {
-            let mut st = lock(&self.stats);
-            st.evicted_incoming += evicted;
-            st.receive_drops += evicted;
-        }
         if waiters > 1 && n > 1 {
             self.inc_ready.notify_all();
         } else if waiters > 0 {

@@ -140,13 +140,13 @@ impl DatagramTransport {
             if i == valid_end {
                 let e = refusal(items.get(i), max).expect("invalid item");
                 if e.code == wtd_result::WTD_ERR_TOO_LARGE {
-                    lock(&inner.stats).dropped_too_large += 1;
+                    out.stats.dropped_too_large += 1;
                 }
                 break Some(e);
             }
             // The queue has no room for item i.
             if out.queue.policy() != wtd_drop_policy::WTD_DROP_BLOCK {
-                lock(&inner.stats).rejected_full += 1;
+                out.stats.rejected_full += 1;
                 break Some(Error::would_block("outgoing queue is full"));
             }
             let deadline = match waiting {
@@ -160,7 +160,7 @@ impl DatagramTransport {
             };
             let now = Instant::now();
             if now >= deadline {
-                lock(&inner.stats).rejected_full += 1;
+                out.stats.rejected_full += 1;
                 break Some(if timeout == Some(Duration::ZERO) {
                     Error::would_block("outgoing queue is full")
                 } else {
@@ -178,13 +178,10 @@ impl DatagramTransport {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         };
+        out.stats.dropped_full += evicted;
+        out.stats.send_drops += evicted;
+        out.stats.send_failures += u64::from(err.is_some());
         drop(out);
-        if evicted > 0 || err.is_some() {
-            let mut st = lock(&inner.stats);
-            st.dropped_full += evicted;
-            st.send_drops += evicted;
-            st.send_failures += u64::from(err.is_some());
-        }
         if queued {
             inner.out_work.notify_one();
         }
@@ -207,9 +204,11 @@ impl DatagramTransport {
         to: usize,
     ) -> (usize, Option<Error>) {
         let inner = &self.inner;
+        // One datagram takes the link's single send (a batch hand-over costs an extra
+        // allocation for the buffer the batch shares).
         let (n, e) = match items {
-            Payloads::Slices(s) => inner.link.try_send_batch(&s[from..to]),
-            Payloads::Shared(b) => match inner.link.try_send(b) {
+            Payloads::Slices(s) if to - from > 1 => inner.link.try_send_batch(&s[from..to]),
+            _ => match inner.link.try_send(items.get(from)) {
                 Ok(()) => (1, None),
                 Err(e) => (0, Some(e)),
             },
@@ -217,9 +216,8 @@ impl DatagramTransport {
         if n > 0 {
             out.sequence += n as u64;
             // Counted before the queue lock is released, so a flush never sees a gap.
-            let mut st = lock(&inner.stats);
             for k in from..from + n {
-                st.record_sent(items.get(k).len(), 0.0);
+                out.stats.record_sent(items.get(k).len(), 0.0);
             }
         }
         (n, e)
@@ -309,9 +307,9 @@ impl Inner {
             let (n, err) = self.link.try_send_batch(&views[..heads.len()]);
             if n > 0 {
                 // Counted before the lock is released, so a flush never sees a gap.
-                let mut st = lock(&self.stats);
                 for e in &heads[..n] {
-                    st.record_sent(e.data.len(), secs(now.saturating_sub(e.enqueued_us)));
+                    let queued = secs(now.saturating_sub(e.enqueued_us));
+                    out.stats.record_sent(e.data.len(), queued);
                 }
                 if let Some(sizes) = sizes.as_deref_mut() {
                     sizes.extend(heads[..n].iter().map(|e| e.data.len()));
@@ -338,7 +336,7 @@ impl Inner {
         out.heads = heads;
         if expired + too_old + failed > 0 {
             hand.freed = true;
-            let mut st = lock(&self.stats);
+            let st = &mut out.stats;
             st.dropped_expired += expired;
             st.dropped_too_old += too_old;
             st.send_drops += expired + too_old;

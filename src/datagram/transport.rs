@@ -369,9 +369,8 @@ impl DatagramTransport {
         let mut got = None;
         // A refusal leaves the datagram queued; the caller decides whether it was the
         // datagram's fault (and counts it with `record_receive_error`).
-        let (_, waited) = self.take_incoming(1, timeout, |_, d| accept(d), |e, now| {
-            got = Some((e, now))
-        })?;
+        let (_, waited) =
+            self.take_incoming(1, timeout, |_, d| accept(d), |e, now| got = Some((e, now)))?;
         let (e, now) = got.expect("take_incoming took one");
         Ok(self.received(e, now, waited))
     }

@@ -1,7 +1,7 @@
 //! The transport's batch paths stay batched: a send call hands each run of datagrams to the
-//! link in one call (and empties what is queued itself, without waiting for the sender task),
-//! a batch receive takes everything queued in one call, and every datagram of a batch is
-//! counted, in order, under each drop policy.
+//! link in one call (and first moves as many queued datagrams to the link itself as it brings,
+//! without a hop to the sender task), a batch receive takes everything queued in one call, and
+//! every datagram of a batch is counted, in order, under each drop policy.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -14,11 +14,13 @@ use wtd::wtd_result::*;
 use wtd::{Error, Result};
 
 /// A link that records what each call handed over (one entry per call that took datagrams) and
-/// has no room while blocked. Delivers nothing.
+/// has no room while blocked — or, while `only` names a thread, room for that thread alone.
+/// Delivers nothing.
 #[derive(Default)]
 struct Recorder {
     calls: Mutex<Vec<Vec<Vec<u8>>>>,
     blocked: AtomicBool,
+    only: Mutex<Option<std::thread::ThreadId>>,
 }
 
 impl Recorder {
@@ -47,7 +49,9 @@ impl Link for Recorder {
         }
     }
     fn try_send_batch(&self, items: &[&[u8]]) -> (usize, Option<Error>) {
-        if self.blocked.load(Ordering::SeqCst) {
+        let only = *self.only.lock().unwrap();
+        let other_thread = only.is_some_and(|id| id != std::thread::current().id());
+        if self.blocked.load(Ordering::SeqCst) || other_thread {
             return (0, Some(Error::would_block("recorder blocked")));
         }
         let call = items.iter().map(|d| d.to_vec()).collect();
@@ -102,21 +106,42 @@ fn send_multiple_hands_each_run_to_the_link_in_one_call() {
     assert_eq!((n, err.map(|e| e.code)), (20, None));
     assert_eq!(t.send_buffer_size(), 20);
 
-    // Room again: the next send empties the queue itself (oldest first), then sends its own
-    // batch straight on — nothing is left for the sender task.
+    // Room again, but only for this thread (not the sender task): the next send first hands
+    // as many queued datagrams to the link as it brings (oldest first, one call), and queues
+    // its own behind the rest.
+    *link.only.lock().unwrap() = Some(std::thread::current().id());
     link.blocked.store(false, Ordering::SeqCst);
     let last = payloads(52, 5);
     let (n, err) = t.send_multiple(&views(&last), 0, None);
     assert_eq!((n, err.map(|e| e.code)), (5, None));
-    assert_eq!(t.send_buffer_size(), 0, "the send emptied the queue");
-    assert_eq!(link.calls(), vec![first, queued, last], "one call per run");
-    assert_eq!(link.all(), payloads(0, 57));
+    assert_eq!(link.calls(), vec![first.clone(), payloads(32, 5)]);
+    assert_eq!(t.send_buffer_size(), 20);
+    // A single send does the same with one.
+    t.try_send(&[0xff, 0xff], 0, None).unwrap();
+    assert_eq!(link.calls().last(), Some(&payloads(37, 1)));
+    assert_eq!(t.send_buffer_size(), 20);
+
+    // Room for everyone: the sender task hands the rest over in one call, in order.
+    *link.only.lock().unwrap() = None;
+    wait_until(|| t.send_buffer_size() == 0);
+    let mut rest = payloads(38, 19);
+    rest.push(vec![0xff, 0xff]);
+    assert_eq!(
+        link.calls(),
+        vec![first, payloads(32, 5), payloads(37, 1), rest]
+    );
     let s = t.stats();
     assert_eq!(
         (s.datagrams_sent, s.bytes_sent, t.send_sequence()),
-        (57, 114, 57)
+        (58, 116, 58)
     );
     assert_eq!((s.send_failures, s.send_drops), (0, 0));
+
+    // Nothing queued: a batch goes straight to the link in one call.
+    let direct = payloads(100, 10);
+    assert!(t.send_multiple(&views(&direct), 0, None).1.is_none());
+    assert_eq!(link.calls().last(), Some(&direct));
+    assert_eq!(t.send_buffer_size(), 0);
 }
 
 #[test]

@@ -780,7 +780,11 @@ impl Inner {
     fn send_queued(&self) -> bool {
         let cbs = self.sent_callbacks();
         let mut sizes = Vec::new();
-        let hand = self.hand_heads(&mut lock(&self.out), cbs.is_some().then_some(&mut sizes));
+        let hand = self.hand_heads(
+            &mut lock(&self.out),
+            usize::MAX,
+            cbs.is_some().then_some(&mut sizes),
+        );
         if hand.freed {
             self.out_room.notify_all();
         }

@@ -1,8 +1,9 @@
 //! The send path of a datagram transport: one routine for single sends and batches. Under one
-//! lock of the outgoing queue it first hands what is already queued to the link (older
-//! datagrams go first, in priority order), then hands the new datagrams straight to the link
-//! while nothing is queued, and queues the rest (priority, TTL, drop policy, BLOCK waits). The
-//! statistics are updated and the sender task woken once per call, not once per datagram.
+//! lock of the outgoing queue it first hands up to as many queued datagrams to the link as it
+//! brings (older datagrams go first, in priority order; the sender task drains the rest), then
+//! hands the new datagrams straight to the link while nothing is queued, and queues the rest
+//! (priority, TTL, drop policy, BLOCK waits). The statistics are updated once per call, and the
+//! sender task is woken only when the queue stops being empty (or a BLOCK send waits for it).
 
 use std::time::{Duration, Instant};
 
@@ -102,7 +103,7 @@ impl DatagramTransport {
         let cbs = inner.sent_callbacks();
         let mut sizes = Vec::new();
         let ttl_us = ttl.map_or(0, |t| t.as_micros().max(1) as u64);
-        let (mut i, mut queued, mut freed, mut evicted) = (0, false, false, 0u64);
+        let (mut i, mut wake_task, mut freed, mut evicted) = (0, false, false, 0u64);
         // The item a BLOCK send waits for, and until when.
         let mut waiting: Option<(usize, Instant)> = None;
         let mut out = lock(&inner.out);
@@ -117,7 +118,8 @@ impl DatagramTransport {
             let valid_end = (i..count)
                 .find(|&k| refusal(items.get(k), max).is_some())
                 .unwrap_or(count);
-            let hand = inner.hand_heads(&mut out, cbs.is_some().then_some(&mut sizes));
+            // Bounded work per call: at most as many queued datagrams as this call brings.
+            let hand = inner.hand_heads(&mut out, count - i, cbs.is_some().then_some(&mut sizes));
             freed |= hand.freed;
             if !hand.blocked && out.queue.is_empty() && i < valid_end {
                 let (n, e) = self.send_direct(&mut out, items, i, valid_end);
@@ -130,8 +132,9 @@ impl DatagramTransport {
                     break Some(e);
                 }
             }
+            // A queue that was not empty already has the sender task's attention.
+            wake_task |= out.queue.is_empty() && i < valid_end;
             let (n, ev) = self.enqueue(&mut out, items, i, valid_end, priority, ttl_us);
-            queued |= n > 0;
             evicted += ev;
             i += n;
             if i == count {
@@ -182,7 +185,7 @@ impl DatagramTransport {
         out.stats.send_drops += evicted;
         out.stats.send_failures += u64::from(err.is_some());
         drop(out);
-        if queued {
+        if wake_task {
             inner.out_work.notify_one();
         }
         if freed {
@@ -268,23 +271,26 @@ impl DatagramTransport {
 
 impl Inner {
     /// Hands the queue's heads (highest priority first) to the link, up to [`SENDER_BATCH`] per
-    /// link call, until the queue is empty or the link has no room; drops expired or too-old
-    /// ones on the way (counted). What the link has no room for goes back to the front, in
-    /// order. With `sizes`, records the size of each datagram sent (for the sent event).
+    /// link call, until `limit` were handed over, the queue is empty or the link has no room;
+    /// drops expired or too-old ones on the way (counted). What the link has no room for goes
+    /// back to the front, in order. With `sizes`, records the size of each datagram sent (for
+    /// the sent event).
     pub(super) fn hand_heads(
         &self,
         out: &mut Outgoing,
+        limit: usize,
         mut sizes: Option<&mut Vec<usize>>,
     ) -> HandOver {
         let mut hand = HandOver::default();
-        if out.queue.is_empty() {
+        if out.queue.is_empty() || limit == 0 {
             return hand;
         }
+        let mut handed = 0;
         let now = self.clock.now_us();
         let (mut expired, mut too_old, mut failed) = (0u64, 0u64, 0u64);
         let mut heads = std::mem::take(&mut out.heads);
-        while !hand.blocked && !out.queue.is_empty() {
-            while heads.len() < SENDER_BATCH {
+        while !hand.blocked && !out.queue.is_empty() && handed < limit {
+            while heads.len() < SENDER_BATCH.min(limit - handed) {
                 let popped = out.queue.pop(now, |_, r| {
                     if r == DropReason::Expired {
                         expired += 1
@@ -331,6 +337,7 @@ impl Inner {
                 out.queue.unpop(e);
             }
             hand.freed |= skip > 0;
+            handed += skip;
             heads.clear();
         }
         out.heads = heads;

@@ -154,7 +154,11 @@ impl DatagramQueue {
             if self.policy != wtd_drop_policy::WTD_DROP_OLDEST {
                 return Push::Full(entry);
             }
-            let lowest = self.buckets.first().expect("full queue has a bucket").priority;
+            let lowest = self
+                .buckets
+                .first()
+                .expect("full queue has a bucket")
+                .priority;
             if lowest > entry.priority {
                 return Push::Full(entry);
             }
@@ -401,6 +405,30 @@ mod tests {
         q.push(e(6, 0, 0, 0));
         q.purge(1000, |_, _| panic!("cleared"));
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn a_drained_bucket_keeps_its_storage_for_the_next_batch() {
+        let mut q = DatagramQueue::new(2048, WTD_DROP_OLDEST);
+        for round in 0..3u64 {
+            for i in 0..1000 {
+                q.push(e(i as u8, 0, 0, round));
+            }
+            if round > 0 {
+                // The bucket was created from the spare: no re-growth.
+                assert!(q.buckets[0].entries.capacity() >= 1000);
+                assert_eq!(q.spare.capacity(), 0);
+            }
+            assert_eq!(tags(&mut q, round).len(), 1000);
+            assert!(q.buckets.is_empty());
+            assert!(q.spare.capacity() >= 1000, "emptied bucket kept as spare");
+        }
+        // Other priorities still get buckets of their own, in order.
+        q.push(e(1, 3, 0, 0));
+        q.push(e(2, -1, 0, 0));
+        q.push(e(3, 3, 0, 0));
+        assert_eq!(q.priority_counts(), vec![(3, 2), (-1, 1)]);
+        assert_eq!(tags(&mut q, 0), vec![1, 3, 2]);
     }
 
     #[test]

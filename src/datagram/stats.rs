@@ -70,6 +70,82 @@ pub struct DatagramStats {
 }
 
 impl DatagramStats {
+    /// Adds the counters of `o` (a part of the same transport's counters kept elsewhere, e.g.
+    /// under a queue's lock) to these; `session_id` and `created_at` stay as they are.
+    pub fn merge(&mut self, o: &DatagramStats) {
+        // Destructured in full, so a new field cannot be forgotten here.
+        let DatagramStats {
+            session_id: _,
+            created_at: _,
+            datagrams_sent,
+            bytes_sent,
+            send_failures,
+            send_drops,
+            datagrams_received,
+            bytes_received,
+            receive_drops,
+            receive_errors,
+            total_send_time,
+            max_send_time,
+            total_receive_time,
+            max_receive_time,
+            min_datagram_size,
+            max_datagram_size,
+            total_datagram_size,
+            sized_datagrams,
+            dropped_full,
+            dropped_expired,
+            dropped_too_old,
+            dropped_too_large,
+            rejected_full,
+            cleared_outgoing,
+            evicted_incoming,
+            expired_incoming,
+            cleared_incoming,
+            heartbeats_filtered,
+            datagrams_read,
+            timed_sends,
+            timed_receives,
+        } = o;
+        if *sized_datagrams > 0
+            && (self.sized_datagrams == 0 || *min_datagram_size < self.min_datagram_size)
+        {
+            self.min_datagram_size = *min_datagram_size;
+        }
+        self.max_datagram_size = self.max_datagram_size.max(*max_datagram_size);
+        self.max_send_time = self.max_send_time.max(*max_send_time);
+        self.max_receive_time = self.max_receive_time.max(*max_receive_time);
+        self.total_send_time += total_send_time;
+        self.total_receive_time += total_receive_time;
+        for (dst, src) in [
+            (&mut self.datagrams_sent, datagrams_sent),
+            (&mut self.bytes_sent, bytes_sent),
+            (&mut self.send_failures, send_failures),
+            (&mut self.send_drops, send_drops),
+            (&mut self.datagrams_received, datagrams_received),
+            (&mut self.bytes_received, bytes_received),
+            (&mut self.receive_drops, receive_drops),
+            (&mut self.receive_errors, receive_errors),
+            (&mut self.total_datagram_size, total_datagram_size),
+            (&mut self.sized_datagrams, sized_datagrams),
+            (&mut self.dropped_full, dropped_full),
+            (&mut self.dropped_expired, dropped_expired),
+            (&mut self.dropped_too_old, dropped_too_old),
+            (&mut self.dropped_too_large, dropped_too_large),
+            (&mut self.rejected_full, rejected_full),
+            (&mut self.cleared_outgoing, cleared_outgoing),
+            (&mut self.evicted_incoming, evicted_incoming),
+            (&mut self.expired_incoming, expired_incoming),
+            (&mut self.cleared_incoming, cleared_incoming),
+            (&mut self.heartbeats_filtered, heartbeats_filtered),
+            (&mut self.datagrams_read, datagrams_read),
+            (&mut self.timed_sends, timed_sends),
+            (&mut self.timed_receives, timed_receives),
+        ] {
+            *dst += src;
+        }
+    }
+
     /// Records a datagram's size.
     pub fn record_size(&mut self, size: usize) {
         let s = size as u64;
@@ -186,5 +262,39 @@ mod tests {
         assert_eq!(s.send_success_rate(), 0.5);
         assert_eq!(s.receive_success_rate(), 0.0);
         assert!((s.drop_rate() - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn merged_parts_equal_one_record() {
+        // The same events recorded in one place, or split over two parts and merged.
+        let mut whole = DatagramStats {
+            session_id: 4,
+            created_at: 1.5,
+            ..Default::default()
+        };
+        let mut a = whole.clone();
+        let mut b = DatagramStats::default();
+        for (i, size) in [300usize, 20, 700, 5].into_iter().enumerate() {
+            let t = i as f64 * 0.25; // exact in binary: sums in any order agree
+            whole.record_sent(size, t);
+            whole.record_received(size + 1);
+            whole.record_receive_wait(t / 2.0);
+            let part = if i % 2 == 0 { &mut a } else { &mut b };
+            part.record_sent(size, t);
+            part.record_received(size + 1);
+            part.record_receive_wait(t / 2.0);
+        }
+        whole.send_failures = 3;
+        whole.evicted_incoming = 2;
+        whole.datagrams_read = 9;
+        a.send_failures = 1;
+        b.send_failures = 2;
+        b.evicted_incoming = 2;
+        b.datagrams_read = 9;
+        a.merge(&b);
+        assert_eq!(a, whole);
+        // Merging an empty part changes nothing (its min size of 0 is not a size).
+        a.merge(&DatagramStats::default());
+        assert_eq!(a, whole);
     }
 }

@@ -3,7 +3,7 @@
 //! incoming queue, and exact statistics with a reason for every drop.
 
 use crate::lock::lock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -12,12 +12,20 @@ use tokio::sync::Notify;
 
 use super::clock::{Clock, SystemClock};
 use super::link::{Link, LinkSink};
-use super::queue::{wtd_drop_policy, DatagramQueue, DropReason, Entry, Push};
+use super::queue::{wtd_drop_policy, DatagramQueue, Entry, Push};
 use super::stats::DatagramStats;
 use crate::error::{wtd_result, Error, Result};
 use crate::pace::{ReaderPace, Room};
 use crate::ready::Readiness;
 use crate::runtime;
+
+mod send;
+use send::Payloads;
+
+/// The result of a one-datagram [`DatagramTransport::send_items`].
+fn one((_, err): (usize, Option<Error>)) -> Result<()> {
+    err.map_or(Ok(()), Err)
+}
 
 /// Prefix of heartbeat datagrams.
 pub const HEARTBEAT_PREFIX: &[u8] = b"HEARTBEAT:";
@@ -120,11 +128,19 @@ pub struct TransportCallbacks {
 struct Outgoing {
     queue: DatagramQueue,
     sequence: u64,
+    /// The send side's counters, kept under this lock (the send path holds it anyway); merged
+    /// into [`DatagramTransport::stats`].
+    stats: DatagramStats,
+    /// Scratch list of the heads being handed to the link (kept to reuse its allocation).
+    heads: Vec<Entry>,
 }
 
 struct Incoming {
     queue: DatagramQueue,
     sequence: u64,
+    /// The receive side's counters, kept under this lock (arrivals and reads hold it anyway);
+    /// merged into [`DatagramTransport::stats`].
+    stats: DatagramStats,
     /// Receivers blocked now (an arrival wakes one only if there is one).
     waiters: usize,
     /// Back-pressure toward the connection's driver (crate::pace).
@@ -155,9 +171,12 @@ struct Inner {
     /// Readable while the incoming queue holds a datagram or the transport is closed (updated
     /// under `inc`'s lock).
     readiness: Readiness,
+    /// Counters not kept under a queue's lock (see [`Outgoing::stats`], [`Incoming::stats`]).
     stats: Mutex<DatagramStats>,
-    closed: std::sync::atomic::AtomicBool,
+    closed: AtomicBool,
     callbacks: Mutex<Option<Arc<TransportCallbacks>>>,
+    /// `callbacks` has an `on_sent` (so a send without one skips that lock).
+    wants_sent: AtomicBool,
     interceptor: Mutex<Option<Interceptor>>,
     last_heartbeat_us: AtomicU64,
     heartbeat_epoch: AtomicU64,
@@ -217,12 +236,15 @@ impl DatagramTransport {
             out: Mutex::new(Outgoing {
                 queue: out_q,
                 sequence: 0,
+                stats: DatagramStats::default(),
+                heads: Vec::new(),
             }),
             out_room: Condvar::new(),
             out_work: Notify::new(),
             inc: Mutex::new(Incoming {
                 queue: in_q,
                 sequence: 0,
+                stats: DatagramStats::default(),
                 waiters: 0,
                 pace: ReaderPace::default(),
             }),
@@ -230,8 +252,9 @@ impl DatagramTransport {
             room: Room::default(),
             readiness: Readiness::default(),
             stats: Mutex::new(stats),
-            closed: std::sync::atomic::AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             callbacks: Mutex::new(None),
+            wants_sent: AtomicBool::new(false),
             interceptor: Mutex::new(None),
             last_heartbeat_us: AtomicU64::new(0),
             heartbeat_epoch: AtomicU64::new(0),
@@ -247,6 +270,7 @@ impl DatagramTransport {
     /// Queues a datagram (higher `priority` first, FIFO among equals; `ttl` drops it if still
     /// queued when it runs out). When the queue is full the drop policy decides; a BLOCK-policy
     /// send waits up to `timeout` (`None`: the configured sender timeout; `Some(ZERO)`: don't).
+    /// While nothing is queued and QUIC has room, the datagram goes to QUIC at once.
     pub fn send(
         &self,
         data: &[u8],
@@ -254,11 +278,7 @@ impl DatagramTransport {
         ttl: Option<Duration>,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let r = self.send_inner(data, None, priority, ttl, timeout);
-        if r.is_err() {
-            lock(&self.inner.stats).send_failures += 1;
-        }
-        r
+        one(self.send_items(Payloads::Slices(&[data]), priority, ttl, timeout))
     }
 
     /// [`DatagramTransport::send`] of a shared buffer: when it has to wait in the queue the
@@ -270,11 +290,7 @@ impl DatagramTransport {
         ttl: Option<Duration>,
         timeout: Option<Duration>,
     ) -> Result<()> {
-        let r = self.send_inner(data, Some(data), priority, ttl, timeout);
-        if r.is_err() {
-            lock(&self.inner.stats).send_failures += 1;
-        }
-        r
+        one(self.send_items(Payloads::Shared(data), priority, ttl, timeout))
     }
 
     /// True when both handles are the same transport.
@@ -293,156 +309,18 @@ impl DatagramTransport {
         self.send(data, priority, ttl, Some(Duration::ZERO))
     }
 
-    /// Sends each datagram in order; stops at the first failure. Returns how many were
-    /// accepted, and the first failure if any. While nothing is queued, the datagrams the link
-    /// has room for go to it in one call (one lock of each queue, one wake-up); the rest go
-    /// through [`DatagramTransport::send`] one by one (queue, policy, waiting).
+    /// Sends each datagram in order like [`DatagramTransport::send`] (a BLOCK-policy queue waits
+    /// up to the configured sender timeout per datagram); stops at the first failure. Returns how
+    /// many were accepted, and the first failure if any. One call is one lock of the queue, one
+    /// statistics update and at most one wake-up of the sender task: while nothing is queued, the
+    /// datagrams QUIC has room for go to it in one hand-over, and the rest are queued together.
     pub fn send_multiple(
         &self,
         items: &[&[u8]],
         priority: i32,
         ttl: Option<Duration>,
     ) -> (usize, Option<Error>) {
-        let start = self.send_direct_batch(items);
-        for (i, d) in items.iter().enumerate().skip(start) {
-            if let Err(e) = self.send(d, priority, ttl, None) {
-                return (i, Some(e));
-            }
-        }
-        (items.len(), None)
-    }
-
-    /// The fast path of `send_multiple`: with an empty outgoing queue, hands the longest
-    /// acceptable prefix of `items` to the link in one call. Returns how many it handed over;
-    /// anything it could not take is left to the per-datagram path (which reports the error).
-    fn send_direct_batch(&self, items: &[&[u8]]) -> usize {
-        let inner = &self.inner;
-        if self.is_closed() {
-            return 0;
-        }
-        let max = inner.link.max_datagram_size();
-        let valid = items
-            .iter()
-            .take_while(|d| !d.is_empty() && d.len() <= max)
-            .count();
-        if valid == 0 {
-            return 0;
-        }
-        let mut out = lock(&inner.out);
-        if !out.queue.is_empty() {
-            return 0;
-        }
-        let (n, _) = inner.link.try_send_batch(&items[..valid]);
-        out.sequence += n as u64;
-        {
-            let mut st = lock(&inner.stats);
-            for d in &items[..n] {
-                st.record_sent(d.len(), 0.0);
-            }
-        }
-        drop(out);
-        inner.after_sent_all(items[..n].iter().map(|d| d.len()));
-        n
-    }
-
-    fn send_inner(
-        &self,
-        data: &[u8],
-        shared: Option<&Bytes>,
-        priority: i32,
-        ttl: Option<Duration>,
-        timeout: Option<Duration>,
-    ) -> Result<()> {
-        let inner = &self.inner;
-        if self.is_closed() {
-            return Err(Error::closed("transport is closed"));
-        }
-        if data.is_empty() {
-            return Err(Error::invalid("empty datagram"));
-        }
-        let max = inner.link.max_datagram_size();
-        if data.len() > max {
-            let mut st = lock(&inner.stats);
-            st.dropped_too_large += 1;
-            return Err(Error::new(
-                wtd_result::WTD_ERR_TOO_LARGE,
-                format!(
-                    "datagram of {} bytes exceeds max_datagram_size {max}",
-                    data.len()
-                ),
-            ));
-        }
-        let mut out = lock(&inner.out);
-        // Fast path: nothing queued and QUIC has room — hand it over right here.
-        if out.queue.is_empty() {
-            match inner.link.try_send(data) {
-                Ok(()) => {
-                    out.sequence += 1;
-                    lock(&inner.stats).record_sent(data.len(), 0.0);
-                    drop(out);
-                    inner.after_sent(data.len());
-                    return Ok(());
-                }
-                Err(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let now = inner.clock.now_us();
-        let mut entry = Entry {
-            data: shared
-                .cloned()
-                .unwrap_or_else(|| Bytes::copy_from_slice(data)),
-            priority,
-            ttl_us: ttl.map_or(0, |t| t.as_micros().max(1) as u64),
-            enqueued_us: now,
-            sequence: out.sequence + 1,
-        };
-        let deadline = match timeout {
-            Some(t) => Instant::now() + t,
-            None => Instant::now() + lock(&inner.config).sender_timeout,
-        };
-        loop {
-            if self.is_closed() {
-                return Err(Error::closed("transport closed while waiting for room"));
-            }
-            match out.queue.push(entry) {
-                Push::Queued { evicted } => {
-                    out.sequence += 1;
-                    drop(out);
-                    if evicted.is_some() {
-                        let mut st = lock(&inner.stats);
-                        st.dropped_full += 1;
-                        st.send_drops += 1;
-                    }
-                    inner.out_work.notify_one();
-                    return Ok(());
-                }
-                Push::Full(back) => {
-                    entry = back;
-                    if out.queue.policy() != wtd_drop_policy::WTD_DROP_BLOCK {
-                        drop(out);
-                        lock(&inner.stats).rejected_full += 1;
-                        return Err(Error::would_block("outgoing queue is full"));
-                    }
-                    let now = Instant::now();
-                    if now >= deadline {
-                        drop(out);
-                        lock(&inner.stats).rejected_full += 1;
-                        return Err(if timeout == Some(Duration::ZERO) {
-                            Error::would_block("outgoing queue is full")
-                        } else {
-                            Error::timeout("outgoing queue stayed full")
-                        });
-                    }
-                    runtime::check_may_block()?;
-                    out = inner
-                        .out_room
-                        .wait_timeout(out, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
-                }
-            }
-        }
+        self.send_items(Payloads::Slices(items), priority, ttl, None)
     }
 
     // ----- receiving -----------------------------------------------------------------------
@@ -491,9 +369,8 @@ impl DatagramTransport {
         let mut got = None;
         // A refusal leaves the datagram queued; the caller decides whether it was the
         // datagram's fault (and counts it with `record_receive_error`).
-        let (_, waited) = self.take_incoming(1, timeout, |_, d| accept(d), |e, now| {
-            got = Some((e, now))
-        })?;
+        let (_, waited) =
+            self.take_incoming(1, timeout, |_, d| accept(d), |e, now| got = Some((e, now)))?;
         let (e, now) = got.expect("take_incoming took one");
         Ok(self.received(e, now, waited))
     }
@@ -545,12 +422,11 @@ impl DatagramTransport {
             .readiness
             .update(!inc.queue.is_empty() || self.is_closed());
         let wake = inc.took();
+        let waited = started.elapsed().as_secs_f64();
+        inc.stats.datagrams_read += n as u64;
+        inc.stats.record_receive_wait(waited);
         drop(inc);
         inner.room.wake_driver(wake);
-        let waited = started.elapsed().as_secs_f64();
-        let mut st = lock(&inner.stats);
-        st.datagrams_read += n as u64;
-        st.record_receive_wait(waited);
         waited
     }
 
@@ -583,11 +459,8 @@ impl DatagramTransport {
             let now = inner.clock.now_us();
             let mut expired = 0u64;
             inc.queue.purge(now, |_, _| expired += 1);
-            if expired > 0 {
-                let mut st = lock(&inner.stats);
-                st.expired_incoming += expired;
-                st.receive_drops += expired;
-            }
+            inc.stats.expired_incoming += expired;
+            inc.stats.receive_drops += expired;
             if !inc.queue.is_empty() {
                 return Ok((inc, started, now));
             }
@@ -635,22 +508,18 @@ impl DatagramTransport {
         let n = {
             let mut inc = lock(&self.inner.inc);
             let n = inc.queue.clear();
+            inc.stats.cleared_incoming += n as u64;
+            inc.stats.receive_drops += n as u64;
             self.inner.readiness.update(self.is_closed());
             n
         };
-        let mut st = lock(&self.inner.stats);
-        st.cleared_incoming += n as u64;
-        st.receive_drops += n as u64;
         n
     }
 
     /// Empties the outgoing queue; returns how many were dropped (counted).
     pub fn clear_send_buffer(&self) -> usize {
-        let n = lock(&self.inner.out).queue.clear();
+        let n = self.inner.clear_outgoing();
         self.inner.out_room.notify_all();
-        let mut st = lock(&self.inner.stats);
-        st.cleared_outgoing += n as u64;
-        st.send_drops += n as u64;
         n
     }
 
@@ -683,7 +552,10 @@ impl DatagramTransport {
     }
     /// A copy of the statistics.
     pub fn stats(&self) -> DatagramStats {
-        lock(&self.inner.stats).clone()
+        let mut st = lock(&self.inner.stats).clone();
+        st.merge(&lock(&self.inner.out).stats);
+        st.merge(&lock(&self.inner.inc).stats);
+        st
     }
     /// A copy of the configuration.
     pub fn config(&self) -> TransportConfig {
@@ -746,7 +618,10 @@ impl DatagramTransport {
 
     /// Installs (None: removes) event callbacks.
     pub fn set_callbacks(&self, callbacks: Option<TransportCallbacks>) {
-        *lock(&self.inner.callbacks) = callbacks.map(Arc::new);
+        let mut cbs = lock(&self.inner.callbacks);
+        *cbs = callbacks.map(Arc::new);
+        let wants = cbs.as_ref().is_some_and(|c| c.on_sent.is_some());
+        self.inner.wants_sent.store(wants, Ordering::Release);
     }
 
     // ----- heartbeat -----------------------------------------------------------------------
@@ -878,87 +753,54 @@ impl DatagramTransport {
 }
 
 impl Inner {
-    /// Emits the sent event (the stats were recorded under the queue lock).
-    fn after_sent(&self, size: usize) {
-        self.after_sent_all(std::iter::once(size));
+    /// The callbacks, when a sent event is wanted.
+    fn sent_callbacks(&self) -> Option<Arc<TransportCallbacks>> {
+        if !self.wants_sent.load(Ordering::Acquire) {
+            return None;
+        }
+        lock(&self.callbacks)
+            .as_ref()
+            .filter(|c| c.on_sent.is_some())
+            .cloned()
     }
 
-    /// Emits the sent event for each size (one look-up of the callbacks).
-    fn after_sent_all(&self, sizes: impl Iterator<Item = usize>) {
-        let cbs = lock(&self.callbacks).clone();
-        if let Some(cbs) = cbs.filter(|c| c.on_sent.is_some()) {
-            for size in sizes {
-                let cbs = cbs.clone();
-                self.link.post(Box::new(move || {
-                    (cbs.on_sent.as_ref().expect("filtered"))(size)
-                }));
-            }
+    /// Emits the sent event for each size, serialized with the link's callbacks.
+    fn post_sent(&self, cbs: &Arc<TransportCallbacks>, sizes: Vec<usize>) {
+        for size in sizes {
+            let cbs = cbs.clone();
+            self.link.post(Box::new(move || {
+                (cbs.on_sent.as_ref().expect("filtered"))(size)
+            }));
         }
     }
 
-    /// Hands the heads of the outgoing queue (up to [`SENDER_BATCH`], highest priority first) to
-    /// the link in one call, dropping expired or too-old ones on the way (counted); what the link
-    /// has no room for goes back to the front, in order. Returns (sizes sent, blocked: the link
-    /// had no room).
-    fn send_heads(&self) -> (Vec<usize>, bool) {
+    /// The sender task's round: hands the queue to the link as far as it has room, wakes
+    /// senders waiting for queue room, emits the sent events. Returns true when the link had no
+    /// room for the rest.
+    fn send_queued(&self) -> bool {
+        let cbs = self.sent_callbacks();
+        let mut sizes = Vec::new();
+        let hand = self.hand_heads(
+            &mut lock(&self.out),
+            usize::MAX,
+            cbs.is_some().then_some(&mut sizes),
+        );
+        if hand.freed {
+            self.out_room.notify_all();
+        }
+        if let Some(cbs) = cbs {
+            self.post_sent(&cbs, sizes);
+        }
+        hand.blocked
+    }
+
+    /// Empties the outgoing queue, counting what it held as cleared; returns how many.
+    fn clear_outgoing(&self) -> usize {
         let mut out = lock(&self.out);
-        let now = self.clock.now_us();
-        let (mut expired, mut too_old, mut failed) = (0u64, 0u64, 0u64);
-        let mut heads = Vec::new();
-        while heads.len() < SENDER_BATCH {
-            let popped = out.queue.pop(now, |_, r| {
-                if r == DropReason::Expired {
-                    expired += 1
-                } else {
-                    too_old += 1
-                }
-            });
-            match popped {
-                Some(e) => heads.push(e),
-                None => break,
-            }
-        }
-        let views: Vec<&[u8]> = heads.iter().map(|e| &e.data[..]).collect();
-        let (n, err) = if views.is_empty() {
-            (0, None)
-        } else {
-            self.link.try_send_batch(&views)
-        };
-        drop(views);
-        let sizes: Vec<usize> = heads[..n].iter().map(|e| e.data.len()).collect();
-        if n > 0 {
-            // Counted before the lock is released, so a flush never sees a gap.
-            let mut st = lock(&self.stats);
-            for e in &heads[..n] {
-                st.record_sent(e.data.len(), secs(now.saturating_sub(e.enqueued_us)));
-            }
-        }
-        let mut rest = heads.split_off(n);
-        let blocked = match err {
-            Some(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => true,
-            Some(e) => {
-                // This one cannot be sent at all (e.g. the path limit shrank below it): dropped
-                // and counted; the ones after it are tried again.
-                log_debug!("datagram not sent: {e}");
-                failed += 1;
-                rest.remove(0);
-                false
-            }
-            None => false,
-        };
-        for e in rest.into_iter().rev() {
-            out.queue.unpop(e);
-        }
-        drop(out);
-        if expired + too_old + failed > 0 {
-            let mut st = lock(&self.stats);
-            st.dropped_expired += expired;
-            st.dropped_too_old += too_old;
-            st.send_drops += expired + too_old;
-            st.send_failures += failed;
-        }
-        self.out_room.notify_all();
-        (sizes, blocked)
+        let n = out.queue.clear();
+        out.stats.cleared_outgoing += n as u64;
+        out.stats.send_drops += n as u64;
+        n
     }
 
     /// Marks closed, drops what is queued to send, wakes everyone.
@@ -967,12 +809,7 @@ impl Inner {
             return;
         }
         self.heartbeat_epoch.fetch_add(1, Ordering::SeqCst);
-        let n = lock(&self.out).queue.clear() as u64;
-        {
-            let mut st = lock(&self.stats);
-            st.cleared_outgoing += n;
-            st.send_drops += n;
-        }
+        self.clear_outgoing();
         self.out_room.notify_all();
         self.out_work.notify_one();
         {
@@ -1025,46 +862,47 @@ impl LinkSink for Inner {
 
 impl Inner {
     /// Counts, filters (heartbeats, interceptor) and queues or hands to the callback every
-    /// datagram of `batch`. Per batch: one clock read, one lock of each of stats, interceptor,
-    /// callbacks and the incoming queue, and at most one wake-up.
+    /// datagram of `batch`. Per batch: one clock read, one lock of each of interceptor,
+    /// callbacks and the incoming queue (the counters are updated under it), and at most one
+    /// wake-up.
     fn accept_batch(&self, batch: &mut Vec<Bytes>) {
         if batch.is_empty() {
             return;
         }
         let now = self.clock.now_us();
-        {
-            let mut st = lock(&self.stats);
-            for d in batch.iter() {
-                st.record_received(d.len());
-            }
+        // What happens to the batch, counted together once its fate is known.
+        let mut got = DatagramStats::default();
+        for d in batch.iter() {
+            got.record_received(d.len());
         }
         if batch.iter().any(|d| is_heartbeat(d)) {
             self.last_heartbeat_us.store(now + 1, Ordering::Relaxed);
             if lock(&self.config).filter_heartbeats {
                 let before = batch.len();
                 batch.retain(|d| !is_heartbeat(d));
-                lock(&self.stats).heartbeats_filtered += (before - batch.len()) as u64;
+                got.heartbeats_filtered += (before - batch.len()) as u64;
             }
         }
         let interceptor = lock(&self.interceptor).clone();
         if let Some(take) = interceptor {
             batch.retain(|d| !take(d));
         }
-        if batch.is_empty() {
-            return;
-        }
         let n = batch.len() as u64;
-        if self.closed.load(Ordering::SeqCst) {
-            let mut st = lock(&self.stats);
-            st.cleared_incoming += n;
-            st.receive_drops += n;
+        if n == 0 || self.closed.load(Ordering::SeqCst) {
+            got.cleared_incoming += n;
+            got.receive_drops += n;
             batch.clear();
+            lock(&self.stats).merge(&got);
             return;
         }
         let cbs = lock(&self.callbacks).clone();
         if let Some(f) = cbs.as_ref().and_then(|c| c.on_received.as_ref()) {
-            lock(&self.inc).sequence += n;
-            lock(&self.stats).datagrams_read += n;
+            got.datagrams_read += n;
+            {
+                let mut inc = lock(&self.inc);
+                inc.sequence += n;
+                inc.stats.merge(&got);
+            }
             for d in batch.drain(..) {
                 f(d);
             }
@@ -1085,14 +923,12 @@ impl Inner {
                 evicted += 1;
             }
         }
+        got.evicted_incoming += evicted;
+        got.receive_drops += evicted;
+        inc.stats.merge(&got);
         self.readiness.update(!inc.queue.is_empty());
         let waiters = inc.waiters;
         drop(inc);
-        if evicted > 0 {
-            let mut st = lock(&self.stats);
-            st.evicted_incoming += evicted;
-            st.receive_drops += evicted;
-        }
         if waiters > 1 && n > 1 {
             self.inc_ready.notify_all();
         } else if waiters > 0 {
@@ -1101,25 +937,20 @@ impl Inner {
     }
 }
 
-/// Drains the outgoing queue into the link. The head is handed to QUIC under the queue lock,
-/// so a datagram is either queued (subject to priority, TTL, eviction) or sent — never both.
-/// While QUIC has no room the task re-checks every millisecond, or sooner when work arrives.
-/// Most queued datagrams the sender task hands to the link in one go.
+/// Most queued datagrams handed to the link in one call.
 const SENDER_BATCH: usize = 64;
 
 /// How long an idle sender task waits before checking whether its transport still exists.
 const IDLE_SENDER_WAIT: Duration = Duration::from_secs(1);
 
+/// Drains the outgoing queue into the link (senders also do so themselves on each send). The
+/// heads are handed to QUIC under the queue lock, so a datagram is either queued (subject to
+/// priority, TTL, eviction) or sent — never both. While QUIC has no room the task re-checks
+/// every millisecond, or sooner when work arrives.
 async fn sender_task(weak: Weak<Inner>) {
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let (sent, blocked) = inner.send_heads();
-        if !sent.is_empty() {
-            inner.after_sent_all(sent.into_iter());
-            if !blocked {
-                continue;
-            }
-        }
+        let blocked = inner.send_queued();
         if inner.closed.load(Ordering::SeqCst) {
             return;
         }

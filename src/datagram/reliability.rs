@@ -9,7 +9,7 @@
 use crate::lock::lock;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -338,7 +338,7 @@ struct Inner {
     /// `config.effective_gap_timeout()`.
     gap_timeout: Duration,
     state: Mutex<State>,
-    ready: Condvar,
+    ready: runtime::Signal,
     wake: Notify,
     callbacks: Mutex<Option<Arc<ReliabilityCallbacks>>>,
     dispatching: AtomicBool,
@@ -393,7 +393,7 @@ impl ReliabilityLayer {
             window: config.effective_receive_window() as u64,
             gap_timeout: config.effective_gap_timeout(),
             config,
-            ready: Condvar::new(),
+            ready: runtime::Signal::new(),
             wake: Notify::new(),
             callbacks: Mutex::new(None),
             dispatching: AtomicBool::new(false),
@@ -517,12 +517,7 @@ impl ReliabilityLayer {
                     d - now
                 }
             };
-            st = self
-                .inner
-                .ready
-                .wait_timeout(st, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.inner.ready.wait(st, &self.inner.state, Some(wait));
         }
     }
 

@@ -176,6 +176,32 @@ typedef uint32_t wtd_result;
 #endif // __cplusplus
 
 /**
+ * Who runs wtd's network I/O, timers and callbacks (`wtd_set_runtime_mode`).
+ */
+enum wtd_runtime_mode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * wtd's own threads ("wtd-rt", see `wtd_set_runtime_threads`) run everything (default).
+     */
+    WTD_RUNTIME_THREADS = 0,
+    /**
+     * Engine-owned: wtd starts no threads; everything runs inside `wtd_poll` on the thread that
+     * calls it (and inside blocking wtd calls while they wait).
+     */
+    WTD_RUNTIME_POLL = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wtd_runtime_mode wtd_runtime_mode;
+#else
+typedef uint32_t wtd_runtime_mode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Returns a short static description of a result code, e.g. "closed" for `WTD_ERR_CLOSED`, or
  * "unknown" for a value that is not a `wtd_result`. Takes the code as a plain integer so any
  * value is safe to pass.
@@ -237,7 +263,9 @@ wtd_result wtd_set_runtime_threads(uint32_t threads);
  * dedicated network loop; at least every ~25 ms while connections are open (quinn's ACK delay;
  * a longer gap shows up as round-trip time to the peer, and above the idle timeout the
  * connection closes). Sends are queued and leave during the next `wtd_poll` (call it after
- * the frame's sends). Blocking calls (connect, close, accepts and receives with a timeout,
+ * the frame's sends). Datagrams that arrive between two calls wait in the socket's receive
+ * buffer; one that overflows it is dropped by the kernel (the peer sees it as loss), so poll
+ * often enough for your traffic. Blocking calls (connect, close, accepts and receives with a timeout,
  * wait_closed, shutdown) run wtd while they wait, so they work without a poller; callbacks may
  * then run inside them on their thread. Make blocking calls from the polling thread (or
  * only non-blocking ones elsewhere) if every callback must run on one thread.

@@ -19,6 +19,8 @@
  *   wtd_bench client fanin URL HASH CONNS PER_CONN open CONNS x PER_CONN sessions, count arrivals
  *
  * Environment: WTD_BENCH_THREADS = wtd runtime threads (default: wtd's default: 2, 1 when pinned to one CPU);
+ * WTD_BENCH_RUNTIME = poll: engine-owned mode (WTD_RUNTIME_POLL) for any mode — the clients' blocking
+ * receives then run wtd on the calling thread while they wait (the only thread);
  * WTD_BENCH_BACKOFF = yield (default: sched_yield() before retrying wtd_session_send on
  * WOULD_BLOCK) | spin (retry at once; on a pinned core it starves wtd's own runtime threads).
  */
@@ -657,6 +659,8 @@ static int client_fanin(const char *url, const char *hash_hex, int conns, int pe
 int main(int argc, char **argv) {
     const char *th = getenv("WTD_BENCH_THREADS");
     if (th && *th) CHECK(wtd_set_runtime_threads((uint32_t)atoi(th)));
+    const char *rt = getenv("WTD_BENCH_RUNTIME");
+    if (rt && !strcmp(rt, "poll")) CHECK(wtd_set_runtime_mode(WTD_RUNTIME_POLL));
     const char *bo = getenv("WTD_BENCH_BACKOFF");
     /* Default: give the CPU back on WTD_ERR_WOULD_BLOCK (what a game loop does, and what raw
      * quinn's awaiting sender does); "spin" retries at once. */

@@ -25,7 +25,7 @@ pub(crate) use signal::Signal;
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,7 +42,8 @@ pub(crate) const DEFAULT_THREADS: usize = 2;
 /// context switches: at 1000 B one-way, a receiver pinned to one CPU spent 3.1 µs per datagram
 /// with two workers and 2.3 µs with one.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(DEFAULT_THREADS, |n| n.get().min(DEFAULT_THREADS))
+    std::thread::available_parallelism()
+        .map_or(DEFAULT_THREADS, |n| n.get().min(DEFAULT_THREADS))
 }
 /// How long [`shutdown`] waits for running tasks to finish.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -75,6 +76,8 @@ pub(crate) struct RuntimeCell {
 }
 
 static GLOBAL: RuntimeCell = RuntimeCell::new();
+/// Threads inside a poll-mode `block_on` (driving the runtime, or waiting to).
+static DRIVERS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static ON_RUNTIME: Cell<bool> = const { Cell::new(false) };
@@ -189,7 +192,11 @@ impl RuntimeCell {
         // future to be woken or for the runtime to be free.
         let rt = self.runtime()?;
         let _driving = Driving::enter();
-        Ok(rt.block_on(f))
+        Ok(rt.block_on(async {
+            // Sends queued while nobody drove did not wake the flusher (`undriven`).
+            crate::h3::flusher::kick();
+            f.await
+        }))
     }
 
     pub(crate) fn shutdown(&self) {
@@ -214,6 +221,9 @@ struct Driving {
 
 impl Driving {
     fn enter() -> Self {
+        // SeqCst, paired with the load in `undriven`: a sender either sees this thread counted
+        // (and wakes the flusher) or queued its work before this thread looks for it.
+        DRIVERS.fetch_add(1, Ordering::SeqCst);
         Driving {
             outer: ON_RUNTIME.with(|f| f.replace(true)),
         }
@@ -223,7 +233,15 @@ impl Driving {
 impl Drop for Driving {
     fn drop(&mut self) {
         ON_RUNTIME.with(|f| f.set(self.outer));
+        DRIVERS.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Poll mode and no thread drives the runtime now: waking a task would only cost a system call
+/// (tokio signals the idle driver), and the next thread that drives it runs what is queued.
+/// Callers queue their work first, then ask (see `Driving::enter`).
+pub(crate) fn undriven() -> bool {
+    GLOBAL.is_poll() && DRIVERS.load(Ordering::SeqCst) == 0
 }
 
 /// `Ok` when the calling thread may block; `WTD_ERR_INVALID_STATE` on a runtime thread (inside a

@@ -145,13 +145,16 @@ pub extern "C" fn wtd_set_runtime_mode(mode: u32) -> wtd_result {
 }
 
 /// Runs wtd on the calling thread (WTD_RUNTIME_POLL mode): reads what arrived on the sockets,
-/// fires due timers, runs every callback that results, and sends what is queued. If that
-/// delivered nothing to the application, it waits up to `timeout_ms` for something to arrive
-/// (0 = don't wait, negative = until something arrives) and processes it; network work that
-/// delivers nothing (ACKs, retransmissions, keep-alives) is done meanwhile without ending the
-/// wait. It returns soon after something was delivered, so one call per frame keeps the frame
-/// time; under a flood one call is bounded (64 rounds of "run what is ready, read the sockets")
-/// and the rest waits for the next call.
+/// fires due timers, runs every callback that results, and sends what is queued.
+///
+/// `timeout_ms` 0 (once per frame): does everything that is ready now and what it causes (a
+/// datagram read from the socket goes on to its session's queue or callback in the same call),
+/// then returns. Under a flood one call is bounded (64 rounds of "run what is ready, read the
+/// sockets"); the rest waits for the next call.
+/// `timeout_ms` > 0 or negative (a network loop, or waiting out the rest of a frame): does the
+/// same work as it becomes ready and returns as soon as something reached the application, or
+/// when `timeout_ms` has passed (negative: no limit). Network work that delivers nothing to the
+/// application (ACKs, retransmissions, keep-alives) is done meanwhile without ending the wait.
 ///
 /// `*out_events` (if not NULL) gets how many application events happened during the call:
 /// datagrams that reached a session (queued or given to its callbacks), sessions accepted, and

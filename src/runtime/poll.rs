@@ -1,16 +1,19 @@
 //! Engine-owned mode: [`poll`] runs wtd's I/O, timers and callbacks on the calling thread.
 //!
 //! The poll-mode runtime is a tokio current-thread runtime; `poll` drives it with
-//! `Runtime::block_on` for one bounded *drain*:
+//! `Runtime::block_on`:
 //!
-//! * a round is one `yield_now`: the scheduler runs every task that is ready, then checks the
-//!   sockets and timers without blocking (tokio polls its driver before it resumes a task that
-//!   yielded), and only then resumes `poll`;
-//! * `poll` runs at least two rounds (what was ready, then what the socket check woke), and more
+//! * without a timeout it runs one bounded *drain*. A round is one `yield_now`: the scheduler
+//!   runs every task that is ready, then checks the sockets and timers without blocking (tokio
+//!   polls its driver before it resumes a task that yielded), and only then resumes `poll`. The
+//!   drain runs at least two rounds (what was ready, then what the socket check woke), and more
 //!   while the last round delivered something to the application, at most [`MAX_ROUNDS`];
-//! * when the drain delivered nothing and the caller allows a wait, it waits until something
-//!   reaches the application (quinn's ACKs, timers and keep-alives are handled meanwhile without
-//!   ending the wait) or the timeout passes, then drains once more.
+//! * with a timeout it waits until something reaches the application, or the timeout passes.
+//!   Meanwhile the scheduler runs every task as it becomes ready and blocks in the driver when
+//!   none is (quinn's ACKs, timers and keep-alives are handled without ending the wait). It
+//!   resumes `poll` only after the tasks that were ready have run and the sockets were checked
+//!   once more, so returning at once loses nothing; what arrives later waits for the next call.
+//!   Each round of a drain costs a socket check (a system call), so a waiting call does none.
 //!
 //! "Something reached the application" is counted by [`note_events`]: datagrams handed to a
 //! session (queued or given to its callbacks), sessions accepted, sessions closed.
@@ -48,10 +51,11 @@ pub(crate) fn note_events(n: u64) {
     }
 }
 
-/// Runs wtd on the calling thread (poll mode): everything ready now — socket reads and writes,
-/// timers, callbacks — then, when nothing reached the application and `timeout` allows
-/// (`None`: no limit), waits for something to arrive and processes that. Returns how many
-/// events reached the application during the call (datagrams, accepted and closed sessions).
+/// Runs wtd on the calling thread (poll mode). With `timeout` zero: everything ready now —
+/// socket reads and writes, timers, callbacks — and what that causes, in bounded rounds. Else
+/// (`None`: no limit) everything as it becomes ready until something reaches the application
+/// or the timeout passes. Returns how many events reached the application during the call
+/// (datagrams, accepted and closed sessions).
 ///
 /// `WTD_ERR_INVALID_STATE` in threads mode, from inside a wtd callback or inside an async
 /// runtime. While another thread drives the runtime (a blocking wtd call in progress) it only
@@ -76,21 +80,15 @@ pub fn poll(timeout: Option<Duration>) -> Result<u64> {
     Ok(EVENTS.load(SeqCst).wrapping_sub(start))
 }
 
-/// One `poll`: drain, wait if nothing arrived and allowed, drain again.
+/// One `poll`: a drain without a timeout, else a wait for the next application event.
 async fn run(start: u64, timeout: Option<Duration>) {
-    drain().await;
-    if timeout == Some(Duration::ZERO) || EVENTS.load(SeqCst) != start {
-        return;
-    }
     match timeout {
-        None => wait_event(start).await,
+        Some(Duration::ZERO) => drain().await,
         Some(t) => {
-            if tokio::time::timeout(t, wait_event(start)).await.is_err() {
-                return;
-            }
+            let _ = tokio::time::timeout(t, wait_event(start)).await;
         }
+        None => wait_event(start).await,
     }
-    drain().await;
 }
 
 /// Lets every ready task run and checks the sockets, round after round, until a round (after

@@ -20,7 +20,8 @@
  *
  * Environment: WTD_BENCH_THREADS = wtd runtime threads (default: wtd's default: 2, 1 when pinned to one CPU);
  * WTD_BENCH_RUNTIME = poll: engine-owned mode (WTD_RUNTIME_POLL) for any mode — the clients' blocking
- * receives then run wtd on the calling thread while they wait (the only thread);
+ * receives then run wtd on the calling thread while they wait (the only thread), and the callback
+ * servers (echo, drain) run their callbacks inside the main thread's wtd_poll loop;
  * WTD_BENCH_BACKOFF = yield (default: sched_yield() before retrying wtd_session_send on
  * WOULD_BLOCK) | spin (retry at once; on a pinned core it starves wtd's own runtime threads).
  */
@@ -203,12 +204,17 @@ static int server_count(int use_transport) {
     return 0;
 }
 
+static int poll_runtime; /* WTD_BENCH_RUNTIME=poll */
+
 static int server_callback(wtd_session_datagram_cb cb) {
     server_cb = cb;
     wtd_server *srv = start_server(1);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    while (running) sleep_ms(20);
+    while (running) {
+        if (poll_runtime) CHECK(wtd_poll(NULL, 20)); /* the callbacks run in here */
+        else sleep_ms(20);
+    }
     wtd_server_close(srv);
     pthread_mutex_lock(&sess_lock);
     for (size_t i = 0; i < nsessions; i++) wtd_session_free(sessions[i]);
@@ -660,7 +666,8 @@ int main(int argc, char **argv) {
     const char *th = getenv("WTD_BENCH_THREADS");
     if (th && *th) CHECK(wtd_set_runtime_threads((uint32_t)atoi(th)));
     const char *rt = getenv("WTD_BENCH_RUNTIME");
-    if (rt && !strcmp(rt, "poll")) CHECK(wtd_set_runtime_mode(WTD_RUNTIME_POLL));
+    poll_runtime = rt && !strcmp(rt, "poll");
+    if (poll_runtime) CHECK(wtd_set_runtime_mode(WTD_RUNTIME_POLL));
     const char *bo = getenv("WTD_BENCH_BACKOFF");
     /* Default: give the CPU back on WTD_ERR_WOULD_BLOCK (what a game loop does, and what raw
      * quinn's awaiting sender does); "spin" retries at once. */

@@ -297,8 +297,8 @@ def main():
           f"/datagram   [<= 150]")
     print(f"  ns/call (calling thread's CPU): session_send {tc[0]:.0f}, try_send {tc[1]:.0f}, "
           f"send_multiple {tc[2]:.0f}/datagram")
-    for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll"), ("wtd_own", "poll path (engine-owned wtd_poll)"),
-                       ("wtd_owncb", "callback path (engine-owned wtd_poll)")):
+    for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll"), ("wtd_own", "engine-owned wtd_poll loop"),
+                       ("wtd_owncb", "engine-owned callback")):
         print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"
               f"   [<= 1.2x]   (p50: {ecl(impl, 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")
     if "py" in ec:

@@ -398,6 +398,40 @@ mod tests {
     }
 
     #[test]
+    fn poll_mode_runs_only_while_a_thread_drives_it() {
+        let cell = RuntimeCell::new();
+        cell.set_mode(Mode::Poll).unwrap();
+        let h = cell.handle().unwrap();
+        assert_eq!(h.metrics().num_workers(), 1, "a current-thread runtime");
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        h.spawn(async move { flag.store(true, Ordering::SeqCst) });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!ran.load(Ordering::SeqCst), "nothing runs while no thread drives it");
+        let me = std::thread::current().id();
+        let (on_rt, thread) = cell
+            .block_on(async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                (on_runtime_thread(), std::thread::current().id())
+            })
+            .unwrap();
+        assert!(ran.load(Ordering::SeqCst), "the spawned task ran inside block_on");
+        assert!(on_rt && thread == me, "driven on the calling thread, marked as a runtime thread");
+        assert!(!on_runtime_thread());
+        // Nested blocking is refused; the mode cannot change while the runtime runs.
+        let inner = cell.block_on(async { block_on(async { 1 }) }).unwrap();
+        assert_eq!(inner.unwrap_err().code, wtd_result::WTD_ERR_INVALID_STATE);
+        cell.set_mode(Mode::Poll).unwrap();
+        assert_eq!(
+            cell.set_mode(Mode::Threads).unwrap_err().code,
+            wtd_result::WTD_ERR_INVALID_STATE
+        );
+        cell.shutdown();
+        cell.set_mode(Mode::Threads).unwrap();
+        assert!(!cell.is_poll());
+    }
+
+    #[test]
     fn default_workers_follow_the_cpus_the_process_may_use() {
         let cpus = std::thread::available_parallelism().unwrap().get();
         assert_eq!(default_threads(), cpus.min(DEFAULT_THREADS));

@@ -407,7 +407,10 @@ mod tests {
         let flag = ran.clone();
         h.spawn(async move { flag.store(true, Ordering::SeqCst) });
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!ran.load(Ordering::SeqCst), "nothing runs while no thread drives it");
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "nothing runs while no thread drives it"
+        );
         let me = std::thread::current().id();
         let (on_rt, thread) = cell
             .block_on(async {
@@ -415,8 +418,14 @@ mod tests {
                 (on_runtime_thread(), std::thread::current().id())
             })
             .unwrap();
-        assert!(ran.load(Ordering::SeqCst), "the spawned task ran inside block_on");
-        assert!(on_rt && thread == me, "driven on the calling thread, marked as a runtime thread");
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "the spawned task ran inside block_on"
+        );
+        assert!(
+            on_rt && thread == me,
+            "driven on the calling thread, marked as a runtime thread"
+        );
         assert!(!on_runtime_thread());
         // Nested blocking is refused; the mode cannot change while the runtime runs.
         let inner = cell.block_on(async { block_on(async { 1 }) }).unwrap();

@@ -119,12 +119,13 @@ crate::error::c_enum!(wtd_runtime_mode {
 /// dedicated network loop; at least every ~25 ms while connections are open (quinn's ACK delay;
 /// a longer gap shows up as round-trip time to the peer, and above the idle timeout the
 /// connection closes). Sends are queued and leave during the next `wtd_poll` (call it after
-/// the frame's sends). Datagrams that arrive between two calls wait in the socket's receive
-/// buffer; one that overflows it is dropped by the kernel (the peer sees it as loss), so poll
-/// often enough for your traffic. Blocking calls (connect, close, accepts and receives with a timeout,
-/// wait_closed, shutdown) run wtd while they wait, so they work without a poller; callbacks may
-/// then run inside them on their thread. Make blocking calls from the polling thread (or
-/// only non-blocking ones elsewhere) if every callback must run on one thread.
+/// the frame's sends; sends from a callback leave at once). Datagrams that arrive between two
+/// calls wait in the socket's receive buffer; one that overflows it is dropped by the kernel
+/// (the peer sees it as loss), so poll often enough for your traffic. Blocking calls (connect,
+/// close, accepts and receives with a timeout, wait_closed, shutdown) run wtd while they wait,
+/// so they work without a poller; callbacks may then run inside them on their thread. Make
+/// blocking calls from the polling thread (or only non-blocking ones elsewhere) if every
+/// callback must run on one thread.
 ///
 /// Call it before the first wtd call that creates a server, client or session (or after
 /// `wtd_shutdown()`).

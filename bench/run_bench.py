@@ -44,9 +44,10 @@ class Runner:
     def cmd(self, cpu, argv):
         return (["taskset", "-c", str(cpu)] if self.pin else []) + argv
 
-    def start_server(self, argv):
-        """Starts a server on CPU 1, returns (proc, port, hash-or-None)."""
-        p = subprocess.Popen(self.cmd(1, argv), stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
+    def start_server(self, argv, env=None):
+        """Starts a server on CPU 1 (`env`: extra environment), returns (proc, port, hash-or-None)."""
+        p = subprocess.Popen(self.cmd(1, argv), stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
+                             env={**os.environ, **(env or {})})
         line = p.stdout.readline().split()
         if not line or line[0] != "READY":
             p.kill()
@@ -177,14 +178,18 @@ def main():
 
     bg.stop()
     bg.start("echo")
-    for impl in ("raw", "wtd_rs", "wtd_s", "wtd_poll") + (() if a.skip_py else ("py",)):
+    # C servers other than the callback one; wtd_owncb: the callback server in engine-owned mode
+    # (its callbacks run inside the main thread's wtd_poll loop).
+    own_mode = {"wtd_poll": "echopoll", "wtd_own": "echoloop", "wtd_owncb": "echo"}
+    for impl in ("raw", "wtd_rs", "wtd_s", "wtd_poll", "wtd_own", "wtd_owncb") + (() if a.skip_py else ("py",)):
         log(f"echo {impl}")
-        if impl == "wtd_poll":
-            srv, port, h = R.start_server([WTD, "server", "echopoll"])
+        if impl in own_mode:
+            srv, port, h = R.start_server([WTD, "server", own_mode[impl]],
+                                          env={"WTD_BENCH_RUNTIME": "poll"} if impl == "wtd_owncb" else None)
         else:
             srv, port, h = R.start_server(R.server_argv(impl, "echo"))
         try:
-            cimpl = "wtd_s" if impl == "wtd_poll" else impl
+            cimpl = "wtd_s" if impl in own_mode else impl
             ping = R.client(R.client_argv(cimpl, port, h, "ping", 64, a.pings), timeout=120)
             er = (None if impl == "wtd_rs" else  # the Rust bench has no windowed client
                   R.client(R.client_argv(cimpl, port, h, "echorate", 64, a.secs, a.window)))
@@ -224,7 +229,8 @@ def main():
     # ---------------------------------------------------------------- table
     ow, ec, ff, bc = res["one_way"], res["echo"], res["ffi"], res["broadcast"]
     cols = ["raw quinn", "wtd Rust (no FFI)", "wtd C: session_send", "wtd C: transport batch / poll echo",
-            "pywebtransport 0.21.1"]
+            "pywebtransport 0.21.1", "wtd C: engine-owned, wtd_poll loop echo",
+            "wtd C: engine-owned, callback echo"]
     rows = []
 
     def row(label, vals):
@@ -241,9 +247,10 @@ def main():
             [f"{ow[(i, size)]['cpu_snd']:.2f} / {ow[(i, size)]['cpu_rcv']:.2f}" for i in impls])
     ecl = lambda i, k: ec[i]["ping"][k] if i in ec else None  # noqa: E731
     # Echo rows: column 2 = wtd server echoing from the datagram callback, column 3 = from the
-    # application thread (receive_batch + send: the poll path).
-    echo_cols = ["raw", "wtd_rs", "wtd_s", "wtd_poll", "py"]
-    row("echo RTT 64 B p50 / p99 (µs) [wtd: callback | poll]",
+    # application thread (receive_batch + send: the poll path), last two columns = engine-owned
+    # (WTD_RUNTIME_POLL: one thread runs wtd_poll, then receive_batch and send | the callback).
+    echo_cols = ["raw", "wtd_rs", "wtd_s", "wtd_poll", "py", "wtd_own", "wtd_owncb"]
+    row("echo RTT 64 B p50 / p99 (µs) [wtd: callback | poll | engine-owned loop | callback]",
         [f"{ecl(i, 'p50_us'):.0f} / {ecl(i, 'p99_us'):.0f}" if i in ec else None for i in echo_cols])
     row("echo ping-pong rate, 1 in flight (/s)", [fmt_rate(ecl(i, "rate")) if i in ec else None for i in echo_cols])
     row(f"echo rate, {a.window} in flight (/s)",
@@ -290,7 +297,8 @@ def main():
           f"/datagram   [<= 150]")
     print(f"  ns/call (calling thread's CPU): session_send {tc[0]:.0f}, try_send {tc[1]:.0f}, "
           f"send_multiple {tc[2]:.0f}/datagram")
-    for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll")):
+    for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll"), ("wtd_own", "engine-owned wtd_poll loop"),
+                       ("wtd_owncb", "engine-owned callback")):
         print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"
               f"   [<= 1.2x]   (p50: {ecl(impl, 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")
     if "py" in ec:

@@ -58,3 +58,4 @@ endforeach()
 # Valid values are still accepted.
 expect(ok wtd_reliable_demo --loss 0.5 --count 3 --print-wire)
 expect(ok wtd_game_loop --port 0 --seconds 0.1)
+expect(ok wtd_game_loop --port 0 --seconds 0.1 --poll)

@@ -9,7 +9,13 @@
  *      and is never evicted for a lower-priority update),
  * and once per second prints per-session stats.
  *
- *   wtd_game_loop [--port P] [--seconds S]
+ * With --poll the loop also owns the network (engine-owned mode, WTD_RUNTIME_POLL): wtd starts no
+ * threads, and everything — socket reads and writes, timers, callbacks — happens inside the
+ * wtd_poll calls of this thread: one at the top of each tick, then the rest of the tick is waited
+ * out inside wtd_poll, which puts the tick's sends on the wire and handles arrivals and ACKs while
+ * the game sleeps.
+ *
+ *   wtd_game_loop [--port P] [--seconds S] [--poll]
  *
  * Prints "READY <port> <sha256-of-cert>" once listening (like wtd_echo_server; port 0 picks a
  * free port; connect with that hash in serverCertificateHashes). Runs until SIGINT/SIGTERM, or
@@ -101,6 +107,13 @@ static void send_state(player *p, unsigned long tick) {
     }
 }
 
+/* Milliseconds from now until `t` (negative when past). */
+static long ms_until(const struct timespec *t) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (long)(t->tv_sec - now.tv_sec) * 1000 + (t->tv_nsec - now.tv_nsec) / 1000000;
+}
+
 static void print_stats(unsigned long tick) {
     for (size_t i = 0; i < player_count; i++) {
         wtd_datagram_stats s;
@@ -124,14 +137,21 @@ int main(int argc, char **argv) {
     wtd_server_options_default(&opt);
     opt.port = 4433;
     double seconds = 0; /* 0 = until SIGINT */
+    int poll_mode = 0;
     for (int i = 1; i < argc; i++) {
         const char *next = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "--port") && next) opt.port = cli_port("--port", argv[++i]);
         else if (!strcmp(argv[i], "--seconds") && next) seconds = cli_double("--seconds", argv[++i], 0, 31536000, 0);
+        else if (!strcmp(argv[i], "--poll")) poll_mode = 1;
         else {
-            fprintf(stderr, "usage: %s [--port P] [--seconds S]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--port P] [--seconds S] [--poll]\n", argv[0]);
             return 2;
         }
+    }
+    /* Engine-owned: chosen before the first call that starts wtd (here wtd_server_new). */
+    if (poll_mode && wtd_set_runtime_mode(WTD_RUNTIME_POLL) != WTD_OK) {
+        fprintf(stderr, "cannot select poll mode: %s\n", wtd_last_error_message());
+        return 1;
     }
     /* opt.on_session stays NULL: new sessions wait for wtd_server_accept (the poll path). */
     wtd_server *server = NULL;
@@ -154,6 +174,7 @@ int main(int argc, char **argv) {
     unsigned long max_ticks = seconds > 0 ? (unsigned long)(seconds * TICK_HZ) : 0;
     for (unsigned long tick = 1; running && (!max_ticks || tick <= max_ticks); tick++) {
         wtd_session *s = NULL;
+        if (poll_mode) wtd_poll(NULL, 0); /* 0. engine-owned: read what arrived, run callbacks */
         while (wtd_server_accept(server, &s, 0) == WTD_OK) join(s); /* 1. new players */
         for (size_t i = 0; i < player_count;) {                     /* 2. inputs */
             if (drain_inputs(&players[i])) i++;
@@ -164,6 +185,9 @@ int main(int argc, char **argv) {
 
         next.tv_nsec += tick_ns; /* sleep until the next tick boundary (no drift) */
         if (next.tv_nsec >= 1000000000L) next.tv_sec++, next.tv_nsec -= 1000000000L;
+        /* 4. engine-owned: wait inside wtd_poll, which sends this tick's updates first and handles
+         * arrivals and ACKs while the game waits (it returns early when something arrives). */
+        for (long ms; poll_mode && running && (ms = ms_until(&next)) > 0;) wtd_poll(NULL, (int32_t)ms);
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
     }
 

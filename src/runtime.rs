@@ -10,10 +10,23 @@
 //! Callbacks into the application run on these worker threads, so [`on_runtime_thread`] is how
 //! blocking functions detect that they were called from a callback and refuse instead of
 //! deadlocking the worker they would need.
+//!
+//! In [`Mode::Poll`] (chosen with [`set_mode`] before the runtime starts) the runtime is a tokio
+//! current-thread runtime that has no threads of its own: it runs only inside [`poll`] (the
+//! game's `wtd_poll`, see [`poll`](mod@poll)) and inside blocking calls, which drive it while they
+//! wait ([`block_on`], and [`Signal`] for condition waits).
+
+mod poll;
+mod signal;
+
+pub(crate) use poll::note_events;
+pub use poll::poll;
+pub(crate) use signal::Signal;
 
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::runtime::{Builder, Handle, Runtime};
@@ -37,19 +50,34 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Name of every runtime thread (workers and blocking-pool threads).
 pub(crate) const THREAD_NAME: &str = "wtd-rt";
 
+/// Who runs wtd's I/O, timers and callbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// wtd's own worker threads (the default).
+    Threads,
+    /// The application's threads: inside [`poll`] and inside blocking calls (engine-owned).
+    Poll,
+}
+
 struct State {
     /// Worker threads; 0 = [`default_threads`] when the runtime starts.
     threads: usize,
-    rt: Option<Runtime>,
+    mode: Mode,
+    /// Shared so that a poll-mode `block_on` can use it without holding the lock.
+    rt: Option<Arc<Runtime>>,
 }
 
 /// A lazily started runtime plus its configuration. The library uses one global instance through
 /// the free functions below; tests make private ones so they cannot disturb each other.
 pub(crate) struct RuntimeCell {
     state: Mutex<State>,
+    /// `mode == Poll`, readable without the lock (it only changes while the runtime is stopped).
+    poll: AtomicBool,
 }
 
 static GLOBAL: RuntimeCell = RuntimeCell::new();
+/// Threads inside a poll-mode `block_on` (driving the runtime, or waiting to).
+static DRIVERS: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     static ON_RUNTIME: Cell<bool> = const { Cell::new(false) };
@@ -60,8 +88,10 @@ impl RuntimeCell {
         RuntimeCell {
             state: Mutex::new(State {
                 threads: 0,
+                mode: Mode::Threads,
                 rt: None,
             }),
+            poll: AtomicBool::new(false),
         }
     }
 
@@ -91,21 +121,47 @@ impl RuntimeCell {
         Ok(())
     }
 
+    pub(crate) fn set_mode(&self, mode: Mode) -> Result<()> {
+        let mut st = self.lock();
+        if st.rt.is_some() && st.mode != mode {
+            return Err(Error::new(
+                wtd_result::WTD_ERR_INVALID_STATE,
+                "the runtime is already running; choose the runtime mode before the first wtd \
+                 call that needs it, or after wtd_shutdown()",
+            ));
+        }
+        st.mode = mode;
+        self.poll.store(mode == Mode::Poll, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn is_poll(&self) -> bool {
+        self.poll.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn is_running(&self) -> bool {
         self.lock().rt.is_some()
     }
 
-    pub(crate) fn handle(&self) -> Result<Handle> {
+    /// The runtime, started on first use in the configured mode.
+    fn runtime(&self) -> Result<Arc<Runtime>> {
         let mut st = self.lock();
         if let Some(rt) = &st.rt {
-            return Ok(rt.handle().clone());
+            return Ok(rt.clone());
         }
-        let threads = match st.threads {
-            0 => default_threads(),
-            n => n,
+        let mut builder = match st.mode {
+            Mode::Threads => {
+                let mut b = Builder::new_multi_thread();
+                b.worker_threads(match st.threads {
+                    0 => default_threads(),
+                    n => n,
+                });
+                b
+            }
+            Mode::Poll => Builder::new_current_thread(),
         };
-        let rt = Builder::new_multi_thread()
-            .worker_threads(threads)
+        // In poll mode these name and mark only blocking-pool threads (wtd starts none itself).
+        let rt = builder
             .thread_name(THREAD_NAME)
             .on_thread_start(|| ON_RUNTIME.with(|f| f.set(true)))
             .on_thread_stop(|| ON_RUNTIME.with(|f| f.set(false)))
@@ -117,20 +173,37 @@ impl RuntimeCell {
                     format!("cannot start the runtime: {e}"),
                 )
             })?;
-        let h = rt.handle().clone();
-        st.rt = Some(rt);
-        Ok(h)
+        let rt = Arc::new(rt);
+        st.rt = Some(rt.clone());
+        Ok(rt)
+    }
+
+    pub(crate) fn handle(&self) -> Result<Handle> {
+        Ok(self.runtime()?.handle().clone())
     }
 
     pub(crate) fn block_on<F: Future>(&self, f: F) -> Result<F::Output> {
         check_may_block()?;
-        let h = self.handle()?;
-        Ok(h.block_on(f))
+        if !self.is_poll() {
+            return Ok(self.handle()?.block_on(f));
+        }
+        // A current-thread runtime's I/O and timers advance only under `Runtime::block_on`: this
+        // thread drives them while it waits, or (while another thread drives) waits for its
+        // future to be woken or for the runtime to be free.
+        let rt = self.runtime()?;
+        let _driving = Driving::enter();
+        Ok(rt.block_on(async {
+            // Sends queued while nobody drove did not wake the flusher (`undriven`).
+            crate::h3::flusher::kick();
+            f.await
+        }))
     }
 
     pub(crate) fn shutdown(&self) {
         let rt = self.lock().rt.take();
-        if let Some(rt) = rt {
+        // In poll mode a thread inside `block_on` (wtd_poll or a blocking call) may still hold
+        // the runtime: it is dropped, and its tasks with it, when that call returns.
+        if let Some(Ok(rt)) = rt.map(Arc::try_unwrap) {
             if on_runtime_thread() || Handle::try_current().is_ok() {
                 rt.shutdown_background();
             } else {
@@ -138,6 +211,37 @@ impl RuntimeCell {
             }
         }
     }
+}
+
+/// While alive, the calling thread counts as a runtime thread ([`on_runtime_thread`]): set for
+/// the length of a poll-mode `block_on`, where wtd's tasks and callbacks run on this thread.
+struct Driving {
+    outer: bool,
+}
+
+impl Driving {
+    fn enter() -> Self {
+        // SeqCst, paired with the load in `undriven`: a sender either sees this thread counted
+        // (and wakes the flusher) or queued its work before this thread looks for it.
+        DRIVERS.fetch_add(1, Ordering::SeqCst);
+        Driving {
+            outer: ON_RUNTIME.with(|f| f.replace(true)),
+        }
+    }
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        ON_RUNTIME.with(|f| f.set(self.outer));
+        DRIVERS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Poll mode and no thread drives the runtime now: waking a task would only cost a system call
+/// (tokio signals the idle driver), and the next thread that drives it runs what is queued.
+/// Callers queue their work first, then ask (see `Driving::enter`).
+pub(crate) fn undriven() -> bool {
+    GLOBAL.is_poll() && DRIVERS.load(Ordering::SeqCst) == 0
 }
 
 /// `Ok` when the calling thread may block; `WTD_ERR_INVALID_STATE` on a runtime thread (inside a
@@ -167,6 +271,21 @@ pub fn set_threads(n: usize) -> Result<()> {
     GLOBAL.set_threads(n)
 }
 
+/// Chooses who runs wtd's I/O and callbacks ([`Mode`]). Only allowed before the runtime starts
+/// (or after [`shutdown`]); `WTD_ERR_INVALID_STATE` when it runs in the other mode.
+pub fn set_mode(mode: Mode) -> Result<()> {
+    GLOBAL.set_mode(mode)
+}
+
+/// The configured mode.
+pub fn mode() -> Mode {
+    if GLOBAL.is_poll() {
+        Mode::Poll
+    } else {
+        Mode::Threads
+    }
+}
+
 /// Whether the runtime is currently running.
 pub fn is_running() -> bool {
     GLOBAL.is_running()
@@ -177,12 +296,14 @@ pub fn handle() -> Result<Handle> {
     GLOBAL.handle()
 }
 
-/// True on a thread of the wtd runtime — in particular inside any callback wtd invokes.
+/// True on a thread of the wtd runtime — in particular inside any callback wtd invokes (in poll
+/// mode: on a thread inside [`poll`] or inside a blocking call that drives the runtime).
 pub fn on_runtime_thread() -> bool {
     ON_RUNTIME.with(|f| f.get())
 }
 
-/// Runs `f` to completion on the calling thread, with the runtime's I/O and timers.
+/// Runs `f` to completion on the calling thread, with the runtime's I/O and timers (in poll mode
+/// this thread drives them while it waits, unless another thread is driving).
 ///
 /// Refuses with `WTD_ERR_INVALID_STATE` on a runtime thread (a callback must not block: it would
 /// stall the worker the operation needs) and inside any other async context (tokio would panic).
@@ -274,6 +395,49 @@ mod tests {
         assert_eq!(cell.block_on(async { 7 }).unwrap(), 7);
         assert!(cell.is_running());
         cell.shutdown();
+    }
+
+    #[test]
+    fn poll_mode_runs_only_while_a_thread_drives_it() {
+        let cell = RuntimeCell::new();
+        cell.set_mode(Mode::Poll).unwrap();
+        let h = cell.handle().unwrap();
+        assert_eq!(h.metrics().num_workers(), 1, "a current-thread runtime");
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        h.spawn(async move { flag.store(true, Ordering::SeqCst) });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "nothing runs while no thread drives it"
+        );
+        let me = std::thread::current().id();
+        let (on_rt, thread) = cell
+            .block_on(async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                (on_runtime_thread(), std::thread::current().id())
+            })
+            .unwrap();
+        assert!(
+            ran.load(Ordering::SeqCst),
+            "the spawned task ran inside block_on"
+        );
+        assert!(
+            on_rt && thread == me,
+            "driven on the calling thread, marked as a runtime thread"
+        );
+        assert!(!on_runtime_thread());
+        // Nested blocking is refused; the mode cannot change while the runtime runs.
+        let inner = cell.block_on(async { block_on(async { 1 }) }).unwrap();
+        assert_eq!(inner.unwrap_err().code, wtd_result::WTD_ERR_INVALID_STATE);
+        cell.set_mode(Mode::Poll).unwrap();
+        assert_eq!(
+            cell.set_mode(Mode::Threads).unwrap_err().code,
+            wtd_result::WTD_ERR_INVALID_STATE
+        );
+        cell.shutdown();
+        cell.set_mode(Mode::Threads).unwrap();
+        assert!(!cell.is_poll());
     }
 
     #[test]

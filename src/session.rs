@@ -5,7 +5,7 @@ use crate::lock::lock;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,6 +16,7 @@ use crate::h3::session_core::{CloseInfo, RequestInfo, SessionCore, SessionEvents
 use crate::h3::wtd_draft;
 use crate::pace::{ReaderPace, Room};
 use crate::ready::Readiness;
+use crate::runtime::{note_events, Signal};
 
 /// Default capacity of a session's receive queue (datagrams).
 pub const DEFAULT_INCOMING_CAPACITY: usize = 1024;
@@ -94,7 +95,7 @@ struct IncomingState {
 /// The receive side of a session: queue, waiters, callbacks, counters.
 pub(crate) struct Incoming {
     state: Mutex<IncomingState>,
-    ready: Condvar,
+    ready: Signal,
     /// Signalled when a full queue has room again (the driver waits on it).
     room: Room,
     capacity: usize,
@@ -120,7 +121,7 @@ impl Incoming {
     pub(crate) fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Incoming {
             state: Mutex::new(IncomingState::default()),
-            ready: Condvar::new(),
+            ready: Signal::new(),
             room: Room::default(),
             capacity: capacity.max(1),
             callbacks: Mutex::new(None),
@@ -148,6 +149,7 @@ impl Incoming {
     /// is logged and the rest are still delivered).
     fn hand_each(&self, f: &DatagramCallback, batch: impl ExactSizeIterator<Item = Bytes>) {
         self.read.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        note_events(batch.len() as u64);
         for d in batch {
             if catch_unwind(AssertUnwindSafe(|| f(d))).is_err() {
                 log_error!("a datagram callback panicked");
@@ -190,6 +192,8 @@ impl SessionEvents for Incoming {
         let _delivering = self.deliver();
         if let Some(cbs) = self.callbacks() {
             if let Some(f) = &cbs.on_datagrams {
+                // Counted as handed over even if the callback keeps some for later.
+                note_events(n as u64);
                 match catch_unwind(AssertUnwindSafe(|| f(batch, may_defer))) {
                     Ok(wait) => {
                         let kept = batch.len();
@@ -220,6 +224,7 @@ impl SessionEvents for Incoming {
             // the reader makes room (their arrival is counted when they are finally queued).
             st.queue.extend(batch.drain(..free));
             self.readiness.update(true);
+            note_events(free as u64);
             let waiters = st.waiters;
             drop(st);
             let kept: usize = batch.iter().map(Bytes::len).sum();
@@ -246,6 +251,7 @@ impl SessionEvents for Incoming {
         if evicted > 0 {
             self.dropped_full.fetch_add(evicted, Ordering::Relaxed);
         }
+        note_events(n as u64);
         // One wake per batch, and only when somebody waits.
         if waiters > 1 && n > 1 {
             self.ready.notify_all();
@@ -274,6 +280,7 @@ impl SessionEvents for Incoming {
             st.closed = Some(info.clone());
             self.readiness.update(true);
         }
+        note_events(1);
         self.ready.notify_all();
     }
 }
@@ -431,20 +438,7 @@ impl Session {
                 }
             };
             st.waiters += 1;
-            st = match wait {
-                None => self
-                    .incoming
-                    .ready
-                    .wait(st)
-                    .unwrap_or_else(|e| e.into_inner()),
-                Some(w) => {
-                    self.incoming
-                        .ready
-                        .wait_timeout(st, w)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0
-                }
-            };
+            st = self.incoming.ready.wait(st, &self.incoming.state, wait);
             st.waiters -= 1;
         }
     }
@@ -602,9 +596,7 @@ impl Session {
             st = self
                 .incoming
                 .ready
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+                .wait(st, &self.incoming.state, Some(deadline - now));
         }
     }
 

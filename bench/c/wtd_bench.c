@@ -7,6 +7,8 @@
  *                                          wtd_transport_receive_batch)
  *   wtd_bench server echo                  echo every datagram from the datagram callback (until SIGTERM)
  *   wtd_bench server echopoll              echo from the application thread (receive_batch + send)
+ *   wtd_bench server echoloop              engine-owned: WTD_RUNTIME_POLL, one thread runs everything
+ *                                          (wtd_poll + receive_batch with timeout 0 + send)
  *   wtd_bench server drain                 count-and-drop every datagram in the callback (until SIGTERM)
  *   wtd_bench client blast URL HASH SIZE SECS [--transport BATCH]
  *   wtd_bench client ping URL HASH SIZE COUNT
@@ -18,6 +20,9 @@
  *
  * Environment: WTD_BENCH_COALESCE_US = wtd_set_send_coalescing interval (default 0: off);
  * WTD_BENCH_THREADS = wtd runtime threads (default: wtd's default: 2, 1 when pinned to one CPU);
+ * WTD_BENCH_RUNTIME = poll: engine-owned mode (WTD_RUNTIME_POLL) for any mode — the clients' blocking
+ * receives then run wtd on the calling thread while they wait (the only thread), and the callback
+ * servers (echo, drain) run their callbacks inside the main thread's wtd_poll loop;
  * WTD_BENCH_BACKOFF = yield (default: sched_yield() before retrying wtd_session_send on
  * WOULD_BLOCK) | spin (retry at once; on a pinned core it starves wtd's own runtime threads).
  */
@@ -200,12 +205,17 @@ static int server_count(int use_transport) {
     return 0;
 }
 
+static int poll_runtime; /* WTD_BENCH_RUNTIME=poll */
+
 static int server_callback(wtd_session_datagram_cb cb) {
     server_cb = cb;
     wtd_server *srv = start_server(1);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    while (running) sleep_ms(20);
+    while (running) {
+        if (poll_runtime) CHECK(wtd_poll(NULL, 20)); /* the callbacks run in here */
+        else sleep_ms(20);
+    }
     wtd_server_close(srv);
     pthread_mutex_lock(&sess_lock);
     for (size_t i = 0; i < nsessions; i++) wtd_session_free(sessions[i]);
@@ -529,6 +539,45 @@ static int server_echo_poll(void) {
     return 0;
 }
 
+/* Echo on the engine-owned path: WTD_RUNTIME_POLL, so wtd has no threads; this one thread runs
+ * wtd (wtd_poll, up to 10 ms when idle), then takes what arrived (receive_batch, timeout 0) and
+ * sends it back — the sends leave during the next wtd_poll at the top of the loop. */
+static int server_echo_loop(void) {
+    CHECK(wtd_set_runtime_mode(WTD_RUNTIME_POLL));
+    wtd_server *srv = start_server(0);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    enum { B = 64, CAP = 2048 };
+    static uint8_t store[B][CAP];
+    wtd_datagram_buffer bufs[B];
+    for (int i = 0; i < B; i++) bufs[i] = (wtd_datagram_buffer){store[i], CAP, 0};
+    wtd_session *s = NULL; /* one session at a time, until SIGTERM */
+    while (running) {
+        CHECK(wtd_poll(NULL, 10));
+        if (!s && wtd_server_accept(srv, &s, 0) != WTD_OK) continue;
+        for (;;) {
+            size_t got = 0;
+            wtd_result r = wtd_session_receive_batch(s, bufs, B, &got, 0);
+            if (r == WTD_ERR_WOULD_BLOCK) break;
+            if (r != WTD_OK) { /* closed */
+                wtd_session_free(s);
+                s = NULL;
+                break;
+            }
+            for (size_t i = 0; i < got; i++) {
+                if (wtd_session_send(s, store[i], bufs[i].len) == WTD_OK) atomic_fetch_add(&srv_count, 1);
+                else atomic_fetch_add(&srv_fail, 1);
+            }
+        }
+    }
+    wtd_session_free(s);
+    printf("{\"handled\":%llu,\"failed\":%llu}\n", (unsigned long long)srv_count, (unsigned long long)srv_fail);
+    fflush(stdout);
+    wtd_server_free(srv);
+    wtd_shutdown();
+    return 0;
+}
+
 /* Two-process fan-out: the server accepts SESSIONS sessions, then broadcasts 64 B at HZ for
  * SECS and measures its own CPU; the client (another process) opens them and counts arrivals. */
 static int server_fanout(int sessions, int hz, double secs) {
@@ -619,6 +668,9 @@ int main(int argc, char **argv) {
     if (th && *th) CHECK(wtd_set_runtime_threads((uint32_t)atoi(th)));
     const char *co = getenv("WTD_BENCH_COALESCE_US");
     if (co && *co) CHECK(wtd_set_send_coalescing((uint32_t)atoi(co)));
+    const char *rt = getenv("WTD_BENCH_RUNTIME");
+    poll_runtime = rt && !strcmp(rt, "poll");
+    if (poll_runtime) CHECK(wtd_set_runtime_mode(WTD_RUNTIME_POLL));
     const char *bo = getenv("WTD_BENCH_BACKOFF");
     /* Default: give the CPU back on WTD_ERR_WOULD_BLOCK (what a game loop does, and what raw
      * quinn's awaiting sender does); "spin" retries at once. */
@@ -627,6 +679,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[2], "count")) return server_count(argc > 3 && !strcmp(argv[3], "--transport"));
         if (!strcmp(argv[2], "echo")) return server_callback(echo_cb);
         if (!strcmp(argv[2], "echopoll")) return server_echo_poll();
+        if (!strcmp(argv[2], "echoloop")) return server_echo_loop();
         if (!strcmp(argv[2], "drain")) return server_callback(drain_cb);
         if (!strcmp(argv[2], "fanout") && argc >= 6) return server_fanout(atoi(argv[3]), atoi(argv[4]), atof(argv[5]));
     } else if (argc >= 7 && !strcmp(argv[1], "client") && !strcmp(argv[2], "fanin")) {

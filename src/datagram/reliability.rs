@@ -9,7 +9,7 @@
 use crate::lock::lock;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -339,7 +339,7 @@ struct Inner {
     /// `config.effective_gap_timeout()`.
     gap_timeout: Duration,
     state: Mutex<State>,
-    ready: Condvar,
+    ready: runtime::Signal,
     wake: Notify,
     callbacks: Mutex<Option<Arc<ReliabilityCallbacks>>>,
     /// Entered around each callback, so replacing the callbacks can wait for one in flight.
@@ -396,7 +396,7 @@ impl ReliabilityLayer {
             window: config.effective_receive_window() as u64,
             gap_timeout: config.effective_gap_timeout(),
             config,
-            ready: Condvar::new(),
+            ready: runtime::Signal::new(),
             wake: Notify::new(),
             callbacks: Mutex::new(None),
             gate: Gate::default(),
@@ -521,12 +521,7 @@ impl ReliabilityLayer {
                     d - now
                 }
             };
-            st = self
-                .inner
-                .ready
-                .wait_timeout(st, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.inner.ready.wait(st, &self.inner.state, Some(wait));
         }
     }
 

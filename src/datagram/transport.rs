@@ -4,7 +4,7 @@
 
 use crate::lock::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -161,11 +161,11 @@ struct Inner {
     config: Mutex<TransportConfig>,
     out: Mutex<Outgoing>,
     /// Signalled when the outgoing queue shrinks (BLOCK senders, flush).
-    out_room: Condvar,
+    out_room: runtime::Signal,
     /// Wakes the sender task.
     out_work: Notify,
     inc: Mutex<Incoming>,
-    inc_ready: Condvar,
+    inc_ready: runtime::Signal,
     /// What the connection's driver waits on while the incoming queue is full.
     room: Room,
     /// Readable while the incoming queue holds a datagram or the transport is closed (updated
@@ -239,7 +239,7 @@ impl DatagramTransport {
                 stats: DatagramStats::default(),
                 heads: Vec::new(),
             }),
-            out_room: Condvar::new(),
+            out_room: runtime::Signal::new(),
             out_work: Notify::new(),
             inc: Mutex::new(Incoming {
                 queue: in_q,
@@ -248,7 +248,7 @@ impl DatagramTransport {
                 waiters: 0,
                 pace: ReaderPace::default(),
             }),
-            inc_ready: Condvar::new(),
+            inc_ready: runtime::Signal::new(),
             room: Room::default(),
             readiness: Readiness::default(),
             stats: Mutex::new(stats),
@@ -485,11 +485,7 @@ impl DatagramTransport {
             };
             // Bounded waits so that max-age expiry by a (manual) clock is noticed.
             inc.waiters += 1;
-            inc = inner
-                .inc_ready
-                .wait_timeout(inc, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            inc = inner.inc_ready.wait(inc, &inner.inc, Some(wait));
             inc.waiters -= 1;
         }
     }
@@ -741,9 +737,7 @@ impl DatagramTransport {
                     out = self
                         .inner
                         .out_room
-                        .wait_timeout(out, deadline - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                        .wait(out, &self.inner.out, Some(deadline - now));
                 }
             }
         }

@@ -4,7 +4,7 @@ use crate::lock::lock;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::tls::ServerIdentity;
@@ -213,7 +213,7 @@ struct Shared {
     incoming_capacity: usize,
     queue_capacity: usize,
     queue: Mutex<Queue>,
-    ready: Condvar,
+    ready: runtime::Signal,
     /// Readable while a session waits in the queue or the server is closed (updated under
     /// `queue`'s lock).
     readiness: crate::ready::Readiness,
@@ -319,6 +319,7 @@ impl Acceptor for Shared {
             *lock(&e.last_session) = Instant::now();
         }
         let session = Session::new(core, sink);
+        runtime::note_events(1);
         log_debug!(
             "session {} opened on {:?} ({})",
             session.id(),
@@ -381,7 +382,7 @@ impl Server {
             incoming_capacity: config.incoming_capacity,
             queue_capacity: config.accept_queue_capacity.max(1),
             queue: Mutex::new(Queue::default()),
-            ready: Condvar::new(),
+            ready: runtime::Signal::new(),
             readiness: Default::default(),
             closed: AtomicBool::new(false),
             conns: Mutex::new(ConnTable::default()),
@@ -445,8 +446,8 @@ impl Server {
             if self.shared.closed.load(Ordering::Relaxed) {
                 return Err(Error::closed("server is closed"));
             }
-            match deadline {
-                None => q = self.shared.ready.wait(q).unwrap_or_else(|e| e.into_inner()),
+            let wait = match deadline {
+                None => None,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
@@ -456,14 +457,10 @@ impl Server {
                             Error::timeout("no new session in time")
                         });
                     }
-                    q = self
-                        .shared
-                        .ready
-                        .wait_timeout(q, d - now)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    Some(d - now)
                 }
-            }
+            };
+            q = self.shared.ready.wait(q, &self.shared.queue, wait);
         }
     }
 

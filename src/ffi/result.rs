@@ -1,9 +1,12 @@
-//! Result strings, last error, version, runtime configuration and shutdown.
+//! Result strings, last error, version, runtime configuration (threads or engine-owned poll
+//! mode, `wtd_poll`) and shutdown.
+
+#![allow(non_camel_case_types)]
 
 use std::ffi::c_char;
 
 use super::{guard, guard_void, last_error_ptr};
-use crate::error::wtd_result;
+use crate::error::{wtd_result, Error};
 
 /// Major version of the library this header belongs to.
 pub const WTD_VERSION_MAJOR: u32 = 0;
@@ -77,7 +80,8 @@ pub extern "C" fn wtd_version_number() -> u32 {
 /// Sets the number of worker threads of wtd's internal runtime. All network I/O, timers and
 /// callbacks run on these threads (named "wtd-rt"). Default: 2, or 1 when the process may run on
 /// only one CPU (its affinity mask, e.g. `taskset -c 3`, or a cgroup CPU quota below 2): two
-/// workers on one CPU only add wake-ups and context switches between them.
+/// workers on one CPU only add wake-ups and context switches between them. In WTD_RUNTIME_POLL
+/// mode there are no worker threads; the count is kept for a later WTD_RUNTIME_THREADS runtime.
 ///
 /// Call it before the first wtd call that creates a server, client or session (or after
 /// `wtd_shutdown()`).
@@ -111,11 +115,99 @@ pub extern "C" fn wtd_set_send_coalescing(interval_us: u32) -> wtd_result {
     })
 }
 
+/// Who runs wtd's network I/O, timers and callbacks (`wtd_set_runtime_mode`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum wtd_runtime_mode {
+    /// wtd's own threads ("wtd-rt", see `wtd_set_runtime_threads`) run everything (default).
+    WTD_RUNTIME_THREADS = 0,
+    /// Engine-owned: wtd starts no threads; everything runs inside `wtd_poll` on the thread that
+    /// calls it (and inside blocking wtd calls while they wait).
+    WTD_RUNTIME_POLL = 1,
+}
+
+crate::error::c_enum!(wtd_runtime_mode {
+    WTD_RUNTIME_THREADS => c"threads",
+    WTD_RUNTIME_POLL => c"poll",
+});
+
+/// Chooses who runs wtd's network I/O, timers and callbacks: a `wtd_runtime_mode` value.
+///
+/// WTD_RUNTIME_POLL (engine-owned, like msquic's ExecutionPoll or GameNetworkingSockets'
+/// RunCallbacks): wtd starts no threads. Nothing happens — no datagram is read or sent, no
+/// timer fires, no callback runs — until a thread calls `wtd_poll`, which does all of it on
+/// the calling thread. Call `wtd_poll(&n, 0)` once per frame, or `wtd_poll(&n, 10)` in a
+/// dedicated network loop; at least every ~25 ms while connections are open (quinn's ACK delay;
+/// a longer gap shows up as round-trip time to the peer, and above the idle timeout the
+/// connection closes). Sends are queued and leave during the next `wtd_poll` (call it after
+/// the frame's sends; sends from a callback leave at once). Datagrams that arrive between two
+/// calls wait in the socket's receive buffer; one that overflows it is dropped by the kernel
+/// (the peer sees it as loss), so poll often enough for your traffic. Blocking calls (connect,
+/// close, accepts and receives with a timeout, wait_closed, shutdown) run wtd while they wait,
+/// so they work without a poller; callbacks may then run inside them on their thread. Make
+/// blocking calls from the polling thread (or only non-blocking ones elsewhere) if every
+/// callback must run on one thread.
+///
+/// Call it before the first wtd call that creates a server, client or session (or after
+/// `wtd_shutdown()`).
+/// Ownership: nothing is handed over.
+/// Thread: any.
+/// Errors: `WTD_ERR_INVALID_ARGUMENT` for an unknown mode; `WTD_ERR_INVALID_STATE` if the runtime
+/// is already running in the other mode.
+#[no_mangle]
+pub extern "C" fn wtd_set_runtime_mode(mode: u32) -> wtd_result {
+    guard(|| {
+        let mode = match wtd_runtime_mode::from_u32(mode) {
+            Some(wtd_runtime_mode::WTD_RUNTIME_THREADS) => crate::runtime::Mode::Threads,
+            Some(wtd_runtime_mode::WTD_RUNTIME_POLL) => crate::runtime::Mode::Poll,
+            None => return Err(Error::invalid(format!("unknown runtime mode {mode}"))),
+        };
+        crate::runtime::set_mode(mode)
+    })
+}
+
+/// Runs wtd on the calling thread (WTD_RUNTIME_POLL mode): reads what arrived on the sockets,
+/// fires due timers, runs every callback that results, and sends what is queued.
+///
+/// `timeout_ms` 0 (once per frame): does everything that is ready now and what it causes (a
+/// datagram read from the socket goes on to its session's queue or callback in the same call),
+/// then returns. Under a flood one call is bounded (64 rounds of "run what is ready, read the
+/// sockets"); the rest waits for the next call.
+/// `timeout_ms` > 0 or negative (a network loop, or waiting out the rest of a frame): does the
+/// same work as it becomes ready and returns as soon as something reached the application, or
+/// when `timeout_ms` has passed (negative: no limit). Network work that delivers nothing to the
+/// application (ACKs, retransmissions, keep-alives) is done meanwhile without ending the wait.
+///
+/// `*out_events` (if not NULL) gets how many application events happened during the call:
+/// datagrams that reached a session (queued or given to its callbacks), sessions accepted, and
+/// sessions closed. 0 means there is nothing new to read.
+///
+/// There is no "next timer" output: wtd's timers live in quinn and tokio, which do not expose
+/// their next deadline; call `wtd_poll` at least every ~25 ms while connections are open (see
+/// `wtd_set_runtime_mode`).
+///
+/// Ownership: nothing is handed over.
+/// Thread: any thread that is not inside a wtd callback; one thread at a time drives wtd (a second
+/// concurrent caller, or a blocking call in progress on another thread, makes this call wait
+/// for events that thread processes). Callbacks run on this thread, inside this call.
+/// Errors: WTD_ERR_INVALID_STATE in WTD_RUNTIME_THREADS mode (the default: wtd's threads need no
+/// polling), from inside a wtd callback, or from inside an async runtime.
+#[no_mangle]
+pub extern "C" fn wtd_poll(out_events: *mut u64, timeout_ms: i32) -> wtd_result {
+    guard(|| {
+        let events = crate::runtime::poll(super::wait_of(timeout_ms))?;
+        super::write_opt(out_events, events, "out_events")
+    })
+}
+
 /// Stops wtd's internal runtime: session closes still in flight get up to 2 s to reach their
 /// peers, then background tasks are cancelled and the call waits up to 2
 /// seconds for the runtime threads to exit. Close and free your handles first; handles still open
 /// become unusable (their calls fail with an error). A later wtd call starts a new runtime, so
 /// calling it twice, or before anything was started, is harmless.
+///
+/// In WTD_RUNTIME_POLL mode the calling thread drives the closes; called while another thread
+/// is inside `wtd_poll` (or a blocking call), the runtime stops when that call returns.
 ///
 /// Ownership: nothing is handed over.
 /// Thread: any thread not inside a wtd callback; from a callback it does not wait. Errors: none.

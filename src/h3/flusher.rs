@@ -99,7 +99,17 @@ pub(crate) fn schedule(conn: Arc<Connection>) {
             Err(_) => FLUSHER.running.store(false, Ordering::Release),
         }
     }
-    if first {
+    // Poll mode with no thread driving the runtime: waking the task would only cost a system
+    // call; the next thread that drives it calls `kick` first.
+    if first && !crate::runtime::undriven() {
+        FLUSHER.work.notify_one();
+    }
+}
+
+/// Wakes the task if connections wait for it (poll mode: called by each thread that starts to
+/// drive the runtime, after it counts as driving; see `schedule`).
+pub(crate) fn kick() {
+    if !lock(&FLUSHER.pending).is_empty() {
         FLUSHER.work.notify_one();
     }
 }

@@ -175,11 +175,7 @@ impl DatagramTransport {
             }
             // The sender task hands the queue to the link while we wait.
             inner.out_work.notify_one();
-            out = inner
-                .out_room
-                .wait_timeout(out, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            out = inner.out_room.wait(out, &inner.out, Some(deadline - now));
         };
         out.stats.dropped_full += evicted;
         out.stats.send_drops += evicted;

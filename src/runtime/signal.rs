@@ -1,0 +1,100 @@
+//! [`Signal`]: the condition variable of wtd's blocking calls, which also works in poll mode.
+//!
+//! In threads mode it is a plain `Condvar`: runtime threads change the state and notify. In poll
+//! mode nothing runs unless a thread drives the runtime, so a waiter drives it itself while it
+//! waits (`Runtime::block_on` on a tokio `Notify`), or — while another thread drives it (a
+//! `wtd_poll` in progress) — sleeps until that thread's tasks notify it or the driver is free.
+
+use std::pin::pin;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::GLOBAL;
+use crate::lock::lock;
+
+/// Longest condvar wait when a poll-mode waiter cannot drive the runtime (it normally can: the
+/// blocking calls refuse callback threads first), so a missed notification costs at most this.
+const FALLBACK_SLICE: Duration = Duration::from_millis(10);
+
+/// A condition variable for state guarded by a `Mutex` (see the module docs).
+#[derive(Default)]
+pub(crate) struct Signal {
+    cv: Condvar,
+    /// Poll-mode waiters.
+    notify: Notify,
+}
+
+impl Signal {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wakes one waiter (in poll mode: every waiter; they re-check their condition).
+    pub(crate) fn notify_one(&self) {
+        self.cv.notify_one();
+        if GLOBAL.is_poll() {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Wakes every waiter.
+    pub(crate) fn notify_all(&self) {
+        self.cv.notify_all();
+        if GLOBAL.is_poll() {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Releases `guard` (a lock of `mutex`), waits for a notification or `timeout` (`None`: no
+    /// limit), and locks `mutex` again. Like a condvar it may return early: re-check the
+    /// condition and the deadline in a loop. Call `runtime::check_may_block` first.
+    pub(crate) fn wait<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        mutex: &'a Mutex<T>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, T> {
+        if !GLOBAL.is_poll() {
+            return self.cv_wait(guard, timeout);
+        }
+        // Registered before the lock is released, so a notification sent after the waiter's
+        // check under the lock is not missed.
+        let mut notified = pin!(self.notify.notified());
+        notified.as_mut().enable();
+        drop(guard);
+        let waited = GLOBAL.block_on(async move {
+            match timeout {
+                Some(t) => {
+                    let _ = tokio::time::timeout(t, notified).await;
+                }
+                None => notified.await,
+            }
+        });
+        let guard = lock(mutex);
+        match waited {
+            Ok(()) => guard,
+            Err(_) => self.cv_wait(
+                guard,
+                Some(timeout.map_or(FALLBACK_SLICE, |t| t.min(FALLBACK_SLICE))),
+            ),
+        }
+    }
+
+    fn cv_wait<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, T> {
+        match timeout {
+            None => self.cv.wait(guard).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => {
+                self.cv
+                    .wait_timeout(guard, t)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+        }
+    }
+}

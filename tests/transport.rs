@@ -430,3 +430,71 @@ fn diagnose_reports_the_seed_checks() {
         assert!(state.get(key).is_some(), "{key}");
     }
 }
+
+/// Replacing a transport's callbacks returns only after a callback already running returned,
+/// and the old set is never called afterwards (received and sent events alike).
+#[test]
+fn replacing_callbacks_waits_for_a_running_one_and_the_old_set_stays_silent() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use wtd::datagram::transport::TransportCallbacks;
+    let p = pair(TransportConfig::default());
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel::<()>();
+    let entered_tx = Mutex::new(entered_tx);
+    let finished = Arc::new(AtomicBool::new(false));
+    let replaced = Arc::new(AtomicBool::new(false));
+    let late = Arc::new(AtomicUsize::new(0));
+    let (f, r, l, l2, r2) = (
+        finished.clone(),
+        replaced.clone(),
+        late.clone(),
+        late.clone(),
+        replaced.clone(),
+    );
+    p.b.set_callbacks(Some(TransportCallbacks {
+        on_received: Some(Box::new(move |_| {
+            if r.load(Ordering::SeqCst) {
+                l.fetch_add(1, Ordering::SeqCst);
+            } else if !f.load(Ordering::SeqCst) {
+                let _ = entered_tx.lock().unwrap().send(());
+                std::thread::sleep(Duration::from_millis(200));
+                f.store(true, Ordering::SeqCst);
+            }
+        })),
+        on_sent: Some(Box::new(move |_| {
+            if r2.load(Ordering::SeqCst) {
+                l2.fetch_add(1, Ordering::SeqCst);
+            }
+        })),
+    }));
+    let a = p.a.clone();
+    let sender = std::thread::spawn(move || {
+        for i in 0..200u32 {
+            let _ = a.try_send(&i.to_le_bytes(), 0, None);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    });
+    entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let news = Arc::new(AtomicUsize::new(0));
+    let n = news.clone();
+    p.b.set_callbacks(Some(TransportCallbacks {
+        on_received: Some(Box::new(move |_| {
+            n.fetch_add(1, Ordering::SeqCst);
+        })),
+        on_sent: None,
+    }));
+    replaced.store(true, Ordering::SeqCst);
+    assert!(
+        finished.load(Ordering::SeqCst),
+        "set_callbacks returned while the old callback was still running"
+    );
+    // b sends too: sent events after the replacement must not reach the old on_sent.
+    for _ in 0..20 {
+        p.b.try_send(b"x", 0, None).unwrap();
+    }
+    sender.join().unwrap();
+    wait_until(|| news.load(Ordering::SeqCst) > 0);
+    assert!(news.load(Ordering::SeqCst) > 0);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(late.load(Ordering::SeqCst), 0);
+}

@@ -2,6 +2,7 @@
 //! a prioritized, TTL-aware outgoing queue drained into QUIC only while QUIC has room, a bounded
 //! incoming queue, and exact statistics with a reason for every drop.
 
+use crate::gate::Gate;
 use crate::lock::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -125,6 +126,20 @@ pub struct TransportCallbacks {
     pub on_sent: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
 
+/// A transport's callbacks and the gate every call of them passes (see [`crate::gate`]).
+#[derive(Default)]
+struct CallbackSlot {
+    set: Mutex<Option<Arc<TransportCallbacks>>>,
+    gate: Gate,
+}
+
+impl CallbackSlot {
+    /// The callbacks installed now.
+    fn get(&self) -> Option<Arc<TransportCallbacks>> {
+        lock(&self.set).clone()
+    }
+}
+
 struct Outgoing {
     queue: DatagramQueue,
     sequence: u64,
@@ -174,7 +189,7 @@ struct Inner {
     /// Counters not kept under a queue's lock (see [`Outgoing::stats`], [`Incoming::stats`]).
     stats: Mutex<DatagramStats>,
     closed: AtomicBool,
-    callbacks: Mutex<Option<Arc<TransportCallbacks>>>,
+    callbacks: Arc<CallbackSlot>,
     /// `callbacks` has an `on_sent` (so a send without one skips that lock).
     wants_sent: AtomicBool,
     interceptor: Mutex<Option<Interceptor>>,
@@ -253,7 +268,7 @@ impl DatagramTransport {
             readiness: Readiness::default(),
             stats: Mutex::new(stats),
             closed: AtomicBool::new(false),
-            callbacks: Mutex::new(None),
+            callbacks: Arc::default(),
             wants_sent: AtomicBool::new(false),
             interceptor: Mutex::new(None),
             last_heartbeat_us: AtomicU64::new(0),
@@ -612,12 +627,17 @@ impl DatagramTransport {
         *lock(&self.inner.interceptor) = interceptor;
     }
 
-    /// Installs (None: removes) event callbacks.
+    /// Installs (None: removes) event callbacks. Returns once no callback of the old set is
+    /// running (at once when called from inside one of this transport's callbacks or on a wtd
+    /// runtime thread); after it returns only the new set is called.
     pub fn set_callbacks(&self, callbacks: Option<TransportCallbacks>) {
-        let mut cbs = lock(&self.inner.callbacks);
-        *cbs = callbacks.map(Arc::new);
-        let wants = cbs.as_ref().is_some_and(|c| c.on_sent.is_some());
-        self.inner.wants_sent.store(wants, Ordering::Release);
+        {
+            let mut cbs = lock(&self.inner.callbacks.set);
+            *cbs = callbacks.map(Arc::new);
+            let wants = cbs.as_ref().is_some_and(|c| c.on_sent.is_some());
+            self.inner.wants_sent.store(wants, Ordering::Release);
+        }
+        self.inner.callbacks.gate.quiesce();
     }
 
     // ----- heartbeat -----------------------------------------------------------------------
@@ -752,20 +772,24 @@ impl Inner {
         if !self.wants_sent.load(Ordering::Acquire) {
             return None;
         }
-        lock(&self.callbacks)
-            .as_ref()
-            .filter(|c| c.on_sent.is_some())
-            .cloned()
+        self.callbacks.get().filter(|c| c.on_sent.is_some())
     }
 
-    /// Emits the sent event for each size, serialized with the link's callbacks.
-    fn post_sent(&self, cbs: &Arc<TransportCallbacks>, sizes: Vec<usize>) {
-        for size in sizes {
-            let cbs = cbs.clone();
-            self.link.post(Box::new(move || {
-                (cbs.on_sent.as_ref().expect("filtered"))(size)
-            }));
+    /// Emits the sent events of `sizes`, serialized with the link's callbacks, to the callbacks
+    /// installed when they run (replaced callbacks are never called after `set_callbacks`).
+    fn post_sent(&self, sizes: Vec<usize>) {
+        if sizes.is_empty() {
+            return;
         }
+        let slot = self.callbacks.clone();
+        self.link.post(Box::new(move || {
+            let _running = slot.gate.enter();
+            if let Some(f) = slot.get().as_ref().and_then(|c| c.on_sent.as_ref()) {
+                for size in sizes {
+                    f(size);
+                }
+            }
+        }));
     }
 
     /// The sender task's round: hands the queue to the link as far as it has room, wakes
@@ -782,8 +806,8 @@ impl Inner {
         if hand.freed {
             self.out_room.notify_all();
         }
-        if let Some(cbs) = cbs {
-            self.post_sent(&cbs, sizes);
+        if cbs.is_some() {
+            self.post_sent(sizes);
         }
         hand.blocked
     }
@@ -830,7 +854,7 @@ impl LinkSink for Inner {
         // application is reading; decided before anything is counted.
         let mut rest = Vec::new();
         if may_defer
-            && lock(&self.callbacks)
+            && self.callbacks.get()
                 .as_ref()
                 .is_none_or(|c| c.on_received.is_none())
         {
@@ -889,7 +913,8 @@ impl Inner {
             lock(&self.stats).merge(&got);
             return;
         }
-        let cbs = lock(&self.callbacks).clone();
+        let _running = self.callbacks.gate.enter();
+        let cbs = self.callbacks.get();
         if let Some(f) = cbs.as_ref().and_then(|c| c.on_received.as_ref()) {
             got.datagrams_read += n;
             {

@@ -1148,10 +1148,11 @@ const CALLBACKS_V1: usize = std::mem::size_of::<wtd_transport_callbacks>();
 /// callbacks stop once it is freed (a callback never sees a freed handle).
 ///
 /// Replacing: events not yet dispatched go to the new set (none is replayed or dropped);
-/// datagrams already in the incoming queue stay there for the receive calls. Unlike
-/// `wtd_session_set_callbacks`, this call does not wait for a callback that is already running:
-/// it may finish with the old `user_data` after the call returns, so keep the old `user_data`
-/// valid until the transport is freed or a later event has reached the new callbacks.
+/// datagrams already in the incoming queue stay there for the receive calls. Like
+/// `wtd_session_set_callbacks`, the call returns only after a callback of the old set that is
+/// already running has returned, and the old set is never called afterwards, so its `user_data`
+/// may be freed when this returns (called from inside one of this transport's callbacks, or from
+/// any wtd callback thread, it does not wait: the change applies from the next event).
 ///
 /// Ownership: the struct is copied; `user_data` stays the caller's and must stay valid while the
 /// callbacks may run.

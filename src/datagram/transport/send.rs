@@ -187,8 +187,8 @@ impl DatagramTransport {
         if freed {
             inner.out_room.notify_all();
         }
-        if let Some(cbs) = cbs {
-            inner.post_sent(&cbs, sizes);
+        if cbs.is_some() {
+            inner.post_sent(sizes);
         }
         (i, err)
     }

@@ -298,9 +298,13 @@ impl batch::Slots for CSlots<'_> {
     }
     fn buf(&mut self, i: usize) -> &mut [u8] {
         let slot = &self.0[i];
-        // `batch_slots` checked data/capacity (non-NULL when capacity > 0, capacity ≤ isize::MAX);
-        // validity is the C caller's contract.
-        arg_buffer(slot.data, slot.capacity, "buffer").unwrap_or_default()
+        if slot.capacity == 0 {
+            return &mut [];
+        }
+        // SAFETY: `batch_slots` checked data/capacity (non-NULL when capacity > 0, capacity ≤
+        // isize::MAX), so no per-datagram re-check; that `data` is writable for `capacity`
+        // bytes and not aliased during the call is the C caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(slot.data, slot.capacity) }
     }
     fn set_len(&mut self, i: usize, len: usize) {
         self.0[i].len = len;

@@ -327,6 +327,8 @@ impl Inner {
                     failed += 1;
                     skip += 1;
                 }
+                // Fewer taken without a reason: treated as no room (never spin on the link).
+                None if n < heads.len() => hand.blocked = true,
                 None => {}
             }
             for e in heads.drain(skip..).rev() {

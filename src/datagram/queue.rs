@@ -2,7 +2,7 @@
 //! FIFO among equals, per-datagram TTL, a maximum age, a high water mark with a drop policy —
 //! and every drop reported with its reason so the caller can count it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
@@ -76,24 +76,15 @@ pub enum Push {
     Full(Entry),
 }
 
-/// One priority's datagrams, oldest first.
-#[derive(Debug)]
-struct Bucket {
-    priority: i32,
-    entries: VecDeque<Entry>,
-}
-
 /// Priority queue with a high water mark.
 ///
-/// The priorities present are kept in a vector sorted from lowest to highest, so the common
-/// case — every datagram at one priority — pushes to and pops from the last bucket without a
-/// search. A bucket that empties is removed, but its storage is kept as `spare` for the next
-/// new bucket: a reader that drains the queue after every batch does not make it free and
-/// re-grow its buffer each time.
+/// One FIFO bucket per priority present. A bucket that empties is removed, but its storage is
+/// kept as `spare` for the next new bucket: a reader that drains the queue after every batch
+/// does not make it free and re-grow its buffer each time.
 #[derive(Debug)]
 pub struct DatagramQueue {
-    /// Non-empty buckets, ascending priority.
-    buckets: Vec<Bucket>,
+    /// Non-empty buckets by priority.
+    buckets: BTreeMap<i32, VecDeque<Entry>>,
     /// Storage of the last bucket that emptied (empty, capacity kept).
     spare: VecDeque<Entry>,
     len: usize,
@@ -108,7 +99,7 @@ impl DatagramQueue {
     /// An empty queue holding at most `high_water_mark` (≥ 1) datagrams.
     pub fn new(high_water_mark: usize, policy: wtd_drop_policy) -> Self {
         DatagramQueue {
-            buckets: Vec::new(),
+            buckets: BTreeMap::new(),
             spare: VecDeque::new(),
             len: 0,
             high_water_mark: high_water_mark.max(1),
@@ -154,15 +145,11 @@ impl DatagramQueue {
             if self.policy != wtd_drop_policy::WTD_DROP_OLDEST {
                 return Push::Full(entry);
             }
-            let lowest = self
-                .buckets
-                .first()
-                .expect("full queue has a bucket")
-                .priority;
+            let lowest = *self.buckets.keys().next().expect("full queue has a bucket");
             if lowest > entry.priority {
                 return Push::Full(entry);
             }
-            let evicted = self.pop_bucket_front(0);
+            let evicted = self.pop_bucket_front(lowest);
             self.insert(entry);
             return Push::Queued { evicted };
         }
@@ -173,34 +160,24 @@ impl DatagramQueue {
     fn insert(&mut self, entry: Entry) {
         self.with_ttl += usize::from(entry.ttl_us > 0);
         self.len += 1;
-        let i = self.bucket_for(entry.priority);
-        self.buckets[i].entries.push_back(entry);
+        self.bucket(entry.priority).push_back(entry);
     }
 
-    /// Index of the bucket of `priority`, created (from the spare storage) when missing.
-    fn bucket_for(&mut self, priority: i32) -> usize {
-        if let Some(top) = self.buckets.last() {
-            if top.priority == priority {
-                return self.buckets.len() - 1;
-            }
-        }
-        match self.buckets.binary_search_by_key(&priority, |b| b.priority) {
-            Ok(i) => i,
-            Err(i) => {
-                let entries = std::mem::take(&mut self.spare);
-                self.buckets.insert(i, Bucket { priority, entries });
-                i
-            }
-        }
+    /// The bucket of `priority`, created (from the spare storage) when missing.
+    fn bucket(&mut self, priority: i32) -> &mut VecDeque<Entry> {
+        let spare = &mut self.spare;
+        self.buckets
+            .entry(priority)
+            .or_insert_with(|| std::mem::take(spare))
     }
 
-    /// Removes the oldest entry of bucket `i`; an emptied bucket is removed and its storage
-    /// kept as the spare.
-    fn pop_bucket_front(&mut self, i: usize) -> Option<Entry> {
-        let bucket = self.buckets.get_mut(i)?;
-        let e = bucket.entries.pop_front();
-        if bucket.entries.is_empty() {
-            let emptied = self.buckets.remove(i).entries;
+    /// Removes the oldest entry of `priority`'s bucket; an emptied bucket is removed and its
+    /// storage kept as the spare.
+    fn pop_bucket_front(&mut self, priority: i32) -> Option<Entry> {
+        let bucket = self.buckets.get_mut(&priority)?;
+        let e = bucket.pop_front();
+        if bucket.is_empty() {
+            let emptied = self.buckets.remove(&priority).expect("bucket exists");
             if emptied.capacity() > self.spare.capacity() {
                 self.spare = emptied;
             }
@@ -220,7 +197,7 @@ impl DatagramQueue {
         mut dropped: impl FnMut(Entry, DropReason),
     ) -> Option<Entry> {
         loop {
-            let top = self.buckets.len().checked_sub(1)?;
+            let top = *self.buckets.keys().next_back()?;
             let e = self.pop_bucket_front(top)?;
             if e.expired(now_us) {
                 dropped(e, DropReason::Expired);
@@ -237,13 +214,12 @@ impl DatagramQueue {
     pub fn unpop(&mut self, entry: Entry) {
         self.with_ttl += usize::from(entry.ttl_us > 0);
         self.len += 1;
-        let i = self.bucket_for(entry.priority);
-        self.buckets[i].entries.push_front(entry);
+        self.bucket(entry.priority).push_front(entry);
     }
 
     /// The next datagram `pop` would consider (it may still turn out expired).
     pub fn peek(&self) -> Option<&Entry> {
-        self.buckets.last().and_then(|b| b.entries.front())
+        self.buckets.values().next_back().and_then(VecDeque::front)
     }
 
     /// Removes everything; returns how many were removed.
@@ -263,9 +239,9 @@ impl DatagramQueue {
         }
         let mut removed = 0;
         let mut removed_ttl = 0;
-        for bucket in &mut self.buckets {
-            let mut keep = VecDeque::with_capacity(bucket.entries.len());
-            for e in bucket.entries.drain(..) {
+        for bucket in self.buckets.values_mut() {
+            let mut keep = VecDeque::with_capacity(bucket.len());
+            for e in bucket.drain(..) {
                 let gone = if e.expired(now_us) {
                     Some(DropReason::Expired)
                 } else if e.too_old(now_us, max_age) {
@@ -281,9 +257,9 @@ impl DatagramQueue {
                     keep.push_back(e);
                 }
             }
-            bucket.entries = keep;
+            *bucket = keep;
         }
-        self.buckets.retain(|b| !b.entries.is_empty());
+        self.buckets.retain(|_, b| !b.is_empty());
         self.len -= removed;
         self.with_ttl -= removed_ttl;
     }
@@ -293,7 +269,7 @@ impl DatagramQueue {
         self.buckets
             .iter()
             .rev()
-            .map(|b| (b.priority, b.entries.len()))
+            .map(|(p, b)| (*p, b.len()))
             .collect()
     }
 }
@@ -416,7 +392,7 @@ mod tests {
             }
             if round > 0 {
                 // The bucket was created from the spare: no re-growth.
-                assert!(q.buckets[0].entries.capacity() >= 1000);
+                assert!(q.buckets[&0].capacity() >= 1000);
                 assert_eq!(q.spare.capacity(), 0);
             }
             assert_eq!(tags(&mut q, round).len(), 1000);

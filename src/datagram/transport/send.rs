@@ -125,7 +125,11 @@ impl DatagramTransport {
                 .find(|&k| refusal(items.get(k), max).is_some())
                 .unwrap_or(count);
             // Bounded work per call: at most as many queued datagrams as this call brings.
-            let hand = inner.hand_heads(&mut out, count - i, cbs.is_some().then_some(&mut sizes));
+            let hand = if out.queue.is_empty() {
+                HandOver::default()
+            } else {
+                inner.hand_heads(&mut out, count - i, cbs.is_some().then_some(&mut sizes))
+            };
             freed |= hand.freed;
             if !hand.blocked && out.queue.is_empty() && i < valid_end {
                 let (n, e) = self.send_direct(&mut out, items, i, valid_end);
@@ -140,9 +144,11 @@ impl DatagramTransport {
             }
             // A queue that was not empty already has the sender task's attention.
             wake_task |= out.queue.is_empty() && i < valid_end;
-            let (n, ev) = self.enqueue(&mut out, items, i, valid_end, priority, ttl_us);
-            evicted += ev;
-            i += n;
+            if i < valid_end {
+                let (n, ev) = self.enqueue(&mut out, items, i, valid_end, priority, ttl_us);
+                evicted += ev;
+                i += n;
+            }
             if i == count {
                 break None;
             }
@@ -230,8 +236,13 @@ impl DatagramTransport {
         if n > 0 {
             out.sequence += n as u64;
             // Counted before the queue lock is released, so a flush never sees a gap.
-            for k in from..from + n {
-                out.stats.record_sent(items.get(k).len(), 0.0);
+            match items {
+                Payloads::Slices(s) => {
+                    for d in &s[from..from + n] {
+                        out.stats.record_sent(d.len(), 0.0);
+                    }
+                }
+                Payloads::Shared(b) => out.stats.record_sent(b.len(), 0.0),
             }
         }
         (n, e)

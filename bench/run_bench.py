@@ -207,6 +207,12 @@ def main():
     srv, port, h = R.start_server([WTD, "server", "drain"])
     res["ffi"]["wtd"] = R.client(R.client_argv("wtd_s", port, h, "ffi", 64, 64, 500))
     res["ffi"]["wtd_rs"] = R.client(R.client_argv("wtd_rs", port, h, "ffi", 64, 64, 500))
+    # The same calls with send coalescing (wtd_set_send_coalescing(1000)): no wake-up per burst.
+    os.environ["WTD_BENCH_COALESCE_US"] = "1000"
+    try:
+        res["ffi"]["wtd_co"] = R.client(R.client_argv("wtd_s", port, h, "ffi", 64, 64, 500))
+    finally:
+        del os.environ["WTD_BENCH_COALESCE_US"]
     R.finish_server(srv)
 
     log("broadcast 1000 sessions")
@@ -263,6 +269,10 @@ def main():
     tc = w.get("thread_cpu_ns", [0, 0, 0])
     row("ns/call (calling thread's CPU): same calls",
         [None, f"{ff['wtd_rs'].get('thread_cpu_ns', 0):.0f}", f"{tc[0]:.0f}", f"{tc[1]:.0f} / {tc[2]:.0f}", None])
+    co = ff["wtd_co"]
+    row("ns/call (wall) with wtd_set_send_coalescing(1000 µs): same calls",
+        [None, None, f"{co['session_send_ns']:.0f}",
+         f"{co['transport_try_send_ns']:.0f} / {co['send_multiple_ns_per_dgram']:.0f}", None])
     row(f"broadcast to {bc['sessions']} sessions: µs/call (p50), ns/session",
         [None, None, None, f"{bc['p50_us']:.0f} µs, {bc['per_session_ns']:.0f} ns", None])
     fs, fc = res["fanout"]["server"], res["fanout"]["client"]
@@ -297,6 +307,9 @@ def main():
           f"/datagram   [<= 150]")
     print(f"  ns/call (calling thread's CPU): session_send {tc[0]:.0f}, try_send {tc[1]:.0f}, "
           f"send_multiple {tc[2]:.0f}/datagram")
+    print(f"  ns/call (wall) with send coalescing 1000 µs: session_send {co['session_send_ns']:.0f}, try_send "
+          f"{co['transport_try_send_ns']:.0f}   [<= 300]; send_multiple {co['send_multiple_ns_per_dgram']:.0f}"
+          f"/datagram   [<= 150]")
     for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll"), ("wtd_own", "engine-owned wtd_poll loop"),
                        ("wtd_owncb", "engine-owned callback")):
         print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"
@@ -314,6 +327,7 @@ def main():
         print(f"  echo {impl:6}: ping {json.dumps(r['ping'])} window {json.dumps(r['echorate'])}")
     print(f"  ffi raw: {json.dumps(ff['raw'])}")
     print(f"  ffi wtd: {json.dumps(ff['wtd'])}")
+    print(f"  ffi wtd, send coalescing 1000 µs: {json.dumps(ff['wtd_co'])}")
     print(f"  send wtd Rust: {json.dumps(ff['wtd_rs'])}")
     print(f"  broadcast: {json.dumps(bc)}")
     print(f"  fan-out: server {json.dumps(res['fanout']['server'])} client {json.dumps(res['fanout']['client'])}")

@@ -327,8 +327,8 @@ impl DatagramTransport {
     /// Sends each datagram in order like [`DatagramTransport::send`] (a BLOCK-policy queue waits
     /// up to the configured sender timeout per datagram); stops at the first failure. Returns how
     /// many were accepted, and the first failure if any. One call is one lock of the queue, one
-    /// statistics update and at most one wake-up of the sender task: it first hands up to as
-    /// many already-queued datagrams to QUIC as it brings; then, while nothing is queued, the
+    /// statistics update and at most one wake-up of the sender task: a batch first hands up to
+    /// as many already-queued datagrams to QUIC as it brings; then, while nothing is queued, the
     /// datagrams QUIC has room for go to it in one hand-over, and the rest are queued together.
     pub fn send_multiple(
         &self,

@@ -1,8 +1,8 @@
 //! The send path of a datagram transport: one routine for single sends and batches. Under one
-//! lock of the outgoing queue it first hands up to as many queued datagrams to the link as it
-//! brings (older datagrams go first, in priority order; the sender task drains the rest), then
-//! hands the new datagrams straight to the link while nothing is queued, and queues the rest
-//! (priority, TTL, drop policy, BLOCK waits). The statistics are updated once per call, and the
+//! lock of the outgoing queue a batch first hands up to as many queued datagrams to the link as
+//! it brings (older datagrams go first, in priority order; the sender task drains the rest);
+//! then the new datagrams go straight to the link while nothing is queued, and the rest are
+//! queued (priority, TTL, drop policy, BLOCK waits). The statistics are updated once per call, and the
 //! sender task is woken only when the queue stops being empty (or a BLOCK send waits for it).
 
 use std::time::{Duration, Instant};
@@ -124,8 +124,10 @@ impl DatagramTransport {
             let valid_end = (i..count)
                 .find(|&k| refusal(items.get(k), max).is_some())
                 .unwrap_or(count);
-            // Bounded work per call: at most as many queued datagrams as this call brings.
-            let hand = if out.queue.is_empty() {
+            // Bounded work per call: a batch moves at most as many queued datagrams as it
+            // brings; a single send joins the queue behind them (no link attempt per call while
+            // QUIC is full) and leaves them to the sender task.
+            let hand = if out.queue.is_empty() || count == 1 {
                 HandOver::default()
             } else {
                 inner.hand_heads(&mut out, count - i, cbs.is_some().then_some(&mut sizes))

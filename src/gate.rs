@@ -82,7 +82,10 @@ mod tests {
         });
         entered.wait();
         gate.quiesce();
-        assert!(done.load(Ordering::SeqCst), "quiesce returned while the callback ran");
+        assert!(
+            done.load(Ordering::SeqCst),
+            "quiesce returned while the callback ran"
+        );
         t.join().unwrap();
     }
 

@@ -11,8 +11,8 @@ pub use error::{wtd_result, Error, Result};
 pub use logging::wtd_log_level;
 
 pub mod endpoint;
-pub mod h3;
 mod gate;
+pub mod h3;
 mod lock;
 mod pace;
 mod ready;

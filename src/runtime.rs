@@ -42,8 +42,7 @@ pub(crate) const DEFAULT_THREADS: usize = 2;
 /// context switches: at 1000 B one-way, a receiver pinned to one CPU spent 3.1 µs per datagram
 /// with two workers and 2.3 µs with one.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(DEFAULT_THREADS, |n| n.get().min(DEFAULT_THREADS))
+    std::thread::available_parallelism().map_or(DEFAULT_THREADS, |n| n.get().min(DEFAULT_THREADS))
 }
 /// How long [`shutdown`] waits for running tasks to finish.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);

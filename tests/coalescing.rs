@@ -40,7 +40,11 @@ fn counting_pair() -> (Server, Session, Session, Arc<AtomicUsize>) {
 fn wait_for(got: &AtomicUsize, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while got.load(Ordering::SeqCst) < n {
-        assert!(Instant::now() < deadline, "{} of {n} arrived", got.load(Ordering::SeqCst));
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} arrived",
+            got.load(Ordering::SeqCst)
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -68,7 +72,10 @@ fn bursts_within_one_interval_leave_in_one_flush_and_all_arrive() {
     let rounds_off = send_bursts(&client, &got, 20, Duration::from_millis(2));
     // Each burst has its own round unless the runtime thread was descheduled for > 2 ms (a
     // loaded CI machine): demand half.
-    assert!(rounds_off >= 10, "without coalescing 20 bursts took {rounds_off} flushes");
+    assert!(
+        rounds_off >= 10,
+        "without coalescing 20 bursts took {rounds_off} flushes"
+    );
 
     // 50 ms: 20 bursts 1 ms apart fit in very few intervals.
     got.store(0, Ordering::SeqCst);

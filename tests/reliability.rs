@@ -507,7 +507,11 @@ fn replacing_callbacks_waits_for_a_running_one_and_the_old_set_stays_silent() {
     let finished = Arc::new(AtomicBool::new(false));
     let replaced = Arc::new(AtomicBool::new(false));
     let old_after_replace = Arc::new(AtomicUsize::new(0));
-    let (f, r, late) = (finished.clone(), replaced.clone(), old_after_replace.clone());
+    let (f, r, late) = (
+        finished.clone(),
+        replaced.clone(),
+        old_after_replace.clone(),
+    );
     e.b.set_callbacks(Some(ReliabilityCallbacks {
         on_message: Some(Box::new(move |_| {
             if r.load(Ordering::SeqCst) {
@@ -544,8 +548,10 @@ fn replacing_callbacks_waits_for_a_running_one_and_the_old_set_stays_silent() {
         "set_callbacks returned while the old callback was still running"
     );
     sender.join().unwrap();
-    wait_until("the new callbacks get messages", Duration::from_secs(10), || {
-        news.load(Ordering::SeqCst) > 0
-    });
+    wait_until(
+        "the new callbacks get messages",
+        Duration::from_secs(10),
+        || news.load(Ordering::SeqCst) > 0,
+    );
     assert_eq!(old_after_replace.load(Ordering::SeqCst), 0);
 }

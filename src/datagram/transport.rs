@@ -855,7 +855,9 @@ impl LinkSink for Inner {
         // application is reading; decided before anything is counted.
         let mut rest = Vec::new();
         if may_defer
-            && self.callbacks.get()
+            && self
+                .callbacks
+                .get()
                 .as_ref()
                 .is_none_or(|c| c.on_received.is_none())
         {

@@ -990,7 +990,11 @@ mod tests {
         let b = ob.copy_in(&[0x80, 0x01], &[8u8; 64]);
         assert_eq!(&a[..2], &[0x80, 0x01]);
         assert!(a[2..].iter().all(|&x| x == 7) && b[2..].iter().all(|&x| x == 8));
-        assert_eq!(a.as_ptr() as usize + a.len(), b.as_ptr() as usize, "same chunk");
+        assert_eq!(
+            a.as_ptr() as usize + a.len(),
+            b.as_ptr() as usize,
+            "same chunk"
+        );
         let mut last = b;
         let mut chunks = 1;
         for _ in 0..(2 * OUTBOX_CHUNK / 66) {
@@ -1000,7 +1004,10 @@ mod tests {
             }
             last = c;
         }
-        assert!((2..=4).contains(&chunks), "{chunks} chunks for 2 chunks' worth");
+        assert!(
+            (2..=4).contains(&chunks),
+            "{chunks} chunks for 2 chunks' worth"
+        );
         // Larger than a chunk: a chunk of its own size.
         let big = ob.copy_in(&[1], &vec![3u8; OUTBOX_CHUNK + 10]);
         assert_eq!(big.len(), OUTBOX_CHUNK + 11);

@@ -9,7 +9,7 @@
 //! another object: waiting there could deadlock two objects replacing each other's callbacks).
 
 use std::cell::RefCell;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::lock::lock;
 
@@ -56,6 +56,46 @@ impl Drop for Entered<'_> {
         ENTERED.with(|e| {
             e.borrow_mut().pop();
         });
+    }
+}
+
+/// An object's replaceable callbacks and the gate every call of them passes: callers take the
+/// set with [`CallbackSlot::get`] inside [`CallbackSlot::enter`]; [`CallbackSlot::replace`]
+/// swaps the set and then waits for a call of the old one in flight.
+pub(crate) struct CallbackSlot<T> {
+    set: Mutex<Option<Arc<T>>>,
+    gate: Gate,
+}
+
+impl<T> Default for CallbackSlot<T> {
+    fn default() -> Self {
+        CallbackSlot {
+            set: Mutex::new(None),
+            gate: Gate::default(),
+        }
+    }
+}
+
+impl<T> CallbackSlot<T> {
+    /// The callbacks installed now.
+    pub(crate) fn get(&self) -> Option<Arc<T>> {
+        lock(&self.set).clone()
+    }
+
+    /// Marks this thread as running these callbacks until the guard drops.
+    pub(crate) fn enter(&self) -> Entered<'_> {
+        self.gate.enter()
+    }
+
+    /// Installs `callbacks` (`None`: removes them), runs `installed` on the new set while no
+    /// other thread can see a different one, then waits as [`Gate::quiesce`] does.
+    pub(crate) fn replace(&self, callbacks: Option<T>, installed: impl FnOnce(Option<&T>)) {
+        {
+            let mut set = lock(&self.set);
+            *set = callbacks.map(Arc::new);
+            installed(set.as_deref());
+        }
+        self.gate.quiesce();
     }
 }
 

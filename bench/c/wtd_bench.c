@@ -509,6 +509,14 @@ static int broadcast(int conns, int per_conn, int rounds) {
 }
 
 /* Echo on the poll path: the application thread takes batches and sends them back. */
+/* Sends each received datagram back on the session, counting sends and failures. */
+static void echo_batch(wtd_session *s, const wtd_datagram_buffer *bufs, size_t got) {
+    for (size_t i = 0; i < got; i++) {
+        if (wtd_session_send(s, bufs[i].data, bufs[i].len) == WTD_OK) atomic_fetch_add(&srv_count, 1);
+        else atomic_fetch_add(&srv_fail, 1);
+    }
+}
+
 static int server_echo_poll(void) {
     wtd_server *srv = start_server(0);
     signal(SIGINT, on_signal);
@@ -525,10 +533,7 @@ static int server_echo_poll(void) {
             wtd_result r = wtd_session_receive_batch(s, bufs, B, &got, 100);
             if (r == WTD_ERR_TIMEOUT) continue;
             if (r != WTD_OK) break; /* closed */
-            for (size_t i = 0; i < got; i++) {
-                if (wtd_session_send(s, store[i], bufs[i].len) == WTD_OK) atomic_fetch_add(&srv_count, 1);
-                else atomic_fetch_add(&srv_fail, 1);
-            }
+            echo_batch(s, bufs, got);
         }
         wtd_session_free(s);
     }
@@ -564,10 +569,7 @@ static int server_echo_loop(void) {
                 s = NULL;
                 break;
             }
-            for (size_t i = 0; i < got; i++) {
-                if (wtd_session_send(s, store[i], bufs[i].len) == WTD_OK) atomic_fetch_add(&srv_count, 1);
-                else atomic_fetch_add(&srv_fail, 1);
-            }
+            echo_batch(s, bufs, got);
         }
     }
     wtd_session_free(s);

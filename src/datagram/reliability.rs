@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use super::transport::DatagramTransport;
 use crate::error::{wtd_result, Error, Result};
-use crate::gate::Gate;
+use crate::gate::CallbackSlot;
 use crate::runtime;
 
 /// Bytes a DATA frame adds to the payload.
@@ -341,9 +341,7 @@ struct Inner {
     state: Mutex<State>,
     ready: runtime::Signal,
     wake: Notify,
-    callbacks: Mutex<Option<Arc<ReliabilityCallbacks>>>,
-    /// Entered around each callback, so replacing the callbacks can wait for one in flight.
-    gate: Gate,
+    callbacks: CallbackSlot<ReliabilityCallbacks>,
     dispatching: AtomicBool,
 }
 
@@ -398,8 +396,7 @@ impl ReliabilityLayer {
             config,
             ready: runtime::Signal::new(),
             wake: Notify::new(),
-            callbacks: Mutex::new(None),
-            gate: Gate::default(),
+            callbacks: CallbackSlot::default(),
             dispatching: AtomicBool::new(false),
         });
         let weak = Arc::downgrade(&inner);
@@ -547,8 +544,7 @@ impl ReliabilityLayer {
     /// (at once when called from inside one of this layer's callbacks or on a wtd runtime
     /// thread): after it returns, only the new set is called.
     pub fn set_callbacks(&self, callbacks: Option<ReliabilityCallbacks>) {
-        *lock(&self.inner.callbacks) = callbacks.map(Arc::new);
-        self.inner.gate.quiesce();
+        self.inner.callbacks.replace(callbacks, |_| {});
     }
 
     /// Counters.
@@ -618,10 +614,7 @@ impl Inner {
     }
 
     fn record_outcome(&self, st: &mut State, seq: u32, outcome: wtd_reliable_outcome) {
-        if lock(&self.callbacks)
-            .as_ref()
-            .is_some_and(|c| c.on_outcome.is_some())
-        {
+        if self.callbacks.get().is_some_and(|c| c.on_outcome.is_some()) {
             st.events.push_back(Event::Outcome(seq, outcome));
             return;
         }
@@ -634,10 +627,7 @@ impl Inner {
 
     fn deliver(&self, st: &mut State, payload: Bytes) {
         st.stats.delivered += 1;
-        if lock(&self.callbacks)
-            .as_ref()
-            .is_some_and(|c| c.on_message.is_some())
-        {
+        if self.callbacks.get().is_some_and(|c| c.on_message.is_some()) {
             st.events.push_back(Event::Message(payload));
         } else {
             st.ready.push_back(payload);
@@ -657,8 +647,8 @@ impl Inner {
                 let Some(ev) = ev else { break };
                 // Looked up per event under the gate: once set_callbacks returned, the old set
                 // is never called again.
-                let _running = self.gate.enter();
-                let cbs = lock(&self.callbacks).clone();
+                let _running = self.callbacks.enter();
+                let cbs = self.callbacks.get();
                 let Some(cbs) = &cbs else { continue };
                 let run = std::panic::AssertUnwindSafe(|| match ev {
                     Event::Message(m) => {

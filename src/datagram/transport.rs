@@ -2,7 +2,7 @@
 //! a prioritized, TTL-aware outgoing queue drained into QUIC only while QUIC has room, a bounded
 //! incoming queue, and exact statistics with a reason for every drop.
 
-use crate::gate::Gate;
+use crate::gate::CallbackSlot;
 use crate::lock::lock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -126,20 +126,6 @@ pub struct TransportCallbacks {
     pub on_sent: Option<Box<dyn Fn(usize) + Send + Sync>>,
 }
 
-/// A transport's callbacks and the gate every call of them passes (see [`crate::gate`]).
-#[derive(Default)]
-struct CallbackSlot {
-    set: Mutex<Option<Arc<TransportCallbacks>>>,
-    gate: Gate,
-}
-
-impl CallbackSlot {
-    /// The callbacks installed now.
-    fn get(&self) -> Option<Arc<TransportCallbacks>> {
-        lock(&self.set).clone()
-    }
-}
-
 struct Outgoing {
     queue: DatagramQueue,
     sequence: u64,
@@ -189,7 +175,7 @@ struct Inner {
     /// Counters not kept under a queue's lock (see [`Outgoing::stats`], [`Incoming::stats`]).
     stats: Mutex<DatagramStats>,
     closed: AtomicBool,
-    callbacks: Arc<CallbackSlot>,
+    callbacks: Arc<CallbackSlot<TransportCallbacks>>,
     /// `callbacks` has an `on_sent` (so a send without one skips that lock).
     wants_sent: AtomicBool,
     interceptor: Mutex<Option<Interceptor>>,
@@ -632,13 +618,10 @@ impl DatagramTransport {
     /// running (at once when called from inside one of this transport's callbacks or on a wtd
     /// runtime thread); after it returns only the new set is called.
     pub fn set_callbacks(&self, callbacks: Option<TransportCallbacks>) {
-        {
-            let mut cbs = lock(&self.inner.callbacks.set);
-            *cbs = callbacks.map(Arc::new);
-            let wants = cbs.as_ref().is_some_and(|c| c.on_sent.is_some());
+        self.inner.callbacks.replace(callbacks, |set| {
+            let wants = set.is_some_and(|c| c.on_sent.is_some());
             self.inner.wants_sent.store(wants, Ordering::Release);
-        }
-        self.inner.callbacks.gate.quiesce();
+        });
     }
 
     // ----- heartbeat -----------------------------------------------------------------------
@@ -784,7 +767,7 @@ impl Inner {
         }
         let slot = self.callbacks.clone();
         self.link.post(Box::new(move || {
-            let _running = slot.gate.enter();
+            let _running = slot.enter();
             if let Some(f) = slot.get().as_ref().and_then(|c| c.on_sent.as_ref()) {
                 for size in sizes {
                     f(size);
@@ -916,7 +899,7 @@ impl Inner {
             lock(&self.stats).merge(&got);
             return;
         }
-        let _running = self.callbacks.gate.enter();
+        let _running = self.callbacks.enter();
         let cbs = self.callbacks.get();
         if let Some(f) = cbs.as_ref().and_then(|c| c.on_received.as_ref()) {
             got.datagrams_read += n;

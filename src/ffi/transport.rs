@@ -354,16 +354,17 @@ pub extern "C" fn wtd_transport_send_multiple(
             return Ok(());
         }
         let views = arg_slice(items, count, "items")?;
-        if let Some(i) = views.iter().position(|v| v.data.is_null() && v.len > 0) {
-            return Err(Error::invalid(format!(
-                "items[{i}].data is NULL but its length is {}",
-                views[i].len
-            )));
+        // Sized up front: collecting through `Result` would grow the vector step by step.
+        let mut slices: Vec<&[u8]> = Vec::with_capacity(views.len());
+        for (i, v) in views.iter().enumerate() {
+            if v.data.is_null() && v.len > 0 {
+                return Err(Error::invalid(format!(
+                    "items[{i}].data is NULL but its length is {}",
+                    v.len
+                )));
+            }
+            slices.push(arg_bytes(v.data, v.len, "an item's data")?);
         }
-        let slices = views
-            .iter()
-            .map(|v| arg_bytes(v.data, v.len, "an item's data"))
-            .collect::<Result<Vec<&[u8]>>>()?;
         let (n, err) = t.send_multiple(&slices, priority, opt_ms(ttl_ms));
         write_out(out_accepted, n, "out_accepted")?;
         err.map_or(Ok(()), Err)

@@ -9,12 +9,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use once_cell::sync::Lazy;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::errors::*;
 use super::frame;
+use super::outbox::Outbox;
+pub use super::outbox::SendCounters;
 use super::qpack::EncoderStreamReader;
 use super::session_core::{CloseCause, CloseInfo, SessionCore};
 use super::settings::Settings;
@@ -70,57 +72,6 @@ pub struct ConnectionCounters {
 /// WTD_ERR_WOULD_BLOCK (and a transport keeps its datagrams in its own priority/TTL queue)
 /// instead of a FIFO growing behind congestion or quinn silently evicting older datagrams.
 pub const DATAGRAM_SEND_BUFFER: usize = 1024 * 1024;
-
-/// Per-session send counters shared with the outbox.
-#[derive(Debug, Default)]
-pub struct SendCounters {
-    /// Datagrams accepted for sending (queued in the outbox or handed to quinn).
-    pub datagrams: AtomicU64,
-    /// Payload bytes accepted (without the quarter stream id).
-    pub bytes: AtomicU64,
-    /// Accepted datagrams that never reached quinn: the connection closed first, or the path's
-    /// datagram limit shrank below their size while they waited (counted, never silent).
-    pub dropped_unsent: AtomicU64,
-}
-
-/// Datagrams accepted by a session's send and not yet handed to quinn. One per connection, so
-/// the room check and the hand-over are atomic across all of its sessions.
-#[derive(Default)]
-struct Outbox {
-    queue: std::collections::VecDeque<(Bytes, Arc<SendCounters>)>,
-    /// Wire bytes (prefix included) accepted and not yet handed to quinn.
-    bytes: usize,
-    /// What quinn's datagram send buffer held at the last look (its own accounting), so the
-    /// room check needs quinn's lock only when the outbox looks full.
-    quinn_used: usize,
-    /// The flush task has been woken and has not yet found the queue empty.
-    flushing: bool,
-    /// The connection is over: nothing more is accepted.
-    closed: bool,
-    /// Where accepted datagrams are copied (prefix + payload): each is a slice of a shared
-    /// chunk, so a send costs no allocation of its own (see [`OUTBOX_CHUNK`]).
-    arena: BytesMut,
-}
-
-/// Size of the chunks the outbox copies datagrams into (≈ 230 datagrams of 64 B, 16 of 1000 B).
-/// A chunk is freed when the last datagram in it has left quinn; each connection that sends
-/// keeps at most one partly used chunk. One allocation per chunk instead of one per datagram
-/// matters: the application thread allocates and a runtime thread frees, which sends glibc's
-/// malloc down its slow path every time (9 % of a 64 B sender's profile, plus 3 % in free).
-pub const OUTBOX_CHUNK: usize = 16 * 1024;
-
-impl Outbox {
-    /// `prefix` + `payload` as one `Bytes` carved out of the arena.
-    fn copy_in(&mut self, prefix: &[u8], payload: &[u8]) -> Bytes {
-        let len = prefix.len() + payload.len();
-        if self.arena.capacity() < len {
-            self.arena = BytesMut::with_capacity(OUTBOX_CHUNK.max(len));
-        }
-        self.arena.extend_from_slice(prefix);
-        self.arena.extend_from_slice(payload);
-        self.arena.split().freeze()
-    }
-}
 
 /// An HTTP/3 connection with WebTransport enabled.
 pub struct Connection {
@@ -316,8 +267,7 @@ impl Connection {
                 break;
             }
             ob.bytes += len;
-            let wire = ob.copy_in(prefix, payload);
-            ob.queue.push_back((wire, counters.clone()));
+            ob.staged.push(prefix, payload, counters);
             n += 1;
         }
         let wake = n > 0 && !ob.flushing;
@@ -334,7 +284,9 @@ impl Connection {
     /// task takes over (it waits for room); datagrams that arrive meanwhile get the connection
     /// scheduled again. Returns how many datagrams it handed over.
     pub(crate) fn flush_ready(self: &Arc<Self>) -> usize {
-        let mut batch = std::mem::take(&mut lock(&self.outbox).queue);
+        let mut batch = std::collections::VecDeque::new();
+        let mut staged = lock(&self.outbox).take(&mut batch);
+        staged.cut_into(&mut batch);
         if !batch.is_empty() {
             self.counters.send_flushes.fetch_add(1, Ordering::Relaxed);
         }
@@ -365,16 +317,16 @@ impl Connection {
             .send_flushed
             .fetch_add(handed as u64, Ordering::Relaxed);
         let mut ob = lock(&self.outbox);
+        ob.give_back(staged);
         ob.bytes -= handed_bytes;
         ob.quinn_used = DATAGRAM_SEND_BUFFER.saturating_sub(self.quic.datagram_send_buffer_space());
         if lost || !batch.is_empty() {
             // quinn is full (the connection's task waits for room) or the connection is over
             // (its task counts what is left as dropped): back to the front, in order.
-            batch.append(&mut ob.queue);
-            ob.queue = batch;
+            ob.put_back(batch);
             drop(ob);
             self.outbox_work.notify_one();
-        } else if ob.queue.is_empty() {
+        } else if ob.is_empty() {
             ob.flushing = false;
         } else {
             drop(ob);
@@ -647,10 +599,13 @@ async fn flush_outbox(conn: Arc<Connection>) {
     loop {
         {
             let mut ob = lock(&conn.outbox);
-            if ob.queue.is_empty() {
+            if ob.is_empty() {
                 ob.flushing = false;
             } else {
-                std::mem::swap(&mut ob.queue, &mut batch);
+                let mut staged = ob.take(&mut batch);
+                drop(ob);
+                staged.cut_into(&mut batch);
+                lock(&conn.outbox).give_back(staged);
             }
         }
         if batch.is_empty() {
@@ -714,12 +669,8 @@ async fn flush_outbox(conn: Arc<Connection>) {
     }
     // The connection is over: whatever is still queued will never be sent.
     let mut ob = lock(&conn.outbox);
-    ob.closed = true;
-    for (_, counters) in batch.drain(..).chain(ob.queue.drain(..)) {
-        counters.dropped_unsent.fetch_add(1, Ordering::Relaxed);
-    }
-    ob.bytes = 0;
-    ob.arena = BytesMut::new();
+    ob.put_back(batch);
+    ob.close();
 }
 
 /// A QUIC varint for an error code (codes above 2^62 cannot occur; clamp defensively).
@@ -975,41 +926,4 @@ async fn read_decoder(reader: &mut StreamReader) -> std::result::Result<(), Stre
     // With no dynamic table in use there is nothing for the peer's decoder to tell us.
     while reader.next_bytes().await?.is_some() {}
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Datagrams accepted one after another are slices of one chunk (no allocation each); a
-    /// datagram that does not fit starts a new chunk; bytes are prefix then payload.
-    #[test]
-    fn outbox_copies_datagrams_into_shared_chunks() {
-        let mut ob = Outbox::default();
-        let a = ob.copy_in(&[0x80, 0x01], &[7u8; 64]);
-        let b = ob.copy_in(&[0x80, 0x01], &[8u8; 64]);
-        assert_eq!(&a[..2], &[0x80, 0x01]);
-        assert!(a[2..].iter().all(|&x| x == 7) && b[2..].iter().all(|&x| x == 8));
-        assert_eq!(
-            a.as_ptr() as usize + a.len(),
-            b.as_ptr() as usize,
-            "same chunk"
-        );
-        let mut last = b;
-        let mut chunks = 1;
-        for _ in 0..(2 * OUTBOX_CHUNK / 66) {
-            let c = ob.copy_in(&[1], &[2u8; 65]);
-            if last.as_ptr() as usize + last.len() != c.as_ptr() as usize {
-                chunks += 1;
-            }
-            last = c;
-        }
-        assert!(
-            (2..=4).contains(&chunks),
-            "{chunks} chunks for 2 chunks' worth"
-        );
-        // Larger than a chunk: a chunk of its own size.
-        let big = ob.copy_in(&[1], &vec![3u8; OUTBOX_CHUNK + 10]);
-        assert_eq!(big.len(), OUTBOX_CHUNK + 11);
-    }
 }

@@ -8,6 +8,7 @@ pub mod errors;
 pub(crate) mod flusher;
 pub mod frame;
 pub mod huffman;
+pub(crate) mod outbox;
 pub mod qpack;
 pub mod request;
 pub mod session_core;

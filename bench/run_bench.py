@@ -298,6 +298,10 @@ def main():
     for size in (64, 1000):
         print(f"  delivered {size} B (recv/accepted): " + ", ".join(
             f"{i} {ow[(i, size)]['delivered'] * 100:.2f} %" for i in impls if i != "py") + "   [wtd >= 99 %]")
+        print(f"    not delivered, by counted reason ({size} B, C): " + "; ".join(
+            f"{i}: receive queue {ow[(i, size)]['rcv'].get('receiver_queue_drops', 0):,}, QUIC receive "
+            f"buffer {ow[(i, size)]['rcv'].get('quic_overflow', 0):,}, lost packets "
+            f"{ow[(i, size)]['rcv'].get('lost_packets', 0):,}" for i in ("wtd_s", "wtd_tr") if i in impls))
         raw_rcv = ow[("raw", size)]["cpu_rcv"]
         print(f"  receiver CPU/datagram vs raw, {size} B: " + ", ".join(
             f"{i} {ow[(i, size)]['cpu_rcv'] / raw_rcv:.2f}x" for i in ("wtd_rs", "wtd_s", "wtd_tr"))

@@ -1075,14 +1075,15 @@ typedef struct wtd_session_stats {
     /**
      * Datagrams `wtd_session_send` accepted that never reached QUIC: the connection closed
      * while they waited in the connection's outbox, or the path's datagram limit shrank below
-     * their size. (Struct size ≥ 120.)
+     * their size. (Struct size ≥ 112.)
      */
     uint64_t send_dropped_unsent;
     /**
      * Connection-wide: wake-ups of the receive driver that took datagrams from QUIC, and the
      * datagrams they took (`connection_receive_drained / connection_receive_drains` = mean
      * batch). `connection_datagram_frames_received - connection_receive_drained` = datagrams
-     * QUIC received that wtd has not taken (still buffered, or dropped by QUIC's full buffer).
+     * QUIC received that wtd has not taken (still buffered, or dropped by QUIC's full buffer:
+     * `connection_receive_overflow`).
      */
     uint64_t connection_receive_drains;
     /**
@@ -1098,6 +1099,13 @@ typedef struct wtd_session_stats {
      * Connection-wide: datagrams handed to QUIC by those flushes.
      */
     uint64_t connection_send_flushed;
+    /**
+     * Connection-wide: datagrams QUIC received but dropped from its full receive buffer
+     * before wtd's driver took them (the driver fell behind: a slow callback, a starved
+     * runtime thread). Exact once the connection is closed; while it runs a lower bound,
+     * brought up to date each time the driver catches up. (Struct size ≥ 152.)
+     */
+    uint64_t connection_receive_overflow;
 } wtd_session_stats;
 
 /**

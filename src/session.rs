@@ -75,6 +75,9 @@ pub struct DatapathCounters {
     pub receive_drains: u64,
     /// Datagrams those drains took.
     pub receive_drained: u64,
+    /// Datagrams quinn dropped from its full receive buffer before a drain took them (exact
+    /// once the connection is over, a lower bound while it runs).
+    pub receive_overflow: u64,
     /// Wake-ups of the flush task that handed datagrams to quinn.
     pub send_flushes: u64,
     /// Datagrams those flushes handed over.
@@ -333,6 +336,7 @@ impl Session {
         DatapathCounters {
             receive_drains: get(&c.receive_drains),
             receive_drained: get(&c.receive_drained),
+            receive_overflow: get(&c.receive_overflow),
             send_flushes: get(&c.send_flushes),
             send_flushed: get(&c.send_flushed),
         }

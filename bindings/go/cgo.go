@@ -545,6 +545,7 @@ func cSessionStats(h cSession) (SessionStats, error) {
 		ConnectionReceiveDrained:          uint64(st.connection_receive_drained),
 		ConnectionSendFlushes:             uint64(st.connection_send_flushes),
 		ConnectionSendFlushed:             uint64(st.connection_send_flushed),
+		ConnectionReceiveOverflow:         uint64(st.connection_receive_overflow),
 	}, nil
 }
 

@@ -50,6 +50,7 @@ type SessionStats struct {
 	ConnectionReceiveDrained          uint64 // datagrams those took
 	ConnectionSendFlushes             uint64 // send-flush wake-ups
 	ConnectionSendFlushed             uint64 // datagrams those handed to QUIC
+	ConnectionReceiveOverflow         uint64 // dropped by QUIC's full receive buffer before wtd took them
 }
 
 // ServerStats are the server's protection counters (wtd_server_stats): what it refused or

@@ -110,12 +110,13 @@ pub struct wtd_session_stats {
     pub connection_datagrams_unknown_session: u64,
     /// Datagrams `wtd_session_send` accepted that never reached QUIC: the connection closed
     /// while they waited in the connection's outbox, or the path's datagram limit shrank below
-    /// their size. (Struct size ≥ 120.)
+    /// their size. (Struct size ≥ 112.)
     pub send_dropped_unsent: u64,
     /// Connection-wide: wake-ups of the receive driver that took datagrams from QUIC, and the
     /// datagrams they took (`connection_receive_drained / connection_receive_drains` = mean
     /// batch). `connection_datagram_frames_received - connection_receive_drained` = datagrams
-    /// QUIC received that wtd has not taken (still buffered, or dropped by QUIC's full buffer).
+    /// QUIC received that wtd has not taken (still buffered, or dropped by QUIC's full buffer:
+    /// `connection_receive_overflow`).
     pub connection_receive_drains: u64,
     /// Connection-wide: datagrams taken from QUIC by those drains.
     pub connection_receive_drained: u64,
@@ -124,6 +125,11 @@ pub struct wtd_session_stats {
     pub connection_send_flushes: u64,
     /// Connection-wide: datagrams handed to QUIC by those flushes.
     pub connection_send_flushed: u64,
+    /// Connection-wide: datagrams QUIC received but dropped from its full receive buffer
+    /// before wtd's driver took them (the driver fell behind: a slow callback, a starved
+    /// runtime thread). Exact once the connection is closed; while it runs a lower bound,
+    /// brought up to date each time the driver catches up. (Struct size ≥ 152.)
+    pub connection_receive_overflow: u64,
 }
 
 /// Called for each datagram of a session. `data` is valid only during the call.
@@ -161,8 +167,10 @@ pub struct wtd_session_callbacks {
     pub user_data: *mut c_void,
 }
 
-/// First published size of `wtd_session_stats` (API 0.2).
-const SESSION_STATS_V1: usize = std::mem::size_of::<wtd_session_stats>();
+/// First published size of `wtd_session_stats` (API 0.2): every field before
+/// `connection_receive_overflow`, which was appended later.
+const SESSION_STATS_V1: usize =
+    std::mem::offset_of!(wtd_session_stats, connection_receive_overflow);
 
 const CALLBACKS_V1: usize = std::mem::size_of::<wtd_session_callbacks>();
 
@@ -602,6 +610,7 @@ pub extern "C" fn wtd_session_get_stats(
             connection_receive_drained: dp.receive_drained,
             connection_send_flushes: dp.send_flushes,
             connection_send_flushed: dp.send_flushed,
+            connection_receive_overflow: dp.receive_overflow,
         };
         write_sized(out, v, SESSION_STATS_V1, "out")
     })

@@ -291,6 +291,19 @@ static void test_session_errors(void) {
     INVALID(wtd_session_is_draining(c, NULL), "wtd_session_is_draining out NULL");
     INVALID(wtd_session_max_datagram_size(c, NULL), "wtd_session_max_datagram_size out NULL");
     INVALID(wtd_session_get_stats(c, NULL), "wtd_session_get_stats out NULL");
+    {
+        /* Append-only: a caller built against API 0.2.0 (struct ends before
+         * connection_receive_overflow) still works and gets only what it asked for. */
+        wtd_session_stats old;
+        memset(&old, 0xAB, sizeof old);
+        old.struct_size = (uint32_t)offsetof(wtd_session_stats, connection_receive_overflow);
+        OK(wtd_session_get_stats(c, &old), "session stats at the 0.2.0 size");
+        CHECK(old.struct_size == offsetof(wtd_session_stats, connection_receive_overflow) &&
+                  old.connection_receive_overflow == 0xABABABABABABABABull,
+              "written up to the 0.2.0 size, nothing after it");
+        old.struct_size -= 8;
+        INVALID(wtd_session_get_stats(c, &old), "session stats below the first published size");
+    }
     INVALID(wtd_session_path(c, NULL, 16, &len), "wtd_session_path buf NULL with cap 16");
     INVALID(wtd_session_origin(c, NULL, 16, &len), "wtd_session_origin buf NULL with cap 16");
     INVALID(wtd_session_receive(c, buf, sizeof buf, NULL, 0), "wtd_session_receive out_len NULL");

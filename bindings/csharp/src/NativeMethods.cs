@@ -294,6 +294,9 @@ namespace Wtd
         public ulong ConnectionSendFlushes;
         /// <summary>Connection-wide: datagrams those flushes handed to QUIC.</summary>
         public ulong ConnectionSendFlushed;
+        /// <summary>Connection-wide: datagrams QUIC dropped from its full receive buffer before wtd took them
+        /// (exact once the connection is closed, a lower bound while it runs).</summary>
+        public ulong ConnectionReceiveOverflow;
     }
 
     /// <summary>Server protection counters (wtd_server_stats).</summary>

@@ -213,6 +213,13 @@ def main():
         res["ffi"]["wtd_co"] = R.client(R.client_argv("wtd_s", port, h, "ffi", 64, 64, 500))
     finally:
         del os.environ["WTD_BENCH_COALESCE_US"]
+    # Engine-owned (WTD_RUNTIME_POLL): the calls only queue; the client's idle time between bursts
+    # is spent in wtd_poll, which hands the sends to QUIC (no thread to wake).
+    os.environ["WTD_BENCH_RUNTIME"] = "poll"
+    try:
+        res["ffi"]["wtd_own"] = R.client(R.client_argv("wtd_s", port, h, "ffi", 64, 64, 500))
+    finally:
+        del os.environ["WTD_BENCH_RUNTIME"]
     R.finish_server(srv)
 
     log("broadcast 1000 sessions")
@@ -235,7 +242,7 @@ def main():
     # ---------------------------------------------------------------- table
     ow, ec, ff, bc = res["one_way"], res["echo"], res["ffi"], res["broadcast"]
     cols = ["raw quinn", "wtd Rust (no FFI)", "wtd C: session_send", "wtd C: transport batch / poll echo",
-            "pywebtransport 0.21.1", "wtd C: engine-owned, wtd_poll loop echo",
+            "pywebtransport 0.21.1", "wtd C: engine-owned (wtd_poll loop)",
             "wtd C: engine-owned, callback echo"]
     rows = []
 
@@ -261,11 +268,13 @@ def main():
     row("echo ping-pong rate, 1 in flight (/s)", [fmt_rate(ecl(i, "rate")) if i in ec else None for i in echo_cols])
     row(f"echo rate, {a.window} in flight (/s)",
         [fmt_rate(ec[i]["echorate"]["rate"]) if i in ec and ec[i]["echorate"] else None for i in echo_cols])
-    w = ff["wtd"]
-    row("ns/call (wall): session_send; try_send / send_multiple per dgram",
+    w, own = ff["wtd"], ff["wtd_own"]
+    row("ns/call (wall): session_send; try_send / send_multiple per dgram [engine-owned: all three]",
         [f"{ff['raw']['ns_per_call']:.0f} (send_datagram)", f"{ff['wtd_rs']['session_send_ns']:.0f}",
          f"{w['session_send_ns']:.0f}",
-         f"{w['transport_try_send_ns']:.0f} / {w['send_multiple_ns_per_dgram']:.0f}", None])
+         f"{w['transport_try_send_ns']:.0f} / {w['send_multiple_ns_per_dgram']:.0f}", None,
+         f"{own['session_send_ns']:.0f}; {own['transport_try_send_ns']:.0f} / "
+         f"{own['send_multiple_ns_per_dgram']:.0f}"])
     tc = w.get("thread_cpu_ns", [0, 0, 0])
     row("ns/call (calling thread's CPU): same calls",
         [None, f"{ff['wtd_rs'].get('thread_cpu_ns', 0):.0f}", f"{tc[0]:.0f}", f"{tc[1]:.0f} / {tc[2]:.0f}", None])
@@ -314,6 +323,9 @@ def main():
     print(f"  ns/call (wall) with send coalescing 1000 µs: session_send {co['session_send_ns']:.0f}, try_send "
           f"{co['transport_try_send_ns']:.0f}   [<= 300]; send_multiple {co['send_multiple_ns_per_dgram']:.0f}"
           f"/datagram   [<= 150]")
+    print(f"  ns/call (wall) engine-owned (wtd_poll): session_send {own['session_send_ns']:.0f}, try_send "
+          f"{own['transport_try_send_ns']:.0f}   [<= 300]; send_multiple {own['send_multiple_ns_per_dgram']:.0f}"
+          f"/datagram   [<= 150]")
     for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll"), ("wtd_own", "engine-owned wtd_poll loop"),
                        ("wtd_owncb", "engine-owned callback")):
         print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"
@@ -332,6 +344,7 @@ def main():
     print(f"  ffi raw: {json.dumps(ff['raw'])}")
     print(f"  ffi wtd: {json.dumps(ff['wtd'])}")
     print(f"  ffi wtd, send coalescing 1000 µs: {json.dumps(ff['wtd_co'])}")
+    print(f"  ffi wtd, engine-owned: {json.dumps(ff['wtd_own'])}")
     print(f"  send wtd Rust: {json.dumps(ff['wtd_rs'])}")
     print(f"  broadcast: {json.dumps(bc)}")
     print(f"  fan-out: server {json.dumps(res['fanout']['server'])} client {json.dumps(res['fanout']['client'])}")

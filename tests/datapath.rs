@@ -268,6 +268,30 @@ fn datagrams_quinn_drops_behind_a_held_driver_are_counted() {
     assert!(frames() > N / 2 && dp.receive_overflow > N / 4, "{dp:?}");
 }
 
+/// A session's batch send checks the session once and each size against the limit: it accepts
+/// the datagrams before the first that cannot go, in order, and says why that one did not.
+#[test]
+fn a_batch_send_stops_at_the_first_datagram_that_cannot_go() {
+    use wtd::wtd_result::{WTD_ERR_CLOSED, WTD_ERR_TOO_LARGE};
+    let (srv, cfg, url) = pair();
+    let client = connect(&url, &cfg).unwrap();
+    let server = srv.accept(T).unwrap();
+    let core = client.core();
+    let big = vec![9u8; client.max_datagram_size() + 1];
+    assert!(core.send_datagrams(&[]).0 == 0 && core.send_datagrams(&[]).1.is_none());
+    let (n, err) = core.send_datagrams(&[b"one", b"two", &big, b"four"]);
+    assert_eq!((n, err.map(|e| e.code)), (2, Some(WTD_ERR_TOO_LARGE)));
+    let (n, err) = core.send_datagrams(&[&big, b"x"]);
+    assert_eq!((n, err.map(|e| e.code)), (0, Some(WTD_ERR_TOO_LARGE)));
+    for want in [&b"one"[..], b"two"] {
+        assert_eq!(&server.recv_datagram(T).unwrap()[..], want);
+    }
+    assert_eq!(client.stats().datagrams_sent, 2);
+    client.close(0, "done");
+    let (n, err) = core.send_datagrams(&[b"late"]);
+    assert_eq!((n, err.map(|e| e.code)), (0, Some(WTD_ERR_CLOSED)));
+}
+
 /// A closed transport hands the session's receive path back: later datagrams reach the
 /// session's own queue (counted there) instead of vanishing into the closed transport.
 #[test]

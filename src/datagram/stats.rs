@@ -149,12 +149,35 @@ impl DatagramStats {
     /// Records a datagram's size.
     pub fn record_size(&mut self, size: usize) {
         let s = size as u64;
-        if self.sized_datagrams == 0 || s < self.min_datagram_size {
-            self.min_datagram_size = s;
+        self.record_sizes(1, s, s, s);
+    }
+
+    /// Records `n` datagram sizes summing to `total`, the smallest `min`, the largest `max`.
+    fn record_sizes(&mut self, n: u64, total: u64, min: u64, max: u64) {
+        if self.sized_datagrams == 0 || min < self.min_datagram_size {
+            self.min_datagram_size = min;
         }
-        self.max_datagram_size = self.max_datagram_size.max(s);
-        self.total_datagram_size += s;
-        self.sized_datagrams += 1;
+        self.max_datagram_size = self.max_datagram_size.max(max);
+        self.total_datagram_size += total;
+        self.sized_datagrams += n;
+    }
+
+    /// Records datagrams handed to QUIC without waiting in the queue, by size: the same as
+    /// `record_sent(size, 0.0)` for each, in one update (a batch send's hot loop).
+    pub fn record_sent_direct(&mut self, sizes: impl Iterator<Item = usize>) {
+        let (mut n, mut total, mut min, mut max) = (0u64, 0u64, u64::MAX, 0u64);
+        for s in sizes {
+            let s = s as u64;
+            (n, total, min, max) = (n + 1, total + s, min.min(s), max.max(s));
+        }
+        if n == 0 {
+            return;
+        }
+        self.datagrams_sent += n;
+        self.bytes_sent += total;
+        self.max_send_time = self.max_send_time.max(0.0);
+        self.timed_sends += n;
+        self.record_sizes(n, total, min, max);
     }
 
     /// Records one datagram handed to QUIC after `queued_s` seconds in the queue.
@@ -230,6 +253,27 @@ fn ratio(a: f64, b: f64, empty: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch's one update records exactly what one `record_sent(size, 0.0)` per datagram does.
+    #[test]
+    fn record_sent_direct_equals_one_record_per_datagram() {
+        let sizes = [64usize, 1, 1200, 64, 7];
+        let mut one_by_one = DatagramStats::default();
+        one_by_one.record_sent(500, 0.25);
+        let mut batched = one_by_one.clone();
+        for s in sizes {
+            one_by_one.record_sent(s, 0.0);
+        }
+        batched.record_sent_direct(sizes.into_iter());
+        assert_eq!(batched, one_by_one);
+        batched.record_sent_direct(std::iter::empty());
+        assert_eq!(batched, one_by_one);
+        let (mut a, mut b) = (DatagramStats::default(), DatagramStats::default());
+        a.record_sent_direct([9usize, 3].into_iter());
+        b.record_sent(9, 0.0);
+        b.record_sent(3, 0.0);
+        assert_eq!(a, b, "from empty stats, the minimum is the batch's");
+    }
 
     #[test]
     fn derived_values() {

@@ -242,7 +242,7 @@ impl Connection {
                 return Ok(());
             }
         }
-        match self.enqueue(ob, prefix, std::iter::once(payload), counters) {
+        match self.enqueue(ob, prefix, std::slice::from_ref(&payload), counters) {
             (_, Some(e)) => Err(e),
             _ => Ok(()),
         }
@@ -251,10 +251,10 @@ impl Connection {
     /// [`Connection::send_datagram`] for a batch (always through the outbox): accepts them in
     /// order under one lock until the outbox is full, and wakes the flusher at most once.
     /// Returns how many were accepted and why the rest were not.
-    pub(crate) fn send_datagrams<'a>(
+    pub(crate) fn send_datagrams(
         self: &Arc<Self>,
         prefix: &[u8],
-        payloads: impl Iterator<Item = &'a [u8]>,
+        payloads: &[&[u8]],
         counters: &Arc<SendCounters>,
     ) -> (usize, Option<Error>) {
         let ob = lock(&self.outbox);
@@ -267,25 +267,33 @@ impl Connection {
     /// Appends `prefix` + each payload to the (locked, open) outbox while there is room, then
     /// releases the lock and schedules the connection on the shared flusher if its outbox was
     /// idle.
-    fn enqueue<'a>(
+    fn enqueue(
         self: &Arc<Self>,
         mut ob: std::sync::MutexGuard<'_, Outbox>,
         prefix: &[u8],
-        payloads: impl Iterator<Item = &'a [u8]>,
+        payloads: &[&[u8]],
         counters: &Arc<SendCounters>,
     ) -> (usize, Option<Error>) {
-        let mut n = 0;
-        let mut err = None;
-        for payload in payloads {
-            let len = prefix.len() + payload.len();
-            if !self.has_room(&mut ob, len) {
-                err = Some(Error::would_block("datagram send buffer is full"));
-                break;
-            }
-            ob.bytes += len;
-            ob.staged.push(prefix, payload, counters);
-            n += 1;
-        }
+        let wire = |p: &&[u8]| prefix.len() + p.len();
+        let total: usize = payloads.iter().map(wire).sum();
+        // Usually all of them fit: one room check; else as many as fit, in order.
+        let n = if self.has_room(&mut ob, total) {
+            payloads.len()
+        } else {
+            let mut room = DATAGRAM_SEND_BUFFER.saturating_sub(ob.quinn_used + ob.bytes);
+            payloads
+                .iter()
+                .take_while(|p| room.checked_sub(wire(p)).map(|r| room = r).is_some())
+                .count()
+        };
+        let (err, bytes) = if n == payloads.len() {
+            (None, total)
+        } else {
+            let e = Error::would_block("datagram send buffer is full");
+            (Some(e), payloads[..n].iter().map(wire).sum())
+        };
+        ob.bytes += bytes;
+        ob.staged.push_all(prefix, &payloads[..n], bytes, counters);
         let wake = n > 0 && !ob.flushing;
         ob.flushing |= n > 0;
         drop(ob);

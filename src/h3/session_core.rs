@@ -185,17 +185,25 @@ impl SessionCore {
     /// most one wake-up. Stops at the first datagram that cannot be accepted; returns how many
     /// were accepted (the first ones) and why the next was not.
     pub fn send_datagrams(&self, payloads: &[&[u8]]) -> (usize, Option<Error>) {
-        let mut valid = payloads.len();
-        let mut err = None;
-        for (i, p) in payloads.iter().enumerate() {
-            if let Err(e) = self.check_sendable(p.len()) {
-                (valid, err) = (i, Some(e));
-                break;
-            }
+        let Some(first) = payloads.first() else {
+            return (0, None);
+        };
+        // The closed flag and the size limit are read once: the first datagram is checked in
+        // full, the others only against the limit read for it.
+        if let Err(e) = self.check_sendable(first.len()) {
+            return (0, Some(e));
         }
-        let (n, blocked) =
-            self.conn
-                .send_datagrams(&self.prefix, payloads[..valid].iter().copied(), &self.sent);
+        let max = self.max_datagram_size_cached();
+        let valid = payloads
+            .iter()
+            .position(|p| p.len() > max)
+            .unwrap_or(payloads.len());
+        let err = (valid < payloads.len())
+            .then(|| self.check_sendable(payloads[valid].len()).err())
+            .flatten();
+        let (n, blocked) = self
+            .conn
+            .send_datagrams(&self.prefix, &payloads[..valid], &self.sent);
         let bytes: usize = payloads[..n].iter().map(|p| p.len()).sum();
         self.sent.datagrams.fetch_add(n as u64, Ordering::Relaxed);
         self.sent.bytes.fetch_add(bytes as u64, Ordering::Relaxed);

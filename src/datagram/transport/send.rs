@@ -239,11 +239,9 @@ impl DatagramTransport {
             out.sequence += n as u64;
             // Counted before the queue lock is released, so a flush never sees a gap.
             match items {
-                Payloads::Slices(s) => {
-                    for d in &s[from..from + n] {
-                        out.stats.record_sent(d.len(), 0.0);
-                    }
-                }
+                Payloads::Slices(s) => out
+                    .stats
+                    .record_sent_direct(s[from..from + n].iter().map(|d| d.len())),
                 Payloads::Shared(b) => out.stats.record_sent(b.len(), 0.0),
             }
         }

@@ -66,10 +66,18 @@ static void wtdgo_set_on_request(wtd_server_options *o, uintptr_t handle) {
 // Options structs hold pointers, so they are filled in C memory (a Go struct holding C
 // pointers would be fine too, but this keeps the strings' lifetime in one place).
 static void wtdgo_set_hash(uint8_t *dst, size_t i, const void *src) { memcpy(dst + 32 * i, src, 32); }
+// wtd_poll with the event count returned by value (called once per frame: no allocation).
+typedef struct { int32_t code; uint64_t events; } wtdgo_poll_result;
+static wtdgo_poll_result wtdgo_poll(int32_t timeout_ms) {
+	wtdgo_poll_result r = {0, 0};
+	r.code = (int32_t)wtd_poll(&r.events, timeout_ms);
+	return r;
+}
 */
 import "C"
 
 import (
+	"math"
 	"runtime"
 	"time"
 	"unsafe"
@@ -145,6 +153,86 @@ func SetSendCoalescing(d time.Duration) error {
 		return fail("SetSendCoalescing", r)
 	}
 	return nil
+}
+
+// RuntimeMode says who runs wtd's network I/O, timers and callbacks (wtd_runtime_mode).
+type RuntimeMode uint32
+
+const (
+	// RuntimeThreads: wtd's own threads ("wtd-rt", see SetRuntimeThreads) run everything. The
+	// default.
+	RuntimeThreads RuntimeMode = C.WTD_RUNTIME_THREADS
+	// RuntimePoll is engine-owned mode: wtd starts no threads; everything runs inside Poll on
+	// the goroutine that calls it (and inside blocking calls such as Dial while they wait).
+	RuntimePoll RuntimeMode = C.WTD_RUNTIME_POLL
+)
+
+// SetRuntimeMode chooses who runs wtd (RuntimeThreads, the default, or RuntimePoll). Call it
+// before the first Listen or Dial (or after Shutdown): once the runtime runs in one mode,
+// choosing the other fails with ErrInvalidState (choosing the same one is a no-op). An unknown
+// mode is ErrInvalidArgument. The mode is process-wide.
+//
+// In RuntimePoll mode nothing happens — no datagram is read or sent, no timer fires, no
+// callback runs, no waiting Receive or Accept returns — until some goroutine calls Poll (or a
+// blocking call drives wtd while it waits: Dial, OpenSibling, Server.Close, a Transport.Send
+// that waits). Poll at least every ~25 ms while connections are open; see Poll.
+func SetRuntimeMode(mode RuntimeMode) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if r := C.wtd_set_runtime_mode(C.uint32_t(mode)); r != 0 {
+		return fail("SetRuntimeMode", r)
+	}
+	return nil
+}
+
+// Poll runs wtd on the calling goroutine's OS thread (RuntimePoll mode only): it reads what
+// arrived on the sockets, fires due timers, runs the callbacks that result and sends what is
+// queued. It returns how many application events happened during the call: datagrams that
+// reached a session (its queue or callback), sessions accepted and sessions closed (0: nothing
+// new to read).
+//
+// timeout 0 (once per frame) does what is ready now and returns. A timeout > 0 (a network
+// loop, or the rest of a frame) returns as soon as something reached the application, or when
+// the timeout has passed (rounded up to whole milliseconds, at most math.MaxInt32 ms); < 0
+// waits without limit. Work that delivers nothing to the application (ACKs, retransmissions,
+// keep-alives) is done meanwhile without ending the wait. Sends are queued and leave during
+// the next Poll, so call it after the frame's sends; call it at least every ~25 ms while
+// connections are open (a longer gap shows up as round-trip time, above the idle timeout the
+// connection closes).
+//
+// Goroutines and threads: wtd runs inside this cgo call, so ServerOptions.OnRequest runs on the
+// calling goroutine (the binding's trampoline needs no particular thread). Between two calls
+// Go may move the goroutine to another OS thread; call runtime.LockOSThread in the game-loop
+// goroutine if your own code needs every wtd callback on one OS thread (for example C code
+// with thread affinity). Receives and accepts waiting on other goroutines park on Go's poller
+// and are woken by the Poll that delivers their datagram or session. One goroutine at a time
+// drives wtd: a second concurrent Poll, or one while a blocking call runs elsewhere, only
+// waits for the events that other caller processes.
+//
+// Errors: ErrInvalidState in RuntimeThreads mode (wtd's threads need no polling) or from
+// inside OnRequest.
+func Poll(timeout time.Duration) (events uint64, err error) {
+	runtime.LockOSThread()
+	r := C.wtdgo_poll(waitMs(timeout))
+	if r.code != 0 {
+		err = fail("Poll", C.wtd_result(r.code))
+	}
+	runtime.UnlockOSThread()
+	return uint64(r.events), err
+}
+
+// waitMs converts a wait to the C API's int32 timeout_ms: < 0 → -1 (no limit), 0 → 0 (no
+// wait), else whole milliseconds rounded up, at most math.MaxInt32.
+func waitMs(d time.Duration) C.int32_t {
+	switch {
+	case d < 0:
+		return -1
+	case d == 0:
+		return 0
+	case d >= math.MaxInt32*time.Millisecond:
+		return math.MaxInt32
+	}
+	return C.int32_t((d + time.Millisecond - 1) / time.Millisecond)
 }
 
 // cstr allocates a C string ("" → NULL); free with C.free (NULL is fine).

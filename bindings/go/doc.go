@@ -12,7 +12,8 @@
 // Errors unwrap to a Code (ErrWouldBlock, ErrClosed, ...) usable with errors.Is; *Error carries
 // the library's message and *CloseError a session's close code and reason.
 //
-// The library runs its own network threads; every method here may be called from any
-// goroutine. Waiting receives and accepts park on Go's network poller through wtd's readiness
-// descriptors, so thousands of idle sessions cost no OS threads.
+// The library runs its own network threads (or none: SetRuntimeMode(RuntimePoll), then Poll from
+// the game loop); every method here may be called from any goroutine. Waiting receives and
+// accepts park on Go's network poller through wtd's readiness descriptors, so thousands of idle
+// sessions cost no OS threads.
 package wtd

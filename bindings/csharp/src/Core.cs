@@ -1,5 +1,5 @@
 // Core.cs — result codes, WtdException, the SafeHandle base, UTF-8 helpers and the library-wide
-// calls (version, runtime threads, shutdown, logging).
+// calls (version, runtime threads and mode, polling, shutdown, logging).
 using System;
 using System.Collections.Generic;
 using System.Runtime.InteropServices;
@@ -228,6 +228,17 @@ namespace Wtd
         Trace = 5,
     }
 
+    /// <summary>Who runs wtd's network I/O, timers and callbacks (wtd_runtime_mode).</summary>
+    public enum WtdRuntimeMode
+    {
+        /// <summary>wtd's own threads ("wtd-rt", see SetRuntimeThreads) run everything (default).</summary>
+        Threads = 0,
+        /// <summary>Engine-owned: wtd starts no threads; everything runs inside
+        /// <see cref="WtdLibrary.Poll"/> on the thread that calls it (and inside blocking calls
+        /// while they wait).</summary>
+        Poll = 1,
+    }
+
     /// <summary>Library-wide calls.</summary>
     public static class WtdLibrary
     {
@@ -257,6 +268,43 @@ namespace Wtd
         public static void SetSendCoalescing(uint intervalUs)
         {
             WtdException.Check(NativeMethods.wtd_set_send_coalescing(intervalUs));
+        }
+
+        /// <summary>Chooses who runs wtd (process-wide): <see cref="WtdRuntimeMode.Threads"/>
+        /// (default) or <see cref="WtdRuntimeMode.Poll"/> (engine-owned, like msquic's
+        /// ExecutionPoll or GameNetworkingSockets' RunCallbacks). Call it before the first server
+        /// or client is created (or after <see cref="Shutdown"/>): once the runtime runs in one
+        /// mode, choosing the other throws WtdException(InvalidState); the same mode is a no-op.
+        /// An unknown value throws WtdException(InvalidArgument).
+        /// In Poll mode nothing happens — no datagram is read or sent, no timer fires, no
+        /// callback runs, no ReceiveAsync/AcceptAsync completes — until a thread calls
+        /// <see cref="Poll"/> (or a blocking call such as Connect, Accept or Receive with a
+        /// timeout drives wtd while it waits).</summary>
+        public static void SetRuntimeMode(WtdRuntimeMode mode)
+        {
+            WtdException.Check(NativeMethods.wtd_set_runtime_mode((uint)mode));
+        }
+
+        /// <summary>Runs wtd on the calling thread (<see cref="WtdRuntimeMode.Poll"/> mode):
+        /// reads what arrived on the sockets, fires due timers, runs every callback that results
+        /// (session, transport, reliability, request and log callbacks run here, on this thread)
+        /// and sends what is queued. Returns how many application events happened during the
+        /// call: datagrams that reached a session (queue or callback), sessions accepted, sessions
+        /// closed (0: nothing new to read).
+        /// <paramref name="timeoutMs"/> 0 (once per frame, e.g. from Unity's Update): does what is
+        /// ready now and returns. &gt; 0 (a network loop, or the rest of a frame): returns as soon
+        /// as something reached the application, or after the timeout; negative: no limit.
+        /// Sends are queued and leave during the next Poll, so call it after the frame's sends,
+        /// and at least every ~25 ms while connections are open (a longer gap shows up as
+        /// round-trip time; above the idle timeout the connection closes).
+        /// Throws WtdException(InvalidState) in Threads mode or from inside a wtd callback. One
+        /// thread at a time drives wtd: a second concurrent Poll, or one while a blocking call
+        /// runs on another thread, only waits for the events that thread processes.</summary>
+        public static unsafe ulong Poll(int timeoutMs)
+        {
+            ulong events = 0;
+            WtdException.Check(NativeMethods.wtd_poll(&events, timeoutMs));
+            return events;
         }
 
         /// <summary>Stops wtd's runtime and the binding's readiness thread (close and dispose

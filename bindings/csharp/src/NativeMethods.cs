@@ -650,6 +650,8 @@ namespace Wtd
         [DllImport(Lib, CallingConvention = CC)] internal static extern uint wtd_version_number();
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_set_runtime_threads(uint threads);
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_set_send_coalescing(uint intervalUs);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_set_runtime_mode(uint mode);
+        [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_poll(ulong* outEvents, int timeoutMs);
         [DllImport(Lib, CallingConvention = CC)] internal static extern void wtd_shutdown();
         [DllImport(Lib, CallingConvention = CC)] internal static extern int wtd_log_set_callbacks(NativeLogCallbacks* callbacks);
         [DllImport(Lib, CallingConvention = CC)] internal static extern IntPtr wtd_log_level_str(uint level);

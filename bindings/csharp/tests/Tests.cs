@@ -76,10 +76,16 @@ namespace Wtd.Tests
             }
         }
 
-        private static int Main()
+        private static int Main(string[] args)
         {
             Console.WriteLine("wtd C# binding tests; native library " + WtdLibrary.Version + "; runtime " +
                               (Type.GetType("Mono.Runtime") != null ? "Mono" : ".NET") + " " + Environment.Version);
+            if (args.Length == 1 && args[0] == PollChildArg)
+            {
+                Run("poll_mode_child", 60, PollModeChild);
+                return Finish();
+            }
+            Run("poll_mode_in_child_process", 120, PollModeInChildProcess);
             Run("layout_matches_c", 30, LayoutMatchesC);
             Run("version_and_errors", 30, VersionAndErrors);
             Run("echo_against_c_server_process", 60, EchoAgainstCServer);
@@ -100,6 +106,12 @@ namespace Wtd.Tests
             Run("broadcaster", 60, Broadcaster);
             Run("perf_figures", 120, PerfFigures);
             Run("shutdown_and_restart", 60, ShutdownAndRestart);
+            return Finish();
+        }
+
+        /// <summary>Shuts wtd down and prints the summary; exits 1 on any failure.</summary>
+        private static int Finish()
+        {
             WtdLibrary.Shutdown();
             if (failures.Count > 0) Console.WriteLine("failed: " + string.Join(", ", failures));
             Console.WriteLine(passed + " passed, " + failed + " failed");
@@ -1157,6 +1169,150 @@ namespace Wtd.Tests
                 server.Send(new byte[] { 1, 2 });
                 Check(r.Wait(5000) && r.Result == 2, "async receive works after a restart");
             }
+        }
+
+        // ------------------------------------------------------------------------------------
+        // Engine-owned mode (WtdLibrary.SetRuntimeMode / Poll). The mode is process-wide and
+        // fixed once the runtime runs, so its test runs in a child process of this program.
+
+        private const string PollChildArg = "--poll-mode-child";
+
+        /// <summary>This process's threads named "wtd-rt" (/proc/self/task/*/comm; -1 where
+        /// there is no /proc).</summary>
+        private static int WtdThreads()
+        {
+            if (!Directory.Exists("/proc/self/task")) return -1;
+            int n = 0;
+            foreach (string task in Directory.GetDirectories("/proc/self/task"))
+            {
+                try { if (File.ReadAllText(Path.Combine(task, "comm")).Trim() == "wtd-rt") n++; }
+                catch (IOException) { } // the thread ended meanwhile
+            }
+            return n;
+        }
+
+        /// <summary>In this (threads-mode) process: Poll and an unknown mode are refused and the
+        /// wtd-rt threads exist (so the child's "none" check can see them); then this program,
+        /// started again with --poll-mode-child, passes poll_mode_child.</summary>
+        private static void PollModeInChildProcess()
+        {
+            ThrowsWtd(WtdResult.InvalidState, () => WtdLibrary.Poll(0), "Poll in threads mode");
+            ThrowsWtd(WtdResult.InvalidArgument, () => WtdLibrary.SetRuntimeMode((WtdRuntimeMode)7), "unknown runtime mode");
+            WtdLibrary.SetRuntimeMode(WtdRuntimeMode.Threads); // the mode already running: a no-op
+            Check(Server.Port > 0 && WtdThreads() != 0, "threads mode with a server running has wtd-rt threads: " + WtdThreads());
+
+            // The same runtime and program: mono/dotnet + this assembly, or the apphost alone.
+            string host = Process.GetCurrentProcess().MainModule.FileName;
+            string exe = System.Reflection.Assembly.GetEntryAssembly().Location;
+            bool apphost = Path.GetFileNameWithoutExtension(host) == Path.GetFileNameWithoutExtension(exe);
+            var psi = new ProcessStartInfo(host, (apphost ? "" : "\"" + exe + "\" ") + PollChildArg)
+            {
+                UseShellExecute = false,
+                RedirectStandardOutput = true,
+                RedirectStandardError = true,
+            };
+            psi.EnvironmentVariables.Remove("WTD_TEST_FILTER"); // the child runs its one test
+            using (Process child = Process.Start(psi))
+            {
+                Task<string> stdout = child.StandardOutput.ReadToEndAsync();
+                Task<string> stderr = child.StandardError.ReadToEndAsync();
+                if (!child.WaitForExit(100000))
+                {
+                    child.Kill();
+                    throw new CheckFailed("poll-mode child did not finish within 100 s:\n" + stdout.Result + stderr.Result);
+                }
+                string output = stdout.Result + stderr.Result;
+                foreach (string line in output.Split('\n'))
+                    if (line.Length > 0) Console.WriteLine("  child: " + line);
+                Check(child.ExitCode == 0 && output.Contains("PASS poll_mode_child") && output.Contains("1 passed, 0 failed"),
+                      "poll-mode child passed (exit " + child.ExitCode + ")");
+            }
+        }
+
+        /// <summary>Engine-owned mode, in the child process: a server and a client in this
+        /// process; the server session echoes from its callback, which must run inside Poll on
+        /// this thread; nothing moves while nobody polls; no wtd-rt thread exists; Poll counts
+        /// the events; Poll(0) returns at once and Poll(60) waits when idle; the close reaches the
+        /// server's closed callback through Poll; SetRuntimeMode(Threads) while the poll runtime
+        /// runs is InvalidState, and Poll after going back to threads mode is refused.</summary>
+        private static void PollModeChild()
+        {
+            const int N = 64;
+            int loopThread = Thread.CurrentThread.ManagedThreadId;
+            ThrowsWtd(WtdResult.InvalidState, () => WtdLibrary.Poll(0), "Poll before choosing poll mode");
+            WtdLibrary.SetRuntimeMode(WtdRuntimeMode.Poll);
+            int requestThread = 0, offThread = 0, echoed = 0, closedCode = -1;
+            string closedReason = null;
+            var srv = WtdServer.Listen(new ServerOptions
+            {
+                Host = "127.0.0.1",
+                Port = 0,
+                OnRequest = r => { requestThread = Thread.CurrentThread.ManagedThreadId; return 200; },
+            });
+            ThrowsWtd(WtdResult.InvalidState, () => WtdLibrary.SetRuntimeMode(WtdRuntimeMode.Threads), "switch to threads while the poll runtime runs");
+            WtdLibrary.SetRuntimeMode(WtdRuntimeMode.Poll); // the mode already running: a no-op
+
+            // Blocking calls drive wtd themselves: no poller needed; the request hook runs inside.
+            WtdSession client = WtdSession.Connect(Url(srv, "/poll"), ClientOptions.PinnedHash(srv.CertificateHashHex));
+            WtdSession server = srv.Accept(5000);
+            Check(requestThread == loopThread, "OnRequest ran on the thread driving wtd: " + requestThread + " vs " + loopThread);
+            server.SetCallbacks((sess, b, n) =>
+            {
+                if (Thread.CurrentThread.ManagedThreadId != loopThread) Interlocked.Increment(ref offThread);
+                sess.Send(b, 0, n);
+                Interlocked.Increment(ref echoed);
+            }, (sess, code, reason) =>
+            {
+                if (Thread.CurrentThread.ManagedThreadId != loopThread) Interlocked.Increment(ref offThread);
+                closedReason = reason;
+                Volatile.Write(ref closedCode, (int)code);
+            });
+
+            for (int i = 0; i < N; i++) client.Send(BitConverter.GetBytes(i));
+            Thread.Sleep(100);
+            Check(Volatile.Read(ref echoed) == 0, "nothing echoed while nobody polls: " + echoed);
+            Check(WtdThreads() <= 0, "no wtd-rt thread in poll mode: " + WtdThreads());
+
+            var seen = new int[N];
+            var buf = new byte[64];
+            int got = 0, len;
+            ulong events = 0;
+            var sw = Stopwatch.StartNew();
+            while (got < N && sw.ElapsedMilliseconds < 10000)
+            {
+                events += WtdLibrary.Poll(10);
+                while (got < N && client.TryReceive(buf, 0, buf.Length, out len))
+                {
+                    Check(len == 4, "echo of 4 bytes: " + len);
+                    seen[BitConverter.ToInt32(buf, 0)]++;
+                    got++;
+                }
+            }
+            Check(got == N && seen.All(c => c == 1), "every datagram echoed once: " + got + " of " + N);
+            Check(echoed == N && offThread == 0, "echoed " + echoed + " inside Poll on this thread (elsewhere: " + offThread + ")");
+            // Each datagram reached a session twice: the server's callback, the client's queue.
+            Check(events >= 2 * N, "Poll counted " + events + " events, want >= " + 2 * N);
+            Check(WtdThreads() <= 0, "no wtd-rt thread after the exchange: " + WtdThreads());
+
+            sw.Restart();
+            ulong idle = WtdLibrary.Poll(0);
+            Check(idle == 0 && sw.ElapsedMilliseconds < 50, "idle Poll(0): " + idle + " events after " + sw.ElapsedMilliseconds + " ms");
+            sw.Restart();
+            idle = WtdLibrary.Poll(60);
+            Check(idle == 0 && sw.ElapsedMilliseconds >= 55, "idle Poll(60): " + idle + " events after " + sw.ElapsedMilliseconds + " ms");
+
+            client.Close(4242, "bye");
+            sw.Restart();
+            while (Volatile.Read(ref closedCode) < 0 && sw.ElapsedMilliseconds < 10000) WtdLibrary.Poll(10);
+            Check(closedCode == 4242 && closedReason == "bye", "server's closed callback: " + closedCode + " " + closedReason);
+            Check(offThread == 0, "callbacks ran only inside Poll on this thread: " + offThread + " elsewhere");
+            server.SetCallbacks(null, null);
+            client.Dispose();
+            server.Dispose();
+            srv.Dispose();
+            WtdLibrary.Shutdown();
+            WtdLibrary.SetRuntimeMode(WtdRuntimeMode.Threads);
+            ThrowsWtd(WtdResult.InvalidState, () => WtdLibrary.Poll(0), "Poll back in threads mode");
         }
 
         private static void Broadcaster()

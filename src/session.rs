@@ -418,7 +418,7 @@ impl Session {
                 let queued = st.queue.len();
                 self.incoming
                     .readiness
-                    .update(queued > 0 || st.closed.is_some());
+                    .update(queued > 0 || st.closed.is_some() || self.core.is_closed());
                 let wake = st.pace.took(queued, self.incoming.capacity);
                 drop(st);
                 self.incoming.took(1, wake);
@@ -468,7 +468,7 @@ impl Session {
         let queued = st.queue.len();
         self.incoming
             .readiness
-            .update(queued > 0 || st.closed.is_some());
+            .update(queued > 0 || st.closed.is_some() || self.core.is_closed());
         let wake = n > 0 && st.pace.took(queued, self.incoming.capacity);
         drop(st);
         self.incoming.took(n, wake);
@@ -513,7 +513,9 @@ impl Session {
         let queued: Vec<Bytes> = {
             let mut st = self.incoming.lock();
             let queued = st.queue.drain(..).collect::<Vec<_>>();
-            self.incoming.readiness.update(st.closed.is_some());
+            self.incoming
+                .readiness
+                .update(st.closed.is_some() || self.core.is_closed());
             queued
         };
         if queued.is_empty() {
@@ -571,6 +573,9 @@ impl Session {
     /// wake with WTD_ERR_CLOSED.
     pub fn close(&self, code: u32, reason: &str) {
         self.core.close(code, reason);
+        // Closed for the application now; the close notice reaches the queue later, from the
+        // driver (in poll mode: at the next poll), so readiness does not wait for it.
+        self.incoming.readiness.update(true);
         self.incoming.ready.notify_all();
     }
 

@@ -265,3 +265,41 @@ fn blocking_calls_work_beside_a_polling_thread_and_without_one() {
     assert_eq!(client.wait_closed(Duration::from_secs(5)).unwrap().code, 9);
     srv.close();
 }
+
+/// A session closed locally is closed at once for everything that watches it: its readiness
+/// descriptor turns readable without a poll (the close notice reaches the queue only at the
+/// next poll), and stays readable after the queue is emptied.
+#[test]
+fn a_local_close_makes_the_readiness_descriptor_readable_without_a_poll() {
+    let _g = poll_mode();
+    let (srv, cfg, url) = pair();
+    let client = connect(&url, &cfg).unwrap();
+    let server = srv.accept(T).unwrap();
+    server.send_datagram(b"queued").unwrap();
+    poll_until("the datagram", || client.stats().queued == 1);
+    let fd = client.readiness_fd().unwrap();
+    let readable = || {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, no wait.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    };
+    assert_eq!(
+        &client.recv_datagram(Some(Duration::ZERO)).unwrap()[..],
+        b"queued"
+    );
+    assert!(!readable(), "nothing queued, open: not readable");
+    client.close(0, "bye");
+    assert!(readable(), "closed locally: readable before any poll");
+    assert_eq!(
+        client.recv_datagram(Some(Duration::ZERO)).unwrap_err().code,
+        wtd_result::WTD_ERR_CLOSED
+    );
+    assert!(readable(), "still readable after a receive found it closed");
+    poll_until("the server to see the close", || server.is_closed());
+    assert!(readable());
+    srv.close();
+}

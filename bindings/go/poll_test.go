@@ -240,8 +240,9 @@ func TestPollModeChild(t *testing.T) {
 	}
 
 	// Closing the client while its receive goroutine is parked and nobody polls: the close
-	// must wake that receive itself (it hung until ctx ended before Session.CloseWithError
-	// kicked the waiter). The close reaches the server's waiting receive only through Poll.
+	// must wake that receive itself (a local close makes the readiness descriptor readable at
+	// once; before, only the next Poll did, and the receive hung until ctx ended). The close
+	// reaches the server's waiting receive only through Poll.
 	if err := c.CloseWithError(4242, "bye"); err != nil {
 		t.Fatal(err)
 	}

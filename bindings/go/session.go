@@ -368,11 +368,6 @@ func (s *Session) CloseWithError(code uint32, reason string) error {
 		s.mu.RLock()
 		if s.h != nil {
 			s.closeErr = cSessionClose(s.h, code, reason) // wakes waiters (readiness turns readable)
-			s.rdyMu.Lock()
-			if s.rdy != nil {
-				s.rdy.kick() // in RuntimePoll mode the readiness turns readable only in a Poll
-			}
-			s.rdyMu.Unlock()
 		}
 		s.mu.RUnlock()
 		s.release()

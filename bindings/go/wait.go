@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -15,10 +14,9 @@ import (
 // own duplicate (same open file description, already O_NONBLOCK, which makes os.NewFile
 // register it with the poller).
 type readiness struct {
-	f      *os.File
-	rc     syscall.RawConn
-	sem    chan struct{} // one waiter at a time owns the file's read deadline
-	kicked atomic.Bool   // set by kick: a deadline in the past means "try again", not a timeout
+	f   *os.File
+	rc  syscall.RawConn
+	sem chan struct{} // one waiter at a time owns the file's read deadline
 }
 
 func newReadiness(fd int) (*readiness, error) {
@@ -39,15 +37,6 @@ func (r *readiness) close() { r.f.Close() }
 
 // aLongTimeAgo is a deadline in the past: setting it wakes a parked waiter.
 var aLongTimeAgo = time.Unix(1, 0)
-
-// kick wakes the parked waiter (if any) so that it tries once more; a waiter that finds nothing
-// parks again. Session.CloseWithError uses it: a receive sees a local close at once, but the
-// descriptor turns readable only when wtd has run the close, which in RuntimePoll mode waits
-// for the next Poll — possibly on the goroutine that is closing.
-func (r *readiness) kick() {
-	r.kicked.Store(true)
-	r.f.SetReadDeadline(aLongTimeAgo)
-}
 
 // wait calls try (a non-blocking attempt that reports whether it is done) and parks on the
 // poller between attempts until try is done or ctx ends (then ctx.Err()).
@@ -79,24 +68,7 @@ func (r *readiness) wait(ctx context.Context, try func() bool) error {
 			}
 		}()
 	}
-	var err error
-	for {
-		err = r.rc.Read(func(uintptr) bool { return try() })
-		if err == nil || !r.kicked.Load() || ctx.Err() != nil || !errors.Is(err, os.ErrDeadlineExceeded) {
-			break
-		}
-		// Kicked: restore the waiter's deadline and try again. A kick that lands before the
-		// restore is seen by that try (kick follows the close); a cancel that lands before it
-		// is seen by the ctx check after it.
-		dl, ok := ctx.Deadline()
-		if ok && !time.Now().Before(dl) {
-			break
-		}
-		r.f.SetReadDeadline(dl) // the zero Time (no deadline) when ctx has none
-		if ctx.Err() != nil {
-			break
-		}
-	}
+	err := r.rc.Read(func(uintptr) bool { return try() })
 	if stop != nil {
 		close(stop)
 		<-done // the canceller has finished touching the deadline before the next waiter sets it

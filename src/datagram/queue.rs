@@ -157,6 +157,34 @@ impl DatagramQueue {
         Push::Queued { evicted: None }
     }
 
+    /// Pushes `entries` (all of `priority`, in order) like [`DatagramQueue::push`] one by one;
+    /// returns how many older datagrams they evicted. While they fit below the high water mark
+    /// the bucket is looked up once for all of them (a received batch).
+    pub fn push_all(
+        &mut self,
+        priority: i32,
+        entries: impl ExactSizeIterator<Item = Entry>,
+    ) -> u64 {
+        if self.len + entries.len() <= self.high_water_mark {
+            let n = entries.len();
+            let mut with_ttl = 0;
+            self.bucket(priority).extend(entries.inspect(|e| {
+                debug_assert_eq!(e.priority, priority);
+                with_ttl += usize::from(e.ttl_us > 0);
+            }));
+            self.len += n;
+            self.with_ttl += with_ttl;
+            return 0;
+        }
+        let mut evicted = 0;
+        for e in entries {
+            if let Push::Queued { evicted: Some(_) } = self.push(e) {
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
     fn insert(&mut self, entry: Entry) {
         self.with_ttl += usize::from(entry.ttl_us > 0);
         self.len += 1;
@@ -290,6 +318,39 @@ mod tests {
     }
     fn tags(q: &mut DatagramQueue, now: u64) -> Vec<u8> {
         std::iter::from_fn(|| q.pop(now, |_, _| {}).map(|e| e.data[0])).collect()
+    }
+
+    /// A batch push ends in the same queue, with the same evictions, as one push per entry:
+    /// below the high water mark (one bucket lookup) and across it, for both policies.
+    #[test]
+    fn push_all_equals_one_push_per_entry() {
+        for policy in [WTD_DROP_OLDEST, WTD_DROP_REJECT_NEW] {
+            for (queued, batch) in [(2u8, 3u8), (2, 6), (0, 9), (5, 1)] {
+                let mut one = DatagramQueue::new(5, policy);
+                let mut all = DatagramQueue::new(5, policy);
+                for t in 0..queued {
+                    one.push(e(100 + t, if t % 2 == 0 { 0 } else { 3 }, 0, 0));
+                    all.push(e(100 + t, if t % 2 == 0 { 0 } else { 3 }, 0, 0));
+                }
+                let mut evicted = 0;
+                for t in 0..batch {
+                    if let Push::Queued { evicted: Some(_) } =
+                        one.push(e(t, 0, 7 * (t % 2) as u64, 1))
+                    {
+                        evicted += 1;
+                    }
+                }
+                let got = all.push_all(0, (0..batch).map(|t| e(t, 0, 7 * (t % 2) as u64, 1)));
+                let case = format!("{policy:?}, {queued} queued + {batch}");
+                assert_eq!(got, evicted, "{case}");
+                assert_eq!(
+                    (all.len(), all.with_ttl),
+                    (one.len(), one.with_ttl),
+                    "{case}"
+                );
+                assert_eq!(tags(&mut all, 1), tags(&mut one, 1), "{case}");
+            }
+        }
     }
 
     #[test]

@@ -165,11 +165,7 @@ impl DatagramStats {
     /// Records datagrams handed to QUIC without waiting in the queue, by size: the same as
     /// `record_sent(size, 0.0)` for each, in one update (a batch send's hot loop).
     pub fn record_sent_direct(&mut self, sizes: impl Iterator<Item = usize>) {
-        let (mut n, mut total, mut min, mut max) = (0u64, 0u64, u64::MAX, 0u64);
-        for s in sizes {
-            let s = s as u64;
-            (n, total, min, max) = (n + 1, total + s, min.min(s), max.max(s));
-        }
+        let (n, total, min, max) = size_summary(sizes);
         if n == 0 {
             return;
         }
@@ -188,6 +184,17 @@ impl DatagramStats {
         self.max_send_time = self.max_send_time.max(queued_s);
         self.timed_sends += 1;
         self.record_size(size);
+    }
+
+    /// Records arrived datagrams by size: the same as `record_received(size)` for each.
+    pub fn record_received_all(&mut self, sizes: impl Iterator<Item = usize>) {
+        let (n, total, min, max) = size_summary(sizes);
+        if n == 0 {
+            return;
+        }
+        self.datagrams_received += n;
+        self.bytes_received += total;
+        self.record_sizes(n, total, min, max);
     }
 
     /// Records one arrived datagram.
@@ -250,13 +257,22 @@ fn ratio(a: f64, b: f64, empty: f64) -> f64 {
     }
 }
 
+/// Count, sum, smallest and largest of `sizes` (smallest `u64::MAX` when empty).
+fn size_summary(sizes: impl Iterator<Item = usize>) -> (u64, u64, u64, u64) {
+    sizes.fold((0, 0, u64::MAX, 0), |(n, total, min, max), s| {
+        let s = s as u64;
+        (n + 1, total + s, min.min(s), max.max(s))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A batch's one update records exactly what one `record_sent(size, 0.0)` per datagram does.
+    /// A batch's one update records exactly what one `record_sent(size, 0.0)` (or
+    /// `record_received(size)`) per datagram does.
     #[test]
-    fn record_sent_direct_equals_one_record_per_datagram() {
+    fn batch_records_equal_one_record_per_datagram() {
         let sizes = [64usize, 1, 1200, 64, 7];
         let mut one_by_one = DatagramStats::default();
         one_by_one.record_sent(500, 0.25);
@@ -265,6 +281,11 @@ mod tests {
             one_by_one.record_sent(s, 0.0);
         }
         batched.record_sent_direct(sizes.into_iter());
+        assert_eq!(batched, one_by_one);
+        for s in sizes {
+            one_by_one.record_received(s);
+        }
+        batched.record_received_all(sizes.into_iter());
         assert_eq!(batched, one_by_one);
         batched.record_sent_direct(std::iter::empty());
         assert_eq!(batched, one_by_one);

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use super::clock::{Clock, SystemClock};
 use super::link::{Link, LinkSink};
-use super::queue::{wtd_drop_policy, DatagramQueue, Entry, Push};
+use super::queue::{wtd_drop_policy, DatagramQueue, Entry};
 use super::stats::DatagramStats;
 use crate::error::{wtd_result, Error, Result};
 use crate::pace::{ReaderPace, Room};
@@ -876,9 +876,7 @@ impl Inner {
         let now = self.clock.now_us();
         // What happens to the batch, counted together once its fate is known.
         let mut got = DatagramStats::default();
-        for d in batch.iter() {
-            got.record_received(d.len());
-        }
+        got.record_received_all(batch.iter().map(Bytes::len));
         if batch.iter().any(|d| is_heartbeat(d)) {
             self.last_heartbeat_us.store(now + 1, Ordering::Relaxed);
             if lock(&self.config).filter_heartbeats {
@@ -914,20 +912,16 @@ impl Inner {
             return;
         }
         let mut inc = lock(&self.inc);
-        let mut evicted = 0u64;
-        for data in batch.drain(..) {
-            inc.sequence += 1;
-            let sequence = inc.sequence;
-            if let Push::Queued { evicted: Some(_) } = inc.queue.push(Entry {
-                data,
-                priority: 0,
-                ttl_us: 0,
-                enqueued_us: now,
-                sequence,
-            }) {
-                evicted += 1;
-            }
-        }
+        let first = inc.sequence + 1;
+        inc.sequence += n;
+        let entries = batch.drain(..).enumerate().map(|(i, data)| Entry {
+            data,
+            priority: 0,
+            ttl_us: 0,
+            enqueued_us: now,
+            sequence: first + i as u64,
+        });
+        let evicted = inc.queue.push_all(0, entries);
         got.evicted_incoming += evicted;
         got.receive_drops += evicted;
         inc.stats.merge(&got);

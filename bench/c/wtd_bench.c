@@ -183,7 +183,7 @@ static int server_count(int use_transport) {
         wtd_transport_get_stats(t, &st);
         dropped = st.receive_drops;
     }
-    wtd_session_stats ss;
+    wtd_session_stats ss = {0}; /* fields a library older than this header did not write stay 0 */
     ss.struct_size = sizeof(ss);
     wtd_session_get_stats(s, &ss);
     if (!t) dropped = ss.dropped_queue_full;
@@ -318,7 +318,7 @@ done:;
     }
     sleep_ms(300); /* let quinn drain before the session closes */
     uint64_t cpu = cpu_us() - cpu0;
-    wtd_session_stats ss;
+    wtd_session_stats ss = {0};
     ss.struct_size = sizeof(ss);
     wtd_session_get_stats(s, &ss);
     printf("{\"accepted\":%llu,\"secs\":%.6f,\"cpu_us\":%llu,\"would_block\":%llu,\"failures\":%llu,\"sender_queue_drops\":%llu,"

@@ -84,14 +84,12 @@ impl Staged {
     }
 
     /// Moves every staged datagram, in order, to the back of `into` as its own `Bytes` (slices
-    /// of one buffer), and starts a fresh buffer sized after this one. Keeps the arrays'
-    /// capacity.
+    /// of one buffer, which leaves with them). Keeps the arrays' capacity.
     pub(crate) fn cut_into(&mut self, into: &mut VecDeque<Ready>) {
         if self.lens.is_empty() {
             return;
         }
-        let hint = self.data.len().clamp(OUTBOX_CHUNK, STAGE_HINT_MAX);
-        let mut whole = Bytes::from(std::mem::replace(&mut self.data, Vec::with_capacity(hint)));
+        let mut whole = Bytes::from(std::mem::take(&mut self.data));
         let mut lens = self.lens.drain(..);
         for (counters, n) in self.owners.drain(..) {
             for len in lens.by_ref().take(n) {
@@ -143,11 +141,18 @@ impl Outbox {
     /// Takes everything waiting: `ready` is swapped into `batch` (which must be empty) and the
     /// staged datagrams are returned, to be cut outside the lock (after `batch`). Give the
     /// returned arrays back with [`Outbox::give_back`] once cut.
+    /// The senders get the spare arrays and a fresh buffer sized after the one taken, allocated
+    /// here, on the flushing runtime thread (one per connection at a time).
     pub(crate) fn take(&mut self, batch: &mut VecDeque<Ready>) -> Staged {
         debug_assert!(batch.is_empty());
         std::mem::swap(&mut self.ready, batch);
-        let spare = std::mem::take(&mut self.spare);
-        std::mem::replace(&mut self.staged, spare)
+        if self.staged.len() == 0 {
+            return Staged::default();
+        }
+        let hint = self.staged.data.len().clamp(OUTBOX_CHUNK, STAGE_HINT_MAX);
+        let mut next = std::mem::take(&mut self.spare);
+        next.data = Vec::with_capacity(hint);
+        std::mem::replace(&mut self.staged, next)
     }
 
     /// Returns the (cut, empty) arrays of a [`Outbox::take`] for the next one.
@@ -259,13 +264,27 @@ mod tests {
             }
         }
         let cap = staged.lens.capacity();
-        assert!(cap >= 10 && staged.data.capacity() >= OUTBOX_CHUNK);
+        assert!(
+            cap >= 10 && staged.data.capacity() == 0,
+            "the buffer left with its datagrams"
+        );
+        assert!(
+            ob.staged.data.capacity() >= OUTBOX_CHUNK,
+            "the senders' next buffer is ready"
+        );
         ob.give_back(staged);
-        // The next take hands the same arrays to the senders.
+        // Nothing staged: a take leaves the senders' buffer alone.
         let mut batch2 = VecDeque::new();
-        let empty = ob.take(&mut batch2);
-        ob.give_back(empty);
+        let nothing = ob.take(&mut batch2);
+        assert!(nothing.len() == 0 && ob.staged.data.capacity() >= OUTBOX_CHUNK);
+        ob.give_back(nothing);
+        // The next flush hands the same arrays back to the senders (no growth from empty).
+        ob.staged.push_all(&[5], &[&[5; 9]], 10, &a);
+        let mut again = ob.take(&mut batch2);
         assert_eq!(ob.staged.lens.capacity(), cap);
+        again.cut_into(&mut batch2);
+        assert_eq!(batch2.len(), 1);
+        ob.give_back(again);
         // Three left unsent: one put back, two staged; closing counts each on its session.
         let first = batch.pop_front().unwrap();
         ob.put_back(VecDeque::from([first]));

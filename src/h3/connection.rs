@@ -242,10 +242,13 @@ impl Connection {
                 return Ok(());
             }
         }
-        match self.enqueue(ob, prefix, std::slice::from_ref(&payload), counters) {
-            (_, Some(e)) => Err(e),
-            _ => Ok(()),
+        if !self.has_room(&mut ob, len) {
+            return Err(Error::would_block("datagram send buffer is full"));
         }
+        ob.bytes += len;
+        ob.staged.push_one(prefix, payload, counters);
+        self.flush_soon(ob);
+        Ok(())
     }
 
     /// [`Connection::send_datagram`] for a batch (always through the outbox): accepts them in
@@ -292,15 +295,23 @@ impl Connection {
             let e = Error::would_block("datagram send buffer is full");
             (Some(e), payloads[..n].iter().map(wire).sum())
         };
-        ob.bytes += bytes;
-        ob.staged.push_all(prefix, &payloads[..n], bytes, counters);
-        let wake = n > 0 && !ob.flushing;
-        ob.flushing |= n > 0;
+        if n > 0 {
+            ob.bytes += bytes;
+            ob.staged.push_all(prefix, &payloads[..n], bytes, counters);
+            self.flush_soon(ob);
+        }
+        (n, err)
+    }
+
+    /// Releases the outbox, which has just taken datagrams, and schedules the connection on the
+    /// shared flusher unless it is already being flushed.
+    fn flush_soon(self: &Arc<Self>, mut ob: std::sync::MutexGuard<'_, Outbox>) {
+        let wake = !ob.flushing;
+        ob.flushing = true;
         drop(ob);
         if wake {
             super::flusher::schedule(self.clone());
         }
-        (n, err)
     }
 
     /// The shared flusher's part: hands what the outbox holds to quinn without waiting. What

@@ -47,6 +47,12 @@ pub(crate) struct Staged {
 }
 
 impl Staged {
+    /// Appends `prefix` + `payload` for the session owning `counters` (a single send).
+    pub(crate) fn push_one(&mut self, prefix: &[u8], payload: &[u8], counters: &Arc<SendCounters>) {
+        self.append(prefix, payload);
+        self.own(counters, 1);
+    }
+
     /// Appends `prefix` + each payload for the session owning `counters`; `bytes` is their
     /// total length, prefixes included (the caller has it: one reservation for the batch).
     pub(crate) fn push_all(
@@ -62,19 +68,29 @@ impl Staged {
         self.data.reserve(bytes);
         self.lens.reserve(payloads.len());
         for p in payloads {
-            // The prefix is a 1–8 byte varint, almost always 1 or 2 bytes: pushing those beats
-            // a memcpy call per datagram.
-            match *prefix {
-                [a] => self.data.push(a),
-                [a, b] => self.data.extend_from_slice(&[a, b]),
-                _ => self.data.extend_from_slice(prefix),
-            }
-            self.data.extend_from_slice(p);
-            self.lens.push((prefix.len() + p.len()) as u32);
+            self.append(prefix, p);
         }
+        self.own(counters, payloads.len());
+    }
+
+    #[inline(always)]
+    fn append(&mut self, prefix: &[u8], payload: &[u8]) {
+        // The prefix is a 1–8 byte varint, almost always 1 or 2 bytes: pushing those beats a
+        // memcpy call per datagram.
+        match *prefix {
+            [a] => self.data.push(a),
+            [a, b] => self.data.extend_from_slice(&[a, b]),
+            _ => self.data.extend_from_slice(prefix),
+        }
+        self.data.extend_from_slice(payload);
+        self.lens.push((prefix.len() + payload.len()) as u32);
+    }
+
+    /// Records that the last `n` datagrams belong to the session owning `counters`.
+    fn own(&mut self, counters: &Arc<SendCounters>, n: usize) {
         match self.owners.last_mut() {
-            Some((c, n)) if Arc::ptr_eq(c, counters) => *n += payloads.len(),
-            _ => self.owners.push((counters.clone(), payloads.len())),
+            Some((c, k)) if Arc::ptr_eq(c, counters) => *k += n,
+            _ => self.owners.push((counters.clone(), n)),
         }
     }
 

@@ -103,6 +103,11 @@ impl DatagramTransport {
         ttl: Option<Duration>,
         timeout: Option<Duration>,
     ) -> (usize, Option<Error>) {
+        if let Payloads::Slices([data]) = items {
+            if let Some(done) = self.send_one_direct(data) {
+                return done;
+            }
+        }
         let inner = &self.inner;
         let count = items.len();
         let max = inner.link.max_datagram_size();
@@ -214,6 +219,37 @@ impl DatagramTransport {
             inner.post_sent(sizes);
         }
         (i, err)
+    }
+
+    /// The common single send — valid, nothing queued, the link takes it — without the batch
+    /// machinery of [`DatagramTransport::send_items`] (the same checks and counting). `None`
+    /// leaves the datagram to the general path: invalid, closed, something queued, or the link
+    /// has no room (then it is queued there).
+    fn send_one_direct(&self, data: &[u8]) -> Option<(usize, Option<Error>)> {
+        let inner = &self.inner;
+        if refusal(data, inner.link.max_datagram_size()).is_some() {
+            return None;
+        }
+        let mut out = lock(&inner.out);
+        if self.is_closed() || !out.queue.is_empty() {
+            return None;
+        }
+        match inner.link.try_send(data) {
+            Ok(()) => {
+                out.sequence += 1;
+                out.stats.record_sent(data.len(), 0.0);
+                drop(out);
+                if inner.sent_callbacks().is_some() {
+                    inner.post_sent(vec![data.len()]);
+                }
+                Some((1, None))
+            }
+            Err(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => None,
+            Err(e) => {
+                out.stats.send_failures += 1;
+                Some((0, Some(e)))
+            }
+        }
     }
 
     /// Hands `items[from..to]` (valid, nothing queued) to the link in one call and counts what

@@ -416,9 +416,7 @@ impl Session {
         loop {
             if let Some(v) = take(&mut st.queue)? {
                 let queued = st.queue.len();
-                self.incoming
-                    .readiness
-                    .update(queued > 0 || st.closed.is_some() || self.core.is_closed());
+                self.update_readiness(&st);
                 let wake = st.pace.took(queued, self.incoming.capacity);
                 drop(st);
                 self.incoming.took(1, wake);
@@ -466,9 +464,7 @@ impl Session {
             n += 1;
         }
         let queued = st.queue.len();
-        self.incoming
-            .readiness
-            .update(queued > 0 || st.closed.is_some() || self.core.is_closed());
+        self.update_readiness(&st);
         let wake = n > 0 && st.pace.took(queued, self.incoming.capacity);
         drop(st);
         self.incoming.took(n, wake);
@@ -508,14 +504,22 @@ impl Session {
         }
     }
 
+    /// Sets the readiness descriptor after the application took from the queue (`st` locked):
+    /// readable while something is queued or the session is closed — also when closed locally,
+    /// before the driver's close notice reaches the queue.
+    fn update_readiness(&self, st: &IncomingState) {
+        let closed = st.closed.is_some() || self.core.is_closed();
+        self.incoming
+            .readiness
+            .update(!st.queue.is_empty() || closed);
+    }
+
     /// Moves what the receive queue holds to the datagram callback (see `set_callbacks`).
     fn hand_queued_to_callbacks(&self) {
         let queued: Vec<Bytes> = {
             let mut st = self.incoming.lock();
             let queued = st.queue.drain(..).collect::<Vec<_>>();
-            self.incoming
-                .readiness
-                .update(st.closed.is_some() || self.core.is_closed());
+            self.update_readiness(&st);
             queued
         };
         if queued.is_empty() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use wtd::endpoint::client::open_sibling;
 use wtd::endpoint::tls::Verification;
 use wtd::session::SessionCallbacks;
-use wtd::{connect, ClientConfig, Server, ServerConfig};
+use wtd::{connect, ClientConfig, Server, ServerConfig, Session};
 
 const T: Option<Duration> = Some(Duration::from_secs(5));
 
@@ -20,6 +20,14 @@ fn pair() -> (Server, ClientConfig, String) {
     };
     let url = format!("https://127.0.0.1:{}/dp", srv.local_addr().unwrap().port());
     (srv, cfg, url)
+}
+
+/// A server with one client session connected to it: (server, client side, server side).
+fn connected() -> (Server, Session, Session) {
+    let (srv, cfg, url) = pair();
+    let client = connect(&url, &cfg).unwrap();
+    let server = srv.accept(T).unwrap();
+    (srv, client, server)
 }
 
 fn wait_until(what: &str, cond: impl Fn() -> bool) {
@@ -35,9 +43,7 @@ fn wait_until(what: &str, cond: impl Fn() -> bool) {
 /// (the old path) would make ~200 calls here.
 #[test]
 fn datagrams_buffered_while_the_driver_is_busy_arrive_in_one_batch_in_order() {
-    let (srv, cfg, url) = pair();
-    let client = connect(&url, &cfg).unwrap();
-    let server = srv.accept(T).unwrap();
+    let (_srv, client, server) = connected();
 
     let all_sent = Arc::new(AtomicBool::new(false));
     let batches = Arc::new(Mutex::new(Vec::<Vec<u32>>::new()));
@@ -203,9 +209,7 @@ fn several_sessions_on_several_threads_every_accepted_datagram_is_sent_or_counte
 /// received — nothing accepted is lost without a count.
 #[test]
 fn datagrams_quinn_drops_behind_a_held_driver_are_counted() {
-    let (srv, cfg, url) = pair();
-    let client = connect(&url, &cfg).unwrap();
-    let server = srv.accept(T).unwrap();
+    let (_srv, client, server) = connected();
     let release = Arc::new(AtomicBool::new(false));
     let received = Arc::new(AtomicUsize::new(0));
     let (held, got) = (release.clone(), received.clone());
@@ -273,9 +277,7 @@ fn datagrams_quinn_drops_behind_a_held_driver_are_counted() {
 #[test]
 fn a_batch_send_stops_at_the_first_datagram_that_cannot_go() {
     use wtd::wtd_result::{WTD_ERR_CLOSED, WTD_ERR_TOO_LARGE};
-    let (srv, cfg, url) = pair();
-    let client = connect(&url, &cfg).unwrap();
-    let server = srv.accept(T).unwrap();
+    let (_srv, client, server) = connected();
     let core = client.core();
     let big = vec![9u8; client.max_datagram_size() + 1];
     assert!(core.send_datagrams(&[]).0 == 0 && core.send_datagrams(&[]).1.is_none());
@@ -297,9 +299,7 @@ fn a_batch_send_stops_at_the_first_datagram_that_cannot_go() {
 #[test]
 fn closing_a_transport_gives_the_session_its_datagrams_back() {
     use wtd::datagram::{DatagramTransport, TransportConfig};
-    let (srv, cfg, url) = pair();
-    let client = connect(&url, &cfg).unwrap();
-    let server = srv.accept(T).unwrap();
+    let (_srv, client, server) = connected();
     let t = DatagramTransport::for_session(&server, TransportConfig::default()).unwrap();
     client.send_datagram(b"to transport").unwrap();
     assert_eq!(&t.receive(T).unwrap().data[..], b"to transport");
@@ -318,9 +318,7 @@ fn closing_a_transport_gives_the_session_its_datagrams_back() {
 /// callback (in order, before later ones) instead of waiting in a queue nobody reads.
 #[test]
 fn a_new_datagram_callback_gets_what_was_already_queued() {
-    let (srv, cfg, url) = pair();
-    let client = connect(&url, &cfg).unwrap();
-    let server = srv.accept(T).unwrap();
+    let (_srv, client, server) = connected();
     for i in 0u8..3 {
         client.send_datagram(&[i]).unwrap();
     }

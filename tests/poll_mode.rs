@@ -36,6 +36,14 @@ fn pair() -> (Server, ClientConfig, String) {
     (srv, cfg, url)
 }
 
+/// A server with one client session connected to it: (server, client side, server side).
+fn connected() -> (Server, Session, Session) {
+    let (srv, cfg, url) = pair();
+    let client = connect(&url, &cfg).unwrap();
+    let server = srv.accept(T).unwrap();
+    (srv, client, server)
+}
+
 /// Polls (10 ms at a time) until `cond` holds, at most 10 s; returns the events polled.
 fn poll_until(what: &str, mut cond: impl FnMut() -> bool) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -81,9 +89,7 @@ fn poll_is_refused_in_threads_mode() {
 #[test]
 fn one_thread_echoes_through_callbacks_run_inside_poll() {
     let _g = poll_mode();
-    let (srv, cfg, url) = pair();
-    let client = connect(&url, &cfg).unwrap();
-    let server = srv.accept(T).unwrap();
+    let (srv, client, server) = connected();
     assert_eq!(wtd_threads(), 0, "poll mode starts no wtd threads");
 
     let me = std::thread::current().id();
@@ -179,9 +185,7 @@ fn one_thread_echoes_through_callbacks_run_inside_poll() {
 #[test]
 fn poll_waits_for_events_and_returns_when_one_arrives() {
     let _g = poll_mode();
-    let (srv, cfg, url) = pair();
-    let client = connect(&url, &cfg).unwrap();
-    let server = srv.accept(T).unwrap();
+    let (srv, client, server) = connected();
     // Let the handshake's tail (tickets, ACKs) settle.
     runtime::poll(Some(Duration::from_millis(50))).unwrap();
 
@@ -272,9 +276,7 @@ fn blocking_calls_work_beside_a_polling_thread_and_without_one() {
 #[test]
 fn a_local_close_makes_the_readiness_descriptor_readable_without_a_poll() {
     let _g = poll_mode();
-    let (srv, cfg, url) = pair();
-    let client = connect(&url, &cfg).unwrap();
-    let server = srv.accept(T).unwrap();
+    let (srv, client, server) = connected();
     server.send_datagram(b"queued").unwrap();
     poll_until("the datagram", || client.stats().queued == 1);
     let fd = client.readiness_fd().unwrap();

@@ -135,6 +135,34 @@ static wtd_server *start_server(int with_callback) {
     return srv;
 }
 
+/* The receive buffers of the servers that receive on their own thread: 64 of 2048 B (every
+ * benchmark payload fits); each call resets their capacities. */
+enum { RECV_BATCH = 64, RECV_CAP = 2048 };
+static wtd_datagram_buffer *recv_buffers(void) {
+    static uint8_t store[RECV_BATCH][RECV_CAP];
+    static wtd_datagram_buffer bufs[RECV_BATCH];
+    for (int i = 0; i < RECV_BATCH; i++) bufs[i] = (wtd_datagram_buffer){store[i], RECV_CAP, 0};
+    return bufs;
+}
+
+/* A server that runs until SIGINT/SIGTERM (the echo and drain servers). */
+static wtd_server *start_signalled_server(int with_callback) {
+    wtd_server *srv = start_server(with_callback);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    return srv;
+}
+
+/* Prints what such a server handled, frees it and shuts wtd down. */
+static int finish_signalled_server(wtd_server *srv) {
+    printf("{\"handled\":%llu,\"failed\":%llu}\n", (unsigned long long)srv_count,
+           (unsigned long long)srv_fail);
+    fflush(stdout);
+    wtd_server_free(srv);
+    wtd_shutdown();
+    return 0;
+}
+
 static int server_count(int use_transport) {
     wtd_server *srv = start_server(0);
     wtd_session *s = NULL;
@@ -147,10 +175,7 @@ static int server_count(int use_transport) {
         to.incoming_high_water_mark = 1024; /* same depth as a session's receive queue */
         CHECK(wtd_transport_new(s, &to, &t));
     }
-    enum { B = 64, CAP = 2048 };
-    static uint8_t store[B][CAP];
-    wtd_datagram_buffer bufs[B];
-    for (int i = 0; i < B; i++) bufs[i] = (wtd_datagram_buffer){store[i], CAP, 0};
+    wtd_datagram_buffer *bufs = recv_buffers();
     uint64_t cpu0 = cpu_us(), n = 0, bytes = 0, first = 0, last = 0;
     unsigned long long spurious = 0;
     for (;;) {
@@ -160,9 +185,9 @@ static int server_count(int use_transport) {
         /* API 0.2: sessions and transports share one batch shape (wait for the first, drain the
          * rest). Every buffer holds 2048 B, so BUFFER_TOO_SMALL would be a library bug: count it. */
         if (t) {
-            r = wtd_transport_receive_batch(t, bufs, B, &got, wait);
+            r = wtd_transport_receive_batch(t, bufs, RECV_BATCH, &got, wait);
         } else {
-            r = wtd_session_receive_batch(s, bufs, B, &got, wait);
+            r = wtd_session_receive_batch(s, bufs, RECV_BATCH, &got, wait);
         }
         if (r == WTD_ERR_BUFFER_TOO_SMALL) { spurious++; continue; }
         if (r != WTD_OK) { /* timeout (idle) or closed */
@@ -223,9 +248,7 @@ static void idle_ms(long ms) {
 
 static int server_callback(wtd_session_datagram_cb cb) {
     server_cb = cb;
-    wtd_server *srv = start_server(1);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    wtd_server *srv = start_signalled_server(1);
     while (running) {
         if (poll_runtime) CHECK(wtd_poll(NULL, 20)); /* the callbacks run in here */
         else sleep_ms(20);
@@ -234,12 +257,7 @@ static int server_callback(wtd_session_datagram_cb cb) {
     pthread_mutex_lock(&sess_lock);
     for (size_t i = 0; i < nsessions; i++) wtd_session_free(sessions[i]);
     pthread_mutex_unlock(&sess_lock);
-    printf("{\"handled\":%llu,\"failed\":%llu}\n", (unsigned long long)srv_count,
-           (unsigned long long)srv_fail);
-    fflush(stdout);
-    wtd_server_free(srv);
-    wtd_shutdown();
-    return 0;
+    return finish_signalled_server(srv);
 }
 
 /* ---------------------------------------------------------------- clients */
@@ -522,7 +540,6 @@ static int broadcast(int conns, int per_conn, int rounds) {
     return 0;
 }
 
-/* Echo on the poll path: the application thread takes batches and sends them back. */
 /* Sends each received datagram back on the session, counting sends and failures. */
 static void echo_batch(wtd_session *s, const wtd_datagram_buffer *bufs, size_t got) {
     for (size_t i = 0; i < got; i++) {
@@ -531,31 +548,23 @@ static void echo_batch(wtd_session *s, const wtd_datagram_buffer *bufs, size_t g
     }
 }
 
+/* Echo on the poll path: the application thread takes batches and sends them back. */
 static int server_echo_poll(void) {
-    wtd_server *srv = start_server(0);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    enum { B = 64, CAP = 2048 };
-    static uint8_t store[B][CAP];
-    wtd_datagram_buffer bufs[B];
-    for (int i = 0; i < B; i++) bufs[i] = (wtd_datagram_buffer){store[i], CAP, 0};
+    wtd_server *srv = start_signalled_server(0);
+    wtd_datagram_buffer *bufs = recv_buffers();
     while (running) { /* one session at a time, until SIGTERM */
         wtd_session *s = NULL;
         if (wtd_server_accept(srv, &s, 100) != WTD_OK) continue;
         while (running) {
             size_t got = 0;
-            wtd_result r = wtd_session_receive_batch(s, bufs, B, &got, 100);
+            wtd_result r = wtd_session_receive_batch(s, bufs, RECV_BATCH, &got, 100);
             if (r == WTD_ERR_TIMEOUT) continue;
             if (r != WTD_OK) break; /* closed */
             echo_batch(s, bufs, got);
         }
         wtd_session_free(s);
     }
-    printf("{\"handled\":%llu,\"failed\":%llu}\n", (unsigned long long)srv_count, (unsigned long long)srv_fail);
-    fflush(stdout);
-    wtd_server_free(srv);
-    wtd_shutdown();
-    return 0;
+    return finish_signalled_server(srv);
 }
 
 /* Echo on the engine-owned path: WTD_RUNTIME_POLL, so wtd has no threads; this one thread runs
@@ -563,20 +572,15 @@ static int server_echo_poll(void) {
  * sends it back — the sends leave during the next wtd_poll at the top of the loop. */
 static int server_echo_loop(void) {
     CHECK(wtd_set_runtime_mode(WTD_RUNTIME_POLL));
-    wtd_server *srv = start_server(0);
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    enum { B = 64, CAP = 2048 };
-    static uint8_t store[B][CAP];
-    wtd_datagram_buffer bufs[B];
-    for (int i = 0; i < B; i++) bufs[i] = (wtd_datagram_buffer){store[i], CAP, 0};
+    wtd_server *srv = start_signalled_server(0);
+    wtd_datagram_buffer *bufs = recv_buffers();
     wtd_session *s = NULL; /* one session at a time, until SIGTERM */
     while (running) {
         CHECK(wtd_poll(NULL, 10));
         if (!s && wtd_server_accept(srv, &s, 0) != WTD_OK) continue;
         for (;;) {
             size_t got = 0;
-            wtd_result r = wtd_session_receive_batch(s, bufs, B, &got, 0);
+            wtd_result r = wtd_session_receive_batch(s, bufs, RECV_BATCH, &got, 0);
             if (r == WTD_ERR_WOULD_BLOCK) break;
             if (r != WTD_OK) { /* closed */
                 wtd_session_free(s);
@@ -587,11 +591,7 @@ static int server_echo_loop(void) {
         }
     }
     wtd_session_free(s);
-    printf("{\"handled\":%llu,\"failed\":%llu}\n", (unsigned long long)srv_count, (unsigned long long)srv_fail);
-    fflush(stdout);
-    wtd_server_free(srv);
-    wtd_shutdown();
-    return 0;
+    return finish_signalled_server(srv);
 }
 
 /* Two-process fan-out: the server accepts SESSIONS sessions, then broadcasts 64 B at HZ for

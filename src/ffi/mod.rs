@@ -158,6 +158,7 @@ fn null_err(what: &str) -> Error {
     Error::invalid(format!("{what} is NULL"))
 }
 
+#[inline]
 fn check_aligned<T>(p: *const T, what: &str) -> Result<()> {
     if (p as usize) % std::mem::align_of::<T>() != 0 {
         return Err(Error::invalid(format!("{what} is misaligned")));
@@ -173,6 +174,7 @@ fn check_aligned<T>(p: *const T, what: &str) -> Result<()> {
 /// A byte slice from pointer + length. `len == 0` → empty slice (any pointer); NULL with
 /// `len > 0` or `len > isize::MAX` → `WTD_ERR_INVALID_ARGUMENT`. Contract: a non-NULL `p`
 /// points to `len` readable bytes that stay valid and unmodified for `'a`.
+#[inline]
 pub(crate) fn arg_bytes<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8]> {
     arg_slice(p, len, what)
 }
@@ -325,6 +327,7 @@ pub(crate) fn read_options_or_default<T: Copy>(
 
 /// The byte length of `count` elements of `elem_size` bytes, refused (WTD_ERR_INVALID_ARGUMENT)
 /// when the product overflows or exceeds `isize::MAX` (the most a Rust slice may span).
+#[inline]
 pub(crate) fn checked_len(count: usize, elem_size: usize, what: &str) -> Result<usize> {
     count
         .checked_mul(elem_size)
@@ -339,6 +342,7 @@ pub(crate) fn checked_len(count: usize, elem_size: usize, what: &str) -> Result<
 /// A slice of `count` `T`s from C. `count == 0` → empty (any pointer); NULL with `count > 0`,
 /// a misaligned pointer or a byte length above `isize::MAX` → WTD_ERR_INVALID_ARGUMENT.
 /// Contract: a non-NULL `p` points to `count` initialized `T`s that stay valid for `'a`.
+#[inline]
 pub(crate) fn arg_slice<'a, T>(p: *const T, count: usize, what: &str) -> Result<&'a [T]> {
     if count == 0 {
         return Ok(&[]);

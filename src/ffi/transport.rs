@@ -325,21 +325,6 @@ pub struct wtd_datagram_view {
     pub len: usize,
 }
 
-/// The bytes of a view whose pointer was checked (non-NULL, or NULL with length 0): the checks
-/// of [`arg_bytes`] for a byte slice, inlined for the per-datagram loop of a batch.
-#[inline]
-fn view_bytes<'a>(v: &wtd_datagram_view) -> Result<&'a [u8]> {
-    if v.len == 0 {
-        return Ok(&[]);
-    }
-    if v.len > isize::MAX as usize {
-        return arg_bytes(v.data, v.len, "an item's data"); // the common error
-    }
-    // SAFETY: non-NULL (checked by the caller), byte-aligned, length within isize::MAX;
-    // validity for the call's duration is the C caller's contract.
-    Ok(unsafe { std::slice::from_raw_parts(v.data, v.len) })
-}
-
 /// Sends `count` datagrams in order, each like `wtd_transport_send` with the same `priority` and
 /// `ttl_ms` (a WTD_DROP_BLOCK queue waits up to `sender_timeout_ms` per datagram); stops at the
 /// first failure and returns its code. `*out_accepted` is always written (when not NULL), also on
@@ -378,7 +363,7 @@ pub extern "C" fn wtd_transport_send_multiple(
                     v.len
                 )));
             }
-            slices.push(view_bytes(v)?);
+            slices.push(arg_bytes(v.data, v.len, "an item's data")?);
         }
         let (n, err) = t.send_multiple(&slices, priority, opt_ms(ttl_ms));
         write_out(out_accepted, n, "out_accepted")?;

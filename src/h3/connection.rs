@@ -15,8 +15,8 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::errors::*;
 use super::frame;
-use super::outbox::Outbox;
 pub use super::outbox::SendCounters;
+use super::outbox::{Outbox, Ready, Staged};
 use super::qpack::EncoderStreamReader;
 use super::session_core::{CloseCause, CloseInfo, SessionCore};
 use super::settings::Settings;
@@ -320,8 +320,7 @@ impl Connection {
     /// scheduled again. Returns how many datagrams it handed over.
     pub(crate) fn flush_ready(self: &Arc<Self>) -> usize {
         let mut batch = std::collections::VecDeque::new();
-        let mut staged = lock(&self.outbox).take(&mut batch);
-        staged.cut_into(&mut batch);
+        let staged = self.take_outbox(lock(&self.outbox), &mut batch);
         if !batch.is_empty() {
             self.counters.send_flushes.fetch_add(1, Ordering::Relaxed);
         }
@@ -354,7 +353,7 @@ impl Connection {
         let mut ob = lock(&self.outbox);
         ob.give_back(staged);
         ob.bytes -= handed_bytes;
-        ob.quinn_used = DATAGRAM_SEND_BUFFER.saturating_sub(self.quic.datagram_send_buffer_space());
+        ob.quinn_used = self.quinn_used();
         if lost || !batch.is_empty() {
             // quinn is full (the connection's task waits for room) or the connection is over
             // (its task counts what is left as dropped): back to the front, in order.
@@ -371,6 +370,25 @@ impl Connection {
         handed
     }
 
+    /// Bytes quinn's datagram send buffer holds now, by its own accounting (takes its lock).
+    fn quinn_used(&self) -> usize {
+        DATAGRAM_SEND_BUFFER.saturating_sub(self.quic.datagram_send_buffer_space())
+    }
+
+    /// Takes everything the (locked) outbox holds into `batch`, in order, cutting the staged
+    /// datagrams after releasing the lock. Give the returned arrays back
+    /// ([`Outbox::give_back`]) at the next lock.
+    fn take_outbox(
+        &self,
+        mut ob: std::sync::MutexGuard<'_, Outbox>,
+        batch: &mut std::collections::VecDeque<Ready>,
+    ) -> Staged {
+        let mut staged = ob.take(batch);
+        drop(ob);
+        staged.cut_into(batch);
+        staged
+    }
+
     /// Whether `len` more bytes fit in the outbox + quinn's buffer; looks at quinn again (its
     /// lock) only when the last known state says no.
     fn has_room(&self, ob: &mut Outbox, len: usize) -> bool {
@@ -378,7 +396,7 @@ impl Connection {
         if fits(ob) {
             return true;
         }
-        ob.quinn_used = DATAGRAM_SEND_BUFFER.saturating_sub(self.quic.datagram_send_buffer_space());
+        ob.quinn_used = self.quinn_used();
         fits(ob)
     }
 
@@ -640,9 +658,7 @@ async fn flush_outbox(conn: Arc<Connection>) {
             if ob.is_empty() {
                 ob.flushing = false;
             } else {
-                let mut staged = ob.take(&mut batch);
-                drop(ob);
-                staged.cut_into(&mut batch);
+                let staged = conn.take_outbox(ob, &mut batch);
                 lock(&conn.outbox).give_back(staged);
             }
         }
@@ -673,9 +689,7 @@ async fn flush_outbox(conn: Arc<Connection>) {
                     let mut ob = lock(&conn.outbox);
                     let moved = std::mem::take(&mut handed);
                     ob.bytes -= moved;
-                    ob.quinn_used = DATAGRAM_SEND_BUFFER
-                        .saturating_sub(conn.quic.datagram_send_buffer_space())
-                        .max(moved);
+                    ob.quinn_used = conn.quinn_used().max(moved);
                 }
                 let r = conn.quic.send_datagram_wait(wire).await;
                 space = conn.quic.datagram_send_buffer_space();
@@ -697,8 +711,7 @@ async fn flush_outbox(conn: Arc<Connection>) {
         {
             let mut ob = lock(&conn.outbox);
             ob.bytes -= handed;
-            ob.quinn_used =
-                DATAGRAM_SEND_BUFFER.saturating_sub(conn.quic.datagram_send_buffer_space());
+            ob.quinn_used = conn.quinn_used();
         }
         conn.max_datagram_size();
         if conn.quic.close_reason().is_some() {

@@ -103,10 +103,8 @@ impl DatagramTransport {
         ttl: Option<Duration>,
         timeout: Option<Duration>,
     ) -> (usize, Option<Error>) {
-        if let Payloads::Slices([data]) = items {
-            if let Some(done) = self.send_one_direct(data) {
-                return done;
-            }
+        if let Some(done) = self.send_one_direct(items) {
+            return done;
         }
         let inner = &self.inner;
         let count = items.len();
@@ -222,33 +220,32 @@ impl DatagramTransport {
     }
 
     /// The common single send — valid, nothing queued, the link takes it — without the batch
-    /// machinery of [`DatagramTransport::send_items`] (the same checks and counting). `None`
-    /// leaves the datagram to the general path: invalid, closed, something queued, or the link
-    /// has no room (then it is queued there).
-    fn send_one_direct(&self, data: &[u8]) -> Option<(usize, Option<Error>)> {
+    /// machinery of [`DatagramTransport::send_items`] (the same checks, [`Self::send_direct`]
+    /// for the hand-over and its counting). `None` leaves the datagram to the general path:
+    /// several items, invalid, closed, something queued, or the link has no room (then it is
+    /// queued there).
+    fn send_one_direct(&self, items: Payloads<'_>) -> Option<(usize, Option<Error>)> {
         let inner = &self.inner;
-        if refusal(data, inner.link.max_datagram_size()).is_some() {
+        if items.len() != 1 || refusal(items.get(0), inner.link.max_datagram_size()).is_some() {
             return None;
         }
         let mut out = lock(&inner.out);
         if self.is_closed() || !out.queue.is_empty() {
             return None;
         }
-        match inner.link.try_send(data) {
-            Ok(()) => {
-                out.sequence += 1;
-                out.stats.record_sent(data.len(), 0.0);
+        match self.send_direct(&mut out, items, 0, 1) {
+            (1, _) => {
                 drop(out);
                 if inner.sent_callbacks().is_some() {
-                    inner.post_sent(vec![data.len()]);
+                    inner.post_sent(vec![items.get(0).len()]);
                 }
                 Some((1, None))
             }
-            Err(e) if e.code == wtd_result::WTD_ERR_WOULD_BLOCK => None,
-            Err(e) => {
+            (_, Some(e)) if e.code != wtd_result::WTD_ERR_WOULD_BLOCK => {
                 out.stats.send_failures += 1;
                 Some((0, Some(e)))
             }
+            _ => None,
         }
     }
 

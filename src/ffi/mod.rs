@@ -360,6 +360,7 @@ pub(crate) fn arg_slice<'a, T>(p: *const T, count: usize, what: &str) -> Result<
 
 /// [`arg_slice`] for a mutable array the library fills. Contract: a non-NULL `p` points to
 /// `count` initialized `T`s, writable and not aliased, for `'a`.
+#[inline]
 pub(crate) fn arg_slice_mut<'a, T>(p: *mut T, count: usize, what: &str) -> Result<&'a mut [T]> {
     if count == 0 {
         return Ok(&mut []);
@@ -377,6 +378,7 @@ pub(crate) fn arg_slice_mut<'a, T>(p: *mut T, count: usize, what: &str) -> Resul
 
 /// A caller-owned output buffer `buf[0..cap]`, where NULL is allowed only with `cap == 0`.
 /// Contract: a non-NULL `buf` is writable for `cap` bytes and not aliased during the call.
+#[inline]
 pub(crate) fn arg_buffer<'a>(buf: *mut u8, cap: usize, what: &str) -> Result<&'a mut [u8]> {
     if buf.is_null() && cap > 0 {
         return Err(Error::invalid(format!(

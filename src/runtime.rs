@@ -243,6 +243,17 @@ pub(crate) fn undriven() -> bool {
     GLOBAL.is_poll() && DRIVERS.load(Ordering::SeqCst) == 0
 }
 
+/// A runtime thread is about to wait for an application thread (a reader that is behind): offer
+/// it the rest of this CPU slice. Where both share one CPU, the runtime thread would otherwise
+/// keep the CPU for a whole scheduler slice (~4 ms here) running quinn's work — which keeps
+/// filling quinn's receive buffer — while the reader cannot run. Elsewhere it returns at once
+/// (one system call). Not in poll mode: there the reader is the thread driving the runtime.
+pub(crate) fn give_way() {
+    if !GLOBAL.is_poll() {
+        std::thread::yield_now();
+    }
+}
+
 /// `Ok` when the calling thread may block; `WTD_ERR_INVALID_STATE` on a runtime thread (inside a
 /// callback) or inside another async context. Blocking exports that do not go through
 /// [`block_on`] (e.g. a condvar wait) should call this first.

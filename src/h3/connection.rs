@@ -597,6 +597,8 @@ impl Connection {
                 .events
                 .on_datagrams(&mut payloads, tokio::time::Instant::now() < deadline)
             {
+                // The reader may share this CPU: let it run now rather than after our slice.
+                crate::runtime::give_way();
                 let _ = tokio::time::timeout_at(deadline, room.notified()).await;
             }
         }

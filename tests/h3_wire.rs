@@ -794,6 +794,68 @@ fn seventeenth_session_is_rejected_and_counted() {
     assert_eq!(srv.server.stats().refused_too_many_sessions, 1);
 }
 
+/// A request for the last of the 16 places is held inside the server's `filter` (past the
+/// session-count check, not yet registered) while a second request arrives on the same
+/// connection, handled on another runtime thread: the second must be refused — the held request
+/// owns the place from the check on.
+#[test]
+fn a_request_between_check_and_registration_holds_its_place() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+    let (inside, release) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    {
+        let (inside, release) = (inside.clone(), release.clone());
+        cfg.filter = Some(Box::new(move |req, _| {
+            if req.path == "/held" {
+                inside.store(true, SeqCst);
+                let until = std::time::Instant::now() + Duration::from_secs(10);
+                while !release.load(SeqCst) && std::time::Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            200
+        }));
+    }
+    let srv = EchoServer::with_config(cfg);
+    wire(async {
+        let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
+        let mut open = Vec::new();
+        for i in 0..15 {
+            let (s, r, resp) = peer
+                .request(&chromium_connect(&format!("/s{i}"), "webtransport"))
+                .await;
+            assert_eq!(status(&resp), Some(200), "session {i}");
+            open.push((s, r));
+        }
+        let (_held_s, mut held_r) = peer
+            .open_bi(&headers_frame(&chromium_connect("/held", "webtransport")))
+            .await;
+        while !inside.load(SeqCst) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let (_s, mut r) = peer
+            .open_bi(&headers_frame(&chromium_connect("/second", "webtransport")))
+            .await;
+        assert_eq!(
+            response_or_reset(&mut r).await.map(|f| status(&f)),
+            Err(H3_REQUEST_REJECTED),
+            "a request arriving while the 16th place is held is reset"
+        );
+        release.store(true, SeqCst);
+        assert_eq!(
+            response_or_reset(&mut held_r).await.map(|f| status(&f)),
+            Ok(Some(200)),
+            "the held request gets its place"
+        );
+        drop((control, open));
+    });
+    assert_eq!(srv.server.stats().refused_too_many_sessions, 1);
+}
+
 #[test]
 fn quic_stream_limits_are_explicit() {
     let srv = EchoServer::start();

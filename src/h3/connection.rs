@@ -84,6 +84,9 @@ pub struct Connection {
     pub quic: quinn::Connection,
     role: Role,
     sessions: Mutex<HashMap<u64, Arc<SessionCore>>>,
+    /// Places taken by requests between the session-count check and registration
+    /// ([`SessionSlot`]); changed only under the `sessions` lock.
+    reserved: AtomicUsize,
     peer_settings: watch::Sender<Option<Arc<Settings>>>,
     control: tokio::sync::Mutex<Option<quinn::SendStream>>,
     goaway: AtomicBool,
@@ -155,6 +158,7 @@ impl Connection {
             quic,
             role,
             sessions: Mutex::new(HashMap::new()),
+            reserved: AtomicUsize::new(0),
             peer_settings: watch::channel(None).0,
             control: tokio::sync::Mutex::new(None),
             goaway: AtomicBool::new(false),
@@ -435,6 +439,19 @@ impl Connection {
         lock(&self.sessions).insert(session.quarter_stream_id(), session.clone());
     }
 
+    /// Takes one of `max` session places, counting the open sessions and the places other
+    /// requests hold until they register or give up; `None` when all are taken. The check and
+    /// the reservation are one step under the sessions lock, so requests handled at once on
+    /// several runtime threads cannot together exceed `max`.
+    pub(crate) fn reserve_session(&self, max: usize) -> Option<SessionSlot<'_>> {
+        let sessions = lock(&self.sessions);
+        if sessions.len() + self.reserved.load(Ordering::Relaxed) >= max {
+            return None;
+        }
+        self.reserved.fetch_add(1, Ordering::Relaxed);
+        Some(SessionSlot { conn: self })
+    }
+
     /// Unregisters a closed session and queues its close notice for the driver.
     pub(crate) fn unregister(&self, session: &Arc<SessionCore>) {
         lock(&self.sessions).remove(&session.quarter_stream_id());
@@ -603,6 +620,30 @@ impl Connection {
             }
         }
         result
+    }
+}
+
+/// A session place held from the limit check until the session is registered
+/// ([`SessionSlot::register`]) or the request gives up (drop).
+pub(crate) struct SessionSlot<'a> {
+    conn: &'a Connection,
+}
+
+impl SessionSlot<'_> {
+    /// Registers `session` in the place (one step: it never counts twice or not at all).
+    pub(crate) fn register(self, session: &Arc<SessionCore>) {
+        let mut sessions = lock(&self.conn.sessions);
+        sessions.insert(session.quarter_stream_id(), session.clone());
+        self.conn.reserved.fetch_sub(1, Ordering::Relaxed);
+        drop(sessions);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for SessionSlot<'_> {
+    fn drop(&mut self) {
+        let _sessions = lock(&self.conn.sessions);
+        self.conn.reserved.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -284,9 +284,9 @@ pub async fn serve_request<A: Acceptor>(
     };
     // The decoded block is not needed any more: do not hold it for the session's lifetime.
     drop(fields);
-    // No await from this check to `register` below, so the count cannot change in between on
-    // this task (requests racing on other runtime threads can overshoot by at most one each).
-    if conn.session_count() >= MAX_SESSIONS_ADVERTISED as usize {
+    // The place is reserved at the check (requests handled at once on other runtime threads
+    // see it) and becomes the session at `register` below, or is given back on any return.
+    let Some(slot) = conn.reserve_session(MAX_SESSIONS_ADVERTISED as usize) else {
         log_debug!(
             "request from {} rejected: {} sessions already open",
             conn.quic.remote_address(),
@@ -296,7 +296,7 @@ pub async fn serve_request<A: Acceptor>(
         reader.stop(H3_REQUEST_REJECTED);
         let _ = send.reset(varint_of(H3_REQUEST_REJECTED));
         return;
-    }
+    };
     let sink = match acceptor.accept(&request, draft) {
         Ok(sink) => sink,
         Err(status) => return respond(&mut send, status).await,
@@ -308,7 +308,7 @@ pub async fn serve_request<A: Acceptor>(
     let id = u64::from(send.id());
     let core = SessionCore::new(conn.clone(), id, draft, request, send, sink.clone());
     // Registered before the 200 leaves, so the client's first datagrams find the session.
-    conn.register(&core);
+    slot.register(&core);
     let sent = tokio::time::timeout(
         RESPONSE_WRITE_TIMEOUT,
         core.write_stream(&headers_frame(&response)),

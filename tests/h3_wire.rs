@@ -1250,6 +1250,40 @@ fn settings_with_too_many_pairs_is_excessive_load() {
     });
 }
 
+/// A session is draining or not: 1,000 DRAIN capsules (then a GOAWAY) on one session give one
+/// draining notice, not one queued event and callback each.
+#[test]
+fn drain_capsule_flood_gives_one_notice() {
+    let server = wtd::Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();
+    let addr = server.local_addr().unwrap();
+    wire(async {
+        let (peer, mut control) = RawPeer::with_settings(addr, &basic_settings()).await;
+        let (mut send, _recv, resp) = peer.request(&chromium_connect("/d", "webtransport")).await;
+        assert_eq!(status(&resp), Some(200));
+        let session =
+            std::thread::scope(|t| t.spawn(|| server.accept(Some(T)).unwrap()).join().unwrap());
+        let flood: Vec<u8> = (0..1000)
+            .flat_map(|_| wtd::h3::capsule::encode_drain(false))
+            .collect();
+        send.write_all(&flood).await.unwrap();
+        control
+            .write_all(&frame_bytes(frame::GOAWAY, &vi(8)))
+            .await
+            .unwrap();
+        let conn = server.connections()[0].clone();
+        for _ in 0..100 {
+            if session.is_draining() && conn.goaway_received() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(session.is_draining() && conn.goaway_received());
+        assert!(peer.alive_after(Duration::from_millis(200)).await);
+        assert_eq!(conn.draining_notices(), 1, "one notice for one session");
+        drop(control);
+    });
+}
+
 #[test]
 fn goaway_acts_once_and_rejects_increasing_ids() {
     let server = wtd::Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap())).unwrap();

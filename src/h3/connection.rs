@@ -467,16 +467,19 @@ impl Connection {
         }
     }
 
-    /// How many draining notices were queued for sessions of this connection (one per session
-    /// for the first GOAWAY, one per DRAIN capsule).
+    /// How many draining notices were queued for sessions of this connection (at most one per
+    /// session: the first GOAWAY or DRAIN capsule that reaches it).
     pub fn draining_notices(&self) -> u64 {
         self.draining_notices.load(Ordering::Relaxed)
     }
 
+    /// Marks `session` draining and queues its draining notice — once per session: a peer
+    /// repeating DRAIN capsules costs neither queued events nor callbacks.
     pub(crate) fn notify_draining(&self, session: &Arc<SessionCore>) {
-        self.draining_notices.fetch_add(1, Ordering::Relaxed);
-        session.set_draining();
-        let _ = self.events.send(DriverEvent::Draining(session.clone()));
+        if session.set_draining() {
+            self.draining_notices.fetch_add(1, Ordering::Relaxed);
+            let _ = self.events.send(DriverEvent::Draining(session.clone()));
+        }
     }
 
     /// Runs `f` on the driver task (after the connection ended: right here).

@@ -300,7 +300,9 @@ impl SessionCore {
         self.peer_ended.send_replace(true);
     }
 
-    pub(crate) fn set_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
+    /// Marks the session draining; true only the first time (a session drains once, however
+    /// many DRAIN capsules or GOAWAYs say so).
+    pub(crate) fn set_draining(&self) -> bool {
+        !self.draining.swap(true, Ordering::Relaxed)
     }
 }

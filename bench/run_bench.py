@@ -54,9 +54,9 @@ class Runner:
             raise RuntimeError(f"server {argv} did not start: {line}")
         return p, int(line[1]), (line[2] if len(line) > 2 else None)
 
-    def client(self, argv, timeout=60):
+    def client(self, argv, timeout=60, env=None):
         r = subprocess.run(self.cmd(0, argv), stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
-                           timeout=timeout)
+                           timeout=timeout, env={**os.environ, **(env or {})})
         lines = [l for l in r.stdout.splitlines() if l.startswith("{")]
         if not lines:
             raise RuntimeError(f"client {argv} printed no result (exit {r.returncode})")
@@ -196,6 +196,18 @@ def main():
         finally:
             R.finish_server(srv)
         res["echo"][impl] = dict(ping=ping, echorate=er)
+    # The same C servers against a wtd client in engine-owned mode: one thread, as raw quinn's
+    # client (a current-thread runtime) — separates the client's own thread hops from the server's.
+    res["echo_owncli"] = {}
+    for impl in ("wtd_s", "wtd_poll", "wtd_own", "wtd_owncb"):
+        log(f"echo {impl}, engine-owned client")
+        srv, port, h = R.start_server([WTD, "server", own_mode.get(impl, "echo")],
+                                      env={"WTD_BENCH_RUNTIME": "poll"} if impl == "wtd_owncb" else None)
+        try:
+            res["echo_owncli"][impl] = R.client(R.client_argv("wtd_s", port, h, "ping", 64, a.pings),
+                                                timeout=120, env={"WTD_BENCH_RUNTIME": "poll"})
+        finally:
+            R.finish_server(srv)
 
     bg.stop()
     bg.start("ffi + broadcast")
@@ -330,6 +342,13 @@ def main():
                        ("wtd_owncb", "engine-owned callback")):
         print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"
               f"   [<= 1.2x]   (p50: {ecl(impl, 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")
+    oc = res["echo_owncli"]
+    print("  same, wtd client engine-owned (one thread, like raw quinn's client): "
+          + ", ".join(f"{name} {oc[impl]['p99_us'] / ecl('raw', 'p99_us'):.2f}x"
+                      for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll"),
+                                         ("wtd_own", "engine-owned loop"),
+                                         ("wtd_owncb", "engine-owned callback")))
+          + "   [<= 1.2x]")
     if "py" in ec:
         print(f"  wtd echo rate / pywebtransport echo rate: {a.window} in flight "
               f"{ec['wtd_s']['echorate']['rate'] / ec['py']['echorate']['rate']:.1f}x, "
@@ -341,6 +360,8 @@ def main():
               f"sender {json.dumps(r['snd'])} receiver {json.dumps(r['rcv'])}")
     for impl, r in ec.items():
         print(f"  echo {impl:6}: ping {json.dumps(r['ping'])} window {json.dumps(r['echorate'])}")
+    for impl, r in oc.items():
+        print(f"  echo {impl:6}, engine-owned client: ping {json.dumps(r)}")
     print(f"  ffi raw: {json.dumps(ff['raw'])}")
     print(f"  ffi wtd: {json.dumps(ff['wtd'])}")
     print(f"  ffi wtd, send coalescing 1000 µs: {json.dumps(ff['wtd_co'])}")

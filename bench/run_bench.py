@@ -140,6 +140,12 @@ class Background:
         self.sections.append((name, pct))
 
 
+def median_ping(runs):
+    """One ping result from several runs: the median of each figure, the sums of the counts."""
+    med = {k: statistics.median(r[k] for r in runs) for k in ("p50_us", "p99_us", "mean_us", "rate")}
+    return dict(samples=sum(r["samples"] for r in runs), lost=sum(r["lost"] for r in runs), **med)
+
+
 def fmt_rate(x):
     return "—" if x is None else f"{x:,.0f}"
 
@@ -149,6 +155,7 @@ def main():
     ap.add_argument("--secs", type=float, default=2.0, help="blast duration per one-way run")
     ap.add_argument("--repeat", type=int, default=3, help="one-way runs per cell (median reported)")
     ap.add_argument("--pings", type=int, default=2000)
+    ap.add_argument("--echo-rounds", type=int, default=3, help="interleaved ping rounds (median reported)")
     ap.add_argument("--window", type=int, default=32, help="datagrams in flight for the echo-rate row")
     ap.add_argument("--batch", type=int, default=32, help="datagrams per wtd_transport_send_multiple")
     ap.add_argument("--no-pin", action="store_true")
@@ -179,35 +186,48 @@ def main():
     bg.stop()
     bg.start("echo")
     # C servers other than the callback one; wtd_owncb: the callback server in engine-owned mode
-    # (its callbacks run inside the main thread's wtd_poll loop).
+    # (its callbacks run inside the main thread's wtd_poll loop). The wtd C servers are pinged
+    # twice per round: by the C client in threads mode (wtd's default; the table's echo rows) and
+    # by the same client engine-owned — one thread, as raw quinn's current-thread client — which
+    # separates the client's own thread hop from the server's. Ping runs go in interleaved rounds
+    # (every server once per round, same order), so a phase of the VM hits every column alike;
+    # each figure is the median over the rounds. The windowed echo rate runs in the first round.
     own_mode = {"wtd_poll": "echopoll", "wtd_own": "echoloop", "wtd_owncb": "echo"}
-    for impl in ("raw", "wtd_rs", "wtd_s", "wtd_poll", "wtd_own", "wtd_owncb") + (() if a.skip_py else ("py",)):
-        log(f"echo {impl}")
+    echo_impls = ("raw", "wtd_rs", "wtd_s", "wtd_poll", "wtd_own", "wtd_owncb") + (() if a.skip_py else ("py",))
+    owncli = ("wtd_s", "wtd_poll", "wtd_own", "wtd_owncb")
+    pings = {i: [] for i in echo_impls}
+    pings_oc = {i: [] for i in owncli}
+    rates = {}
+
+    def start_echo(impl):
         if impl in own_mode:
-            srv, port, h = R.start_server([WTD, "server", own_mode[impl]],
-                                          env={"WTD_BENCH_RUNTIME": "poll"} if impl == "wtd_owncb" else None)
-        else:
-            srv, port, h = R.start_server(R.server_argv(impl, "echo"))
-        try:
-            cimpl = "wtd_s" if impl in own_mode else impl
-            ping = R.client(R.client_argv(cimpl, port, h, "ping", 64, a.pings), timeout=120)
-            er = (None if impl == "wtd_rs" else  # the Rust bench has no windowed client
-                  R.client(R.client_argv(cimpl, port, h, "echorate", 64, a.secs, a.window)))
-        finally:
-            R.finish_server(srv)
-        res["echo"][impl] = dict(ping=ping, echorate=er)
-    # The same C servers against a wtd client in engine-owned mode: one thread, as raw quinn's
-    # client (a current-thread runtime) — separates the client's own thread hops from the server's.
-    res["echo_owncli"] = {}
-    for impl in ("wtd_s", "wtd_poll", "wtd_own", "wtd_owncb"):
-        log(f"echo {impl}, engine-owned client")
-        srv, port, h = R.start_server([WTD, "server", own_mode.get(impl, "echo")],
-                                      env={"WTD_BENCH_RUNTIME": "poll"} if impl == "wtd_owncb" else None)
-        try:
-            res["echo_owncli"][impl] = R.client(R.client_argv("wtd_s", port, h, "ping", 64, a.pings),
-                                                timeout=120, env={"WTD_BENCH_RUNTIME": "poll"})
-        finally:
-            R.finish_server(srv)
+            return R.start_server([WTD, "server", own_mode[impl]],
+                                  env={"WTD_BENCH_RUNTIME": "poll"} if impl == "wtd_owncb" else None)
+        return R.start_server(R.server_argv(impl, "echo"))
+
+    for rnd in range(a.echo_rounds):
+        for impl in echo_impls:
+            log(f"echo {impl} (round {rnd + 1}/{a.echo_rounds})")
+            srv, port, h = start_echo(impl)
+            try:
+                cimpl = "wtd_s" if impl in own_mode else impl
+                pings[impl].append(R.client(R.client_argv(cimpl, port, h, "ping", 64, a.pings), timeout=120))
+                if rnd == 0:
+                    rates[impl] = (None if impl == "wtd_rs" else  # the Rust bench has no windowed client
+                                   R.client(R.client_argv(cimpl, port, h, "echorate", 64, a.secs, a.window)))
+            finally:
+                R.finish_server(srv)
+        for impl in owncli:
+            log(f"echo {impl}, engine-owned client (round {rnd + 1}/{a.echo_rounds})")
+            srv, port, h = start_echo(impl)
+            try:
+                pings_oc[impl].append(R.client(R.client_argv("wtd_s", port, h, "ping", 64, a.pings),
+                                               timeout=120, env={"WTD_BENCH_RUNTIME": "poll"}))
+            finally:
+                R.finish_server(srv)
+    for impl in echo_impls:
+        res["echo"][impl] = dict(ping=median_ping(pings[impl]), rounds=pings[impl], echorate=rates[impl])
+    res["echo_owncli"] = {i: dict(ping=median_ping(v), rounds=v) for i, v in pings_oc.items()}
 
     bg.stop()
     bg.start("ffi + broadcast")
@@ -344,7 +364,7 @@ def main():
               f"   [<= 1.2x]   (p50: {ecl(impl, 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")
     oc = res["echo_owncli"]
     print("  same, wtd client engine-owned (one thread, like raw quinn's client): "
-          + ", ".join(f"{name} {oc[impl]['p99_us'] / ecl('raw', 'p99_us'):.2f}x"
+          + ", ".join(f"{name} {oc[impl]['ping']['p99_us'] / ecl('raw', 'p99_us'):.2f}x"
                       for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll"),
                                          ("wtd_own", "engine-owned loop"),
                                          ("wtd_owncb", "engine-owned callback")))
@@ -359,9 +379,12 @@ def main():
         print(f"  one-way {impl:6} {size:4} B: runs {[round(x) for x in r['all_rates']]}/s; median run: "
               f"sender {json.dumps(r['snd'])} receiver {json.dumps(r['rcv'])}")
     for impl, r in ec.items():
-        print(f"  echo {impl:6}: ping {json.dumps(r['ping'])} window {json.dumps(r['echorate'])}")
+        print(f"  echo {impl:6}: ping (median of {len(r['rounds'])} rounds) {json.dumps(r['ping'])}; p50/p99 per "
+              f"round {[(round(x['p50_us']), round(x['p99_us'])) for x in r['rounds']]}; window "
+              f"{json.dumps(r['echorate'])}")
     for impl, r in oc.items():
-        print(f"  echo {impl:6}, engine-owned client: ping {json.dumps(r)}")
+        print(f"  echo {impl:6}, engine-owned client: p50/p99 per round "
+              f"{[(round(x['p50_us']), round(x['p99_us'])) for x in r['rounds']]}")
     print(f"  ffi raw: {json.dumps(ff['raw'])}")
     print(f"  ffi wtd: {json.dumps(ff['wtd'])}")
     print(f"  ffi wtd, send coalescing 1000 µs: {json.dumps(ff['wtd_co'])}")
@@ -373,8 +396,8 @@ def main():
            if R.pin else "no CPU pinning")
     threads = os.environ.get("WTD_BENCH_THREADS") or (
         "default (1 in the pinned processes, 2 in the unpinned broadcast)" if R.pin else "default (2)")
-    print(f"  setup: {a.secs:g} s blasts, median of {a.repeat} one-way runs, {a.pings} ping samples "
-          f"(+100 warm-up), {pin}; wtd runtime threads {threads}; raw quinn on a tokio current-thread "
+    print(f"  setup: {a.secs:g} s blasts, median of {a.repeat} one-way runs, {a.echo_rounds} interleaved "
+          f"rounds of {a.pings} ping samples (+100 warm-up; medians), {pin}; wtd runtime threads {threads}; raw quinn on a tokio current-thread "
           f"runtime; wtd_session_send retry on WOULD_BLOCK = {os.environ.get('WTD_BENCH_BACKOFF') or 'yield'}")
     print("  CPU used by OTHER processes during the run (% of all CPUs; > a few % skews figures): "
           + ", ".join(f"{n} {p:.0f} %" for n, p in bg.sections))

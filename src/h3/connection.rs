@@ -846,6 +846,12 @@ async fn drive(conn: Arc<Connection>, mut events: mpsc::UnboundedReceiver<Driver
     for s in conn.sessions() {
         s.mark_closed(info.clone());
     }
+    // From here on a send fails and its sender delivers the event itself (`unregister`, `post`):
+    // a session that another task (its CONNECT stream reader, seeing the same loss) took out of
+    // the map just before the loop above queues its close notice either before this line — the
+    // drain below delivers it — or after, into a closed channel. Without the close, a notice
+    // queued after the drain and before the receiver is dropped was never delivered.
+    events.close();
     while let Ok(ev) = events.try_recv() {
         handle_event(ev);
     }

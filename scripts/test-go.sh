@@ -102,4 +102,7 @@ if [ "$BENCH" = 1 ]; then
     cp "$REL" "$BUILD_DIR/go-release/lib/${soname:-libwtd.so.0}"
     log "go test -bench . (release library $REL)"
     LD_LIBRARY_PATH="$BUILD_DIR/go-release/lib" go test -run '^$' -bench . -benchtime 20000x -count 3 .
+    log "go test -bench (send calls again, engine-owned: RuntimePoll, nothing to wake)"
+    WTD_GO_BENCH_RUNTIME=poll LD_LIBRARY_PATH="$BUILD_DIR/go-release/lib" go test -run '^$' \
+        -bench 'SessionSend|TransportTrySend|TransportSendBatch32' -benchtime 20000x -count 3 .
 fi

@@ -3,12 +3,44 @@ package wtd
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 )
 
 // Benchmarks of the cgo boundary. The library should be a release build for meaningful figures
 // (scripts/test-go.sh --bench links against one); the peer is an in-process Go server.
+
+// benchEngineOwned: WTD_GO_BENCH_RUNTIME=poll runs this process in engine-owned mode
+// (RuntimePoll, set in TestMain before wtd starts), for the send benchmarks only
+// (scripts/test-go.sh --bench selects them): no wtd thread to wake per burst, and the pauses
+// between bursts run Poll, which hands the queued sends to QUIC.
+var benchEngineOwned = os.Getenv("WTD_GO_BENCH_RUNTIME") == "poll"
+
+func TestMain(m *testing.M) {
+	if benchEngineOwned {
+		if err := SetRuntimeMode(RuntimePoll); err != nil {
+			fmt.Fprintln(os.Stderr, "SetRuntimeMode(RuntimePoll):", err)
+			os.Exit(2)
+		}
+	}
+	os.Exit(m.Run())
+}
+
+// pauseBetweenBursts waits 2 ms (timer stopped by the caller); engine-owned, inside Poll.
+func pauseBetweenBursts() {
+	if !benchEngineOwned {
+		time.Sleep(2 * time.Millisecond)
+		return
+	}
+	end := time.Now().Add(2 * time.Millisecond)
+	for d := time.Until(end); d > 0; d = time.Until(end) {
+		if _, err := Poll(d); err != nil {
+			panic(err)
+		}
+	}
+}
 
 // The bare cost of one cgo call into libwtd (wtd_version_number).
 func BenchmarkCgoCall(b *testing.B) {
@@ -61,7 +93,7 @@ func sendBursts(b *testing.B, send func() error) {
 		}
 		if i%64 == 63 {
 			b.StopTimer()
-			time.Sleep(2 * time.Millisecond)
+			pauseBetweenBursts()
 			b.StartTimer()
 		}
 	}
@@ -111,7 +143,7 @@ func BenchmarkTransportSendBatch32(b *testing.B) {
 		}
 		if i%64 == 32 { // bursts of 64 datagrams, as in sendBursts
 			b.StopTimer()
-			time.Sleep(2 * time.Millisecond)
+			pauseBetweenBursts()
 			b.StartTimer()
 		}
 	}

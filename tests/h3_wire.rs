@@ -759,19 +759,26 @@ async fn response_or_reset(recv: &mut quinn::RecvStream) -> Result<Vec<(String, 
     }
 }
 
+/// Opens `n` sessions on `peer`'s connection (paths /s0, /s1, …), each answered 200; keep the
+/// streams to keep them open.
+async fn open_sessions(peer: &RawPeer, n: usize) -> Vec<(quinn::SendStream, quinn::RecvStream)> {
+    let mut open = Vec::new();
+    for i in 0..n {
+        let (s, r, resp) = peer
+            .request(&chromium_connect(&format!("/s{i}"), "webtransport"))
+            .await;
+        assert_eq!(status(&resp), Some(200), "session {i}");
+        open.push((s, r));
+    }
+    open
+}
+
 #[test]
 fn seventeenth_session_is_rejected_and_counted() {
     let srv = EchoServer::start();
     wire(async {
         let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
-        let mut open = Vec::new();
-        for i in 0..16 {
-            let (s, r, resp) = peer
-                .request(&chromium_connect(&format!("/s{i}"), "webtransport"))
-                .await;
-            assert_eq!(status(&resp), Some(200), "session {i}");
-            open.push((s, r));
-        }
+        let mut open = open_sessions(&peer, 16).await;
         let (_s, mut r) = peer
             .open_bi(&headers_frame(&chromium_connect("/s16", "webtransport")))
             .await;
@@ -823,14 +830,7 @@ fn a_request_between_check_and_registration_holds_its_place() {
     let srv = EchoServer::with_config(cfg);
     wire(async {
         let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
-        let mut open = Vec::new();
-        for i in 0..15 {
-            let (s, r, resp) = peer
-                .request(&chromium_connect(&format!("/s{i}"), "webtransport"))
-                .await;
-            assert_eq!(status(&resp), Some(200), "session {i}");
-            open.push((s, r));
-        }
+        let open = open_sessions(&peer, 15).await;
         let (_held_s, mut held_r) = peer
             .open_bi(&headers_frame(&chromium_connect("/held", "webtransport")))
             .await;

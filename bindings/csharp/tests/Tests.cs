@@ -83,6 +83,8 @@ namespace Wtd.Tests
             if (args.Length == 1 && args[0] == PollChildArg)
             {
                 Run("poll_mode_child", 60, PollModeChild);
+                Run("transport_priority_order", 60, TransportPriorityPollMode);
+                Run("transport_ttl_expiry_counted", 60, TransportTtlPollMode);
                 return Finish();
             }
             Run("poll_mode_in_child_process", 120, PollModeInChildProcess);
@@ -99,8 +101,6 @@ namespace Wtd.Tests
             Run("many_async_receivers_no_thread_each", 90, ManyAsyncReceivers);
             Run("receive_path_allocates_nothing", 60, ReceivePathAllocatesNothing);
             Run("transport_basics", 60, TransportBasics);
-            Run("transport_priority_order", 60, TransportPriority);
-            Run("transport_ttl_expiry_counted", 60, TransportTtl);
             Run("structured_wire_and_objects", 60, Structured);
             Run("reliability_over_lossy_layer", 120, Reliability);
             Run("broadcaster", 60, Broadcaster);
@@ -854,87 +854,6 @@ namespace Wtd.Tests
         }
 
         /// <summary>A higher-priority datagram overtakes the lower ones already queued.</summary>
-        private static void TransportPriority()
-        {
-            WtdSession client, server;
-            Pair("/priority", out client, out server);
-            using (client)
-            using (server)
-            using (var ct = new WtdTransport(client, new TransportOptions { OutgoingHighWaterMark = 4000, DropPolicy = DropPolicy.RejectNew }))
-            using (var st = new WtdTransport(server, new TransportOptions { IncomingHighWaterMark = 16384 }))
-            {
-                // Flood priority-0 datagrams until QUIC's own buffer is full and wtd's queue
-                // holds 1000 of them (far more than it can hand over at once); then queue one
-                // priority-5 datagram.
-                int max = ct.MaxDatagramSize;
-                int tag = 0;
-                var until = DateTime.UtcNow.AddSeconds(10);
-                while (ct.SendBufferSize < 1000 && DateTime.UtcNow < until)
-                {
-                    WtdResult r = ct.TrySend(Payload(tag, max), 0, max, 0);
-                    if (r == WtdResult.Ok) tag++;
-                    else Check(r == WtdResult.WouldBlock, "only WouldBlock: " + r);
-                }
-                int lastLowBeforeHigh = tag - 1;
-                ct.Send(Payload(-1, 8), 0, 8, 5);
-                QueueDirectionStats q0 = ct.GetQueueStats()[0];
-                Console.WriteLine("  queue after HIGH: " + q0.Size + " queued; classes " + string.Join(",", q0.Classes.Select(c => c.Priority + ":" + c.Count)));
-                // Receive everything.
-                var order = new List<int>();
-                var buf = new byte[2048];
-                while (true)
-                {
-                    try { st.Receive(buf, 0, buf.Length, 1500); }
-                    catch (WtdException e) when (e.Result == WtdResult.Timeout) { break; }
-                    order.Add(BitConverter.ToInt32(buf, 0));
-                }
-                int hi = order.IndexOf(-1);
-                Check(hi >= 0, "HIGH arrived (" + order.Count + " datagrams)");
-                int overtaken = order.Skip(hi + 1).Count(t => t >= 0 && t <= lastLowBeforeHigh);
-                Console.WriteLine("  HIGH arrived " + hi + "th of " + order.Count + "; overtook " + overtaken + " lows queued before it");
-                Check(overtaken >= 50, "HIGH overtook at least 50 queued lows: " + overtaken);
-                var lows = order.Where(t => t >= 0).ToList();
-                Check(lows.SequenceEqual(lows.OrderBy(t => t)), "FIFO among equal priorities");
-            }
-        }
-
-        /// <summary>Datagrams whose TTL runs out in the queue are dropped and counted.</summary>
-        private static void TransportTtl()
-        {
-            WtdSession client, server;
-            Pair("/ttl", out client, out server);
-            using (client)
-            using (server)
-            using (var ct = new WtdTransport(client, new TransportOptions { OutgoingHighWaterMark = 4000, DropPolicy = DropPolicy.RejectNew }))
-            using (var st = new WtdTransport(server, new TransportOptions { IncomingHighWaterMark = 16384 }))
-            {
-                int max = ct.MaxDatagramSize;
-                byte[] big = new byte[max];
-                var until = DateTime.UtcNow.AddSeconds(10);
-                while (ct.SendBufferSize < 1000 && DateTime.UtcNow < until)
-                    ct.TrySend(big, 0, max, 0);
-                int queued = ct.SendBufferSize;
-                Check(queued >= 1000, "1000 queued ahead: " + queued);
-                const int N = 20;
-                for (int i = 0; i < N; i++) ct.Send(Payload(-100 - i, 16), 0, 16, -1, 1, -1);
-                Check(WaitFor(() => ct.SendBufferSize == 0, 10000), "queue drained");
-                DatagramStats s = ct.Stats;
-                int ttlReceived = 0;
-                var buf = new byte[2048];
-                while (true)
-                {
-                    int n;
-                    try { n = st.Receive(buf, 0, buf.Length, 1000); }
-                    catch (WtdException e) when (e.Result == WtdResult.Timeout) { break; }
-                    if (n == 16) ttlReceived++;
-                }
-                Console.WriteLine("  " + queued + " queued ahead; of " + N + " 1-ms-TTL datagrams " + s.DroppedExpired + " expired, " + ttlReceived + " arrived");
-                Check(s.DroppedExpired >= 1, "expired ones counted: " + s.DroppedExpired);
-                Check(s.SendDrops >= s.DroppedExpired, "expired are send drops");
-                Check(ttlReceived + (int)s.DroppedExpired <= N, "an expired datagram never arrives");
-            }
-        }
-
         private sealed class Point
         {
             public int X, Y;
@@ -1224,7 +1143,9 @@ namespace Wtd.Tests
                 string output = stdout.Result + stderr.Result;
                 foreach (string line in output.Split('\n'))
                     if (line.Length > 0) Console.WriteLine("  child: " + line);
-                Check(child.ExitCode == 0 && output.Contains("PASS poll_mode_child") && output.Contains("1 passed, 0 failed"),
+                Check(child.ExitCode == 0 && output.Contains("PASS poll_mode_child") &&
+                      output.Contains("PASS transport_priority_order") && output.Contains("PASS transport_ttl_expiry_counted") &&
+                      output.Contains("3 passed, 0 failed"),
                       "poll-mode child passed (exit " + child.ExitCode + ")");
             }
         }
@@ -1313,6 +1234,118 @@ namespace Wtd.Tests
             WtdLibrary.Shutdown();
             WtdLibrary.SetRuntimeMode(WtdRuntimeMode.Threads);
             ThrowsWtd(WtdResult.InvalidState, () => WtdLibrary.Poll(0), "Poll back in threads mode");
+        }
+
+        /// <summary>In the child process, engine-owned mode: a fresh server and client, a
+        /// transport on each (client: 4000 outgoing, RejectNew; server: 16384 incoming). While
+        /// nobody polls nothing leaves, so a backlog stays put as long as the test wants — the
+        /// priority and TTL tests below cannot race a link that drains in under a millisecond
+        /// (the threads-mode versions did, and failed in CI when the test thread was descheduled).
+        /// Then shuts wtd down and goes back to threads mode.</summary>
+        private static void WithPollModeTransports(string path, Action<WtdTransport, WtdTransport> body)
+        {
+            WtdLibrary.SetRuntimeMode(WtdRuntimeMode.Poll);
+            var srv = WtdServer.Listen(new ServerOptions { Host = "127.0.0.1", Port = 0 });
+            WtdSession client = WtdSession.Connect(Url(srv, path), ClientOptions.PinnedHash(srv.CertificateHashHex));
+            WtdSession server = srv.Accept(5000);
+            using (var ct = new WtdTransport(client, new TransportOptions { OutgoingHighWaterMark = 4000, DropPolicy = DropPolicy.RejectNew }))
+            using (var st = new WtdTransport(server, new TransportOptions { IncomingHighWaterMark = 16384 }))
+                body(ct, st);
+            client.Dispose();
+            server.Dispose();
+            srv.Dispose();
+            WtdLibrary.Shutdown();
+            WtdLibrary.SetRuntimeMode(WtdRuntimeMode.Threads);
+        }
+
+        /// <summary>Without polling: fills QUIC's send buffer, then 1000 priority-0 datagrams of
+        /// the largest size (tagged 0, 1, …) into the transport's queue; returns how many were
+        /// accepted.</summary>
+        private static int QueueBacklog(WtdTransport ct)
+        {
+            int max = ct.MaxDatagramSize, tag = 0;
+            for (int i = 0; i < 10000 && ct.SendBufferSize < 1000; i++)
+            {
+                WtdResult r = ct.TrySend(Payload(tag, max), 0, max, 0);
+                if (r == WtdResult.Ok) tag++;
+                else Check(r == WtdResult.WouldBlock, "only WouldBlock: " + r);
+            }
+            Check(ct.SendBufferSize == 1000, "1000 queued ahead: " + ct.SendBufferSize);
+            return tag;
+        }
+
+        /// <summary>Polls until the client's queue is empty, then for another second while
+        /// receiving on the server; returns the first 4 bytes (the tag) of each datagram and its
+        /// size.</summary>
+        private static List<KeyValuePair<int, int>> DrainAndReceive(WtdTransport ct, WtdTransport st)
+        {
+            var sw = Stopwatch.StartNew();
+            var got = new List<KeyValuePair<int, int>>();
+            var buf = new byte[2048];
+            int n;
+            Action receive = () =>
+            {
+                while (st.TryReceive(buf, 0, buf.Length, out n)) got.Add(new KeyValuePair<int, int>(BitConverter.ToInt32(buf, 0), n));
+            };
+            while (ct.SendBufferSize > 0 && sw.ElapsedMilliseconds < 20000)
+            {
+                WtdLibrary.Poll(10);
+                receive();
+            }
+            Check(ct.SendBufferSize == 0, "queue drained: " + ct.SendBufferSize);
+            sw.Restart();
+            while (sw.ElapsedMilliseconds < 1000) // whatever is still in flight
+            {
+                WtdLibrary.Poll(10);
+                receive();
+            }
+            return got;
+        }
+
+        /// <summary>A priority-5 datagram queued behind 1000 priority-0 ones leaves before all of
+        /// them; equal priorities leave in order.</summary>
+        private static void TransportPriorityPollMode()
+        {
+            WithPollModeTransports("/priority", (ct, st) =>
+            {
+                int lows = QueueBacklog(ct);
+                ct.Send(Payload(-1, 8), 0, 8, 5);
+                QueueDirectionStats q0 = ct.GetQueueStats()[0];
+                Console.WriteLine("  queue after HIGH: " + q0.Size + " queued; classes " + string.Join(",", q0.Classes.Select(c => c.Priority + ":" + c.Count)));
+                Check(q0.Classes.Length == 2 && q0.Classes[0].Priority == 5 && q0.Classes[0].Count == 1 &&
+                      q0.Classes[1].Priority == 0 && q0.Classes[1].Count == 1000, "classes highest first: 5:1, 0:1000");
+                List<int> order = DrainAndReceive(ct, st).Select(kv => kv.Key).ToList();
+                int hi = order.IndexOf(-1);
+                Check(hi >= 0, "HIGH arrived (" + order.Count + " of " + (lows + 1) + " datagrams)");
+                int overtaken = order.Skip(hi + 1).Count(t => t >= 0);
+                Console.WriteLine("  HIGH arrived " + hi + "th of " + order.Count + "; overtook " + overtaken + " lows queued before it");
+                Check(overtaken >= 1000, "HIGH overtook the 1000 queued lows: " + overtaken);
+                var low = order.Where(t => t >= 0).ToList();
+                Check(low.SequenceEqual(low.OrderBy(t => t)), "FIFO among equal priorities");
+            });
+        }
+
+        /// <summary>Datagrams with a 1 ms TTL queued behind the backlog are all older than their
+        /// TTL when the transport reaches them: every one is counted as expired, none arrives.</summary>
+        private static void TransportTtlPollMode()
+        {
+            WithPollModeTransports("/ttl", (ct, st) =>
+            {
+                int lows = QueueBacklog(ct);
+                const int N = 20;
+                for (int i = 0; i < N; i++) ct.Send(Payload(-100 - i, 16), 0, 16, -1, 1, -1);
+                Check(ct.SendBufferSize == 1000 + N, "the TTL datagrams queued behind: " + ct.SendBufferSize);
+                Thread.Sleep(20); // every TTL is over before anything moves
+                List<KeyValuePair<int, int>> got = DrainAndReceive(ct, st);
+                DatagramStats s = ct.Stats;
+                int ttlReceived = got.Count(kv => kv.Value == 16);
+                Console.WriteLine("  of " + N + " 1-ms-TTL datagrams " + s.DroppedExpired + " expired, " + ttlReceived +
+                                  " arrived; " + (got.Count - ttlReceived) + " of " + lows + " big ones arrived");
+                Check(s.DroppedExpired == N, "every TTL datagram expired and was counted: " + s.DroppedExpired);
+                Check(s.SendDrops >= s.DroppedExpired, "expired are send drops");
+                Check(ttlReceived == 0, "an expired datagram never arrives: " + ttlReceived);
+                Check(got.Count > 0, "the backlog itself was sent");
+            });
         }
 
         private static void Broadcaster()

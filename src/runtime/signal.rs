@@ -6,6 +6,7 @@
 //! `wtd_poll` in progress) — sleeps until that thread's tasks notify it or the driver is free.
 
 use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -22,6 +23,11 @@ const FALLBACK_SLICE: Duration = Duration::from_millis(10);
 #[derive(Default)]
 pub(crate) struct Signal {
     cv: Condvar,
+    /// Threads in `cv_wait`. Counted under the state's mutex before they wait, so a notifier
+    /// that changed the state under that mutex sees them; with none, the condvar is not
+    /// touched (std's `notify_*` is a futex system call even when nobody waits — one per
+    /// received batch for a poll-mode reader, which waits on `notify` instead).
+    cv_waiters: AtomicUsize,
     /// Poll-mode waiters.
     notify: Notify,
 }
@@ -31,9 +37,12 @@ impl Signal {
         Self::default()
     }
 
-    /// Wakes one waiter (in poll mode: every waiter; they re-check their condition).
+    /// Wakes one waiter (in poll mode: every waiter; they re-check their condition). As with
+    /// any condvar, change the state under its mutex first (notifying after unlocking is fine).
     pub(crate) fn notify_one(&self) {
-        self.cv.notify_one();
+        if self.cv_waiters.load(SeqCst) > 0 {
+            self.cv.notify_one();
+        }
         if GLOBAL.is_poll() {
             self.notify.notify_waiters();
         }
@@ -41,7 +50,9 @@ impl Signal {
 
     /// Wakes every waiter.
     pub(crate) fn notify_all(&self) {
-        self.cv.notify_all();
+        if self.cv_waiters.load(SeqCst) > 0 {
+            self.cv.notify_all();
+        }
         if GLOBAL.is_poll() {
             self.notify.notify_waiters();
         }
@@ -87,7 +98,8 @@ impl Signal {
         guard: MutexGuard<'a, T>,
         timeout: Option<Duration>,
     ) -> MutexGuard<'a, T> {
-        match timeout {
+        self.cv_waiters.fetch_add(1, SeqCst);
+        let guard = match timeout {
             None => self.cv.wait(guard).unwrap_or_else(|e| e.into_inner()),
             Some(t) => {
                 self.cv
@@ -95,6 +107,8 @@ impl Signal {
                     .unwrap_or_else(|e| e.into_inner())
                     .0
             }
-        }
+        };
+        self.cv_waiters.fetch_sub(1, SeqCst);
+        guard
     }
 }

@@ -153,9 +153,9 @@ def fmt_rate(x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--secs", type=float, default=2.0, help="blast duration per one-way run")
-    ap.add_argument("--repeat", type=int, default=3, help="one-way runs per cell (median reported)")
-    ap.add_argument("--pings", type=int, default=2000)
-    ap.add_argument("--echo-rounds", type=int, default=3, help="interleaved ping rounds (median reported)")
+    ap.add_argument("--repeat", type=int, default=5, help="interleaved one-way runs per cell (median reported)")
+    ap.add_argument("--pings", type=int, default=5000, help="ping samples per server per round")
+    ap.add_argument("--echo-rounds", type=int, default=5, help="interleaved ping rounds (median reported)")
     ap.add_argument("--window", type=int, default=32, help="datagrams in flight for the echo-rate row")
     ap.add_argument("--batch", type=int, default=32, help="datagrams per wtd_transport_send_multiple")
     ap.add_argument("--no-pin", action="store_true")
@@ -173,14 +173,17 @@ def main():
     bg = Background()
 
     bg.start("one-way")
+    # Interleaved like the echo rounds: run i of every implementation, then run i + 1, so a slow
+    # phase of the VM (minutes long) hits every column alike instead of one column's runs.
     for size in (64, 1000):
-        for impl in impls:
-            runs = []
-            for i in range(a.repeat):
+        runs = {impl: [] for impl in impls}
+        for i in range(a.repeat):
+            for impl in impls:
                 log(f"one-way {impl} {size} B run {i + 1}/{a.repeat}")
-                runs.append(R.one_way(impl, size, a.secs, a.batch))
-            med = sorted(runs, key=lambda r: r["rate"])[len(runs) // 2]
-            med["all_rates"] = [r["rate"] for r in runs]
+                runs[impl].append(R.one_way(impl, size, a.secs, a.batch))
+        for impl in impls:
+            med = sorted(runs[impl], key=lambda r: r["rate"])[len(runs[impl]) // 2]
+            med["all_rates"] = [r["rate"] for r in runs[impl]]
             res["one_way"][(impl, size)] = med
 
     bg.stop()
@@ -273,7 +276,7 @@ def main():
 
     # ---------------------------------------------------------------- table
     ow, ec, ff, bc = res["one_way"], res["echo"], res["ffi"], res["broadcast"]
-    cols = ["raw quinn", "wtd Rust (no FFI)", "wtd C: session_send", "wtd C: transport batch / poll echo",
+    cols = ["raw quinn", "wtd Rust (no FFI)", "wtd C: session_send", "wtd C: transport batch / app-thread echo",
             "pywebtransport 0.21.1", "wtd C: engine-owned (wtd_poll loop)",
             "wtd C: engine-owned, callback echo"]
     rows = []
@@ -292,10 +295,12 @@ def main():
             [f"{ow[(i, size)]['cpu_snd']:.2f} / {ow[(i, size)]['cpu_rcv']:.2f}" for i in impls])
     ecl = lambda i, k: ec[i]["ping"][k] if i in ec else None  # noqa: E731
     # Echo rows: column 2 = wtd server echoing from the datagram callback, column 3 = from the
-    # application thread (receive_batch + send: the poll path), last two columns = engine-owned
+    # application thread in threads mode (blocking receive_batch + send: the "app-thread" path;
+    # two thread hand-offs per echo that raw quinn's one-task echo has no counterpart of — the
+    # earlier rounds called it "poll"), last two columns = engine-owned
     # (WTD_RUNTIME_POLL: one thread runs wtd_poll, then receive_batch and send | the callback).
     echo_cols = ["raw", "wtd_rs", "wtd_s", "wtd_poll", "py", "wtd_own", "wtd_owncb"]
-    row("echo RTT 64 B p50 / p99 (µs) [wtd: callback | poll | engine-owned loop | callback]",
+    row("echo RTT 64 B p50 / p99 (µs) [wtd: callback | app thread | engine-owned loop | callback]",
         [f"{ecl(i, 'p50_us'):.0f} / {ecl(i, 'p99_us'):.0f}" if i in ec else None for i in echo_cols])
     row("echo ping-pong rate, 1 in flight (/s)", [fmt_rate(ecl(i, "rate")) if i in ec else None for i in echo_cols])
     row(f"echo rate, {a.window} in flight (/s)",
@@ -358,14 +363,14 @@ def main():
     print(f"  ns/call (wall) engine-owned (wtd_poll): session_send {own['session_send_ns']:.0f}, try_send "
           f"{own['transport_try_send_ns']:.0f}   [<= 300]; send_multiple {own['send_multiple_ns_per_dgram']:.0f}"
           f"/datagram   [<= 150]")
-    for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll"), ("wtd_own", "engine-owned wtd_poll loop"),
-                       ("wtd_owncb", "engine-owned callback")):
+    for impl, name in (("wtd_s", "callback"), ("wtd_poll", "app-thread (threads mode)"),
+                       ("wtd_own", "engine-owned wtd_poll loop"), ("wtd_owncb", "engine-owned callback")):
         print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"
               f"   [<= 1.2x]   (p50: {ecl(impl, 'p50_us') / ecl('raw', 'p50_us'):.2f}x)")
     oc = res["echo_owncli"]
     print("  same, wtd client engine-owned (one thread, like raw quinn's client): "
           + ", ".join(f"{name} {oc[impl]['ping']['p99_us'] / ecl('raw', 'p99_us'):.2f}x"
-                      for impl, name in (("wtd_s", "callback"), ("wtd_poll", "poll"),
+                      for impl, name in (("wtd_s", "callback"), ("wtd_poll", "app-thread"),
                                          ("wtd_own", "engine-owned loop"),
                                          ("wtd_owncb", "engine-owned callback")))
           + "   [<= 1.2x]")
@@ -396,7 +401,7 @@ def main():
            if R.pin else "no CPU pinning")
     threads = os.environ.get("WTD_BENCH_THREADS") or (
         "default (1 in the pinned processes, 2 in the unpinned broadcast)" if R.pin else "default (2)")
-    print(f"  setup: {a.secs:g} s blasts, median of {a.repeat} one-way runs, {a.echo_rounds} interleaved "
+    print(f"  setup: {a.secs:g} s blasts, median of {a.repeat} interleaved one-way runs, {a.echo_rounds} interleaved "
           f"rounds of {a.pings} ping samples (+100 warm-up; medians), {pin}; wtd runtime threads {threads}; raw quinn on a tokio current-thread "
           f"runtime; wtd_session_send retry on WOULD_BLOCK = {os.environ.get('WTD_BENCH_BACKOFF') or 'yield'}")
     print("  CPU used by OTHER processes during the run (% of all CPUs; > a few % skews figures): "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # wtd performance benchmark (SPEC §7). NOT part of scripts/test.sh: nothing here asserts on time.
 #
-#   scripts/bench.sh [run_bench.py options: --secs 2 --repeat 3 --pings 2000 --window 32 --no-pin]
+#   scripts/bench.sh [run_bench.py options: --secs 2 --repeat 5 --pings 5000 --echo-rounds 5 --window 32 --no-pin]
 #
 # 1. cargo build --release                      → target/release/libwtd.so, examples/wtdr_bench
 # 2. cc -O2 bench/c/wtd_bench.c against include/wtd.h and that library → build-release/bench/

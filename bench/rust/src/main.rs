@@ -7,7 +7,11 @@
 //!
 //!   rawq_bench server count          accept one connection, count datagrams until 500 ms idle
 //!   rawq_bench server echo           echo every datagram on every connection (until killed)
-//!   rawq_bench client blast   PORT SIZE SECS         send_datagram_wait loop for SECS
+//!   rawq_bench client blast   PORT SIZE SECS         send_datagram_wait loop for SECS (one
+//!                                                    `Bytes` resent: a reference count each)
+//!   rawq_bench client blastcopy PORT SIZE SECS       the same, each datagram a fresh copy
+//!                                                    (`Bytes::copy_from_slice`), as an
+//!                                                    application building fresh state does
 //!   rawq_bench client ping    PORT SIZE COUNT        ping-pong, one in flight
 //!   rawq_bench client echorate PORT SIZE SECS WINDOW windowed echo (WINDOW in flight)
 //!   rawq_bench client ffi     PORT SIZE BURST ROUNDS cost of one space check + send_datagram
@@ -178,14 +182,20 @@ async fn client(args: &[String]) {
     let (ep, conn) = connect(port).await;
     let p = payload(size);
     match mode {
-        "blast" => {
+        "blast" | "blastcopy" => {
+            let copy = mode == "blastcopy";
             let secs: f64 = args[3].parse().unwrap();
             let cpu0 = cpu_us();
             let t0 = Instant::now();
             let end = t0 + Duration::from_secs_f64(secs);
             let mut accepted = 0u64;
             loop {
-                if conn.send_datagram_wait(p.clone()).await.is_err() {
+                let d = if copy {
+                    Bytes::copy_from_slice(&p)
+                } else {
+                    p.clone()
+                };
+                if conn.send_datagram_wait(d).await.is_err() {
                     break;
                 }
                 accepted += 1;

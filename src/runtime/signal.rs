@@ -112,3 +112,62 @@ impl Signal {
         guard
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// Threads mode: the condvar is skipped only while nobody waits, so no wake-up is lost.
+    /// Four consumers block (no timeout would hang a lost one; the 2 s limit turns that into a
+    /// failure) while a producer hands out items one at a time, notifying after unlocking.
+    #[test]
+    fn no_wakeup_is_lost_when_notifiers_skip_an_idle_condvar() {
+        const ITEMS: usize = 20_000;
+        let state = Arc::new((Mutex::new((0usize, 0usize)), Signal::new())); // (queued, taken)
+        let consumers: Vec<_> = (0..4)
+            .map(|_| {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    let (m, sig) = &*state;
+                    let mut longest = Duration::ZERO;
+                    let mut g = lock(m);
+                    loop {
+                        if g.0 > 0 {
+                            g.0 -= 1;
+                            g.1 += 1;
+                        } else if g.1 == ITEMS {
+                            return longest;
+                        } else {
+                            let t = Instant::now();
+                            g = sig.wait(g, m, Some(Duration::from_secs(2)));
+                            longest = longest.max(t.elapsed());
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (m, sig) = &*state;
+        for i in 0..ITEMS {
+            lock(m).0 += 1;
+            if i == ITEMS - 1 {
+                sig.notify_all(); // the last one also releases the consumers that wait for it
+            } else {
+                sig.notify_one();
+            }
+            if i % 64 == 0 {
+                std::thread::yield_now();
+            }
+        }
+        for c in consumers {
+            let longest = c.join().unwrap();
+            assert!(
+                longest < Duration::from_secs(1),
+                "a consumer waited {longest:?}: a wake-up was lost"
+            );
+        }
+        assert_eq!(*lock(m), (0, ITEMS));
+        assert_eq!(sig.cv_waiters.load(SeqCst), 0);
+    }
+}

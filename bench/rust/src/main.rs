@@ -199,7 +199,7 @@ async fn client(args: &[String]) {
                     break;
                 }
                 accepted += 1;
-                if accepted % 64 == 0 && Instant::now() >= end {
+                if accepted.is_multiple_of(64) && Instant::now() >= end {
                     break;
                 }
             }

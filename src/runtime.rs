@@ -16,9 +16,11 @@
 //! game's `wtd_poll`, see [`poll`](mod@poll)) and inside blocking calls, which drive it while they
 //! wait ([`block_on`], and [`Signal`] for condition waits).
 
+mod deadline;
 mod poll;
 mod signal;
 
+pub(crate) use deadline::Deadline;
 pub(crate) use poll::note_events;
 pub use poll::poll;
 pub(crate) use signal::Signal;

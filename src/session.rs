@@ -408,10 +408,7 @@ impl Session {
         timeout: Option<Duration>,
         mut take: impl FnMut(&mut VecDeque<Bytes>) -> Result<Option<T>>,
     ) -> Result<T> {
-        if timeout != Some(Duration::ZERO) {
-            crate::runtime::check_may_block()?;
-        }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = crate::runtime::Deadline::start(timeout)?;
         let mut st = self.incoming.lock();
         loop {
             if let Some(v) = take(&mut st.queue)? {
@@ -425,20 +422,7 @@ impl Session {
             if st.closed.is_some() || self.core.is_closed() {
                 return Err(Error::closed("session is closed"));
             }
-            let wait = match deadline {
-                None => None,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(if timeout == Some(Duration::ZERO) {
-                            Error::would_block("no datagram queued")
-                        } else {
-                            Error::timeout("no datagram arrived in time")
-                        });
-                    }
-                    Some(d - now)
-                }
-            };
+            let wait = deadline.remaining("no datagram queued", "no datagram arrived in time")?;
             st.waiters += 1;
             st = self.incoming.ready.wait(st, &self.incoming.state, wait);
             st.waiters -= 1;

@@ -491,10 +491,7 @@ impl ReliabilityLayer {
         timeout: Option<Duration>,
         accept: impl Fn(&[u8]) -> Result<()>,
     ) -> Result<Bytes> {
-        if timeout != Some(Duration::ZERO) {
-            runtime::check_may_block()?;
-        }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = runtime::Deadline::start(timeout)?;
         let mut st = lock(&self.inner.state);
         loop {
             if let Some(m) = st.ready.front() {
@@ -504,20 +501,9 @@ impl ReliabilityLayer {
             if st.closed {
                 return Err(Error::closed("reliability layer is closed"));
             }
-            let wait = match deadline {
-                None => Duration::from_secs(3600),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(if timeout == Some(Duration::ZERO) {
-                            Error::would_block("no message")
-                        } else {
-                            Error::timeout("no message in time")
-                        });
-                    }
-                    d - now
-                }
-            };
+            let wait = deadline
+                .remaining("no message", "no message in time")?
+                .unwrap_or(Duration::from_secs(3600));
             st = self.inner.ready.wait(st, &self.inner.state, Some(wait));
         }
     }

@@ -416,7 +416,7 @@ impl DatagramTransport {
     fn took(
         &self,
         mut inc: std::sync::MutexGuard<'_, Incoming>,
-        started: Instant,
+        started: Option<Instant>,
         n: usize,
     ) -> f64 {
         let inner = &self.inner;
@@ -424,7 +424,7 @@ impl DatagramTransport {
             .readiness
             .update(!inc.queue.is_empty() || self.is_closed());
         let wake = inc.took();
-        let waited = started.elapsed().as_secs_f64();
+        let waited = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
         inc.stats.datagrams_read += n as u64;
         inc.stats.record_receive_wait(waited);
         drop(inc);
@@ -444,47 +444,38 @@ impl DatagramTransport {
 
     /// Locks the incoming queue once it holds a datagram, dropping expired and too-old ones on
     /// the way (counted), waiting up to `timeout` (`Some(ZERO)`: WTD_ERR_WOULD_BLOCK when
-    /// empty). Returns the guard, when the wait started and the clock reading of the purge
+    /// empty). Returns the guard, when the wait started (`None` for a poll, which reads no
+    /// clock when the queue is empty and counts as no wait) and the clock reading of the purge
     /// (popping at that time drops nothing).
     fn wait_incoming(
         &self,
         timeout: Option<Duration>,
-    ) -> Result<(std::sync::MutexGuard<'_, Incoming>, Instant, u64)> {
+    ) -> Result<(std::sync::MutexGuard<'_, Incoming>, Option<Instant>, u64)> {
         let inner = &self.inner;
-        if timeout != Some(Duration::ZERO) {
-            runtime::check_may_block()?;
-        }
-        let started = Instant::now();
-        let deadline = timeout.map(|t| started + t);
+        let deadline = runtime::Deadline::start(timeout)?;
+        let started = (!deadline.is_poll()).then(Instant::now);
         let mut inc = lock(&inner.inc);
         loop {
-            let now = inner.clock.now_us();
-            let mut expired = 0u64;
-            inc.queue.purge(now, |_, _| expired += 1);
-            inc.stats.expired_incoming += expired;
-            inc.stats.receive_drops += expired;
             if !inc.queue.is_empty() {
-                return Ok((inc, started, now));
+                let now = inner.clock.now_us();
+                let mut expired = 0u64;
+                inc.queue.purge(now, |_, _| expired += 1);
+                inc.stats.expired_incoming += expired;
+                inc.stats.receive_drops += expired;
+                if !inc.queue.is_empty() {
+                    return Ok((inc, started, now));
+                }
             }
             // Expiry may have emptied it.
             inner.readiness.update(self.is_closed());
             if self.is_closed() {
                 return Err(Error::closed("transport is closed"));
             }
-            let wait = match deadline {
-                None => Duration::from_millis(100),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(if timeout == Some(Duration::ZERO) {
-                            Error::would_block("no datagram queued")
-                        } else {
-                            Error::timeout("no datagram arrived in time")
-                        });
-                    }
-                    (d - now).min(Duration::from_millis(100))
-                }
-            };
+            let wait = deadline
+                .remaining("no datagram queued", "no datagram arrived in time")?
+                .map_or(Duration::from_millis(100), |w| {
+                    w.min(Duration::from_millis(100))
+                });
             // Bounded waits so that max-age expiry by a (manual) clock is noticed.
             inc.waiters += 1;
             inc = inner.inc_ready.wait(inc, &inner.inc, Some(wait));

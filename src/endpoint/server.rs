@@ -432,10 +432,7 @@ impl Server {
     /// Next new session, waiting up to `timeout` (`None`: forever, `Some(ZERO)`: poll).
     /// WTD_ERR_WOULD_BLOCK / WTD_ERR_TIMEOUT when none, WTD_ERR_CLOSED after close.
     pub fn accept(&self, timeout: Option<Duration>) -> Result<Session> {
-        if timeout != Some(Duration::ZERO) {
-            runtime::check_may_block()?;
-        }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = runtime::Deadline::start(timeout)?;
         let mut q = lock(&self.shared.queue);
         loop {
             if let Some(s) = q.sessions.pop_front() {
@@ -446,20 +443,7 @@ impl Server {
             if self.shared.closed.load(Ordering::Relaxed) {
                 return Err(Error::closed("server is closed"));
             }
-            let wait = match deadline {
-                None => None,
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(if timeout == Some(Duration::ZERO) {
-                            Error::would_block("no new session")
-                        } else {
-                            Error::timeout("no new session in time")
-                        });
-                    }
-                    Some(d - now)
-                }
-            };
+            let wait = deadline.remaining("no new session", "no new session in time")?;
             q = self.shared.ready.wait(q, &self.shared.queue, wait);
         }
     }

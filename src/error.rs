@@ -1,5 +1,6 @@
 //! The library's error type and the fixed result codes it maps to at the C boundary.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Generates everything a C enum needs from ONE list of `Variant => c"name"` pairs, placed right
@@ -130,8 +131,9 @@ c_enum!(wtd_result {
 pub struct Error {
     /// The fixed code.
     pub code: wtd_result,
-    /// What went wrong, for `wtd_last_error_message()` and logs.
-    pub message: String,
+    /// What went wrong, for `wtd_last_error_message()` and logs. Borrowed when it is a fixed
+    /// text, so the frequent errors (WOULD_BLOCK from a poll) allocate nothing.
+    pub message: Cow<'static, str>,
 }
 
 /// Result alias used throughout the crate.
@@ -139,34 +141,34 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// Builds an error with a code and a message.
-    pub fn new(code: wtd_result, message: impl Into<String>) -> Self {
+    pub fn new(code: wtd_result, message: impl Into<Cow<'static, str>>) -> Self {
         Error {
             code,
             message: message.into(),
         }
     }
     /// `WTD_ERR_INVALID_ARGUMENT`.
-    pub fn invalid(message: impl Into<String>) -> Self {
+    pub fn invalid(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(wtd_result::WTD_ERR_INVALID_ARGUMENT, message)
     }
     /// `WTD_ERR_CLOSED`.
-    pub fn closed(message: impl Into<String>) -> Self {
+    pub fn closed(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(wtd_result::WTD_ERR_CLOSED, message)
     }
     /// `WTD_ERR_PROTOCOL`.
-    pub fn protocol(message: impl Into<String>) -> Self {
+    pub fn protocol(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(wtd_result::WTD_ERR_PROTOCOL, message)
     }
     /// `WTD_ERR_TIMEOUT`.
-    pub fn timeout(message: impl Into<String>) -> Self {
+    pub fn timeout(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(wtd_result::WTD_ERR_TIMEOUT, message)
     }
     /// `WTD_ERR_INTERNAL`.
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub fn internal(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(wtd_result::WTD_ERR_INTERNAL, message)
     }
     /// `WTD_ERR_WOULD_BLOCK`.
-    pub fn would_block(message: impl Into<String>) -> Self {
+    pub fn would_block(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(wtd_result::WTD_ERR_WOULD_BLOCK, message)
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::transport::DatagramTransport;
 use crate::error::{wtd_result, Error, Result};
 
-fn serialization(msg: impl Into<String>) -> Error {
+fn serialization(msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(wtd_result::WTD_ERR_SERIALIZATION, msg)
 }
 

@@ -15,7 +15,7 @@ use crate::error::{wtd_result, Error, Result};
 /// ALPN for HTTP/3.
 pub const ALPN_H3: &[u8] = b"h3";
 
-fn tls_err(msg: impl Into<String>) -> Error {
+fn tls_err(msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(wtd_result::WTD_ERR_TLS, msg)
 }
 

@@ -34,7 +34,7 @@ use crate::datagram::reliability::{
 use crate::datagram::structured::StructuredTransport;
 use crate::error::{wtd_result, Error, Result};
 
-fn serialization(msg: impl Into<String>) -> Error {
+fn serialization(msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
     Error::new(wtd_result::WTD_ERR_SERIALIZATION, msg)
 }
 

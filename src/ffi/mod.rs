@@ -24,7 +24,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::error::{wtd_result, Error, Result};
@@ -49,26 +49,34 @@ pub mod transport;
 pub mod layers;
 
 thread_local! {
-    /// Message of the last failed wtd call on this thread (None = no error).
-    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+    /// Message of the last failed wtd call on this thread, NUL-terminated; empty = no error. The
+    /// buffer is kept between calls, so recording an error allocates only when its message is
+    /// longer than any before on this thread (a game loop polling empty queues gets a
+    /// WOULD_BLOCK message per call).
+    static LAST_ERROR: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Records `msg` as this thread's last error message.
+/// Records `msg` as this thread's last error message (a NUL inside becomes U+FFFD).
 pub(crate) fn set_last_error(msg: &str) {
-    let c = match CString::new(msg) {
-        Ok(c) => c,
-        Err(_) => CString::new(msg.replace('\0', "\u{FFFD}")).unwrap_or_default(),
-    };
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some(c));
+    LAST_ERROR.with(|e| {
+        let Ok(mut b) = e.try_borrow_mut() else {
+            return;
+        };
+        b.clear();
+        if msg.contains('\0') {
+            b.extend_from_slice(msg.replace('\0', "\u{FFFD}").as_bytes());
+        } else {
+            b.extend_from_slice(msg.as_bytes());
+        }
+        b.push(0);
+    });
 }
 
 /// Clears this thread's last error (done at the start of every guarded call).
 pub(crate) fn clear_last_error() {
     LAST_ERROR.with(|e| {
         if let Ok(mut b) = e.try_borrow_mut() {
-            if b.is_some() {
-                *b = None;
-            }
+            b.clear();
         }
     });
 }
@@ -76,9 +84,13 @@ pub(crate) fn clear_last_error() {
 /// Pointer to this thread's last error message (static "" when none). Valid until the next guarded
 /// wtd call on this thread.
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|e| match &*e.borrow() {
-        Some(c) => c.as_ptr(),
-        None => c"".as_ptr(),
+    LAST_ERROR.with(|e| {
+        let b = e.borrow();
+        if b.is_empty() {
+            c"".as_ptr()
+        } else {
+            b.as_ptr().cast()
+        }
     })
 }
 
@@ -86,10 +98,8 @@ pub(crate) fn last_error_ptr() -> *const c_char {
 #[cfg(test)]
 pub(crate) fn last_error_string() -> String {
     LAST_ERROR.with(|e| {
-        e.borrow()
-            .as_ref()
-            .map(|c| c.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        let b = e.borrow();
+        String::from_utf8_lossy(b.strip_suffix(&[0]).unwrap_or(&b)).into_owned()
     })
 }
 
@@ -556,6 +566,15 @@ mod tests {
         assert_eq!(last_error_string(), "main thread error");
         set_last_error("a\0b");
         assert_eq!(last_error_string(), "a\u{FFFD}b");
+        // The buffer is reused: a shorter message after a longer one ends at its own NUL, and
+        // a successful call reads as "".
+        set_last_error("a much longer message than the next one");
+        set_last_error("short");
+        let c = unsafe { CStr::from_ptr(last_error_ptr()) };
+        assert_eq!(c.to_str().unwrap(), "short");
+        guard(|| Ok(()));
+        let c = unsafe { CStr::from_ptr(last_error_ptr()) };
+        assert_eq!(c.to_str().unwrap(), "");
     }
 
     #[test]

@@ -425,7 +425,7 @@ pub async fn open_session(
             };
             core.mark_closed(CloseInfo {
                 code: 0,
-                reason: err.message.clone(),
+                reason: err.message.to_string(),
                 cause: CloseCause::PeerReset,
             });
             core.finish_send().await;

@@ -38,7 +38,11 @@ impl Deadline {
 
     /// How long to wait now (`None`: no limit), or the error once the time is up:
     /// `WTD_ERR_WOULD_BLOCK` with `empty` for a poll, `WTD_ERR_TIMEOUT` with `late` otherwise.
-    pub(crate) fn remaining(&self, empty: &str, late: &str) -> Result<Option<Duration>> {
+    pub(crate) fn remaining(
+        &self,
+        empty: &'static str,
+        late: &'static str,
+    ) -> Result<Option<Duration>> {
         match self {
             Deadline::Poll => Err(Error::would_block(empty)),
             Deadline::Never => Ok(None),
@@ -64,7 +68,7 @@ mod tests {
         assert!(d.is_poll());
         let e = d.remaining("empty", "late").unwrap_err();
         assert_eq!(
-            (e.code, e.message.as_str()),
+            (e.code, &*e.message),
             (wtd_result::WTD_ERR_WOULD_BLOCK, "empty")
         );
         assert_eq!(
@@ -76,9 +80,6 @@ mod tests {
         assert!(left > Duration::ZERO && left <= Duration::from_millis(20));
         std::thread::sleep(Duration::from_millis(25));
         let e = d.remaining("empty", "late").unwrap_err();
-        assert_eq!(
-            (e.code, e.message.as_str()),
-            (wtd_result::WTD_ERR_TIMEOUT, "late")
-        );
+        assert_eq!((e.code, &*e.message), (wtd_result::WTD_ERR_TIMEOUT, "late"));
     }
 }

@@ -371,6 +371,11 @@ def main():
     print(f"  ns/call (wall) engine-owned (wtd_poll): session_send {own['session_send_ns']:.0f}, try_send "
           f"{own['transport_try_send_ns']:.0f}   [<= 300]; send_multiple {own['send_multiple_ns_per_dgram']:.0f}"
           f"/datagram   [<= 150]")
+    ep, epo = w.get("empty_poll_ns"), own.get("empty_poll_ns")
+    if ep and epo:  # a game loop's per-session cost when nothing arrived (no target)
+        print(f"  empty poll (nothing queued), ns/call: session_receive {ep[0]:.0f}, session_receive_batch "
+              f"{ep[1]:.0f}, transport_receive_batch {ep[2]:.0f}; engine-owned {epo[0]:.0f} / {epo[1]:.0f} / "
+              f"{epo[2]:.0f}")
     for impl, name in (("wtd_s", "callback"), ("wtd_poll", "app-thread (threads mode)"),
                        ("wtd_own", "engine-owned wtd_poll loop"), ("wtd_owncb", "engine-owned callback")):
         print(f"  wtd p99 / raw p99 (64 B echo, {name} path): {ecl(impl, 'p99_us') / ecl('raw', 'p99_us'):.2f}x"

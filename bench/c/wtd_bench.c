@@ -422,8 +422,28 @@ static int client_ffi(wtd_session *s, size_t size, int burst, int rounds) {
     double ns[3] = {0}, cpu_ns[3] = {0};
     unsigned long long ok[3] = {0}, blocked[3] = {0}, flushes[3] = {0};
     wtd_transport *t = NULL;
+    /* An empty poll — what a game loop pays per session per frame when nothing arrived (the
+     * server drains, so nothing ever does): [session_receive, session_receive_batch (16 slots),
+     * transport_receive_batch (16 slots)], ns per call. */
+    enum { POLLS = 200000 };
+    double poll_ns[3] = {0};
+    uint8_t pbuf[64];
+    wtd_datagram_buffer pslots[16];
+    for (int i = 0; i < 16; i++) pslots[i] = (wtd_datagram_buffer){pbuf, sizeof pbuf, 0};
+    size_t plen = 0;
+    uint64_t p0 = now_ns();
+    for (int i = 0; i < POLLS; i++) (void)wtd_session_receive(s, pbuf, sizeof pbuf, &plen, 0);
+    uint64_t p1 = now_ns();
+    for (int i = 0; i < POLLS; i++) (void)wtd_session_receive_batch(s, pslots, 16, &plen, 0);
+    uint64_t p2 = now_ns();
+    poll_ns[0] = (double)(p1 - p0) / POLLS, poll_ns[1] = (double)(p2 - p1) / POLLS;
     for (int mode = 0; mode < 3; mode++) {
-        if (mode == 1) CHECK(wtd_transport_new(s, NULL, &t));
+        if (mode == 1) {
+            CHECK(wtd_transport_new(s, NULL, &t));
+            uint64_t q0 = now_ns();
+            for (int i = 0; i < POLLS; i++) (void)wtd_transport_receive_batch(t, pslots, 16, &plen, 0);
+            poll_ns[2] = (double)(now_ns() - q0) / POLLS;
+        }
         wtd_session_stats before, after;
         before.struct_size = after.struct_size = sizeof before;
         wtd_session_get_stats(s, &before);
@@ -461,9 +481,10 @@ static int client_ffi(wtd_session *s, size_t size, int burst, int rounds) {
     printf("{\"session_send_ns\":%.1f,\"transport_try_send_ns\":%.1f,\"send_multiple_ns_per_dgram\":%.1f,"
            "\"thread_cpu_ns\":[%.1f,%.1f,%.1f],"
            "\"ok\":[%llu,%llu,%llu],\"blocked\":[%llu,%llu,%llu],\"flushes\":[%llu,%llu,%llu],\"transport_send_drops\":%llu,"
-           "\"burst\":%d,\"rounds\":%d}\n",
+           "\"empty_poll_ns\":[%.1f,%.1f,%.1f],\"burst\":%d,\"rounds\":%d}\n",
            ns[0], ns[1], ns[2], cpu_ns[0], cpu_ns[1], cpu_ns[2], ok[0], ok[1], ok[2], blocked[0], blocked[1], blocked[2],
-           flushes[0], flushes[1], flushes[2], (unsigned long long)st.send_drops, burst, rounds);
+           flushes[0], flushes[1], flushes[2], (unsigned long long)st.send_drops, poll_ns[0], poll_ns[1],
+           poll_ns[2], burst, rounds);
     fflush(stdout);
     wtd_transport_free(t);
     free(p), free(views);

@@ -425,7 +425,7 @@ static int client_ffi(wtd_session *s, size_t size, int burst, int rounds) {
     /* An empty poll — what a game loop pays per session per frame when nothing arrived (the
      * server drains, so nothing ever does): [session_receive, session_receive_batch (16 slots),
      * transport_receive_batch (16 slots)], ns per call. */
-    enum { POLLS = 200000 };
+    enum { POLLS = 1000000 };
     double poll_ns[3] = {0};
     uint8_t pbuf[64];
     wtd_datagram_buffer pslots[16];

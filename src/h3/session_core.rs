@@ -244,12 +244,17 @@ impl SessionCore {
             reason: reason.to_owned(),
             cause: CloseCause::Local,
         };
+        // Counted before the session leaves the connection's table: a sibling's close ending in
+        // between would otherwise find no session and no close on its way, and close the
+        // connection under this session's capsule (its peer would see a connection close
+        // instead of this code and reason).
+        self.conn.local_close_started();
         if !self.mark_closed(info) {
+            self.conn.local_close_done();
             return;
         }
         let capsule = capsule::encode_close(code, reason, !self.draft.raw_capsules());
         let me = self.clone();
-        self.conn.local_close_started();
         crate::h3::connection::spawn_closing(async move {
             if let Some(mut send) = me.send.lock().await.take() {
                 let _ = send.write_all(&capsule).await;

@@ -741,8 +741,8 @@ fn oversized_header_block_is_refused_with_431_and_counted() {
     assert_eq!(srv.server.stats().refused_headers_too_large, 2);
 }
 
-/// Reads a request stream until its end: `Ok(fields)` for a response, `Err(code)` for a reset.
-async fn response_or_reset(recv: &mut quinn::RecvStream) -> Result<Vec<(String, String)>, u64> {
+/// Reads a request stream until its end: `Ok(status)` for a response, `Err(code)` for a reset.
+async fn status_or_reset(recv: &mut quinn::RecvStream) -> Result<Option<u16>, u64> {
     let mut buf = Vec::new();
     loop {
         match tokio::time::timeout(T, recv.read_chunk(usize::MAX, true)).await {
@@ -753,10 +753,21 @@ async fn response_or_reset(recv: &mut quinn::RecvStream) -> Result<Vec<(String, 
         if let Some(h) = frame::parse_header(&buf) {
             if h.ty == frame::HEADERS && buf.len() >= h.header_len + h.len as usize {
                 let block = &buf[h.header_len..h.header_len + h.len as usize];
-                return Ok(wtd::h3::qpack::decode_field_section(block).unwrap());
+                return Ok(status(
+                    &wtd::h3::qpack::decode_field_section(block).unwrap(),
+                ));
             }
         }
     }
+}
+
+/// Sends a WebTransport CONNECT for `path` on a new stream and reads what comes back (see
+/// [`status_or_reset`]).
+async fn connect_status(peer: &RawPeer, path: &str) -> Result<Option<u16>, u64> {
+    let (_s, mut r) = peer
+        .open_bi(&headers_frame(&chromium_connect(path, "webtransport")))
+        .await;
+    status_or_reset(&mut r).await
 }
 
 /// Opens `n` sessions on `peer`'s connection (paths /s0, /s1, …), each answered 200; keep the
@@ -779,11 +790,8 @@ fn seventeenth_session_is_rejected_and_counted() {
     wire(async {
         let (peer, control) = RawPeer::with_settings(srv.addr, &basic_settings()).await;
         let mut open = open_sessions(&peer, 16).await;
-        let (_s, mut r) = peer
-            .open_bi(&headers_frame(&chromium_connect("/s16", "webtransport")))
-            .await;
         assert_eq!(
-            response_or_reset(&mut r).await.map(|f| status(&f)),
+            connect_status(&peer, "/s16").await,
             Err(H3_REQUEST_REJECTED),
             "the 17th CONNECT is reset with H3_REQUEST_REJECTED"
         );
@@ -837,17 +845,14 @@ fn a_request_between_check_and_registration_holds_its_place() {
         while !inside.load(SeqCst) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let (_s, mut r) = peer
-            .open_bi(&headers_frame(&chromium_connect("/second", "webtransport")))
-            .await;
         assert_eq!(
-            response_or_reset(&mut r).await.map(|f| status(&f)),
+            connect_status(&peer, "/second").await,
             Err(H3_REQUEST_REJECTED),
             "a request arriving while the 16th place is held is reset"
         );
         release.store(true, SeqCst);
         assert_eq!(
-            response_or_reset(&mut held_r).await.map(|f| status(&f)),
+            status_or_reset(&mut held_r).await,
             Ok(Some(200)),
             "the held request gets its place"
         );
@@ -1022,10 +1027,7 @@ fn stalled_request_headers_are_reset_at_the_header_deadline() {
         let mut head = headers_frame(&chromium_connect("/slow", "webtransport"));
         head.truncate(head.len() - 3);
         let (_s, mut r) = peer.open_bi(&head).await;
-        assert_eq!(
-            response_or_reset(&mut r).await.map(|f| status(&f)),
-            Err(H3_REQUEST_INCOMPLETE)
-        );
+        assert_eq!(status_or_reset(&mut r).await, Err(H3_REQUEST_INCOMPLETE));
         assert!(peer.alive_after(Duration::from_millis(100)).await);
         drop(control);
     });
